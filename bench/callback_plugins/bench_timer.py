@@ -1,0 +1,108 @@
+# Benchmark-only aggregate callback: where the time of a playbook run goes, per task and host.
+from __future__ import annotations
+
+DOCUMENTATION = """
+name: bench_timer
+type: aggregate
+short_description: Record per-task and per-host timings of a run as JSON (benchmark use only)
+description:
+  - Writes the file named by the environment variable C(BENCH_TIMER_OUT) at the end of the run.
+  - Records for every task its wall span (first host start to last host result), the sum and
+    maximum of its per-host durations, and per-host ok/changed/failed/skipped counts.
+  - Records only names, times and counts; never results, arguments or variables.
+requirements:
+  - enabled in callbacks_enabled and found on callback_plugins
+"""
+
+import json
+import os
+import time
+
+from ansible.plugins.callback import CallbackBase
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "bench_timer"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._t0 = time.perf_counter()
+        self._tasks = []  # ordered list of task records
+        self._by_uuid = {}
+        self._starts = {}  # (task uuid, host) -> start time
+
+    def _now(self):
+        return time.perf_counter() - self._t0
+
+    def _task(self, task):
+        rec = self._by_uuid.get(task._uuid)
+        if rec is None:
+            rec = {
+                "name": task.get_name(),
+                "action": task.action,
+                "start": self._now(),
+                "end": None,
+                "hosts": 0,
+                "sum_host_s": 0.0,
+                "max_host_s": 0.0,
+                "changed": 0,
+                "failed": 0,
+                "skipped": 0,
+            }
+            self._by_uuid[task._uuid] = rec
+            self._tasks.append(rec)
+        return rec
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        self._task(task)
+
+    def v2_playbook_on_handler_task_start(self, task):
+        self._task(task)
+
+    def v2_runner_on_start(self, host, task):
+        self._starts[(task._uuid, host.get_name())] = self._now()
+
+    def _done(self, result, kind):
+        rec = self._task(result._task)
+        now = self._now()
+        start = self._starts.pop((result._task._uuid, result._host.get_name()), rec["start"])
+        took = now - start
+        rec["end"] = now
+        rec["hosts"] += 1
+        rec["sum_host_s"] += took
+        rec["max_host_s"] = max(rec["max_host_s"], took)
+        if kind == "failed":
+            rec["failed"] += 1
+        elif kind == "skipped":
+            rec["skipped"] += 1
+        elif result._result.get("changed"):
+            rec["changed"] += 1
+
+    def v2_runner_on_ok(self, result, **kwargs):
+        self._done(result, "ok")
+
+    def v2_runner_on_failed(self, result, ignore_errors=False, **kwargs):
+        self._done(result, "ok" if ignore_errors else "failed")
+
+    def v2_runner_on_unreachable(self, result, **kwargs):
+        self._done(result, "failed")
+
+    def v2_runner_on_skipped(self, result, **kwargs):
+        self._done(result, "skipped")
+
+    def v2_playbook_on_stats(self, stats):
+        out = os.environ.get("BENCH_TIMER_OUT")
+        if not out:
+            return
+        hosts = {h: stats.summarize(h) for h in sorted(stats.processed)}
+        for rec in self._tasks:
+            rec["span_s"] = round((rec["end"] or rec["start"]) - rec["start"], 4)
+            rec["sum_host_s"] = round(rec["sum_host_s"], 4)
+            rec["max_host_s"] = round(rec["max_host_s"], 4)
+            rec["start"] = round(rec["start"], 4)
+            rec["end"] = round(rec["end"], 4) if rec["end"] is not None else None
+        with open(out, "w", encoding="utf-8") as fh:
+            json.dump({"wall_s": round(self._now(), 4), "tasks": self._tasks, "hosts": hosts}, fh, indent=1)

@@ -1,0 +1,497 @@
+"""Fleet provisioning benchmark: our playbook against the Ansible floor, the crypto floor and
+the usual community.crypto alternative, measured side by side in one run (issue 7).
+
+Run from the repository root with the venv's Python:
+
+    .venv/bin/python bench/fleet.py                    # N=50, median of 3
+    .venv/bin/python bench/fleet.py --hosts 2 --repeat 1   # smoke run (CI)
+    .venv/bin/python bench/fleet.py --quick            # same, small N
+
+What it does: builds a local fleet of N hosts (connection local, one mtls_dir per host under a
+scratch dir), starts the reference provisioning service, then for each repetition runs, in an
+order that alternates between repetitions:
+  provision   playbooks/provision.yml on fresh identity dirs (first run)
+  rerun       the same playbook again (idempotent re-run)
+  rotate      the same playbook with -e mtls_rotate=always
+  baseline    bench/baseline/provision.yml on fresh dirs (community.crypto), and its re-run
+  ping        bench/playbooks/ping.yml (one ansible.builtin.ping task: the Ansible floor)
+  keygen      N RSA-4096 generations in one Python process (bench/keygen.py: the crypto floor)
+It prints a table of medians and the ratios of issue 7 and writes bench/results/<ts>.json.
+Benchmarks are scripts, never timed assertions: the exit status only says whether every run
+did its job (all hosts ok, re-run unchanged), not whether a target was met.
+"""
+from __future__ import annotations
+
+import argparse
+import configparser
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+RESULTS = BENCH / "results"
+LOCAL_COLLECTIONS = BENCH / ".collections"
+
+# community.crypto comes from the PyPI `ansible` wheel (no Galaxy here): pinned release.
+ANSIBLE_WHEEL_VERSION = "12.3.0"
+ANSIBLE_WHEEL = f"ansible-{ANSIBLE_WHEEL_VERSION}-py3-none-any.whl"
+CRYPTO_PREFIX = "ansible_collections/community/crypto/"
+
+PROVISION = REPO / "playbooks" / "provision.yml"
+BASELINE = BENCH / "baseline" / "provision.yml"
+PING = BENCH / "playbooks" / "ping.yml"
+KEYGEN = BENCH / "keygen.py"
+MODULE_ALONE = BENCH / "module_alone.py"
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- community.crypto
+def _cache_dir() -> Path:
+    env = os.environ.get("FLEET_MTLS_CACHE")
+    candidates = [Path(env)] if env else []
+    candidates += [Path("/var/cache/fleet-mtls"), Path.home() / ".cache" / "fleet-mtls"]
+    for cand in candidates:
+        try:
+            (cand / "wheels").mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(cand / "wheels", os.W_OK):
+            return cand
+    raise SystemExit("no writable cache dir for the ansible wheel (set FLEET_MTLS_CACHE)")
+
+
+def _collection_roots() -> list[Path]:
+    roots = [Path(p) for p in os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(os.pathsep) if p]
+    roots += [Path.home() / ".ansible" / "collections", Path("/usr/share/ansible/collections")]
+    roots += [Path(p) for p in sys.path if p]  # ansible scans sys.path for ansible_collections
+    return roots
+
+
+def crypto_version(root: Path) -> str | None:
+    manifest = root / CRYPTO_PREFIX / "MANIFEST.json"
+    try:
+        return json.loads(manifest.read_text())["collection_info"]["version"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def ensure_community_crypto() -> tuple[Path, str]:
+    """Find community.crypto where ansible looks, or extract it from the `ansible` wheel into
+    bench/.collections (wheel cached outside the repo). Returns (collections root, version)."""
+    for root in _collection_roots():
+        version = crypto_version(root)
+        if version:
+            return root, version
+    version = crypto_version(LOCAL_COLLECTIONS)
+    if version:
+        return LOCAL_COLLECTIONS, version
+    wheel = _cache_dir() / "wheels" / ANSIBLE_WHEEL
+    if not wheel.exists():
+        log(f"downloading {ANSIBLE_WHEEL} (~54 MB, once) into {wheel.parent}")
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+             "--disable-pip-version-check", f"ansible=={ANSIBLE_WHEEL_VERSION}", "-d", str(wheel.parent)],
+            check=True, stdout=subprocess.DEVNULL,
+        )
+    log(f"extracting community.crypto from {wheel.name} into {LOCAL_COLLECTIONS}")
+    LOCAL_COLLECTIONS.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=LOCAL_COLLECTIONS, prefix=".extract-"))
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            members = [m for m in zf.namelist() if m.startswith(CRYPTO_PREFIX)]
+            if not members:
+                raise SystemExit(f"{wheel} holds no {CRYPTO_PREFIX}")
+            for member in members:
+                zf.extract(member, staging)
+        target = LOCAL_COLLECTIONS / "ansible_collections" / "community"
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(target / "crypto", ignore_errors=True)
+        os.replace(staging / CRYPTO_PREFIX, target / "crypto")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    version = crypto_version(LOCAL_COLLECTIONS)
+    if not version:
+        raise SystemExit("community.crypto extraction failed")
+    return LOCAL_COLLECTIONS, version
+
+
+# --------------------------------------------------------------------------- service
+class Service:
+    """The reference provisioning service: tests/servicectl.py's ProvisioningService."""
+
+    def __init__(self, state_dir: Path, token: str):
+        self.state_dir = state_dir
+        self.token = token
+        self._svc = None
+
+    def start(self) -> Service:
+        sys.path.insert(0, str(REPO))
+        from tests.servicectl import ProvisioningService
+
+        self._svc = ProvisioningService(state_dir=self.state_dir, token=self.token)
+        self._svc.start()
+        return self
+
+    def __getattr__(self, name):
+        return getattr(self._svc, name)
+
+    def stop(self) -> None:
+        if self._svc is not None:
+            self._svc.stop()
+
+
+# --------------------------------------------------------------------------- fleet
+def write_inventory(path: Path, hosts_root: Path, n: int, svc) -> Path:
+    """A local fleet in the shape of inventory/demo: connection local, the controller's
+    Python, one mtls_dir per host; the service's URL and CA in group vars."""
+    hosts_root.mkdir(parents=True, exist_ok=True)
+    width = max(3, len(str(n)))
+    lines = [
+        "---",
+        "# Generated by bench/fleet.py: a local benchmark fleet (no SSH, no containers).",
+        "all:",
+        "  vars:",
+        "    ansible_connection: local",
+        '    ansible_python_interpreter: "{{ ansible_playbook_python }}"',
+        f"    mtls_api_url: {json.dumps(svc.api_url)}",
+        f"    mtls_api_ca: {json.dumps(str(svc.ca_path))}",
+        f"    mtls_verify_url: {json.dumps(svc.gate_url.rstrip('/') + '/whoami')}",
+        f"    mtls_verify_ca: {json.dumps(str(svc.ca_path))}",
+        "    mtls_agent_restart: none",
+        f"    mtls_report_dir: {json.dumps(str(path.parent / 'reports'))}",
+        "  hosts:",
+    ]
+    for i in range(1, n + 1):
+        name = f"dev{i:0{width}d}"
+        lines.append(f"    {name}:")
+        lines.append(f"      mtls_dir: {json.dumps(str(hosts_root / name / '.mtls'))}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# --------------------------------------------------------------------------- runs
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+class Runner:
+    def __init__(self, args, scratch: Path, collections_root: Path):
+        self.args = args
+        self.scratch = scratch
+        self.logs = scratch / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.env = dict(os.environ)
+        self.env.update({
+            "ANSIBLE_COLLECTIONS_PATH": os.pathsep.join(
+                [str(collections_root)] + [p for p in os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(os.pathsep) if p]),
+            "ANSIBLE_CALLBACK_PLUGINS": str(BENCH / "callback_plugins"),
+            "ANSIBLE_CALLBACKS_ENABLED": "bench_timer",
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_LOCAL_TEMP": str(scratch / "ansible-tmp"),
+            "ANSIBLE_RETRY_FILES_ENABLED": "0",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        })
+        self.ansible_playbook = str(Path(sys.executable).parent / "ansible-playbook")
+        self.counter = 0
+
+    def playbook(self, label: str, playbook: Path, inventory: Path, extra: list[str] | None = None) -> dict:
+        self.counter += 1
+        stem = f"{self.counter:03d}-{label}"
+        timer = self.logs / f"{stem}.timer.json"
+        logfile = self.logs / f"{stem}.log"
+        env = dict(self.env, BENCH_TIMER_OUT=str(timer))
+        cmd = [self.ansible_playbook, "-i", str(inventory), "-f", str(self.args.forks), str(playbook)]
+        for e in extra or []:
+            cmd += ["-e", e]
+        load = os.getloadavg()[0]
+        cpu0, t0 = _children_cpu(), time.perf_counter()
+        with open(logfile, "w") as out:
+            rc = subprocess.call(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        wall, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
+        rec = {"label": label, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "rc": rc,
+               "load1_before": load, "log": str(logfile)}
+        try:
+            tdata = json.loads(timer.read_text())
+        except (OSError, ValueError):
+            tdata = None
+        if tdata:
+            hosts = tdata["hosts"]
+            rec["hosts_failed"] = sum(1 for h in hosts.values() if h["failures"] or h["unreachable"])
+            rec["hosts_changed"] = sum(1 for h in hosts.values() if h["changed"])
+            rec["changed_tasks"] = sum(h["changed"] for h in hosts.values())
+            rec["callback_wall_s"] = tdata["wall_s"]
+            rec["tasks"] = tdata["tasks"]
+        log(f"{label:<16} wall {wall:7.2f}s  cpu {cpu:7.2f}s  rc={rc}"
+            + (f"  changed hosts {rec.get('hosts_changed')} tasks {rec.get('changed_tasks')}"
+               f"  failed hosts {rec.get('hosts_failed')}" if tdata else "  (no timer output)"))
+        return rec
+
+    def keygen(self, n: int) -> dict:
+        load = os.getloadavg()[0]
+        cpu0, t0 = _children_cpu(), time.perf_counter()
+        out = subprocess.run([sys.executable, str(KEYGEN), str(n)], check=True, capture_output=True, text=True,
+                             cwd=REPO)
+        wall, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
+        data = json.loads(out.stdout)
+        per_key = data.pop("per_key_cpu_s")
+        rec = {"label": "keygen", "wall_s": round(wall, 3), "cpu_s": data["cpu_s"], "process_cpu_s": round(cpu, 3),
+               "per_key_median_s": round(statistics.median(per_key), 4), "per_key_min_s": min(per_key),
+               "per_key_max_s": max(per_key), "load1_before": load, "rc": 0, **data}
+        log(f"{'keygen':<16} wall {wall:7.2f}s  cpu {data['cpu_s']:7.2f}s  "
+            f"per key median {rec['per_key_median_s']:.3f}s")
+        return rec
+
+
+def check(rec: dict, n: int, *, changed: str) -> list[str]:
+    """What a run must have done; returns problems (the benchmark is only valid without)."""
+    problems = []
+    label = rec["label"]
+    if rec["rc"] != 0:
+        problems.append(f"{label}: ansible-playbook exited {rec['rc']} (see {rec['log']})")
+    if "hosts_failed" not in rec:
+        problems.append(f"{label}: no timer output (see {rec['log']})")
+        return problems
+    if rec["hosts_failed"]:
+        problems.append(f"{label}: {rec['hosts_failed']} host(s) failed (see {rec['log']})")
+    if changed == "all" and rec["hosts_changed"] != n:
+        problems.append(f"{label}: {rec['hosts_changed']}/{n} hosts changed, expected all")
+    if changed == "none" and rec["changed_tasks"]:
+        problems.append(f"{label}: {rec['changed_tasks']} changed task(s), expected none")
+    return problems
+
+
+# --------------------------------------------------------------------------- report
+def med(recs: list[dict], key: str = "wall_s") -> float | None:
+    vals = [r[key] for r in recs if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def summarise(runs: dict[str, list[dict]], n: int, cores: int, module_alone: dict | None) -> dict:
+    m = {k: med(v) for k, v in runs.items()}
+    c = {k: med(v, "cpu_s") for k, v in runs.items()}
+    kg_cpu = c.get("keygen")
+    ratios, notes = {}, {}
+
+    def ratio(name, num, den, note):
+        if num is not None and den:
+            ratios[name] = round(num / den, 3)
+            notes[name] = note
+
+    floor = (kg_cpu / cores + m["ping"]) if kg_cpu is not None and m.get("ping") is not None else None
+    ratio("provision/(keygen_cpu/cores+ping)", m.get("provision"), floor,
+          "target <= 1.3: first run against the sum of the Ansible floor and the crypto floor spread on all cores")
+    ratio("provision/baseline", m.get("provision"), m.get("baseline"),
+          "target <= 0.5 (>= 2x faster than the community.crypto playbook)")
+    ratio("baseline/provision", m.get("baseline"), m.get("provision"), "how many times faster we are")
+    ratio("rerun/ping", m.get("rerun"), m.get("ping"), "target <= 1.5")
+    ratio("baseline_rerun/rerun", m.get("baseline_rerun"), m.get("rerun"), "re-run against re-run")
+    ratio("rotate/provision", m.get("rotate"), m.get("provision"), "a rotation is a first run that keeps the ID")
+    overhead = {}
+    if None not in (m.get("provision"), m.get("ping"), kg_cpu):
+        overhead["wall_formula_ms"] = round((m["provision"] - m["ping"] - kg_cpu / cores) * cores / n * 1000, 1)
+        overhead["wall_formula"] = ("(provision_wall - ping_wall - keygen_cpu/cores) * cores / N: wall time the "
+                                    "first run spends beyond the Ansible floor and the key generations, "
+                                    "converted to core-seconds per host (assumes all cores busy)")
+    if None not in (c.get("provision"), c.get("ping"), kg_cpu):
+        overhead["cpu_formula_ms"] = round((c["provision"] - c["ping"] - kg_cpu) / n * 1000, 1)
+        overhead["cpu_formula"] = ("(provision_cpu - ping_cpu - keygen_cpu) / N: CPU (user+sys, controller and "
+                                   "module processes) the first run spends per host beyond the ping playbook and "
+                                   "the key generation; robust to other load on the machine")
+    if module_alone:
+        overhead["module_alone_ms"] = module_alone.get("overhead_ms")
+        overhead["module_alone"] = module_alone.get("formula")
+    return {"median_wall_s": m, "median_cpu_s": c, "ratios": ratios, "ratio_notes": notes,
+            "module_overhead_per_host": overhead, "floor_s": floor}
+
+
+def print_table(summary: dict, runs: dict[str, list[dict]], n: int, forks: int, cores: int) -> None:
+    order = ["provision", "rerun", "rotate", "baseline", "baseline_rerun", "ping", "keygen"]
+    print()
+    print(f"fleet-mtls benchmark: N={n} hosts, forks={forks}, cores={cores}, "
+          f"repeat={max(len(v) for v in runs.values())}")
+    print(f"{'run':<16}{'median s':>10}{'min s':>9}{'max s':>9}{'cpu s':>9}{'ms/host':>10}")
+    for k in order:
+        recs = runs.get(k)
+        if not recs:
+            continue
+        walls = [r["wall_s"] for r in recs]
+        mw = summary["median_wall_s"][k]
+        mc = summary["median_cpu_s"][k]
+        print(f"{k:<16}{mw:>10.2f}{min(walls):>9.2f}{max(walls):>9.2f}{mc:>9.2f}{mw / n * 1000:>10.0f}")
+    kg = runs.get("keygen")
+    if kg:
+        print(f"keygen per key (CPU, median of all keys): {statistics.median(r['per_key_median_s'] for r in kg):.3f} s;"
+              f" keygen CPU / cores = {summary['median_cpu_s']['keygen'] / cores:.2f} s")
+    if summary["floor_s"] is not None:
+        print(f"floor = keygen_cpu/cores + ping = {summary['floor_s']:.2f} s")
+    print()
+    print("ratios (medians):")
+    for name, val in summary["ratios"].items():
+        print(f"  {name:<36}{val:>8.2f}   {summary['ratio_notes'][name]}")
+    oh = summary["module_overhead_per_host"]
+    if oh:
+        print()
+        print("per-host overhead of the module beyond key generation (target < 50 ms):")
+        for key in ("cpu_formula", "wall_formula", "module_alone"):
+            if oh.get(key + "_ms") is not None:
+                print(f"  {oh[key + '_ms']:>8.1f} ms  {oh[key]}")
+    print()
+
+
+# --------------------------------------------------------------------------- main
+def default_forks() -> int:
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "ansible.cfg")
+    return cfg.getint("defaults", "forks", fallback=5)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--hosts", type=int, default=50, help="fleet size N (default 50)")
+    p.add_argument("--forks", type=int, default=default_forks(), help="ansible forks (default: ansible.cfg's)")
+    p.add_argument("--repeat", type=int, default=3, help="repetitions; medians are reported (default 3)")
+    p.add_argument("--quick", action="store_true", help="smoke run: --hosts 3 --repeat 1")
+    p.add_argument("--only", default="provision,baseline,ping,keygen",
+                   help="comma list of blocks: provision (incl. rerun/rotate), baseline, ping, keygen, module")
+    p.add_argument("--keep", action="store_true", help="keep the scratch dir (identity dirs, logs)")
+    p.add_argument("--scratch", type=Path, help="scratch dir (default: a new temp dir)")
+    p.add_argument("--out", type=Path, help="JSON output path (default bench/results/<timestamp>.json)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.hosts, args.repeat = 3, 1
+    if args.hosts < 1 or args.repeat < 1 or args.forks < 1:
+        p.error("--hosts, --repeat and --forks must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if Path.cwd().resolve() != REPO:
+        log(f"note: running from {Path.cwd()}; playbooks run with cwd={REPO} (its ansible.cfg)")
+    blocks = {b.strip() for b in args.only.split(",") if b.strip()}
+    unknown = blocks - {"provision", "baseline", "ping", "keygen", "module"}
+    if unknown:
+        raise SystemExit(f"unknown --only blocks: {sorted(unknown)}")
+    if "provision" in blocks and not PROVISION.exists():
+        raise SystemExit(f"{PROVISION} does not exist yet (use --only baseline,ping,keygen)")
+    n, cores = args.hosts, len(os.sched_getaffinity(0))
+    collections_root, crypto_ver = ensure_community_crypto()
+    log(f"community.crypto {crypto_ver} from {collections_root}")
+
+    scratch = args.scratch or Path(tempfile.mkdtemp(prefix="fleet-mtls-bench-"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    started = dt.datetime.now(dt.UTC)
+    svc = Service(scratch / "service", token="bench-token").start()
+    log(f"service api={svc.api_url} gate={svc.gate_url}; scratch {scratch}")
+    runner = Runner(args, scratch, collections_root)
+    runs: dict[str, list[dict]] = {}
+    problems: list[str] = []
+    module_alone = None
+    loads = [os.getloadavg()]
+    registrations = None
+
+    def add(rec, changed="any"):
+        runs.setdefault(rec["label"], []).append(rec)
+        problems.extend(check(rec, n, changed=changed) if rec["label"] != "keygen" else [])
+
+    try:
+        ping_inv = write_inventory(scratch / "ping" / "inventory.yml", scratch / "ping" / "hosts", n, svc)
+        for rep in range(args.repeat):
+            order = ["provision", "baseline", "ping", "keygen"]
+            if rep % 2:
+                order.reverse()
+            for block in order:
+                if block not in blocks:
+                    continue
+                if block == "provision":
+                    inv = write_inventory(scratch / f"ours-{rep}" / "inventory.yml", scratch / f"ours-{rep}" / "hosts",
+                                          n, svc)
+                    add(runner.playbook("provision", PROVISION, inv), "all")
+                    add(runner.playbook("rerun", PROVISION, inv), "none")
+                    add(runner.playbook("rotate", PROVISION, inv, ["mtls_rotate=always"]), "all")
+                elif block == "baseline":
+                    inv = write_inventory(scratch / f"base-{rep}" / "inventory.yml", scratch / f"base-{rep}" / "hosts",
+                                          n, svc)
+                    add(runner.playbook("baseline", BASELINE, inv), "all")
+                    add(runner.playbook("baseline_rerun", BASELINE, inv), "none")
+                elif block == "ping":
+                    add(runner.playbook("ping", PING, ping_inv))
+                elif block == "keygen":
+                    add(runner.keygen(n))
+                loads.append(os.getloadavg())
+        if "module" in blocks:
+            module_alone = measure_module_alone(runner, svc, scratch, min(n, 10))
+    finally:
+        with contextlib.suppress(Exception):
+            registrations = len(svc.registrations())
+        svc.stop()
+
+    summary = summarise(runs, n, cores, module_alone)
+    print_table(summary, runs, n, args.forks, cores)
+    result = {
+        "started": started.isoformat(timespec="seconds"),
+        "hosts": n, "forks": args.forks, "repeat": args.repeat, "cores": cores,
+        "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                    "cpu": _cpu_model(), "loadavg_samples": [[round(x, 2) for x in s] for s in loads]},
+        "versions": _versions(crypto_ver),
+        **summary,
+        "module_alone": module_alone,
+        "service_registrations": registrations,
+        "problems": problems,
+        "runs": runs,
+    }
+    out = args.out or RESULTS / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"results: {out}")
+    if problems:
+        print("PROBLEMS (the numbers above are not valid):")
+        for p in problems:
+            print(f"  - {p}")
+    if not args.keep and not args.scratch:
+        shutil.rmtree(scratch, ignore_errors=True)
+    elif args.keep:
+        print(f"scratch kept: {scratch}")
+    return 1 if problems else 0
+
+
+def measure_module_alone(runner, svc, scratch, n):  # filled in once the module exists
+    return None
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def _versions(crypto_ver: str) -> dict:
+    import ansible.release
+    import cryptography
+
+    return {"ansible_core": ansible.release.__version__, "cryptography": cryptography.__version__,
+            "community_crypto": crypto_ver}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
