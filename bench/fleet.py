@@ -369,7 +369,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--forks", type=int, default=default_forks(), help="ansible forks (default: ansible.cfg's)")
     p.add_argument("--repeat", type=int, default=3, help="repetitions; medians are reported (default 3)")
     p.add_argument("--quick", action="store_true", help="smoke run: --hosts 3 --repeat 1")
-    p.add_argument("--only", default="provision,baseline,ping,keygen",
+    p.add_argument("--only", default="provision,baseline,ping,keygen,module",
                    help="comma list of blocks: provision (incl. rerun/rotate), baseline, ping, keygen, module")
     p.add_argument("--keep", action="store_true", help="keep the scratch dir (identity dirs, logs)")
     p.add_argument("--scratch", type=Path, help="scratch dir (default: a new temp dir)")
@@ -392,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown --only blocks: {sorted(unknown)}")
     if "provision" in blocks and not PROVISION.exists():
         raise SystemExit(f"{PROVISION} does not exist yet (use --only baseline,ping,keygen)")
+    if "module" in blocks and not (REPO / "library" / "mtls_identity.py").exists():
+        raise SystemExit("library/mtls_identity.py does not exist yet (leave out 'module' from --only)")
     n, cores = args.hosts, len(os.sched_getaffinity(0))
     collections_root, crypto_ver = ensure_community_crypto()
     log(f"community.crypto {crypto_ver} from {collections_root}")
@@ -438,7 +440,8 @@ def main(argv: list[str] | None = None) -> int:
                     add(runner.keygen(n))
                 loads.append(os.getloadavg())
         if "module" in blocks:
-            module_alone = measure_module_alone(runner, svc, scratch, min(n, 10))
+            module_alone = measure_module_alone(runs, svc, scratch, min(n, 10))
+            problems.extend(f"module alone: {c}" for c in module_alone.get("problems", []))
     finally:
         with contextlib.suppress(Exception):
             registrations = len(svc.registrations())
@@ -473,8 +476,37 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if problems else 0
 
 
-def measure_module_alone(runner, svc, scratch, n):  # filled in once the module exists
-    return None
+def measure_module_alone(runs: dict, svc, scratch: Path, k: int) -> dict:
+    """Run the module k times on fresh dirs (create) and k times again (unchanged), each call in
+    a fresh Python process without Ansible (bench/module_alone.py), sequentially."""
+    sys.path.insert(0, str(BENCH))
+    import module_alone
+
+    base = scratch / "module-alone"
+    args = [{"path": str(base / f"dev{i:03d}" / ".mtls"), "api_url": svc.api_url, "ca_path": str(svc.ca_path)}
+            for i in range(1, k + 1)]
+    create = [module_alone.call(a) for a in args]
+    unchanged = [module_alone.call(a) for a in args]
+    res = {"calls": k, "create": create, "unchanged": unchanged}
+    bad = [c for c in create if c["failed"] or c["action"] != "created"]
+    bad += [c for c in unchanged if c["failed"] or c["action"] != "unchanged"]
+    if bad:
+        res["problems"] = bad
+    kg = runs.get("keygen", [])
+    res["create_cpu_mean_s"] = round(statistics.fmean(c["cpu_s"] for c in create), 4)
+    res["create_wall_median_s"] = round(statistics.median(c["wall_s"] for c in create), 4)
+    res["unchanged_cpu_mean_s"] = round(statistics.fmean(c["cpu_s"] for c in unchanged), 4)
+    res["unchanged_wall_median_s"] = round(statistics.median(c["wall_s"] for c in unchanged), 4)
+    if kg:
+        per_key = sum(r["cpu_s"] for r in kg) / sum(r["n"] for r in kg)
+        res["keygen_cpu_mean_per_key_s"] = round(per_key, 4)
+        res["overhead_ms"] = round((res["create_cpu_mean_s"] - per_key) * 1000, 1)
+        res["formula"] = (f"mean CPU of one module call creating an identity, run alone in a fresh Python "
+                          f"process ({k} calls: interpreter start, imports, key, cert, HTTP, writes) minus the "
+                          f"mean CPU of one RSA-4096 generation")
+    log(f"module alone: create cpu mean {res['create_cpu_mean_s']:.3f}s, unchanged cpu mean "
+        f"{res['unchanged_cpu_mean_s']:.3f}s" + (f", overhead {res['overhead_ms']:.0f} ms" if kg else ""))
+    return res
 
 
 def _cpu_model() -> str:
