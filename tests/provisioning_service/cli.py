@@ -1,0 +1,257 @@
+"""Command line: start both listeners, print READY, stop cleanly on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import pathlib
+import secrets
+import signal
+import sys
+import threading
+
+from tests.provisioning_service.app import ApiApp, GateApp
+from tests.provisioning_service.faults import FaultBook, FaultSpecError, parse_cli
+from tests.provisioning_service.pki import SERVER_CERT_KINDS, ServicePKI, write_private
+from tests.provisioning_service.registry import Registry
+from tests.provisioning_service.server import (
+    GateContexts,
+    TLSWSGIServer,
+    server_context,
+)
+
+TOKEN_ENV = "PROVISIONING_SERVICE_TOKEN"
+
+DESCRIPTION = """\
+Reference provisioning service for fleet-mtls: a real HTTPS registry (SQLite, WAL) with a
+mutual-TLS gate, standing in for the cloud side of the upstream installer. Run it from the
+repository root. When both listeners accept connections it prints exactly one line to stdout:
+
+  READY api=https://127.0.0.1:PORT gate=https://127.0.0.1:GATEPORT ca=DIR/ca.crt
+
+Logs (one line per request, never a request body) go to stderr.
+"""
+
+EPILOG = """\
+state directory (created 0700 on first start, reused afterwards):
+  ca.crt / ca.key              server-trust CA: clients verify both listeners with ca.crt
+  server.key, server-*.crt     listener certificates (SAN DNS:localhost, IP:127.0.0.1;
+                               wrong-host: DNS:wrong.example only; expired: expired)
+  enroll-ca.crt / .key         enrollment CA signing CSRs; the gate trusts it
+  registry.sqlite3             IDs (never reissued), current certificates, history,
+                               enrollments, deletions
+  token                        bearer token used when neither --token nor
+                               $PROVISIONING_SERVICE_TOKEN is given (created 0600)
+  Private keys are EC P-256 and 0600.
+
+API listener (server-authenticated TLS):
+  GET    /generate-orchestrator-id        200 {"statusCode":200,"data":{"id":"<8 hex>",
+                                           "expiresAt":"<ISO-8601 UTC>","expiresIn":<s>}}
+  POST   /upload-orchestrator-certificate multipart: file (or field) "certificate", field "id"
+                                          200 {"statusCode":200,"data":{"message":..,"id":..}}
+  POST   /agent/certificate               JSON {"agent_id":..,"certificate":..}, Bearer token
+  POST   /orchestrators/enroll            multipart "csr" (+ optional "id"): 200 with
+                                          data.certificate signed by the enrollment CA
+  DELETE /orchestrators/<id>              Bearer token: decommission (gate refuses it after)
+  GET    /healthz
+  GET    /_faults                         loopback only: pending faults, fired-fault counters
+                                          {endpoint: {kind: n}}, requests {endpoint: n},
+                                          handshake_failures {api|gate: n}
+  POST   /_faults                         loopback + Bearer: add a fault (JSON object or list)
+  DELETE /_faults[?keep_counters=1]       loopback + Bearer: clear faults (and counters)
+
+  Certificate checks (upload and /agent/certificate): the ID is reserved and unexpired, or
+  already registered (rotation: last upload wins, the previous certificate goes to history);
+  exactly one PEM certificate and nothing else; no private key anywhere in the body; CN == id;
+  RSA >= 2048 bits; extendedKeyUsage absent or containing clientAuth; currently valid.
+  Errors are {"statusCode":<code>,"message":"<reason>"}: malformed ID or any certificate/body
+  problem 400, bad token 403, unknown ID 404, expired reservation or decommissioned ID 410,
+  body larger than 1 MiB 413. Like real registries, the stored PEM text is what was uploaded
+  and the gate compares it textually: upload the canonical PEM (64-column base64, LF).
+
+Gate listener (mutual TLS, client certificate required):
+  GET /whoami   200 {"id":"<CN>"} when the presented certificate is exactly the one currently
+                registered for its CN, or was issued by the enrollment CA for a live ID;
+                otherwise the handshake fails (unknown/expired certificate) or 403.
+
+fault syntax (--fault, repeatable):  ENDPOINT=KIND[:ARG][:xN][:key=value]...
+  or a JSON object: '{"endpoint": "...", "kind": "...", "count": N, ...}' (same as POST /_faults)
+  ENDPOINT  /generate-orchestrator-id, /upload-orchestrator-certificate, /agent/certificate,
+            /orchestrators/enroll, /orchestrators/<id>, /healthz, /whoami, or * (all but
+            /healthz and /_faults)
+  xN        affect the next N requests (default 1); x* = until cleared
+  rate=P    each request fails with probability P until cleared (or for xN fires)
+  KIND[:ARG] and key=value parameters:
+    status[:CODE]      answer CODE (default 500); retry_after=S adds Retry-After
+    hang[:S]           sleep S seconds (default 30), then handle the request for real
+    stall[:S]          handle for real; send headers + partial=B bytes (default half) of the
+                       body, sleep S seconds (default 30), then the rest
+    drop               handle for real; send headers + partial=B bytes, then close the TCP
+                       connection
+    malformed          200 with a body that is not JSON
+    hostile_id[:P|:V]  200 with data.id = preset P (traversal '../../etc/passwd', dn 'A/CN=evil',
+                       long 10 kB, newline 'ID\\n', empty '', non_ascii) or the value V
+    no_id              200 JSON without data.id
+    oversized[:BYTES]  200 with a BYTES (default 2 MiB) body; length=false: no Content-Length
+    accept_then_garble handle for real (the upload is stored), answer an unparseable body
+    fixed_id:VALUE     /generate-orchestrator-id reserves VALUE (8 upper-case hex) for real
+  examples:
+    --fault /generate-orchestrator-id=status:503:x2:retry_after=1
+    --fault /upload-orchestrator-certificate=drop
+    --fault '*=hang:5'        --fault /generate-orchestrator-id=status:503:rate=0.2
+    --fault /generate-orchestrator-id=hostile_id:traversal
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python3 -m tests.provisioning_service",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--state-dir",
+        required=True,
+        type=pathlib.Path,
+        metavar="DIR",
+        help="directory holding the PKI and the registry (created if missing)",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address both listeners bind to (default: 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=0, help="API listener port; 0 picks a free port (default: 0)"
+    )
+    parser.add_argument(
+        "--gate-port",
+        type=int,
+        default=0,
+        help="mutual-TLS gate port; 0 picks a free port (default: 0)",
+    )
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="bearer token for /agent/certificate, DELETE /orchestrators/<id> and "
+        f"/_faults (default: ${TOKEN_ENV}, else DIR/token, created at random)",
+    )
+    parser.add_argument(
+        "--reservation-ttl",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="lifetime of an ID reservation without a registered certificate (default: 600)",
+    )
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="inject a fault from the start (repeatable); syntax below",
+    )
+    parser.add_argument(
+        "--server-cert",
+        choices=SERVER_CERT_KINDS,
+        default="valid",
+        help="certificate both listeners serve: valid (default), expired, or "
+        "wrong-host (issued for wrong.example only), all signed by ca.crt",
+    )
+    parser.add_argument("--quiet", action="store_true", help="log only warnings and errors")
+    return parser
+
+
+def _token(args: argparse.Namespace, state_dir: pathlib.Path) -> str:
+    if args.token:
+        return args.token
+    if os.environ.get(TOKEN_ENV):
+        return os.environ[TOKEN_ENV]
+    path = state_dir / "token"
+    if not path.exists():
+        write_private(path, (secrets.token_urlsafe(24) + "\n").encode("ascii"))
+    return path.read_text(encoding="ascii").strip()
+
+
+def _display_host(host: str) -> str:
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.reservation_ttl <= 0:
+        parser.error("--reservation-ttl must be positive")
+    faults = FaultBook()
+    for spec in args.fault:
+        try:
+            faults.add(parse_cli(spec))
+        except FaultSpecError as exc:
+            parser.error(f"--fault {spec!r}: {exc}")
+
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(name)s: %(message)s",
+    )
+    logging.getLogger("werkzeug").setLevel(logging.WARNING if args.quiet else logging.INFO)
+
+    state_dir = args.state_dir.resolve()
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    token = _token(args, state_dir)
+    pki = ServicePKI(state_dir)
+    registry = Registry(state_dir / "registry.sqlite3", args.reservation_ttl)
+    stopping = threading.Event()
+
+    cert_path = pki.server_cert_path(args.server_cert)
+    api_ctx = server_context(cert_path, pki.server_key_path)
+    common = {
+        "registry": registry,
+        "pki": pki,
+        "faults": faults,
+        "token": token,
+        "stopping": stopping,
+    }
+    gate_contexts = GateContexts(
+        registry, pki.enroll_ca_path.read_text(encoding="ascii"), cert_path, pki.server_key_path
+    )
+    api = TLSWSGIServer(args.host, args.port, ApiApp(**common), "api", lambda: api_ctx, faults)
+    gate = TLSWSGIServer(
+        args.host, args.gate_port, GateApp(**common), "gate", gate_contexts, faults
+    )
+
+    def request_stop(signum: int, frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+    threads = [
+        threading.Thread(
+            target=srv.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"{srv.listener_name}-listener",
+            daemon=True,
+        )
+        for srv in (api, gate)
+    ]
+    for thread in threads:
+        thread.start()
+    host = _display_host(args.host)
+    print(
+        f"READY api=https://{host}:{api.port} gate=https://{host}:{gate.port} ca={pki.ca_path}",
+        flush=True,
+    )
+
+    while not stopping.wait(0.5):
+        pass
+    logging.getLogger("provisioning_service").info("stopping")
+    for srv in (api, gate):
+        srv.shutdown()
+    for thread in threads:
+        thread.join(timeout=5)
+    registry.close()
+    return 0
