@@ -1,0 +1,384 @@
+# -*- coding: utf-8 -*-
+"""Keys, certificates and CSRs for the device identity (python ``cryptography`` 3.3.2 .. 48).
+
+Profile of a self-signed identity: RSA ``key_size``, SHA-256, random 159-bit serial,
+notBefore = now - 5 min, notAfter = now + ``valid_days``, subject C/ST/L/O/OU + CN=<agent ID>,
+BasicConstraints CA:FALSE (critical), keyUsage digitalSignature + keyEncipherment (critical),
+extendedKeyUsage clientAuth, SubjectKeyIdentifier. Certificates are written and uploaded in
+canonical PEM: one certificate, base64 in 64-character lines, LF endings, trailing newline.
+
+Nothing here returns or formats private key bytes except ``private_key_pem`` (used only to
+write the key file) and no exception message contains them.
+"""
+from __future__ import annotations
+
+import datetime
+import re
+
+try:
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+    from cryptography.hazmat.backends import default_backend
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
+
+    HAS_CRYPTOGRAPHY = True
+    CRYPTOGRAPHY_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - exercised on devices without the library
+    HAS_CRYPTOGRAPHY = False
+    CRYPTOGRAPHY_IMPORT_ERROR = exc
+
+from ansible.module_utils.fleet_mtls.errors import CertificateError
+
+UTC = datetime.timezone.utc
+BACKDATE = datetime.timedelta(minutes=5)
+PUBLIC_EXPONENT = 65537
+MIN_KEY_SIZE = 2048
+MAX_KEY_SIZE = 16384
+# Order of the subject attributes; CN is always last.
+SUBJECT_KEYS = ("C", "ST", "L", "O", "OU")
+DEFAULT_SUBJECT = {"C": "BR", "ST": "SP", "L": "SaoPaulo", "O": "AutonomyLogic", "OU": "Development"}
+
+_PEM_CERT_RE = re.compile(
+    rb"-----BEGIN CERTIFICATE-----\r?\n(.*?)-----END CERTIFICATE-----", re.DOTALL
+)
+
+
+def _oids():
+    return {
+        "C": NameOID.COUNTRY_NAME,
+        "ST": NameOID.STATE_OR_PROVINCE_NAME,
+        "L": NameOID.LOCALITY_NAME,
+        "O": NameOID.ORGANIZATION_NAME,
+        "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
+        "CN": NameOID.COMMON_NAME,
+    }
+
+
+def utcnow():
+    return datetime.datetime.now(UTC)
+
+
+def iso(dt):
+    """Format an aware datetime as ISO 8601 UTC with a Z suffix (second precision)."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --------------------------------------------------------------------------------------------
+# Keys
+# --------------------------------------------------------------------------------------------
+def generate_key(key_size):
+    if key_size < MIN_KEY_SIZE or key_size > MAX_KEY_SIZE:
+        raise CertificateError(
+            "key_size must be between %d and %d, got %d" % (MIN_KEY_SIZE, MAX_KEY_SIZE, key_size)
+        )
+    return rsa.generate_private_key(
+        public_exponent=PUBLIC_EXPONENT, key_size=key_size, backend=default_backend()
+    )
+
+
+def private_key_pem(key):
+    """PKCS#8 PEM, unencrypted: the bytes of client.key. Never log or return them."""
+    return key.private_bytes(
+        encoding=serialization.Encoding.PEM,
+        format=serialization.PrivateFormat.PKCS8,
+        encryption_algorithm=serialization.NoEncryption(),
+    )
+
+
+def load_private_key(data, validate=False):
+    """Load a PEM private key.
+
+    With ``validate=False`` the expensive RSA consistency check is skipped where the library
+    allows it (cryptography >= 39): a re-run only needs the public numbers to compare with the
+    certificate. Keys the module creates are validated fully (``validate=True``).
+    Raises CertificateError with a message that never includes key material.
+    """
+    try:
+        if not validate:
+            try:
+                return serialization.load_pem_private_key(
+                    data, password=None, backend=default_backend(),
+                    unsafe_skip_rsa_key_validation=True,
+                )
+            except TypeError as exc:
+                # cryptography < 39 has no such argument; a password-protected key also raises
+                # TypeError: tell them apart by the message.
+                if "unsafe_skip_rsa_key_validation" not in str(exc):
+                    raise
+        return serialization.load_pem_private_key(data, password=None, backend=default_backend())
+    except TypeError:
+        raise CertificateError("the private key is encrypted with a passphrase") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise CertificateError("the private key cannot be parsed (not an unencrypted PEM key)") from None
+
+
+def public_numbers_of(obj):
+    """Public numbers of a private key, public key or certificate (for match checks)."""
+    if hasattr(obj, "public_key"):
+        obj = obj.public_key()
+    return obj.public_numbers()
+
+
+def key_matches_certificate(key, cert):
+    try:
+        return public_numbers_of(key) == public_numbers_of(cert)
+    except Exception:  # different key types, unsupported algorithms
+        return False
+
+
+def is_rsa_key(key):
+    return isinstance(key, rsa.RSAPrivateKey)
+
+
+# --------------------------------------------------------------------------------------------
+# Names and extensions
+# --------------------------------------------------------------------------------------------
+def normalize_subject(subject):
+    """Complete ``subject`` with the defaults and check the values (C has two letters)."""
+    result = {}
+    subject = subject or {}
+    unknown = sorted(set(subject) - set(SUBJECT_KEYS))
+    if unknown:
+        raise CertificateError("unknown subject attribute(s): %s" % ", ".join(unknown))
+    for key in SUBJECT_KEYS:
+        value = subject.get(key)
+        if value is None:
+            value = DEFAULT_SUBJECT[key]
+        if not isinstance(value, str) or not value or len(value) > 64:
+            raise CertificateError("subject %s must be a non-empty string of at most 64 characters" % key)
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise CertificateError("subject %s contains control characters" % key)
+        result[key] = value
+    if len(result["C"]) != 2:
+        raise CertificateError("subject C must be a two-letter country code")
+    return result
+
+
+def build_name(subject, agent_id):
+    oids = _oids()
+    attrs = [x509.NameAttribute(oids[k], subject[k]) for k in SUBJECT_KEYS]
+    attrs.append(x509.NameAttribute(oids["CN"], agent_id))
+    return x509.Name(attrs)
+
+
+def name_to_dict(name):
+    """Subject as {C, ST, L, O, OU, CN} (first value of each; missing ones absent)."""
+    result = {}
+    for key, oid in _oids().items():
+        values = name.get_attributes_for_oid(oid)
+        if values:
+            result[key] = values[0].value
+    return result
+
+
+def _key_usage():
+    return x509.KeyUsage(
+        digital_signature=True, content_commitment=False, key_encipherment=True,
+        data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+        encipher_only=False, decipher_only=False,
+    )
+
+
+def _extensions(public_key):
+    return [
+        (x509.BasicConstraints(ca=False, path_length=None), True),
+        (_key_usage(), True),
+        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False),
+        (x509.SubjectKeyIdentifier.from_public_key(public_key), False),
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Building
+# --------------------------------------------------------------------------------------------
+def build_self_signed(key, agent_id, subject, valid_days, now=None):
+    now = now or utcnow()
+    name = build_name(subject, agent_id)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + datetime.timedelta(days=valid_days))
+    )
+    for ext, critical in _extensions(key.public_key()):
+        builder = builder.add_extension(ext, critical=critical)
+    return builder.sign(key, hashes.SHA256(), default_backend())
+
+
+def build_csr(key, agent_id, subject):
+    builder = x509.CertificateSigningRequestBuilder().subject_name(build_name(subject, agent_id))
+    for ext, critical in _extensions(key.public_key()):
+        builder = builder.add_extension(ext, critical=critical)
+    return builder.sign(key, hashes.SHA256(), default_backend())
+
+
+def certificate_pem(cert):
+    """Canonical PEM of one certificate (64-column base64, LF, trailing newline)."""
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def csr_pem(csr):
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------------------------
+def load_certificate(data):
+    """Parse the first PEM certificate in ``data`` (bytes or str).
+
+    Refuses input that carries a private key. Raises CertificateError.
+    """
+    if isinstance(data, str):
+        try:
+            data = data.encode("ascii")
+        except UnicodeEncodeError:
+            raise CertificateError("the certificate is not ASCII PEM") from None
+    if b"PRIVATE KEY" in data:
+        raise CertificateError("refusing certificate data that contains a private key")
+    match = _PEM_CERT_RE.search(data)
+    if not match:
+        raise CertificateError("no PEM certificate found")
+    try:
+        return x509.load_pem_x509_certificate(match.group(0) + b"\n", default_backend())
+    except ValueError:
+        raise CertificateError("the PEM certificate cannot be parsed") from None
+
+
+def count_certificates(data):
+    return len(_PEM_CERT_RE.findall(data if isinstance(data, bytes) else data.encode("ascii", "replace")))
+
+
+def canonical_certificate_pem(data):
+    """Canonical form of the (single) certificate in ``data``; refuses several certificates."""
+    if count_certificates(data) != 1:
+        raise CertificateError("expected exactly one PEM certificate")
+    return certificate_pem(load_certificate(data))
+
+
+def not_before(cert):
+    if hasattr(cert, "not_valid_before_utc"):
+        return cert.not_valid_before_utc
+    return cert.not_valid_before.replace(tzinfo=UTC)
+
+
+def not_after(cert):
+    if hasattr(cert, "not_valid_after_utc"):
+        return cert.not_valid_after_utc
+    return cert.not_valid_after.replace(tzinfo=UTC)
+
+
+def common_name(cert):
+    values = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if len(values) != 1:
+        raise CertificateError("the certificate subject has %d CN attributes, expected one" % len(values))
+    value = values[0].value
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
+def fingerprint_sha256(cert):
+    """Lower-case hex SHA-256 of the DER certificate, no separators."""
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def serial_hex(cert):
+    return "%X" % cert.serial_number
+
+
+def _extension(cert, oid):
+    try:
+        return cert.extensions.get_extension_for_oid(oid).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def client_auth_problems(cert, now=None):
+    """Reasons why TLS front ends would refuse ``cert`` as a client certificate ([] if none)."""
+    problems = []
+    now = now or utcnow()
+    if now < not_before(cert):
+        problems.append("not valid before %s" % iso(not_before(cert)))
+    if now >= not_after(cert):
+        problems.append("expired on %s" % iso(not_after(cert)))
+    try:
+        eku = _extension(cert, ExtensionOID.EXTENDED_KEY_USAGE)
+        ku = _extension(cert, ExtensionOID.KEY_USAGE)
+        bc = _extension(cert, ExtensionOID.BASIC_CONSTRAINTS)
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
+        return problems + ["its extensions cannot be parsed"]
+    if eku is None or not (
+        ExtendedKeyUsageOID.CLIENT_AUTH in eku or x509.ObjectIdentifier("2.5.29.37.0") in eku
+    ):
+        problems.append("extendedKeyUsage lacks clientAuth")
+    if ku is not None and not ku.digital_signature:
+        problems.append("keyUsage lacks digitalSignature")
+    if bc is not None and bc.ca:
+        problems.append("it is a CA certificate")
+    return problems
+
+
+def is_self_signed(cert):
+    if cert.issuer != cert.subject:
+        return False
+    pub = cert.public_key()
+    if not isinstance(pub, rsa.RSAPublicKey):
+        return False
+    try:
+        pub.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(),
+                   cert.signature_hash_algorithm)
+    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
+        return False
+    return True
+
+
+def public_key_size(cert):
+    pub = cert.public_key()
+    return getattr(pub, "key_size", None)
+
+
+class CertInfo:
+    """What the module needs to know about a certificate (no key material)."""
+
+    def __init__(self, cert, now=None):
+        now = now or utcnow()
+        self.cert = cert
+        try:
+            self.agent_id = common_name(cert)
+        except CertificateError:
+            self.agent_id = None
+        self.subject = name_to_dict(cert.subject)
+        self.fingerprint_sha256 = fingerprint_sha256(cert)
+        self.serial = serial_hex(cert)
+        self.not_before = not_before(cert)
+        self.not_after = not_after(cert)
+        self.days_left = int((self.not_after - now).total_seconds() // 86400)
+        self.key_size = public_key_size(cert)
+        self.is_rsa = isinstance(cert.public_key(), rsa.RSAPublicKey)
+        self.self_signed = is_self_signed(cert)
+        self.client_auth_problems = client_auth_problems(cert, now)
+
+    def facts(self):
+        return {
+            "agent_id": self.agent_id,
+            "fingerprint_sha256": self.fingerprint_sha256,
+            "serial": self.serial,
+            "not_before": iso(self.not_before),
+            "not_after": iso(self.not_after),
+            "days_left": self.days_left,
+            "key_size": self.key_size,
+        }
+
+
+def get_agent_id(cert_path):
+    """The agent ID of a device: the CN of its certificate (what the agent itself reads)."""
+    try:
+        with open(cert_path, "rb") as handle:
+            data = handle.read(1024 * 1024)
+    except OSError as exc:
+        raise CertificateError("cannot read %s: %s" % (cert_path, exc.strerror)) from None
+    return common_name(load_certificate(data))

@@ -1,0 +1,68 @@
+# -*- coding: utf-8 -*-
+"""Exceptions raised by the fleet_mtls helpers.
+
+Every message is written for the person running the playbook. No message ever contains key
+bytes, request headers or their values: callers build messages from names, paths, statuses
+and sanitized server reasons only.
+"""
+from __future__ import annotations
+
+
+class IdentityError(Exception):
+    """Base class: anything the module turns into fail_json."""
+
+    def __init__(self, msg):
+        super().__init__(msg)
+        self.msg = msg
+
+    def __str__(self):
+        return self.msg
+
+
+class ConfigError(IdentityError):
+    """An option value that cannot be used (bad agent_id, bad URL, bad key_size...)."""
+
+
+class FileSafetyError(IdentityError):
+    """The identity directory or one of its files is not safe to use (symlink, foreign owner)."""
+
+
+class LockError(IdentityError):
+    """The identity directory lock could not be taken in time."""
+
+
+class CertificateError(IdentityError):
+    """A certificate, CSR or key could not be parsed or does not have the required profile."""
+
+
+class StateError(IdentityError):
+    """The identity on disk is in a state the module refuses to fix silently."""
+
+
+class ApiError(IdentityError):
+    """A provisioning API call failed.
+
+    ``definitive`` tells whether the server certainly did not act on the request (connection
+    refused before anything was sent, TLS verification failure, a 4xx answer). An ambiguous
+    failure (timeout or dropped connection after the request was sent, 5xx after the retries,
+    a 2xx whose answer cannot be understood) may have changed the registry.
+    """
+
+    def __init__(self, msg, endpoint=None, status=None, reason=None, definitive=True):
+        super().__init__(msg)
+        self.endpoint = endpoint
+        self.status = status
+        self.reason = reason
+        self.definitive = definitive
+
+    @property
+    def ambiguous(self):
+        return not self.definitive
+
+
+class TransactionError(IdentityError):
+    """The identity transaction failed; ``registry_uncertain`` says whether a journal was left."""
+
+    def __init__(self, msg, registry_uncertain=False):
+        super().__init__(msg)
+        self.registry_uncertain = registry_uncertain

@@ -1,0 +1,343 @@
+# -*- coding: utf-8 -*-
+"""Safe file operations inside the identity directory.
+
+Everything works relative to a file descriptor of the directory, opened with
+O_DIRECTORY|O_NOFOLLOW, so a symlink swapped in for the directory, the key or the certificate
+is refused instead of followed. New files are created with O_CREAT|O_EXCL|O_NOFOLLOW and their
+final mode (a key is 0600 from its first byte), handed to the owner before any byte is written,
+fsync-ed, and moved into place by rename within the directory (atomic). An exclusive flock on
+the directory serialises concurrent runs.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import grp
+import os
+import pwd
+import stat
+import time
+
+from ansible.module_utils.fleet_mtls.errors import ConfigError, FileSafetyError, LockError
+
+MAX_FILE_SIZE = 1024 * 1024
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def resolve_owner(owner):
+    """(uid, default gid) for ``owner`` (name or numeric id); the running user when None."""
+    if owner is None or owner == "":
+        return os.geteuid(), os.getegid()
+    owner = str(owner)
+    try:
+        entry = pwd.getpwnam(owner)
+        return entry.pw_uid, entry.pw_gid
+    except KeyError:
+        pass
+    if owner.isdigit():
+        uid = int(owner)
+        try:
+            return uid, pwd.getpwuid(uid).pw_gid
+        except KeyError:
+            return uid, os.getegid()
+    raise ConfigError("owner %r does not exist on this host" % owner)
+
+
+def resolve_group(group, default_gid):
+    if group is None or group == "":
+        return default_gid
+    group = str(group)
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        pass
+    if group.isdigit():
+        return int(group)
+    raise ConfigError("group %r does not exist on this host" % group)
+
+
+def home_of_running_user():
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_dir
+    except KeyError:
+        return os.path.expanduser("~")
+
+
+def expand_path(path):
+    """Expand ``~`` to the home of the user the module runs as (password database) and
+    require an absolute, normalised path."""
+    if path is None or path == "":
+        path = "~/.mtls"
+    if path == "~" or path.startswith("~/"):
+        path = home_of_running_user() + path[1:]
+    elif path.startswith("~"):
+        path = os.path.expanduser(path)
+    if not os.path.isabs(path):
+        raise ConfigError("path must be absolute (or start with ~/), got %r" % path)
+    return os.path.normpath(path)
+
+
+def mode_str(st_mode):
+    return "%04o" % stat.S_IMODE(st_mode)
+
+
+def _owner_name(uid):
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group_name(gid):
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def stat_facts(st):
+    if st is None:
+        return None
+    return {
+        "mode": mode_str(st.st_mode),
+        "owner": _owner_name(st.st_uid),
+        "group": _group_name(st.st_gid),
+        "uid": st.st_uid,
+        "gid": st.st_gid,
+    }
+
+
+class IdentityDir:
+    """An open, verified identity directory. Use ``IdentityDir.open``; close when done."""
+
+    def __init__(self, path, fd, uid, gid, trusted_uids):
+        self.path = path
+        self.fd = fd
+        self.uid = uid
+        self.gid = gid
+        self.trusted_uids = trusted_uids
+        self.locked = False
+
+    # ---------------------------------------------------------------- opening and locking
+    @classmethod
+    def open(cls, path, uid, gid, create=False):
+        """Open ``path``; create it (mode 0700, owned by uid/gid) when missing and ``create``.
+
+        Returns None when the directory does not exist and ``create`` is false.
+        Raises FileSafetyError for a symlink, a non-directory or a directory owned by a user
+        other than the running user, the target owner or root.
+        """
+        trusted = {os.geteuid(), uid, 0}
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            st = None
+        except OSError as exc:
+            raise FileSafetyError("cannot inspect %s: %s" % (path, exc.strerror)) from None
+        if st is None:
+            if not create:
+                return None
+            parent = os.path.dirname(path)
+            try:
+                os.makedirs(parent, mode=0o755, exist_ok=True)
+                os.mkdir(path, 0o700)
+                created = True
+            except FileExistsError:
+                created = False
+            except OSError as exc:
+                raise FileSafetyError("cannot create %s: %s" % (path, exc.strerror)) from None
+        else:
+            created = False
+            if stat.S_ISLNK(st.st_mode):
+                raise FileSafetyError("refusing to use %s: it is a symbolic link" % path)
+            if not stat.S_ISDIR(st.st_mode):
+                raise FileSafetyError("refusing to use %s: it is not a directory" % path)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise FileSafetyError("refusing to use %s: it is a symbolic link or not a directory" % path) from None
+            raise FileSafetyError("cannot open %s: %s" % (path, exc.strerror)) from None
+        self = cls(path, fd, uid, gid, trusted)
+        try:
+            st = os.fstat(fd)
+            if st.st_uid not in trusted:
+                raise FileSafetyError(
+                    "refusing to use %s: it is owned by %s, not by the running user, the "
+                    "requested owner or root" % (path, _owner_name(st.st_uid))
+                )
+            if created:
+                # mkdir's mode is filtered by the umask; make it exact and hand it over.
+                self._fix(fd, st, 0o700, uid, gid)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self):
+        if self.fd is not None:
+            try:
+                os.close(self.fd)  # also releases the flock
+            finally:
+                self.fd = None
+                self.locked = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def lock(self, timeout=600.0, poll=0.05):
+        """Take an exclusive flock on the directory; wait up to ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self.locked = True
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise LockError("cannot lock %s: %s" % (self.path, exc.strerror)) from None
+            if time.monotonic() >= deadline:
+                raise LockError(
+                    "another run holds the lock on %s for more than %d s" % (self.path, timeout)
+                )
+            time.sleep(poll)
+
+    # ---------------------------------------------------------------- reading
+    def join(self, name):
+        return os.path.join(self.path, name)
+
+    def lstat(self, name):
+        try:
+            return os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    def exists(self, name):
+        return self.lstat(name) is not None
+
+    def _open_existing(self, name, flags):
+        try:
+            return os.open(name, flags | os.O_NOFOLLOW | os.O_NONBLOCK | _O_CLOEXEC, dir_fd=self.fd)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise FileSafetyError("refusing to follow %s: it is a symbolic link" % self.join(name)) from None
+            raise FileSafetyError("cannot open %s: %s" % (self.join(name), exc.strerror)) from None
+
+    def _check_file(self, name, st):
+        if not stat.S_ISREG(st.st_mode):
+            raise FileSafetyError("refusing to use %s: it is not a regular file" % self.join(name))
+        if st.st_uid not in self.trusted_uids:
+            raise FileSafetyError(
+                "refusing to use %s: it is owned by %s, not by the running user, the requested "
+                "owner or root" % (self.join(name), _owner_name(st.st_uid))
+            )
+
+    def read(self, name, limit=MAX_FILE_SIZE):
+        """(bytes, stat) of a regular file, or (None, None) when it does not exist."""
+        fd = self._open_existing(name, os.O_RDONLY)
+        if fd is None:
+            return None, None
+        try:
+            st = os.fstat(fd)
+            self._check_file(name, st)
+            if st.st_size > limit:
+                raise FileSafetyError("refusing to read %s: larger than %d bytes" % (self.join(name), limit))
+            chunks = []
+            total = 0
+            while True:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > limit:
+                    raise FileSafetyError("refusing to read %s: larger than %d bytes" % (self.join(name), limit))
+                chunks.append(chunk)
+            return b"".join(chunks), st
+        finally:
+            os.close(fd)
+
+    def listdir(self):
+        return os.listdir(self.fd)
+
+    # ---------------------------------------------------------------- writing
+    def _fix(self, fd, st, mode, uid, gid, name=None):
+        changes = []
+        if (st.st_uid != uid) or (st.st_gid != gid):
+            try:
+                os.fchown(fd, uid, gid)
+            except OSError as exc:
+                raise FileSafetyError("cannot change owner of %s: %s" % (
+                    self.join(name) if name else self.path, exc.strerror)) from None
+            changes.append("owner")
+        if stat.S_IMODE(st.st_mode) != mode:
+            os.fchmod(fd, mode)
+            changes.append("mode")
+        return changes
+
+    def create(self, name, data, mode):
+        """Create ``name`` with exactly ``mode`` and owner from the first byte, write, fsync.
+
+        An existing file of that name (a stale staging file) is removed first.
+        """
+        self.unlink(name)
+        # The creation mode is never wider than the final one; the umask can only narrow it,
+        # and the fchmod below (before any byte is written) makes it exact.
+        fd = os.open(
+            name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _O_CLOEXEC, mode,
+            dir_fd=self.fd,
+        )
+        try:
+            st = os.fstat(fd)
+            if st.st_uid != self.uid or st.st_gid != self.gid:
+                os.fchown(fd, self.uid, self.gid)
+            if stat.S_IMODE(st.st_mode) != mode:
+                os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            self.unlink(name)
+            raise
+        os.close(fd)
+
+    def rename(self, src, dst):
+        os.rename(src, dst, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+
+    def link(self, src, dst):
+        os.link(src, dst, src_dir_fd=self.fd, dst_dir_fd=self.fd, follow_symlinks=False)
+
+    def unlink(self, name):
+        try:
+            os.unlink(name, dir_fd=self.fd)
+            return True
+        except FileNotFoundError:
+            return False
+
+    def fsync(self):
+        os.fsync(self.fd)
+
+    def fix_file(self, name, mode):
+        """Set mode and owner of ``name`` (no symlink follow). Returns the list of changes."""
+        fd = self._open_existing(name, os.O_RDONLY)
+        if fd is None:
+            return []
+        try:
+            st = os.fstat(fd)
+            self._check_file(name, st)
+            return self._fix(fd, st, mode, self.uid, self.gid, name)
+        finally:
+            os.close(fd)
+
+    def fix_self(self, mode=0o700):
+        return self._fix(self.fd, os.fstat(self.fd), mode, self.uid, self.gid)
+
+    def dir_stat(self):
+        return os.fstat(self.fd)
