@@ -1,9 +1,14 @@
 """Shared pytest setup: make the bundle's module_utils importable as Ansible ships them."""
+
 from __future__ import annotations
 
 import pathlib
+import secrets
 
 import ansible.module_utils
+import pytest
+
+from tests.servicectl import ProvisioningService
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -11,3 +16,39 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 # Extending the package path gives the tests the very same import names.
 if str(REPO / "module_utils") not in ansible.module_utils.__path__:
     ansible.module_utils.__path__.append(str(REPO / "module_utils"))
+
+
+# ---- the reference provisioning service (tests/provisioning_service, driven by servicectl) ----
+@pytest.fixture
+def service_factory(tmp_path_factory):
+    """Start services with custom settings: ``service_factory(reservation_ttl=2, ...)``.
+
+    Keyword arguments are those of ``ProvisioningService``; every service started here is
+    stopped at the end of the test."""
+    started = []
+
+    def start(**settings):
+        settings.setdefault("token", secrets.token_urlsafe(24))
+        state_dir = settings.pop("state_dir", None) or tmp_path_factory.mktemp("service")
+        svc = ProvisioningService(state_dir, **settings)
+        started.append(svc)
+        return svc.start()
+
+    yield start
+    for svc in started:
+        svc.stop()
+
+
+@pytest.fixture
+def service(service_factory):
+    """A fresh reference service (own state dir, random token) for one test."""
+    return service_factory()
+
+
+@pytest.fixture(scope="session")
+def shared_service(tmp_path_factory):
+    """One reference service for the whole session: tests must not assume an empty registry
+    and should clear the faults they inject."""
+    state_dir = tmp_path_factory.mktemp("shared-service")
+    with ProvisioningService(state_dir, token=secrets.token_urlsafe(24)) as svc:
+        yield svc
