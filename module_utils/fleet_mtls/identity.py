@@ -283,7 +283,7 @@ def decide(a, settings, now=None, rotated_already=False):
         elif agent_id:
             reason = "no identity on this device; using the pre-assigned agent_id"
         else:
-            reason = "no identity on this device; a new ID will be requested"
+            reason = "no identity on this device; requesting a new ID"
         return Plan("created", reason, agent_id, new_key=True, fixes=fixes,
                     journal_id_reused=bool(agent_id) and agent_id == journal_id,
                     drop_journal=bool(journal) and agent_id != journal_id)
@@ -784,7 +784,7 @@ def identity_facts(path=None, id_pattern=DEFAULT_ID_PATTERN, renew_before_days=3
     now = now or certs.utcnow()
     path = expand_path(path)
     facts = {
-        "path": path,
+        "dir_path": path,
         "cert_path": os.path.join(path, CERT),
         "key_path": os.path.join(path, KEY),
         "exists": False,

@@ -1,0 +1,194 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# fleet-mtls: read-only facts about a device's mTLS identity.
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: mtls_identity_info
+short_description: Report the mTLS identity held by a device, without changing anything
+description:
+  - Reads the identity directory written by M(mtls_identity) and reports the agent ID, the
+    certificate's fingerprint, serial and dates, whether the key matches the certificate,
+    file modes and owners, and any problem found.
+  - Never writes, never uses the network, never returns key material. Symbolic links are not
+    followed; they are reported as problems.
+version_added: "1.0.0"
+author:
+  - fleet-mtls contributors
+requirements:
+  - python >= 3.9
+  - cryptography >= 3.3
+options:
+  path:
+    description:
+      - Identity directory. When not set, C(~/.mtls) of the user the module runs as.
+    type: path
+  id_pattern:
+    description: Regular expression the certificate CN must match to count as a valid agent ID.
+    type: str
+    default: ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$
+  renew_before_days:
+    description: The identity is reported as RV(due) when it expires in fewer days than this.
+    type: int
+    default: 30
+attributes:
+  check_mode:
+    description: Read-only; runs the same in check mode.
+    support: full
+  diff_mode:
+    description: Nothing changes, so there is no diff.
+    support: none
+  platform:
+    description: POSIX hosts.
+    platforms: posix
+seealso:
+  - module: mtls_identity
+"""
+
+EXAMPLES = r"""
+- name: Read the identity of the device
+  mtls_identity_info:
+    path: /home/agent/.mtls
+  register: identity_info
+
+- name: Fail when the identity has problems
+  ansible.builtin.assert:
+    that:
+      - identity_info.exists
+      - identity_info.problems | length == 0
+    fail_msg: "{{ identity_info.problems | join('; ') }}"
+"""
+
+RETURN = r"""
+exists:
+  description: A readable certificate and a key matching it are present.
+  returned: always
+  type: bool
+  sample: true
+dir_path:
+  description: The identity directory (expanded).
+  returned: always
+  type: str
+  sample: /home/agent/.mtls
+cert_path:
+  description: Path of the certificate.
+  returned: always
+  type: str
+  sample: /home/agent/.mtls/client.crt
+key_path:
+  description: Path of the private key (never its content).
+  returned: always
+  type: str
+  sample: /home/agent/.mtls/client.key
+agent_id:
+  description: CN of the certificate; null when there is no readable certificate.
+  returned: always
+  type: str
+  sample: "07048933"
+fingerprint_sha256:
+  description: SHA-256 fingerprint of the certificate (DER), lower-case hex; null without certificate.
+  returned: always
+  type: str
+  sample: 9c5fc7f7ab60d3a5e0b1c6a8e2c4d1f09a7b3e5d2c8f4a6b0e9d7c5a3b1f2e4d
+serial:
+  description: Serial number, upper-case hex; null without certificate.
+  returned: always
+  type: str
+  sample: 3A5F0C9B2D4E6F8011223344556677889900AABB
+not_before:
+  description: Start of validity (ISO 8601, UTC); null without certificate.
+  returned: always
+  type: str
+  sample: "2026-11-27T16:55:02Z"
+not_after:
+  description: End of validity (ISO 8601, UTC); null without certificate.
+  returned: always
+  type: str
+  sample: "2027-11-27T17:00:02Z"
+days_left:
+  description: Whole days until expiry (negative when expired); null without certificate.
+  returned: always
+  type: int
+  sample: 364
+due:
+  description: Expired, or expiring within O(renew_before_days); null without certificate.
+  returned: always
+  type: bool
+  sample: false
+key_size:
+  description: RSA key size in bits; null when unknown.
+  returned: always
+  type: int
+  sample: 4096
+key_matches:
+  description: Whether the private key belongs to the certificate; null when either is unreadable.
+  returned: always
+  type: bool
+  sample: true
+self_signed:
+  description: Whether the certificate is self-signed (false when a CA issued it); null without certificate.
+  returned: always
+  type: bool
+  sample: true
+subject:
+  description: Subject attributes of the certificate (C, ST, L, O, OU, CN); null without certificate.
+  returned: always
+  type: dict
+  sample: {C: BR, ST: SP, L: SaoPaulo, O: AutonomyLogic, OU: Development, CN: "07048933"}
+files:
+  description: Mode, owner, group, uid and gid of the directory, the key and the certificate (null when absent).
+  returned: always
+  type: dict
+  sample:
+    directory: {mode: "0700", owner: agent, group: agent, uid: 1000, gid: 1000}
+    key: {mode: "0600", owner: agent, group: agent, uid: 1000, gid: 1000}
+    cert: {mode: "0644", owner: agent, group: agent, uid: 1000, gid: 1000}
+pending:
+  description:
+    - State left by an interrupted run. C(staged_key)/C(staged_cert) tell whether staging files
+      exist; C(journal) is the content of the journal (no secret) or null.
+  returned: always
+  type: dict
+  sample: {staged_key: false, staged_cert: false, journal: null}
+problems:
+  description: Problems found, for humans; empty when the identity is healthy.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.fleet_mtls.api import DEFAULT_ID_PATTERN
+from ansible.module_utils.fleet_mtls.certs import CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY
+from ansible.module_utils.fleet_mtls.errors import IdentityError
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "path": {"type": "path"},
+            "id_pattern": {"type": "str", "default": DEFAULT_ID_PATTERN},
+            "renew_before_days": {"type": "int", "default": 30},
+        },
+        supports_check_mode=True,
+    )
+    if not HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib("cryptography"),
+                         exception="".join(traceback.format_exception_only(
+                             type(CRYPTOGRAPHY_IMPORT_ERROR), CRYPTOGRAPHY_IMPORT_ERROR)))
+    from ansible.module_utils.fleet_mtls.identity import identity_facts
+
+    p = module.params
+    try:
+        facts = identity_facts(p["path"], p["id_pattern"], p["renew_before_days"])
+    except IdentityError as exc:
+        module.fail_json(msg=exc.msg)
+    module.exit_json(changed=False, **facts)
+
+
+if __name__ == "__main__":
+    main()
