@@ -199,8 +199,12 @@ class ProvisioningService:
 
     # -- HTTP -----------------------------------------------------------------------------
     def session(self) -> requests.Session:
-        """A requests session verifying the listeners against ``ca_path``."""
+        """A requests session verifying the listeners against ``ca_path``.
+
+        ``trust_env`` is off: with it, $REQUESTS_CA_BUNDLE silently replaces ``session.verify``
+        (and proxy variables could divert loopback traffic)."""
         session = requests.Session()
+        session.trust_env = False
         session.verify = str(self.ca_path)
         return session
 
@@ -208,9 +212,9 @@ class ProvisioningService:
         return {"Authorization": f"Bearer {self.token}"}
 
     def _api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", 30)
-        kwargs.setdefault("verify", str(self.ca_path))
-        return requests.request(method, f"{self.api_url}{path}", **kwargs)
+        timeout = kwargs.pop("timeout", 30)
+        with self.session() as session:
+            return session.request(method, f"{self.api_url}{path}", timeout=timeout, **kwargs)
 
     def reserve_id(self) -> str:
         response = self._api("GET", "/generate-orchestrator-id")
