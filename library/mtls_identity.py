@@ -329,6 +329,7 @@ import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
 from ansible.module_utils.fleet_mtls.api import (
     DEFAULT_ID_PATTERN,
     HAS_REQUESTS,
@@ -379,12 +380,11 @@ def argument_spec():
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    if not HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib("cryptography"),
-                         exception="".join(traceback.format_exception_only(type(CRYPTOGRAPHY_IMPORT_ERROR), CRYPTOGRAPHY_IMPORT_ERROR)))
-    if not HAS_REQUESTS:
-        module.fail_json(msg=missing_required_lib("requests"),
-                         exception="".join(traceback.format_exception_only(type(REQUESTS_IMPORT_ERROR), REQUESTS_IMPORT_ERROR)))
+    for present, name, error in ((HAS_CRYPTOGRAPHY, "cryptography", CRYPTOGRAPHY_IMPORT_ERROR),
+                                 (HAS_REQUESTS, "requests", REQUESTS_IMPORT_ERROR)):
+        if not present:
+            module.fail_json(msg=missing_required_lib(name),
+                             exception="".join(traceback.format_exception_only(type(error), error)))
 
     # Imported here: identity pulls in cryptography, which is checked above.
     from ansible.module_utils.fleet_mtls.identity import Settings, ensure_identity

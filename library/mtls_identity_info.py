@@ -162,6 +162,7 @@ problems:
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
 from ansible.module_utils.fleet_mtls.api import DEFAULT_ID_PATTERN
 from ansible.module_utils.fleet_mtls.certs import CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY
 from ansible.module_utils.fleet_mtls.errors import IdentityError

@@ -188,6 +188,14 @@ class ProvisioningClient:
         # Passed on every request: a session-level value would lose against
         # $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE, silently ignoring ca_path.
         self.verify = ca_path if ca_path else bool(validate_certs)
+        if self.verify is False:
+            # The module itself warns once; urllib3 would warn on every request.
+            try:
+                import urllib3
+
+                urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+            except (ImportError, AttributeError):  # pragma: no cover
+                pass
         self.validate_certs = bool(validate_certs) or bool(ca_path)
         self.calls = []  # (method, endpoint, status or exception name) for tests and -vvv
 
@@ -241,7 +249,8 @@ class ProvisioningClient:
     def _delay(self, attempt, retry_after=None):
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.retry_after_cap)
-        return random.uniform(0, min(self.backoff_cap, self.backoff_base * (2 ** attempt)))
+        # Jitter, not secrecy: the standard PRNG is the right tool.
+        return random.uniform(0, min(self.backoff_cap, self.backoff_base * (2 ** attempt)))  # noqa: S311
 
     @staticmethod
     def _retry_after(resp):

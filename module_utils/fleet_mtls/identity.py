@@ -57,6 +57,7 @@ CERT_MODE = 0o644
 ROTATE_CHOICES = ("auto", "always", "never")
 ENROLLMENT_CHOICES = ("self_signed", "csr")
 DIFF_KEYS = ("agent_id", "fingerprint_sha256", "not_after", "key_size")
+FACT_KEYS = ("agent_id", "fingerprint_sha256", "serial", "not_before", "not_after", "days_left", "key_size")
 
 
 # ============================================================================================
@@ -544,9 +545,7 @@ class Engine:
             after_diff = {k: facts[k] for k in DIFF_KEYS}
         else:
             # check mode, or unchanged: describe the current identity
-            facts = dict(before_facts) if before_facts else {
-                k: None for k in ("agent_id", "fingerprint_sha256", "serial", "not_before",
-                                  "not_after", "days_left", "key_size")}
+            facts = dict(before_facts) if before_facts else dict.fromkeys(FACT_KEYS)
             if plan.action in ("created", "rotated"):
                 facts["agent_id"] = plan.agent_id
                 after_diff = {
@@ -638,7 +637,6 @@ class Engine:
 
     # ---------------------------------------------------------------- apply
     def apply(self, idir, a, plan):
-        s = self.s
         if plan.drop_journal:
             _journal_drop(idir)
         replaced = plan.new_key

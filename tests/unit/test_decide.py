@@ -18,6 +18,7 @@ from tests.unit.helpers import AGENT_ID, UTC, build_cert, ec_key, write_identity
 
 OTHER_ID = "FFFF0001"
 NOW = datetime.datetime.now(UTC)
+BAD_KEY = b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
 CA_NAME = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Enrollment CA")])
 
 
@@ -53,8 +54,7 @@ ROWS = [
      "private key does not match the certificate", True),
     ("missing-key", lambda d, k: write_identity(d, None, build_cert(k.get(0))), {}, "rotated",
      "private key missing", True),
-    ("corrupt-key", lambda d, k: write_identity(d, key_bytes=b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
-                                                 cert=build_cert(k.get(0))), {},
+    ("corrupt-key", lambda d, k: write_identity(d, key_bytes=BAD_KEY, cert=build_cert(k.get(0))), {},
      "rotated", "private key unusable", True),
     ("ec-key", lambda d, k: write_identity(d, ec_key(), build_cert(k.get(0))), {}, "rotated",
      "not RSA", True),
