@@ -53,7 +53,8 @@ def call(args: dict, profile: str | None = None) -> dict:
     if profile:
         cmd.append(profile)
     cpu0, t0 = _cpu(), time.perf_counter()
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
     wall, cpu = time.perf_counter() - t0, _cpu() - cpu0
     result = {}
     for line in reversed(proc.stdout.splitlines()):
