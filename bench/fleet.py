@@ -214,6 +214,11 @@ class Runner:
             "ANSIBLE_RETRY_FILES_ENABLED": "0",
             "PYTHONDONTWRITEBYTECODE": "1",
         })
+        for kv in args.env:
+            key, sep, value = kv.partition("=")
+            if not sep:
+                raise SystemExit(f"--env needs KEY=VALUE, got {kv!r}")
+            self.env[key] = value
         self.ansible_playbook = str(Path(sys.executable).parent / "ansible-playbook")
         self.counter = 0
 
@@ -260,10 +265,10 @@ class Runner:
         # cpu_s: process_time() around the N generations only; process_*: the whole child.
         rec = {"label": "keygen", "n": n, "cpu_s": data["cpu_s"], "wall_s": data["wall_s"],
                "process_wall_s": round(wall, 3), "process_cpu_s": round(cpu, 3),
-               "per_key_median_s": round(statistics.median(per_key), 4), "per_key_mean_s": round(cpu / n, 4),
+               "per_key_median_s": round(statistics.median(per_key), 4),
+               "per_key_mean_s": round(data["cpu_s"] / n, 4),
                "per_key_min_s": min(per_key), "per_key_max_s": max(per_key), "load1_before": load, "rc": 0,
                "cryptography": data["cryptography"]}
-        rec["per_key_mean_s"] = round(data["cpu_s"] / n, 4)
         log(f"{'keygen':<16} wall {wall:7.2f}s  cpu {data['cpu_s']:7.2f}s  "
             f"per key median {rec['per_key_median_s']:.3f}s")
         return rec
@@ -365,6 +370,31 @@ def print_table(summary: dict, runs: dict[str, list[dict]], n: int, forks: int, 
     print()
 
 
+def median_run(recs: list[dict]) -> dict:
+    ordered = sorted(recs, key=lambda r: r["wall_s"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def print_breakdown(runs: dict[str, list[dict]], n: int) -> None:
+    """Where the time of the median run of each playbook went, task by task (bench_timer)."""
+    for label in ("provision", "rerun", "rotate", "baseline", "baseline_rerun", "ping"):
+        if not runs.get(label):
+            continue
+        rec = median_run(runs[label])
+        if "tasks" not in rec:
+            continue
+        print(f"{label}: wall {rec['wall_s']:.2f}s; ansible start-up and play setup outside tasks "
+              f"{rec['wall_s'] - sum(t['span_s'] for t in rec['tasks']):.2f}s")
+        print(f"  {'task':<70}{'span s':>8}{'ms/host':>9}{'ran':>5}{'chg':>5}")
+        for t in rec["tasks"]:
+            ran = t["hosts"] - t["skipped"]
+            if ran == 0 and t["span_s"] < 0.05:
+                continue
+            per_host = t["sum_host_s"] / n * 1000
+            print(f"  {t['name'][:70]:<70}{t['span_s']:>8.2f}{per_host:>9.0f}{ran:>5}{t['changed']:>5}")
+        print()
+
+
 # --------------------------------------------------------------------------- main
 def default_forks() -> int:
     cfg = configparser.ConfigParser()
@@ -381,6 +411,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smoke run: --hosts 3 --repeat 1")
     p.add_argument("--only", default="provision,baseline,ping,keygen,module",
                    help="comma list of blocks: provision (incl. rerun/rotate), baseline, ping, keygen, module")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment for every ansible-playbook run (experiments, e.g. ANSIBLE_PIPELINING=1)")
+    p.add_argument("--tasks", action="store_true", help="print the per-task breakdown of the median runs")
     p.add_argument("--keep", action="store_true", help="keep the scratch dir (identity dirs, logs)")
     p.add_argument("--scratch", type=Path, help="scratch dir (default: a new temp dir)")
     p.add_argument("--out", type=Path, help="JSON output path (default bench/results/<timestamp>.json)")
@@ -458,10 +491,12 @@ def main(argv: list[str] | None = None) -> int:
         svc.stop()
 
     summary = summarise(runs, n, cores, module_alone)
+    if args.tasks:
+        print_breakdown(runs, n)
     print_table(summary, runs, n, args.forks, cores)
     result = {
         "started": started.isoformat(timespec="seconds"),
-        "hosts": n, "forks": args.forks, "repeat": args.repeat, "cores": cores,
+        "hosts": n, "forks": args.forks, "repeat": args.repeat, "cores": cores, "extra_env": args.env,
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
                     "cpu": _cpu_model(), "loadavg_samples": [[round(x, 2) for x in s] for s in loads]},
         "versions": _versions(crypto_ver),
