@@ -385,13 +385,14 @@ def print_breakdown(runs: dict[str, list[dict]], n: int) -> None:
             continue
         print(f"{label}: wall {rec['wall_s']:.2f}s; ansible start-up and play setup outside tasks "
               f"{rec['wall_s'] - sum(t['span_s'] for t in rec['tasks']):.2f}s")
-        print(f"  {'task':<70}{'span s':>8}{'ms/host':>9}{'ran':>5}{'chg':>5}")
+        print(f"  {'task':<66}{'span s':>8}{'cpu s':>8}{'cpu ms/host':>12}{'ran':>5}{'chg':>5}")
         for t in rec["tasks"]:
             ran = t["hosts"] - t["skipped"]
             if ran == 0 and t["span_s"] < 0.05:
                 continue
-            per_host = t["sum_host_s"] / n * 1000
-            print(f"  {t['name'][:70]:<70}{t['span_s']:>8.2f}{per_host:>9.0f}{ran:>5}{t['changed']:>5}")
+            cpu = t.get("cpu_s", 0.0)
+            name = t["name"][:66]
+            print(f"  {name:<66}{t['span_s']:>8.2f}{cpu:>8.2f}{cpu / n * 1000:>12.0f}{ran:>5}{t['changed']:>5}")
         print()
 
 
@@ -514,9 +515,9 @@ def main(argv: list[str] | None = None) -> int:
         print("PROBLEMS (the numbers above are not valid):")
         for p in problems:
             print(f"  - {p}")
-    if not args.keep and not args.scratch:
+    if not args.keep and not args.scratch and not problems:
         shutil.rmtree(scratch, ignore_errors=True)
-    elif args.keep:
+    else:
         print(f"scratch kept: {scratch}")
     return 1 if problems else 0
 

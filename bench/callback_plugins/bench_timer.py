@@ -9,12 +9,18 @@ description:
   - Writes the file named by the environment variable C(BENCH_TIMER_OUT) at the end of the run.
   - Records for every task its wall span (first host start to last host result), the sum and
     maximum of its per-host durations, and per-host ok/changed/failed/skipped counts.
+  - Records the CPU time (controller process and its reaped children, that is the workers and
+    the module processes they ran) between one task start and the next as the task's cpu_s; under the
+    linear strategy a task runs on all hosts before the next starts, so this is the task's
+    cost on a local fleet (at each task start the callback waits up to 0.5 s for the previous
+    task's workers to exit, so their CPU is charged to their own task).
   - Records only names, times and counts; never results, arguments or variables.
 requirements:
   - enabled in callbacks_enabled and found on callback_plugins
 """
 
 import json
+import multiprocessing
 import os
 import time
 
@@ -33,6 +39,23 @@ class CallbackModule(CallbackBase):
         self._tasks = []  # ordered list of task records
         self._by_uuid = {}
         self._starts = {}  # (task uuid, host) -> start time
+        self._cpu_task = None  # the task the CPU since _cpu_mark is charged to
+        self._cpu_mark = self._cpu()
+
+    @staticmethod
+    def _cpu():
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def _charge_cpu(self, next_rec):
+        # Wait for the previous task's workers to exit (they send their result just before) so
+        # their CPU, and their modules', counts for their own task; bounded, it never blocks long.
+        for proc in multiprocessing.active_children():
+            proc.join(0.5)
+        now = self._cpu()
+        if self._cpu_task is not None:
+            self._cpu_task["cpu_s"] += now - self._cpu_mark
+        self._cpu_task, self._cpu_mark = next_rec, now
 
     def _now(self):
         return time.perf_counter() - self._t0
@@ -51,16 +74,17 @@ class CallbackModule(CallbackBase):
                 "changed": 0,
                 "failed": 0,
                 "skipped": 0,
+                "cpu_s": 0.0,
             }
             self._by_uuid[task._uuid] = rec
             self._tasks.append(rec)
         return rec
 
     def v2_playbook_on_task_start(self, task, is_conditional):
-        self._task(task)
+        self._charge_cpu(self._task(task))
 
     def v2_playbook_on_handler_task_start(self, task):
-        self._task(task)
+        self._charge_cpu(self._task(task))
 
     def v2_runner_on_start(self, host, task):
         self._starts[(task._uuid, host.get_name())] = self._now()
@@ -97,12 +121,15 @@ class CallbackModule(CallbackBase):
         out = os.environ.get("BENCH_TIMER_OUT")
         if not out:
             return
+        self._charge_cpu(None)
         hosts = {h: stats.summarize(h) for h in sorted(stats.processed)}
         for rec in self._tasks:
             rec["span_s"] = round((rec["end"] or rec["start"]) - rec["start"], 4)
             rec["sum_host_s"] = round(rec["sum_host_s"], 4)
+            rec["cpu_s"] = round(rec["cpu_s"], 4)
             rec["max_host_s"] = round(rec["max_host_s"], 4)
             rec["start"] = round(rec["start"], 4)
             rec["end"] = round(rec["end"], 4) if rec["end"] is not None else None
         with open(out, "w", encoding="utf-8") as fh:
-            json.dump({"wall_s": round(self._now(), 4), "tasks": self._tasks, "hosts": hosts}, fh, indent=1)
+            json.dump({"wall_s": round(self._now(), 4), "cpu_s": round(self._cpu(), 4), "tasks": self._tasks,
+                       "hosts": hosts}, fh, indent=1)
