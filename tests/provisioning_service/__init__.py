@@ -12,3 +12,4 @@ from __future__ import annotations
 
 ID_PATTERN = r"[0-9A-F]{8}"
 MAX_BODY = 1024 * 1024  # bytes; larger request bodies are refused with 413
+SERVER_CERT_KINDS = ("valid", "expired", "wrong-host")

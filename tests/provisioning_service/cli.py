@@ -11,15 +11,8 @@ import signal
 import sys
 import threading
 
-from tests.provisioning_service.app import ApiApp, GateApp
+from tests.provisioning_service import SERVER_CERT_KINDS
 from tests.provisioning_service.faults import FaultBook, FaultSpecError, parse_cli
-from tests.provisioning_service.pki import SERVER_CERT_KINDS, ServicePKI, write_private
-from tests.provisioning_service.registry import Registry
-from tests.provisioning_service.server import (
-    GateContexts,
-    TLSWSGIServer,
-    server_context,
-)
 
 TOKEN_ENV = "PROVISIONING_SERVICE_TOKEN"
 
@@ -30,7 +23,8 @@ repository root. When both listeners accept connections it prints exactly one li
 
   READY api=https://127.0.0.1:PORT gate=https://127.0.0.1:GATEPORT ca=DIR/ca.crt
 
-Logs (one line per request, never a request body) go to stderr.
+Logs (one line per request, never a request body) go to stderr. SIGTERM or SIGINT stops it
+cleanly (exit status 0).
 """
 
 EPILOG = """\
@@ -162,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _token(args: argparse.Namespace, state_dir: pathlib.Path) -> str:
+    from tests.provisioning_service.pki import write_private
+
     if args.token:
         return args.token
     if os.environ.get(TOKEN_ENV):
@@ -191,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
             faults.add(parse_cli(spec))
         except FaultSpecError as exc:
             parser.error(f"--fault {spec!r}: {exc}")
+
+    # heavy imports only once the arguments are known to be good (fast --help and errors)
+    from tests.provisioning_service.app import ApiApp, GateApp
+    from tests.provisioning_service.pki import ServicePKI
+    from tests.provisioning_service.registry import Registry
+    from tests.provisioning_service.server import GateContexts, TLSWSGIServer, server_context
 
     logging.basicConfig(
         stream=sys.stderr,

@@ -174,15 +174,6 @@ def normalize(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _scalar(text: str) -> Any:
-    for conv in (int, float):
-        try:
-            return conv(text)
-        except ValueError:
-            pass
-    return text
-
-
 _POSITIONAL = {
     "status": "status",
     "hang": "seconds",
@@ -210,13 +201,13 @@ def parse_cli(text: str) -> dict[str, Any]:
     for part in parts[1:]:
         if "=" in part:
             key, _, value = part.partition("=")
-            spec[key.strip()] = _scalar(value)
+            spec[key.strip()] = value  # typed by normalize(), never guessed
         elif len(part) > 1 and part[0] == "x" and (part[1:].isdigit() or part[1:] in ("*", "inf")):
             spec["count"] = 0 if part[1:] in ("*", "inf") else int(part[1:])
         elif spec["kind"] == "hostile_id":
             spec["preset" if part in HOSTILE_PRESETS else "value"] = part
         elif spec["kind"] in _POSITIONAL and _POSITIONAL[spec["kind"]] not in spec:
-            spec[_POSITIONAL[spec["kind"]]] = _scalar(part)
+            spec[_POSITIONAL[spec["kind"]]] = part
         else:
             raise FaultSpecError(f"cannot understand {part!r} in fault {text!r}")
     return normalize(spec)

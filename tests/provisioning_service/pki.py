@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-SERVER_CERT_KINDS = ("valid", "expired", "wrong-host")
+from tests.provisioning_service import SERVER_CERT_KINDS
+
 WRONG_HOST = "wrong.example"
 ENROLLED_DAYS = 365
 _ORG = "fleet-mtls reference service"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import threading
 from typing import Any
 
 import pytest
@@ -38,33 +39,68 @@ class Identity:
         return fingerprint(self.cert)
 
 
+class KeyPool:
+    """RSA-2048 keys made once per session (about 50 ms each) and handed out round robin:
+    consecutive draws are distinct keys, which is all the service tests need."""
+
+    SIZE = 64
+
+    def __init__(self) -> None:
+        self._keys: list[Any] = []
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Any:
+        with self._lock:
+            if len(self._keys) < self.SIZE:
+                self._keys.append(make_key(2048))
+                return self._keys[-1]
+            key = self._keys[self._next % self.SIZE]
+            self._next += 1
+            return key
+
+
+@pytest.fixture(scope="session")
+def key_pool() -> KeyPool:
+    return KeyPool()
+
+
 class IdentityFactory:
-    def __init__(self, base: pathlib.Path) -> None:
+    def __init__(self, base: pathlib.Path, keys: KeyPool) -> None:
         self.base = base
+        self.keys = keys
         self.n = 0
 
     def __call__(self, agent_id: str, key: Any = None, **cert_options: Any) -> Identity:
-        """Make (not upload) a self-signed identity for ``agent_id`` with a fresh 2048-bit key."""
+        """Make (not upload) a self-signed identity for ``agent_id`` with a pool key."""
         self.n += 1
-        key = key or make_key(2048)
+        key = key or self.keys()
         cert = make_self_signed(agent_id, key, **cert_options)
         crt_path, key_path = write_identity(self.base / f"id{self.n}", cert, key)
         return Identity(agent_id, key, cert, crt_path, key_path)
 
 
 @pytest.fixture
-def make_identity(tmp_path: pathlib.Path) -> IdentityFactory:
-    return IdentityFactory(tmp_path / "identities")
+def make_identity(tmp_path: pathlib.Path, key_pool: KeyPool) -> IdentityFactory:
+    return IdentityFactory(tmp_path / "identities", key_pool)
 
 
 @pytest.fixture
-def registered(service: ProvisioningService, make_identity: IdentityFactory):
-    """``registered()`` reserves an ID, uploads a fresh identity for it and returns it."""
+def registered(svc: ProvisioningService, make_identity: IdentityFactory):
+    """``registered()`` reserves an ID on ``svc``, uploads a fresh identity and returns it."""
 
     def register(**cert_options: Any) -> Identity:
-        ident = make_identity(service.reserve_id(), **cert_options)
-        response = service.upload(ident.agent_id, ident.pem)
+        ident = make_identity(svc.reserve_id(), **cert_options)
+        response = svc.upload(ident.agent_id, ident.pem)
         assert response.status_code == 200, response.text
         return ident
 
     return register
+
+
+@pytest.fixture
+def svc(shared_service: ProvisioningService):
+    """The session's shared service with no pending fault and all counters at zero."""
+    shared_service.clear_faults()
+    yield shared_service
+    shared_service.clear_faults()

@@ -30,8 +30,8 @@ def _error(response: requests.Response, status: int) -> str:
 
 
 # -- reservations ----------------------------------------------------------------------------
-def test_generate_id_answers_the_upstream_shape(service):
-    response = service.session().get(f"{service.api_url}/generate-orchestrator-id", timeout=10)
+def test_generate_id_answers_the_upstream_shape(svc):
+    response = svc.session().get(f"{svc.api_url}/generate-orchestrator-id", timeout=10)
     assert response.status_code == 200
     body = response.json()
     assert body["statusCode"] == 200
@@ -42,7 +42,7 @@ def test_generate_id_answers_the_upstream_shape(service):
     assert expires.tzinfo is not None
     left = (expires - datetime.datetime.now(datetime.UTC)).total_seconds()
     assert 590 < left <= 600
-    assert service.reserved_ids() == [data["id"]]
+    assert svc.reserved_ids()[-1] == data["id"]
 
 
 def test_ids_are_unique_and_kept_forever(service):
@@ -72,33 +72,33 @@ def test_reservation_expires_after_the_ttl(service_factory, make_identity):
 
 
 # -- upload: success, rotation ---------------------------------------------------------------
-def test_upload_registers_and_answers_the_upstream_shape(service, make_identity):
-    ident = make_identity(service.reserve_id())
-    response = service.upload(ident.agent_id, ident.crt_path)
+def test_upload_registers_and_answers_the_upstream_shape(svc, make_identity):
+    ident = make_identity(svc.reserve_id())
+    response = svc.upload(ident.agent_id, ident.crt_path)
     assert response.status_code == 200
     body = response.json()
     assert body["statusCode"] == 200
     assert body["data"]["id"] == ident.agent_id
     assert isinstance(body["data"]["message"], str)
-    assert service.registrations() == {ident.agent_id: ident.fingerprint}
-    assert service.registered_pem(ident.agent_id) == ident.pem.decode()
+    assert svc.registrations()[ident.agent_id] == ident.fingerprint
+    assert svc.registered_pem(ident.agent_id) == ident.pem.decode()
 
 
-def test_last_upload_wins_and_the_previous_one_goes_to_history(service, make_identity):
-    agent_id = service.reserve_id()
+def test_last_upload_wins_and_the_previous_one_goes_to_history(svc, make_identity):
+    agent_id = svc.reserve_id()
     first, second, third = (make_identity(agent_id) for _ in range(3))
     for ident in (first, second, third):
-        assert service.upload(agent_id, ident.pem).status_code == 200
-    assert service.registrations() == {agent_id: third.fingerprint}
-    assert service.history(agent_id) == [first.fingerprint, second.fingerprint]
+        assert svc.upload(agent_id, ident.pem).status_code == 200
+    assert svc.registrations()[agent_id] == third.fingerprint
+    assert svc.history(agent_id) == [first.fingerprint, second.fingerprint]
     # re-uploading the current certificate changes nothing
-    assert service.upload(agent_id, third.pem).status_code == 200
-    assert service.history(agent_id) == [first.fingerprint, second.fingerprint]
+    assert svc.upload(agent_id, third.pem).status_code == 200
+    assert svc.history(agent_id) == [first.fingerprint, second.fingerprint]
 
 
-def test_certificate_without_any_extension_is_accepted(service):
+def test_certificate_without_any_extension_is_accepted(svc):
     """The legacy installer's certificate carries no extensions at all."""
-    agent_id = service.reserve_id()
+    agent_id = svc.reserve_id()
     key = make_key(2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, agent_id)])
     cert = (
@@ -111,15 +111,15 @@ def test_certificate_without_any_extension_is_accepted(service):
         .not_valid_after(NOW + datetime.timedelta(days=365))
         .sign(key, hashes.SHA256())
     )
-    assert service.upload(agent_id, cert_pem(cert)).status_code == 200
-    assert service.registrations() == {agent_id: fingerprint(cert)}
+    assert svc.upload(agent_id, cert_pem(cert)).status_code == 200
+    assert svc.registrations()[agent_id] == fingerprint(cert)
 
 
-def test_certificate_as_plain_form_field_is_accepted(service, make_identity):
+def test_certificate_as_plain_form_field_is_accepted(svc, make_identity):
     """curl -F 'certificate=<client.crt' sends the PEM as a field, not a file."""
-    ident = make_identity(service.reserve_id())
-    response = service.session().post(
-        f"{service.api_url}/upload-orchestrator-certificate",
+    ident = make_identity(svc.reserve_id())
+    response = svc.session().post(
+        f"{svc.api_url}/upload-orchestrator-certificate",
         files={"certificate": (None, ident.pem), "id": (None, ident.agent_id)},
         timeout=10,
     )
@@ -127,9 +127,9 @@ def test_certificate_as_plain_form_field_is_accepted(service, make_identity):
 
 
 # -- upload: refusals (each one would pass if its check were removed) --------------------------
-def _make(kind, agent_id):
+def _make(kind, agent_id, keys):
     """Certificate bytes for refusal case ``kind``."""
-    key = make_key(2048)
+    key = keys()
     if kind == "cn_mismatch":
         return cert_pem(make_self_signed("0BADC0DE" if agent_id != "0BADC0DE" else "0BADC0DF", key))
     if kind == "rsa_1024":
@@ -154,7 +154,7 @@ def _make(kind, agent_id):
         )
     good = cert_pem(make_self_signed(agent_id, key))
     if kind == "two_certificates":
-        return good + cert_pem(make_self_signed(agent_id, make_key(2048)))
+        return good + cert_pem(make_self_signed(agent_id, keys()))
     if kind == "text_around":
         return b"subject=CN = " + agent_id.encode() + b"\n" + good
     if kind == "garbage_pem":
@@ -185,17 +185,17 @@ REFUSALS = [
 
 
 @pytest.mark.parametrize(("kind", "reason"), REFUSALS, ids=[r[0] for r in REFUSALS])
-def test_upload_refuses_bad_certificates(shared_service, kind, reason):
+def test_upload_refuses_bad_certificates(shared_service, key_pool, kind, reason):
     agent_id = shared_service.reserve_id()
-    message = _error(shared_service.upload(agent_id, _make(kind, agent_id)), 400)
+    message = _error(shared_service.upload(agent_id, _make(kind, agent_id, key_pool)), 400)
     assert reason in message
     assert agent_id not in shared_service.registrations()
 
 
 @pytest.mark.parametrize(("kind", "reason"), REFUSALS[:6], ids=[r[0] for r in REFUSALS[:6]])
-def test_json_upload_refuses_bad_certificates(shared_service, kind, reason):
+def test_json_upload_refuses_bad_certificates(shared_service, key_pool, kind, reason):
     agent_id = shared_service.reserve_id()
-    response = shared_service.upload_json(agent_id, _make(kind, agent_id))
+    response = shared_service.upload_json(agent_id, _make(kind, agent_id, key_pool))
     assert reason in _error(response, 400)
     assert agent_id not in shared_service.registrations()
 
@@ -296,23 +296,23 @@ def test_json_upload_refuses_bad_json(shared_service):
 
 
 # -- enrollment ------------------------------------------------------------------------------
-def test_enroll_signs_a_client_certificate_with_the_enrollment_ca(service, tmp_path):
-    agent_id = service.reserve_id()
+def test_enroll_signs_a_client_certificate_with_the_enrollment_ca(svc, tmp_path):
+    agent_id = svc.reserve_id()
     key = make_key(2048)
-    response = service.enroll(make_csr(agent_id, key), agent_id)
+    response = svc.enroll(make_csr(agent_id, key), agent_id)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["statusCode"] == 200
     assert body["data"]["id"] == agent_id
     cert = x509.load_pem_x509_certificate(body["data"]["certificate"].encode())
-    ca = x509.load_pem_x509_certificate((service.state_dir / "enroll-ca.crt").read_bytes())
+    ca = x509.load_pem_x509_certificate((svc.state_dir / "enroll-ca.crt").read_bytes())
     cert.verify_directly_issued_by(ca)
     assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == agent_id
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert ExtendedKeyUsageOID.CLIENT_AUTH in eku
     assert cert.public_key().public_numbers() == key.public_key().public_numbers()
-    assert service.registrations() == {agent_id: fingerprint(cert)}
-    assert service.enrollments(agent_id) == [fingerprint(cert)]
+    assert svc.registrations()[agent_id] == fingerprint(cert)
+    assert svc.enrollments(agent_id) == [fingerprint(cert)]
 
 
 def test_enroll_refusals(shared_service):
@@ -335,23 +335,23 @@ def test_enroll_refusals(shared_service):
 
 
 # -- deletion --------------------------------------------------------------------------------
-def test_delete_decommissions_an_id(service, registered, make_identity):
+def test_delete_decommissions_an_id(svc, registered, make_identity):
     ident = registered()
-    _error(service.delete(ident.agent_id, token="wrong"), 403)
-    assert ident.agent_id in service.registrations()
-    _error(service.delete("FFFFFFFD"), 404)
-    _error(service.delete("not-an-id"), 400)
-    response = service.delete(ident.agent_id)
+    _error(svc.delete(ident.agent_id, token="wrong"), 403)
+    assert ident.agent_id in svc.registrations()
+    _error(svc.delete("FFFFFFFD"), 404)
+    _error(svc.delete("not-an-id"), 400)
+    response = svc.delete(ident.agent_id)
     assert response.status_code == 200
     assert response.json()["data"]["id"] == ident.agent_id
-    assert ident.agent_id not in service.registrations()
-    assert service.history(ident.agent_id) == [ident.fingerprint]
-    assert service.deleted_ids() == [ident.agent_id]
-    _error(service.delete(ident.agent_id), 410)
+    assert ident.agent_id not in svc.registrations()
+    assert svc.history(ident.agent_id) == [ident.fingerprint]
+    assert svc.deleted_ids()[-1] == ident.agent_id
+    _error(svc.delete(ident.agent_id), 410)
     again = make_identity(ident.agent_id)
-    assert "decommissioned" in _error(service.upload(again.agent_id, again.pem), 410)
-    _error(service.enroll(make_csr(ident.agent_id, again.key)), 410)
-    assert ident.agent_id not in service.registrations()
+    assert "decommissioned" in _error(svc.upload(again.agent_id, again.pem), 410)
+    _error(svc.enroll(make_csr(ident.agent_id, again.key)), 410)
+    assert ident.agent_id not in svc.registrations()
 
 
 # -- misc ------------------------------------------------------------------------------------

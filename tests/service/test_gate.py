@@ -28,120 +28,122 @@ def refused(service, ident) -> str:
     return "403"
 
 
-def test_registered_certificate_gets_in(service, registered):
+def test_registered_certificate_gets_in(svc, registered):
     ident = registered()
-    assert service.whoami(ident.crt_path, ident.key_path) == (200, {"id": ident.agent_id})
+    assert svc.whoami(ident.crt_path, ident.key_path) == (200, {"id": ident.agent_id})
 
 
-def test_no_client_certificate_fails_the_handshake(service, registered):
+def test_no_client_certificate_fails_the_handshake(svc, registered):
     registered()
     with pytest.raises(requests.exceptions.ConnectionError):
-        requests.get(f"{service.gate_url}/whoami", verify=str(service.ca_path), timeout=10)
-    assert service.handshake_failures("gate") == 1
+        requests.get(f"{svc.gate_url}/whoami", verify=str(svc.ca_path), timeout=10)
+    assert svc.handshake_failures("gate") == 1
 
 
-def test_never_uploaded_certificate_with_the_same_cn_is_refused(service, registered, make_identity):
+def test_never_uploaded_certificate_with_the_same_cn_is_refused(svc, registered, make_identity):
     ident = registered()
     impostor = make_identity(ident.agent_id)
-    assert refused(service, impostor) == "handshake"
-    assert service.whoami(ident.crt_path, ident.key_path)[0] == 200
+    assert refused(svc, impostor) == "handshake"
+    assert svc.whoami(ident.crt_path, ident.key_path)[0] == 200
 
 
-def test_certificate_of_an_id_never_registered_is_refused(service, make_identity):
-    reserved_only = make_identity(service.reserve_id())
-    assert refused(service, reserved_only) == "handshake"
+def test_certificate_of_an_id_never_registered_is_refused(svc, make_identity):
+    reserved_only = make_identity(svc.reserve_id())
+    assert refused(svc, reserved_only) == "handshake"
 
 
-def test_superseded_certificate_is_refused_after_rotation(service, registered, make_identity):
+def test_superseded_certificate_is_refused_after_rotation(svc, registered, make_identity):
     old = registered()
     new = make_identity(old.agent_id)
-    assert service.upload(new.agent_id, new.pem).status_code == 200
-    assert refused(service, old) == "handshake"
-    assert service.whoami(new.crt_path, new.key_path) == (200, {"id": old.agent_id})
+    assert svc.upload(new.agent_id, new.pem).status_code == 200
+    assert refused(svc, old) == "handshake"
+    assert svc.whoami(new.crt_path, new.key_path) == (200, {"id": old.agent_id})
 
 
-def test_superseded_certificate_with_the_same_key_is_refused(service, registered, make_identity):
+def test_superseded_certificate_with_the_same_key_is_refused(svc, registered, make_identity):
     """Same key, same CN, only the certificate differs: the registry check must refuse."""
     old = registered()
     new = make_identity(old.agent_id, key=old.key)
-    assert service.upload(new.agent_id, new.pem).status_code == 200
-    assert refused(service, old) in ("handshake", "403")
-    assert service.whoami(new.crt_path, new.key_path)[0] == 200
+    assert svc.upload(new.agent_id, new.pem).status_code == 200
+    assert refused(svc, old) in ("handshake", "403")
+    assert svc.whoami(new.crt_path, new.key_path)[0] == 200
 
 
-def test_registered_ca_certificate_cannot_vouch_for_other_ids(service, make_identity, tmp_path):
+def test_registered_ca_certificate_cannot_vouch_for_other_ids(svc, make_identity, tmp_path):
     """A legacy registered certificate is CA:TRUE (openssl req -x509 defaults): certificates its
     key signs chain to it in the trust store, so the handshake succeeds; the gate must still
     refuse them (403) because they are not the registered certificate of their CN."""
-    legacy_id, victim_id = service.reserve_id(), service.reserve_id()
+    legacy_id, victim_id = svc.reserve_id(), svc.reserve_id()
     legacy_key = make_key(2048)
     legacy = _ca_true_cert(legacy_id, legacy_key)
-    assert service.upload(legacy_id, _pem(legacy)).status_code == 200
+    assert svc.upload(legacy_id, _pem(legacy)).status_code == 200
     victim = make_identity(victim_id)
-    assert service.upload(victim_id, victim.pem).status_code == 200
+    assert svc.upload(victim_id, victim.pem).status_code == 200
 
     minted_key = make_key(2048)
     minted = make_self_signed(victim_id, minted_key, signer=legacy_key, issuer=legacy.subject)
     crt, key = write_identity(tmp_path / "minted", minted, minted_key)
-    status, body = service.whoami(crt, key)  # the handshake passes: only the registry refuses
+    status, body = svc.whoami(crt, key)  # the handshake passes: only the registry refuses
     assert status == 403, body
     legacy_crt, legacy_key_path = write_identity(tmp_path / "legacy", legacy, legacy_key)
-    assert service.whoami(legacy_crt, legacy_key_path) == (200, {"id": legacy_id})
+    assert svc.whoami(legacy_crt, legacy_key_path) == (200, {"id": legacy_id})
 
 
-def test_non_canonical_upload_registers_but_the_gate_compares_text(service, make_identity):
+def test_non_canonical_upload_registers_but_the_gate_compares_text(svc, make_identity):
     """Like real front ends: the stored PEM is compared textually with the presented one."""
-    ident = make_identity(service.reserve_id())
+    ident = make_identity(svc.reserve_id())
     crlf = ident.pem.replace(b"\n", b"\r\n")
-    assert service.upload(ident.agent_id, crlf).status_code == 200
-    assert service.registrations() == {ident.agent_id: ident.fingerprint}
-    assert refused(service, ident) == "403"
-    assert service.upload(ident.agent_id, ident.pem).status_code == 200
-    assert service.whoami(ident.crt_path, ident.key_path)[0] == 200
+    assert svc.upload(ident.agent_id, crlf).status_code == 200
+    assert svc.registrations()[ident.agent_id] == ident.fingerprint
+    assert refused(svc, ident) == "403"
+    assert svc.upload(ident.agent_id, ident.pem).status_code == 200
+    assert svc.whoami(ident.crt_path, ident.key_path)[0] == 200
 
 
-def test_expired_certificate_is_refused(service, registered):
+def test_expired_certificate_is_refused(svc, registered):
     soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=2)
     ident = registered(not_after=soon)
-    assert service.whoami(ident.crt_path, ident.key_path)[0] == 200
+    assert svc.whoami(ident.crt_path, ident.key_path)[0] == 200
     time.sleep(max(0.0, (soon - datetime.datetime.now(datetime.UTC)).total_seconds()) + 1.1)
-    assert refused(service, ident) == "handshake"
+    assert refused(svc, ident) == "handshake"
 
 
-def test_deleted_id_is_refused(service, registered):
+def test_deleted_id_is_refused(svc, registered):
     ident, other = registered(), registered()
-    assert service.whoami(ident.crt_path, ident.key_path)[0] == 200
-    assert service.delete(ident.agent_id).status_code == 200
-    assert refused(service, ident) == "handshake"
-    assert service.whoami(other.crt_path, other.key_path) == (200, {"id": other.agent_id})
+    assert svc.whoami(ident.crt_path, ident.key_path)[0] == 200
+    assert svc.delete(ident.agent_id).status_code == 200
+    assert refused(svc, ident) == "handshake"
+    assert svc.whoami(other.crt_path, other.key_path) == (200, {"id": other.agent_id})
 
 
-def test_enrolled_certificate_gets_in_until_the_id_is_deleted(service, tmp_path):
-    agent_id = service.reserve_id()
+def test_enrolled_certificate_gets_in_until_the_id_is_deleted(svc, tmp_path):
+    agent_id = svc.reserve_id()
     key = make_key(2048)
-    response = service.enroll(make_csr(agent_id, key))
+    response = svc.enroll(make_csr(agent_id, key))
     assert response.status_code == 200
     cert = x509.load_pem_x509_certificate(response.json()["data"]["certificate"].encode())
     crt, key_path = write_identity(tmp_path / "enrolled", cert, key)
-    assert service.whoami(crt, key_path) == (200, {"id": agent_id})
-    assert service.delete(agent_id).status_code == 200
-    status, body = service.whoami(crt, key_path)  # the enrollment CA still verifies it: 403
+    assert svc.whoami(crt, key_path) == (200, {"id": agent_id})
+    assert svc.delete(agent_id).status_code == 200
+    status, body = svc.whoami(crt, key_path)  # the enrollment CA still verifies it: 403
     assert status == 403, body
 
 
-def test_certificate_from_a_lookalike_enrollment_ca_is_refused(service, tmp_path):
+def test_certificate_from_a_lookalike_enrollment_ca_is_refused(svc, tmp_path):
     """Same issuer name as the enrollment CA, different key: signature check fails."""
-    agent_id = service.reserve_id()
-    real_ca = x509.load_pem_x509_certificate((service.state_dir / "enroll-ca.crt").read_bytes())
+    agent_id = svc.reserve_id()
+    real_ca = x509.load_pem_x509_certificate((svc.state_dir / "enroll-ca.crt").read_bytes())
     fake_ca_key, key = make_key(2048), make_key(2048)
     cert = make_self_signed(agent_id, key, signer=fake_ca_key, issuer=real_ca.subject)
     crt, key_path = write_identity(tmp_path / "fake", cert, key)
     with pytest.raises(requests.exceptions.ConnectionError):
-        service.whoami(crt, key_path)
+        svc.whoami(crt, key_path)
 
 
-def test_gate_decisions_survive_a_restart(service, registered, make_identity):
-    current, old = registered(), registered()
+def test_gate_decisions_survive_a_restart(service, make_identity):
+    current, old = make_identity(service.reserve_id()), make_identity(service.reserve_id())
+    for ident in (current, old):
+        assert service.upload(ident.agent_id, ident.pem).status_code == 200
     rotated = make_identity(old.agent_id)
     assert service.upload(rotated.agent_id, rotated.pem).status_code == 200
     service.restart()
