@@ -260,6 +260,7 @@ class ProvisioningService:
         Returns (status code, parsed JSON or None); raises ``requests.exceptions.ConnectionError``
         (``SSLError`` is one) when the gate refuses the handshake."""
         with requests.Session() as session:
+            session.trust_env = False
             response = session.get(
                 f"{self.gate_url}/whoami", cert=(str(cert_path), str(key_path)),
                 verify=str(self.ca_path), timeout=timeout,
