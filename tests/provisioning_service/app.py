@@ -124,6 +124,8 @@ class BaseApp:
         handler = self.handlers[endpoint]
 
         def real() -> Response:
+            if self.stopping.is_set():  # e.g. a hang fault that outlived the service
+                return error(503, "the service is stopping")
             return self.call(handler, request, args)
 
         if endpoint == "/_faults":

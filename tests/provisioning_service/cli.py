@@ -45,8 +45,10 @@ API listener (server-authenticated TLS):
   POST   /upload-orchestrator-certificate multipart: file (or field) "certificate", field "id"
                                           200 {"statusCode":200,"data":{"message":..,"id":..}}
   POST   /agent/certificate               JSON {"agent_id":..,"certificate":..}, Bearer token
-  POST   /orchestrators/enroll            multipart "csr" (+ optional "id"): 200 with
-                                          data.certificate signed by the enrollment CA
+  POST   /orchestrators/enroll            multipart "csr" (+ optional "id"): the CSR's CN must
+                                          be a usable ID; 200 with data.certificate (clientAuth,
+                                          365 days) signed by the enrollment CA, which becomes
+                                          the ID's current certificate
   DELETE /orchestrators/<id>              Bearer token: decommission (gate refuses it after)
   GET    /healthz
   GET    /_faults                         loopback only: pending faults, fired-fault counters
@@ -66,7 +68,8 @@ API listener (server-authenticated TLS):
 
 Gate listener (mutual TLS, client certificate required):
   GET /whoami   200 {"id":"<CN>"} when the presented certificate is exactly the one currently
-                registered for its CN, or was issued by the enrollment CA for a live ID;
+                registered for its CN, or was issued by the enrollment CA for that ID and
+                the ID is not decommissioned;
                 otherwise the handshake fails (unknown/expired certificate) or 403.
 
 fault syntax (--fault, repeatable):  ENDPOINT=KIND[:ARG][:xN][:key=value]...
@@ -77,19 +80,21 @@ fault syntax (--fault, repeatable):  ENDPOINT=KIND[:ARG][:xN][:key=value]...
   xN        affect the next N requests (default 1); x* = until cleared
   rate=P    each request fails with probability P until cleared (or for xN fires)
   KIND[:ARG] and key=value parameters:
-    status[:CODE]      answer CODE (default 500); retry_after=S adds Retry-After
+    status[:CODE]      answer CODE (default 500) with a JSON error; retry_after=S adds
+                       Retry-After; message=TEXT sets the error message
     hang[:S]           sleep S seconds (default 30), then handle the request for real
     stall[:S]          handle for real; send headers + partial=B bytes (default half) of the
                        body, sleep S seconds (default 30), then the rest
     drop               handle for real; send headers + partial=B bytes, then close the TCP
                        connection
-    malformed          200 with a body that is not JSON
+    malformed          200 with a body that is not JSON (body=TEXT: that body instead)
     hostile_id[:P|:V]  200 with data.id = preset P (traversal '../../etc/passwd', dn 'A/CN=evil',
                        long 10 kB, newline 'ID\\n', empty '', non_ascii) or the value V
     no_id              200 JSON without data.id
     oversized[:BYTES]  200 with a BYTES (default 2 MiB) body; length=false: no Content-Length
     accept_then_garble handle for real (the upload is stored), answer an unparseable body
-    fixed_id:VALUE     /generate-orchestrator-id reserves VALUE (8 upper-case hex) for real
+    fixed_id:VALUE     /generate-orchestrator-id reserves VALUE (8 upper-case hex) for real;
+                       409 if VALUE was ever reserved before
   examples:
     --fault /generate-orchestrator-id=status:503:x2:retry_after=1
     --fault /upload-orchestrator-certificate=drop

@@ -137,6 +137,7 @@ def test_stop_is_quick_even_with_a_hanging_request(service):
     started = time.monotonic()
     assert service.stop() == 0
     assert time.monotonic() - started < 3
+    assert "Traceback" not in service.log_text()
 
 
 def test_a_client_stuck_in_the_handshake_blocks_nobody(service):
