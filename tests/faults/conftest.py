@@ -112,6 +112,7 @@ class Device:
         self.remember_keys()
         if register:
             self.assert_registered()
+            self.service.clear_faults()  # counters start from zero for the case itself
         return agent_id
 
     def provision(self, **overrides) -> h.ModuleResult:
