@@ -1,0 +1,449 @@
+"""The playbooks over the demo inventory (five local "devices") against the reference service.
+
+One module-scoped fleet walks the operator's life: provision, re-run, audit, rotate, rotate
+one host, decommission. Failure cases use their own small fleets. Every run is a real
+``ansible-playbook`` from the repository root, as an operator would type it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+import secrets
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass
+
+import pytest
+import requests
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import NameOID
+
+from tests.servicectl import ProvisioningService
+
+pytestmark = pytest.mark.integration
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+BIN = pathlib.Path(sys.executable).parent
+DEMO_HOSTS = ("edge-sp-01", "edge-sp-02", "edge-sp-03", "edge-cps-01", "edge-cps-02")
+RECAP_RE = re.compile(
+    r"^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
+    r"\s+failed=(?P<failed>\d+)\s+skipped=(?P<skipped>\d+)\s+rescued=(?P<rescued>\d+)\s+ignored=(?P<ignored>\d+)",
+    re.MULTILINE,
+)
+PEM_KEY_RE = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@dataclass
+class Run:
+    rc: int
+    output: str
+    seconds: float
+
+    @property
+    def recap(self) -> dict[str, dict[str, int]]:
+        return {
+            m["host"]: {k: int(v) for k, v in m.groupdict().items() if k != "host"}
+            for m in RECAP_RE.finditer(self.output)
+        }
+
+    def changed(self) -> int:
+        return sum(r["changed"] for r in self.recap.values())
+
+
+class Fleet:
+    """A demo fleet: the demo inventory, a scratch root with one home per host, a service."""
+
+    def __init__(self, root: pathlib.Path, service: ProvisioningService, inventory: str | None = None):
+        self.root = root
+        self.service = service
+        self.demo_root = root / "fleet"
+        self.reports = root / "reports"
+        self.tmp = root / "ansible-tmp"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.inventory = inventory or str(REPO / "inventory" / "demo")
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "MTLS_DEMO_ROOT": str(self.demo_root),
+            "MTLS_DEMO_API_URL": self.service.api_url,
+            "MTLS_DEMO_GATE_URL": self.service.gate_url,
+            "MTLS_DEMO_CA": str(self.service.ca_path),
+            "MTLS_DEMO_TOKEN": self.service.token,
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_LOCAL_TEMP": str(self.tmp / "local"),
+            "ANSIBLE_REMOTE_TEMP": str(self.tmp / "remote"),
+            "ANSIBLE_DEPRECATION_WARNINGS": "0",
+            "PATH": str(BIN) + os.pathsep + os.environ.get("PATH", ""),
+        })
+        return env
+
+    def play(self, playbook: str, *args: str, verbosity: int = 0, timeout: int = 280) -> Run:
+        cmd = [str(BIN / "ansible-playbook"), "-i", self.inventory, f"playbooks/{playbook}",
+               "-e", f"mtls_report_dir={self.reports}", *args]
+        if verbosity:
+            cmd.append("-" + "v" * verbosity)
+        started = time.monotonic()
+        proc = subprocess.run(cmd, cwd=REPO, env=self.env(), capture_output=True, text=True,
+                              timeout=timeout, check=False)
+        return Run(proc.returncode, proc.stdout + proc.stderr, time.monotonic() - started)
+
+    def host_dir(self, host: str) -> pathlib.Path:
+        return self.demo_root / host / ".mtls"
+
+    def cert(self, host: str) -> pathlib.Path:
+        return self.host_dir(host) / "client.crt"
+
+    def key(self, host: str) -> pathlib.Path:
+        return self.host_dir(host) / "client.key"
+
+    def restarts(self, host: str) -> int:
+        log = self.demo_root / host / "agent-restarts.log"
+        return len(log.read_text().splitlines()) if log.exists() else 0
+
+    def report(self, name: str = "provision-report") -> dict:
+        return json.loads((self.reports / f"{name}.json").read_text())
+
+    def rows(self, name: str = "provision-report") -> dict[str, dict]:
+        return {row["host"]: row for row in self.report(name)["hosts"]}
+
+    def agent_id(self, host: str) -> str:
+        cert = x509.load_pem_x509_certificate(self.cert(host).read_bytes())
+        return cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+
+    def fingerprint(self, host: str) -> str:
+        return x509.load_pem_x509_certificate(self.cert(host).read_bytes()).fingerprint(hashes.SHA256()).hex()
+
+    def gate_accepts(self, cert: pathlib.Path, key: pathlib.Path) -> bool:
+        try:
+            status, body = self.service.whoami(cert, key)
+        except requests.exceptions.ConnectionError:
+            return False
+        return status == 200
+
+
+def explain(run: Run) -> str:
+    return f"rc={run.rc} after {run.seconds:.1f}s\n{run.output[-6000:]}"
+
+
+def key_material(fleet: Fleet, hosts) -> list[str]:
+    """Every base64 line of every device key (what must never appear anywhere)."""
+    lines = []
+    for host in hosts:
+        for line in fleet.key(host).read_text().splitlines():
+            if line and not line.startswith("-----"):
+                lines.append(line)
+    return lines
+
+
+def assert_no_key_material(text: str, secrets_lines: list[str], where: str) -> None:
+    assert not PEM_KEY_RE.search(text), f"PEM private key header in {where}"
+    assert "PRIVATE KEY" not in text, f"'PRIVATE KEY' in {where}"
+    leaked = [line for line in secrets_lines if line in text]
+    assert not leaked, f"{len(leaked)} base64 line(s) of a device key in {where}"
+
+
+# --------------------------------------------------------------------------- the fleet's life
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fleet")
+    with ProvisioningService(root / "service", token=secrets.token_urlsafe(24)) as service:
+        fleet = Fleet(root, service)
+        fleet.first_run = fleet.play("provision.yml")
+        yield fleet
+
+
+def test_first_run_creates_and_verifies_every_host(fleet):
+    run = fleet.first_run
+    assert run.rc == 0, explain(run)
+    assert set(run.recap) == set(DEMO_HOSTS), explain(run)
+    assert all(r["failed"] == 0 and r["unreachable"] == 0 for r in run.recap.values()), explain(run)
+    rows = fleet.rows()
+    registered = fleet.service.registrations()
+    for host in DEMO_HOSTS:
+        row = rows[host]
+        assert row["action"] == "created", row
+        assert row["verify"] == "ok", row
+        assert row["error"] == ""
+        assert row["agent_id"] == fleet.agent_id(host)
+        assert row["fingerprint_sha256"] == fleet.fingerprint(host) == registered[row["agent_id"]]
+        assert 363 <= row["days_left"] <= 365
+        # The gate answers the device with its own ID, exactly as the agent would be answered.
+        assert fleet.service.whoami(fleet.cert(host), fleet.key(host)) == (200, {"id": row["agent_id"]})
+        # Files as the agent expects them.
+        assert fleet.host_dir(host).stat().st_mode & 0o777 == 0o700
+        assert fleet.key(host).stat().st_mode & 0o777 == 0o600
+        assert fleet.cert(host).stat().st_mode & 0o777 == 0o644
+        ini = (fleet.host_dir(host) / "agent-tls.ini").read_text()
+        assert ini.startswith("# Managed by Ansible (fleet-mtls)")
+        assert f"agent_id = {row['agent_id']}" in ini
+        assert f"port = {fleet.service.gate_port}" in ini
+        assert "verify_mode = CERT_REQUIRED" in ini and "check_hostname = true" in ini
+        assert "min_version = TLSv1.2" in ini
+        # The (fake) agent was restarted exactly once: the identity was new.
+        assert fleet.restarts(host) == 1
+    assert len({rows[h]["agent_id"] for h in DEMO_HOSTS}) == len(DEMO_HOSTS)
+    # The table is printed at the end of the run.
+    assert "fleet-mtls report provision-report: 5 host(s)" in run.output
+
+
+def test_report_files_are_complete_and_hold_no_key_material(fleet):
+    secrets_lines = key_material(fleet, DEMO_HOSTS)
+    for suffix in ("json", "csv", "txt"):
+        path = fleet.reports / f"provision-report.{suffix}"
+        assert path.exists()
+        assert path.stat().st_mode & 0o777 == 0o644
+        assert_no_key_material(path.read_text(), secrets_lines, path.name)
+    report = fleet.report()
+    assert report["summary"]["hosts"] == 5 and report["summary"]["verified"] == 5
+    assert report["summary"]["actions"] == {"created": 5}
+    csv_lines = (fleet.reports / "provision-report.csv").read_text().splitlines()
+    assert csv_lines[0].startswith('"host","agent_id","action"')
+    assert len(csv_lines) == 6
+    for column in ("fingerprint_sha256", "not_after", "days_left", "verify", "error"):
+        assert f'"{column}"' in csv_lines[0]
+
+
+def test_second_run_changes_nothing_and_calls_no_api(fleet):
+    ids_before = fleet.service.request_count("/generate-orchestrator-id")
+    uploads_before = fleet.service.request_count("/upload-orchestrator-certificate")
+    fingerprints = {h: fleet.fingerprint(h) for h in DEMO_HOSTS}
+    run = fleet.play("provision.yml")
+    assert run.rc == 0, explain(run)
+    assert set(run.recap) == set(DEMO_HOSTS)
+    assert run.changed() == 0, explain(run)
+    assert fleet.service.request_count("/generate-orchestrator-id") == ids_before
+    assert fleet.service.request_count("/upload-orchestrator-certificate") == uploads_before
+    assert {h: fleet.fingerprint(h) for h in DEMO_HOSTS} == fingerprints
+    rows = fleet.rows()
+    assert {rows[h]["action"] for h in DEMO_HOSTS} == {"unchanged"}
+    assert {rows[h]["verify"] for h in DEMO_HOSTS} == {"ok"}
+    # Nothing changed, so the agent was not restarted.
+    assert [fleet.restarts(h) for h in DEMO_HOSTS] == [1] * 5
+
+
+def test_check_mode_on_the_provisioned_fleet_reports_nothing_to_do(fleet):
+    run = fleet.play("provision.yml", "--check")
+    assert run.rc == 0, explain(run)
+    assert run.changed() == 0, explain(run)
+
+
+def test_audit_verifies_every_host_and_changes_nothing(fleet):
+    before = {h: (fleet.fingerprint(h), (fleet.host_dir(h) / "agent-tls.ini").stat().st_mtime_ns) for h in DEMO_HOSTS}
+    run = fleet.play("verify.yml")
+    assert run.rc == 0, explain(run)
+    assert run.changed() == 0, explain(run)
+    rows = fleet.rows("verify-report")
+    for host in DEMO_HOSTS:
+        assert rows[host]["action"] == "valid", rows[host]
+        assert rows[host]["verify"] == "ok"
+        assert rows[host]["agent_id"] == fleet.agent_id(host)
+    after = {h: (fleet.fingerprint(h), (fleet.host_dir(h) / "agent-tls.ini").stat().st_mtime_ns) for h in DEMO_HOSTS}
+    assert after == before
+    assert [fleet.restarts(h) for h in DEMO_HOSTS] == [1] * 5
+
+
+def test_forced_rotation_keeps_ids_and_swaps_certificates(fleet, tmp_path):
+    ids = {h: fleet.agent_id(h) for h in DEMO_HOSTS}
+    fingerprints = {h: fleet.fingerprint(h) for h in DEMO_HOSTS}
+    restarts = {h: fleet.restarts(h) for h in DEMO_HOSTS}
+    old = {}
+    for host in DEMO_HOSTS:  # keep the old pair to show the gate refuses it afterwards
+        old[host] = (tmp_path / f"{host}.crt", tmp_path / f"{host}.key")
+        old[host][0].write_bytes(fleet.cert(host).read_bytes())
+        fd = os.open(old[host][1], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(fleet.key(host).read_bytes())
+    ids_requested = fleet.service.request_count("/generate-orchestrator-id")
+
+    run = fleet.play("provision.yml", "-e", "mtls_rotate=always", verbosity=4)
+    fleet.rotation_run = run
+    assert run.rc == 0, explain(run)
+    rows = fleet.rows()
+    for host in DEMO_HOSTS:
+        assert rows[host]["action"] == "rotated", rows[host]
+        assert fleet.agent_id(host) == ids[host]
+        assert fleet.fingerprint(host) != fingerprints[host]
+        assert rows[host]["fingerprint_sha256"] == fleet.fingerprint(host)
+        assert rows[host]["verify"] == "ok"
+        assert not fleet.gate_accepts(*old[host]), f"gate still accepts the old certificate of {host}"
+        assert fleet.gate_accepts(fleet.cert(host), fleet.key(host))
+        # The identity changed: exactly one more restart.
+        assert fleet.restarts(host) == restarts[host] + 1
+    assert fleet.service.request_count("/generate-orchestrator-id") == ids_requested
+
+
+def test_verbose_output_and_temp_files_hold_no_key_material(fleet):
+    run = getattr(fleet, "rotation_run", None)
+    if run is None:  # run alone: make one
+        run = fleet.rotation_run = fleet.play("provision.yml", "-e", "mtls_rotate=always", verbosity=4)
+    assert run.rc == 0, explain(run)
+    assert "<127.0.0.1>" in run.output or "ESTABLISH LOCAL CONNECTION" in run.output  # really -vvvv
+    secrets_lines = key_material(fleet, DEMO_HOSTS)
+    assert_no_key_material(run.output, secrets_lines, "the -vvvv output")
+    assert fleet.service.token not in run.output, "the bearer token leaked into the -vvvv output"
+    for path in fleet.tmp.rglob("*"):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            assert_no_key_material(text, secrets_lines, str(path))
+            assert fleet.service.token not in text, f"the bearer token leaked into {path}"
+    for path in fleet.reports.iterdir():
+        assert_no_key_material(path.read_text(), secrets_lines, str(path))
+
+
+def test_rotating_one_host_leaves_the_others_alone(fleet):
+    fingerprints = {h: fleet.fingerprint(h) for h in DEMO_HOSTS}
+    restarts = {h: fleet.restarts(h) for h in DEMO_HOSTS}
+    run = fleet.play("provision.yml", "--limit", "edge-cps-02", "-e", "mtls_rotate=always")
+    assert run.rc == 0, explain(run)
+    assert set(run.recap) == {"edge-cps-02"}
+    assert fleet.fingerprint("edge-cps-02") != fingerprints["edge-cps-02"]
+    assert fleet.restarts("edge-cps-02") == restarts["edge-cps-02"] + 1
+    for host in DEMO_HOSTS[:-1]:
+        assert fleet.fingerprint(host) == fingerprints[host]
+        assert fleet.restarts(host) == restarts[host]
+        assert fleet.gate_accepts(fleet.cert(host), fleet.key(host))
+    assert list(fleet.rows()) == ["edge-cps-02"]
+
+
+def test_decommission_refuses_without_confirmation(fleet):
+    host = "edge-sp-03"
+    run = fleet.play("decommission.yml", "--limit", host)
+    assert run.rc != 0, explain(run)
+    assert run.recap[host]["failed"] == 1
+    assert f"mtls_decommission_confirm={fleet.agent_id(host)}" in run.output
+    assert fleet.cert(host).exists() and fleet.key(host).exists()
+    assert fleet.service.deleted_ids() == []
+    assert fleet.gate_accepts(fleet.cert(host), fleet.key(host))
+    # A wrong ID is no confirmation either.
+    run = fleet.play("decommission.yml", "--limit", host, "-e", "mtls_decommission_confirm=FFFFFFFF")
+    assert run.rc != 0 and fleet.cert(host).exists(), explain(run)
+    row = fleet.rows("decommission-report")[host]
+    assert "Refusing to decommission" in row["error"]
+
+
+def test_decommission_deletes_the_id_and_the_local_identity(fleet, tmp_path):
+    host = "edge-sp-03"
+    agent_id = fleet.agent_id(host)
+    cert, key = tmp_path / "old.crt", tmp_path / "old.key"
+    cert.write_bytes(fleet.cert(host).read_bytes())
+    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(fleet.key(host).read_bytes())
+    run = fleet.play("decommission.yml", "--limit", host, "-e", f"mtls_decommission_confirm={agent_id}")
+    assert run.rc == 0, explain(run)
+    assert agent_id in fleet.service.deleted_ids()
+    assert not fleet.host_dir(host).exists(), list(fleet.host_dir(host).iterdir())
+    assert not fleet.gate_accepts(cert, key)
+    row = fleet.rows("decommission-report")[host]
+    assert row["action"] == "decommissioned" and row["agent_id"] == agent_id
+    # The rest of the fleet is untouched.
+    for other in ("edge-sp-01", "edge-sp-02"):
+        assert fleet.gate_accepts(fleet.cert(other), fleet.key(other))
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def write_inventory(path: pathlib.Path, hosts: dict[str, dict], **group_vars) -> str:
+    """A small YAML fleet in the shape of inventory/demo (its group_vars are not loaded)."""
+    demo_vars = yaml.safe_load((REPO / "inventory" / "demo" / "group_vars" / "all.yml").read_text())
+    demo_vars.update(group_vars)
+    path.write_text(yaml.safe_dump({"all": {"vars": demo_vars, "hosts": hosts}}, sort_keys=False))
+    return str(path)
+
+
+@pytest.fixture
+def small_fleet(tmp_path, service):
+    def make(hosts: dict[str, dict], **group_vars) -> Fleet:
+        inventory = write_inventory(tmp_path / "inventory.yml", hosts, **group_vars)
+        return Fleet(tmp_path, service, inventory=inventory)
+
+    return make
+
+
+def test_untrusted_server_fails_only_that_host_with_a_clear_message(small_fleet, service):
+    # A real CA, but not the one that signed the gate's certificate.
+    other_ca = service.state_dir / "enroll-ca.crt"
+    assert other_ca.exists()
+    fleet = small_fleet({"good-01": {}, "bad-01": {"mtls_server_ca": str(other_ca)}})
+    run = fleet.play("provision.yml")
+    assert run.rc != 0, explain(run)
+    assert run.recap["bad-01"]["failed"] == 1, explain(run)
+    assert run.recap["good-01"]["failed"] == 0, explain(run)
+    rows = fleet.rows()
+    assert rows["good-01"]["verify"] == "ok" and rows["good-01"]["error"] == ""
+    bad = rows["bad-01"]
+    assert bad["verify"] == "failed" and bad["verify_failure"] == "untrusted_server"
+    assert "untrusted server" in bad["error"] and str(other_ca) in bad["error"]
+    # The identity itself was provisioned and is registered: only the agent's trust is wrong.
+    assert bad["action"] == "created"
+    assert fleet.gate_accepts(fleet.cert("bad-01"), fleet.key("bad-01"))
+    assert "untrusted server" in run.output
+    # The host is failed after the report: the table lists both hosts.
+    assert "fleet-mtls report provision-report: 2 host(s)" in run.output
+
+
+def test_hostname_mismatch_fails_the_audit_with_a_clear_message(small_fleet, service):
+    fleet = small_fleet({"edge-01": {}})
+    run = fleet.play("provision.yml")
+    assert run.rc == 0, explain(run)
+    service.restart(server_cert="wrong-host")
+    run = fleet.play("verify.yml")
+    assert run.rc != 0, explain(run)
+    row = fleet.rows("verify-report")["edge-01"]
+    assert row["verify"] == "failed" and row["verify_failure"] == "hostname_mismatch", row
+    assert "hostname mismatch" in row["error"]
+    # The provisioning run says the same (the identity is unchanged: no API call is made).
+    run = fleet.play("provision.yml")
+    assert run.rc != 0
+    row = fleet.rows()["edge-01"]
+    assert row["action"] == "unchanged" and row["verify_failure"] == "hostname_mismatch", row
+
+
+def test_ini_inventory_float_id_is_refused_before_any_request(tmp_path, service):
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(textwrap.dedent(f"""\
+        [fleet]
+        edge-float ansible_connection=local mtls_agent_id=1234e567
+
+        [fleet:vars]
+        ansible_python_interpreter={sys.executable}
+        mtls_dir={tmp_path}/edge-float/.mtls
+        mtls_api_url={service.api_url}
+        mtls_api_ca={service.ca_path}
+        mtls_agent_restart=none
+        mtls_install_prerequisites=false
+        """))
+    fleet = Fleet(tmp_path, service, inventory=str(inventory))
+    run = fleet.play("provision.yml")
+    assert run.rc != 0, explain(run)
+    assert "float" in run.output and "quote the value" in run.output, explain(run)
+    assert not (tmp_path / "edge-float").exists()
+    assert service.request_count("/generate-orchestrator-id") == 0
+    assert service.request_count("/upload-orchestrator-certificate") == 0
+    row = fleet.rows()["edge-float"]
+    assert row["action"] == "not run" and "mtls_agent_id" in row["error"]
+
+
+def test_check_mode_on_a_fresh_fleet_touches_nothing(small_fleet, service, tmp_path):
+    fleet = small_fleet({"edge-01": {}, "edge-02": {}})
+    run = fleet.play("provision.yml", "--check")
+    assert run.rc == 0, explain(run)
+    assert not fleet.demo_root.exists() or not any(fleet.demo_root.rglob("client.*"))
+    assert service.request_count("/generate-orchestrator-id") == 0
+    rows = fleet.rows()
+    assert {rows[h]["action"] for h in ("edge-01", "edge-02")} == {"created"}
