@@ -1,11 +1,12 @@
 """The mtls_identity module alone, without Ansible: what one device pays per run.
 
 Usage: python bench/module_alone.py SPEC.json  -> prints one JSON line per call.
-SPEC: {"calls": [{"args": {...module args...}, "profile": "path.prof" | null}, ...]}
+SPEC: {"calls": [{"args": {...}, "profile": "path.prof" | null, "module": "path.py" | null}, ...]}
 
 Each call runs in a fresh Python process (as AnsiballZ does on a device): interpreter start,
 imports (ansible.module_utils.basic, cryptography, requests), the module's work, exit.
-Reported per call: wall and CPU (user+sys of that child process) and the module's
+Reported per call: wall and CPU (user+sys of that child process), the CPU spent inside
+rsa.generate_private_key (wrapped by the harness) and the rest, and the module's
 `action`/`changed`/`failed` (never any other result field). With "profile", the call runs
 under cProfile and the stats are dumped to that path.
 """
@@ -22,17 +23,33 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 CHILD = r"""
-import json, runpy, sys
+import json, runpy, sys, time
 import ansible.module_utils
 ansible.module_utils.__path__.append(sys.argv[1] + "/module_utils")
 from ansible.module_utils import basic
 # What AnsiballZ hands the module (legacy profile), without unittest.mock's import cost.
 basic._ANSIBLE_ARGS = json.dumps({"ANSIBLE_MODULE_ARGS": json.loads(sys.argv[2])}).encode()
 basic._ANSIBLE_PROFILE = "legacy"
-prof_path = sys.argv[3] if len(sys.argv) > 3 else None
+module_path = sys.argv[3]
+prof_path = sys.argv[4] if len(sys.argv) > 4 else None
+# Charge key generation separately: the CPU spent inside rsa.generate_private_key.
+keygen = [0.0, 0]
+try:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    _generate = rsa.generate_private_key
+    def _timed(*a, **kw):
+        t = time.process_time()
+        try:
+            return _generate(*a, **kw)
+        finally:
+            keygen[0] += time.process_time() - t
+            keygen[1] += 1
+    rsa.generate_private_key = _timed
+except ImportError:
+    pass
 def run():
     try:
-        runpy.run_path(sys.argv[1] + "/library/mtls_identity.py", run_name="__main__")
+        runpy.run_path(module_path, run_name="__main__")
     except SystemExit:
         pass
 if prof_path:
@@ -40,6 +57,7 @@ if prof_path:
     cProfile.run("run()", prof_path)
 else:
     run()
+sys.stderr.write("\nBENCH_KEYGEN %f %d\n" % (keygen[0], keygen[1]))
 """
 
 
@@ -48,8 +66,10 @@ def _cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def call(args: dict, profile: str | None = None) -> dict:
-    cmd = [sys.executable, "-c", CHILD, str(REPO), json.dumps(args)]
+def call(args: dict, profile: str | None = None, module: str | None = None) -> dict:
+    """One module run in a fresh process; module: a module file (default library/mtls_identity.py)."""
+    module = module or str(REPO / "library" / "mtls_identity.py")
+    cmd = [sys.executable, "-c", CHILD, str(REPO), json.dumps(args), module]
     if profile:
         cmd.append(profile)
     cpu0, t0 = _cpu(), time.perf_counter()
@@ -64,7 +84,12 @@ def call(args: dict, profile: str | None = None) -> dict:
                 break
             except ValueError:
                 continue
-    out = {"wall_s": round(wall, 4), "cpu_s": round(cpu, 4), "rc": proc.returncode,
+    keygen_cpu, keys = 0.0, 0
+    for line in proc.stderr.splitlines():
+        if line.startswith("BENCH_KEYGEN "):
+            keygen_cpu, keys = float(line.split()[1]), int(line.split()[2])
+    out = {"wall_s": round(wall, 4), "cpu_s": round(cpu, 4), "keygen_cpu_s": round(keygen_cpu, 4), "keys": keys,
+           "cpu_beyond_keygen_s": round(cpu - keygen_cpu, 4), "rc": proc.returncode,
            "action": result.get("action"), "changed": result.get("changed"), "failed": result.get("failed", False)}
     if result.get("failed"):
         out["msg"] = str(result.get("msg", ""))[:300]
@@ -76,9 +101,42 @@ def call(args: dict, profile: str | None = None) -> dict:
 def main() -> int:
     spec = json.loads(Path(sys.argv[1]).read_text())
     for c in spec["calls"]:
-        print(json.dumps(call(c["args"], c.get("profile"))), flush=True)
+        print(json.dumps(call(c["args"], c.get("profile"), c.get("module"))), flush=True)
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# Named costs: (name, predicate on (file, function)); the cost is the function's cumulative time.
+PROFILE_PARTS = (
+    ("imports", lambda f, fn: fn == "_find_and_load"),
+    ("rsa keygen", lambda f, fn: "generate_private_key" in fn),
+    ("key load", lambda f, fn: "load_pem_private_key" in fn),
+    ("key serialise", lambda f, fn: "private_bytes" in fn),
+    ("certificate sign", lambda f, fn: fn == "sign" and f.endswith("x509/base.py")),
+    ("http (requests)", lambda f, fn: fn == "request" and f.endswith("requests/sessions.py")),
+    ("fsync", lambda f, fn: "fsync" in fn),
+)
+
+
+def profile_parts(path: str) -> dict:
+    """Split a cProfile dump of one call into named costs (cumulative seconds, under the profiler)."""
+    import pstats  # noqa: PLC0415
+
+    st = pstats.Stats(path)
+    parts = {}
+    for name, hit in PROFILE_PARTS:
+        parts[name] = round(max((v[3] for (f, _line, fn), v in st.stats.items() if hit(f, fn)), default=0.0), 4)
+    parts["total"] = round(max(v[3] for v in st.stats.values()), 4)
+    return parts
+
+
+def top_functions(path: str, limit: int = 15) -> list[str]:
+    """The functions with the most own time (tottime), as 'seconds  file:line(function)'."""
+    import pstats  # noqa: PLC0415
+
+    st = pstats.Stats(path)
+    rows = sorted(st.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:limit]
+    return [f"{v[2]:.4f}  {f}:{line}({fn})" for (f, line, fn), v in rows]
