@@ -136,9 +136,7 @@ class ProvisioningService:
                 chunk = os.read(stdout.fileno(), 4096)
                 if not chunk:
                     code = self.process.wait(timeout=5)
-                    raise ServiceError(
-                        f"the service exited ({code}) before READY\n{self.log_tail()}"
-                    )
+                    raise ServiceError(f"the service exited ({code}) before READY\n{self.log_tail()}")
                 buf += chunk
         return buf.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
 
@@ -221,9 +219,7 @@ class ProvisioningService:
         response.raise_for_status()
         return response.json()["data"]["id"]
 
-    def upload(
-        self, agent_id: str, certificate: bytes | str | os.PathLike[str]
-    ) -> requests.Response:
+    def upload(self, agent_id: str, certificate: bytes | str | os.PathLike[str]) -> requests.Response:
         """Upload as the upstream installer does (multipart ``certificate`` file + ``id``)."""
         data = _pem_bytes(certificate)
         return self._api(
@@ -278,9 +274,7 @@ class ProvisioningService:
             raise ServiceError(f"/_faults {method}: {response.status_code} {response.text[:300]}")
         return response.json()["data"]
 
-    def inject(
-        self, endpoint: str, kind: str, count: int | None = 1, **params: Any
-    ) -> dict[str, Any]:
+    def inject(self, endpoint: str, kind: str, count: int | None = 1, **params: Any) -> dict[str, Any]:
         """Add a fault (``count=None`` or ``0``: until cleared). Returns the normalized fault."""
         spec = {"endpoint": endpoint, "kind": kind, "count": count or 0, **params}
         return self._control("POST", json=spec)["added"][0]
@@ -297,11 +291,7 @@ class ProvisioningService:
     def fired(self, endpoint: str | None = None, kind: str | None = None) -> int:
         fired = self.faults()["fired"]
         return sum(
-            n
-            for ep, kinds in fired.items()
-            if endpoint in (None, ep)
-            for k, n in kinds.items()
-            if kind in (None, k)
+            n for ep, kinds in fired.items() if endpoint in (None, ep) for k, n in kinds.items() if kind in (None, k)
         )
 
     def request_count(self, endpoint: str) -> int:
@@ -340,9 +330,7 @@ class ProvisioningService:
         return [row[0] for row in self._query("SELECT id FROM deletions ORDER BY deleted_at")]
 
     def enrollments(self, agent_id: str) -> list[str]:
-        rows = self._query(
-            "SELECT fingerprint FROM enrollments WHERE id = ? ORDER BY issued_at", (agent_id,)
-        )
+        rows = self._query("SELECT fingerprint FROM enrollments WHERE id = ? ORDER BY issued_at", (agent_id,))
         return [row[0] for row in rows]
 
 

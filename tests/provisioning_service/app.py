@@ -52,9 +52,7 @@ class ServiceRequest(Request):
     max_form_memory_size = MAX_BODY
     max_form_parts = 50
 
-    def _get_file_stream(
-        self, total_content_length, content_type, filename=None, content_length=None
-    ):
+    def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
         return io.BytesIO()
 
 
@@ -65,9 +63,7 @@ def iso_utc(timestamp: float) -> str:
 
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
     body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-    return Response(
-        body, status=status, headers=headers, content_type="application/json; charset=utf-8"
-    )
+    return Response(body, status=status, headers=headers, content_type="application/json; charset=utf-8")
 
 
 def error(status: int, message: str) -> Response:
@@ -179,9 +175,7 @@ class BaseApp:
         return {"statusCode": 200, "data": data}
 
     # -- faults ---------------------------------------------------------------------------
-    def apply_fault(
-        self, fault: dict[str, Any], request: Request, real: Callable[[], Response]
-    ) -> Response:
+    def apply_fault(self, fault: dict[str, Any], request: Request, real: Callable[[], Response]) -> Response:
         kind = fault["kind"]
         if kind == "status":
             code = fault["status"]
@@ -263,17 +257,13 @@ class BaseApp:
                 left -= n
             yield tail
 
-        return Response(
-            chunks(), status=200, content_type="application/json", direct_passthrough=True
-        )
+        return Response(chunks(), status=200, content_type="application/json", direct_passthrough=True)
 
     # -- endpoints common to both listeners ------------------------------------------------
     def healthz(self, request: Request) -> Response:
         return ok({"status": "ok"})
 
-    def generate_id(
-        self, request: Request, fixed: str | None = None
-    ) -> Response:  # only on the API
+    def generate_id(self, request: Request, fixed: str | None = None) -> Response:  # only on the API
         raise NotImplementedError
 
 
@@ -304,12 +294,8 @@ class ApiApp(BaseApp):
     def _register(self, agent_id: Any, certificate: bytes | str, source: str) -> Response:
         agent_id = check_id_format(agent_id)
         self.registry.check_usable(agent_id)
-        cert, text = validate_certificate(
-            certificate, agent_id, datetime.datetime.now(datetime.UTC)
-        )
-        self.registry.register(
-            agent_id, text, fingerprint(cert), cert.not_valid_after_utc.timestamp(), source
-        )
+        cert, text = validate_certificate(certificate, agent_id, datetime.datetime.now(datetime.UTC))
+        self.registry.register(agent_id, text, fingerprint(cert), cert.not_valid_after_utc.timestamp(), source)
         log.info("registered certificate %s for %s (%s)", fingerprint(cert)[:16], agent_id, source)
         return ok({"message": "Certificate registered successfully", "id": agent_id})
 

@@ -117,12 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="directory holding the PKI and the registry (created if missing)",
     )
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="address both listeners bind to (default: 127.0.0.1)"
-    )
-    parser.add_argument(
-        "--port", type=int, default=0, help="API listener port; 0 picks a free port (default: 0)"
-    )
+    parser.add_argument("--host", default="127.0.0.1", help="address both listeners bind to (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="API listener port; 0 picks a free port (default: 0)")
     parser.add_argument(
         "--gate-port",
         type=int,
@@ -226,9 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         registry, pki.enroll_ca_path.read_text(encoding="ascii"), cert_path, pki.server_key_path
     )
     api = TLSWSGIServer(args.host, args.port, ApiApp(**common), "api", lambda: api_ctx, faults)
-    gate = TLSWSGIServer(
-        args.host, args.gate_port, GateApp(**common), "gate", gate_contexts, faults
-    )
+    gate = TLSWSGIServer(args.host, args.gate_port, GateApp(**common), "gate", gate_contexts, faults)
 
     def request_stop(signum: int, frame: object) -> None:
         stopping.set()

@@ -160,9 +160,7 @@ def normalize(spec: dict[str, Any]) -> dict[str, Any]:
         if "value" not in out:
             preset = out.setdefault("preset", "traversal")
             if preset not in HOSTILE_PRESETS:
-                raise FaultSpecError(
-                    f"unknown preset {preset!r}; one of {', '.join(HOSTILE_PRESETS)}"
-                )
+                raise FaultSpecError(f"unknown preset {preset!r}; one of {', '.join(HOSTILE_PRESETS)}")
     elif kind == "oversized":
         out.setdefault("size", 2 * 1024 * 1024)
         out.setdefault("length", True)
@@ -219,9 +217,7 @@ class FaultBook:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pending: list[dict[str, Any]] = []
-        self._fired: dict[str, collections.Counter[str]] = collections.defaultdict(
-            collections.Counter
-        )
+        self._fired: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
         self._requests: collections.Counter[str] = collections.Counter()
         self._handshake_failures: collections.Counter[str] = collections.Counter()
         self._random = random.Random()
@@ -252,11 +248,7 @@ class FaultBook:
         """Return the fault that fires for this request to ``endpoint``, if any."""
         with self._lock:
             specific = [f for f in self._pending if f["endpoint"] == endpoint]
-            wild = (
-                []
-                if endpoint in NOT_WILDCARDED
-                else [f for f in self._pending if f["endpoint"] == WILDCARD]
-            )
+            wild = [] if endpoint in NOT_WILDCARDED else [f for f in self._pending if f["endpoint"] == WILDCARD]
             for fault in specific + wild:
                 if fault["rate"] is not None and self._random.random() >= fault["rate"]:
                     continue

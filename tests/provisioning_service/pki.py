@@ -165,9 +165,7 @@ class ServicePKI:
         path = self.server_cert_path(kind)
         if path.exists():
             cert = x509.load_pem_x509_certificate(path.read_bytes())
-            same_key = (
-                cert.public_key().public_numbers() == self.server_key.public_key().public_numbers()
-            )
+            same_key = cert.public_key().public_numbers() == self.server_key.public_key().public_numbers()
             same_ca = cert.issuer == self.ca_cert.subject
             fresh = kind == "expired" or cert.not_valid_after_utc > now + datetime.timedelta(days=2)
             if same_key and same_ca and fresh:
@@ -204,9 +202,7 @@ class ServicePKI:
         write_public(path, _cert_pem(cert))
 
     # -- enrollment -----------------------------------------------------------------------
-    def issue_enrolled(
-        self, csr: x509.CertificateSigningRequest, agent_id: str
-    ) -> x509.Certificate:
+    def issue_enrolled(self, csr: x509.CertificateSigningRequest, agent_id: str) -> x509.Certificate:
         """Sign a clientAuth certificate for ``agent_id`` with the enrollment CA."""
         now = utcnow()
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, agent_id)])
@@ -234,9 +230,7 @@ class ServicePKI:
                 critical=True,
             )
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(csr.public_key()), critical=False
-            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(csr.public_key()), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.enroll_key.public_key()),
                 critical=False,

@@ -145,9 +145,7 @@ class Registry:
             return self._check_usable(agent_id, time.time())
 
     # -- certificates ---------------------------------------------------------------------
-    def register(
-        self, agent_id: str, pem: str, fingerprint: str, not_after: float, source: str
-    ) -> None:
+    def register(self, agent_id: str, pem: str, fingerprint: str, not_after: float, source: str) -> None:
         """Make ``pem`` the current certificate of ``agent_id``; keep the previous one."""
         now = time.time()
         with self._lock:
@@ -171,9 +169,7 @@ class Registry:
                 raise
             self.version += 1
 
-    def _retire(
-        self, agent_id: str, now: float, reason: str, skip_fingerprint: str | None = None
-    ) -> None:
+    def _retire(self, agent_id: str, now: float, reason: str, skip_fingerprint: str | None = None) -> None:
         row = self._db.execute(
             "SELECT pem, fingerprint, source, uploaded_at FROM certificates WHERE id = ?",
             (agent_id,),
@@ -187,9 +183,7 @@ class Registry:
         )
         self._db.execute("DELETE FROM certificates WHERE id = ?", (agent_id,))
 
-    def record_enrollment(
-        self, agent_id: str, serial: int, pem: str, fingerprint: str, not_after: float
-    ) -> None:
+    def record_enrollment(self, agent_id: str, serial: int, pem: str, fingerprint: str, not_after: float) -> None:
         """Remember a certificate issued by the enrollment CA and make it current."""
         now = time.time()
         with self._lock:
@@ -211,8 +205,7 @@ class Registry:
     def current(self, agent_id: str) -> CertRecord | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT id, pem, fingerprint, not_after, source, uploaded_at"
-                " FROM certificates WHERE id = ?",
+                "SELECT id, pem, fingerprint, not_after, source, uploaded_at FROM certificates WHERE id = ?",
                 (agent_id,),
             ).fetchone()
         return CertRecord(*row) if row else None
@@ -220,9 +213,7 @@ class Registry:
     def trusted_pems(self) -> tuple[int, list[str]]:
         """(version, PEMs of the current non-enrolled certificates) for the gate's trust store."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT pem FROM certificates WHERE source != 'enroll' ORDER BY id"
-            ).fetchall()
+            rows = self._db.execute("SELECT pem FROM certificates WHERE source != 'enroll' ORDER BY id").fetchall()
             return self.version, [row[0] for row in rows]
 
     def delete(self, agent_id: str) -> None:
@@ -237,9 +228,7 @@ class Registry:
             try:
                 self._retire(agent_id, now, "deleted")
                 self._db.execute("UPDATE ids SET deleted_at = ? WHERE id = ?", (now, agent_id))
-                self._db.execute(
-                    "INSERT INTO deletions (id, deleted_at) VALUES (?, ?)", (agent_id, now)
-                )
+                self._db.execute("INSERT INTO deletions (id, deleted_at) VALUES (?, ?)", (agent_id, now))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

@@ -19,9 +19,7 @@ from tests.provisioning_service import ID_PATTERN
 
 ID_RE = re.compile(rf"\A{ID_PATTERN}\Z")
 MIN_RSA_BITS = 2048
-_PEM_BLOCK = re.compile(
-    r"\A-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----\Z"
-)
+_PEM_BLOCK = re.compile(r"\A-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----\Z")
 _CSR_BLOCK = re.compile(
     r"\A-----BEGIN (NEW )?CERTIFICATE REQUEST-----\r?\n[A-Za-z0-9+/=\r\n]+"
     r"-----END (NEW )?CERTIFICATE REQUEST-----\Z"
@@ -98,9 +96,7 @@ def cert_validity(cert: x509.Certificate) -> tuple[datetime.datetime, datetime.d
     return cert.not_valid_before_utc, cert.not_valid_after_utc
 
 
-def validate_certificate(
-    data: bytes | str, agent_id: str, now: datetime.datetime
-) -> tuple[x509.Certificate, str]:
+def validate_certificate(data: bytes | str, agent_id: str, now: datetime.datetime) -> tuple[x509.Certificate, str]:
     """Check an uploaded certificate for ``agent_id``; return it and the text to store.
 
     The stored text is the upload itself (surrounding whitespace trimmed, one final LF), as
@@ -131,9 +127,7 @@ def validate_certificate(
     return cert, text + "\n"
 
 
-def validate_csr(
-    data: bytes | str, agent_id: str | None
-) -> tuple[x509.CertificateSigningRequest, str]:
+def validate_csr(data: bytes | str, agent_id: str | None) -> tuple[x509.CertificateSigningRequest, str]:
     """Check an enrollment CSR; return it and the agent ID (its CN)."""
     if contains_private_key(data):
         raise Refusal(400, "the upload contains a private key; only the CSR may be sent")

@@ -149,9 +149,7 @@ def _make(kind, agent_id, keys):
             )
         )
     if kind == "not_yet_valid":
-        return cert_pem(
-            make_self_signed(agent_id, key, not_before=NOW + datetime.timedelta(days=1))
-        )
+        return cert_pem(make_self_signed(agent_id, key, not_before=NOW + datetime.timedelta(days=1)))
     good = cert_pem(make_self_signed(agent_id, key))
     if kind == "two_certificates":
         return good + cert_pem(make_self_signed(agent_id, keys()))
@@ -319,16 +317,12 @@ def test_enroll_refusals(shared_service):
     agent_id = shared_service.reserve_id()
     key = make_key(2048)
     _error(shared_service.enroll(make_csr("FFFFFFFE", key)), 404)  # never reserved
-    assert "does not match" in _error(
-        shared_service.enroll(make_csr(agent_id, key), "0A0A0A0A"), 400
-    )
+    assert "does not match" in _error(shared_service.enroll(make_csr(agent_id, key), "0A0A0A0A"), 400)
     assert "2048" in _error(shared_service.enroll(make_csr(agent_id, make_key(1024))), 400)
     with_key = make_csr(agent_id, key) + key_pem(key)
     assert "private key" in _error(shared_service.enroll(with_key), 400)
     _error(
-        shared_service.enroll(
-            b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"
-        ),
+        shared_service.enroll(b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"),
         400,
     )
     assert agent_id not in shared_service.registrations()

@@ -77,9 +77,7 @@ def test_drop_closes_the_connection_mid_body_after_doing_the_work(svc, make_iden
     svc.inject(UPLOAD, "drop", partial=5)
     with pytest.raises(requests.exceptions.RequestException) as info:
         svc.upload(ident.agent_id, ident.pem)
-    assert isinstance(
-        info.value, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError)
-    )
+    assert isinstance(info.value, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError))
     assert svc.fired(UPLOAD, "drop") == 1
     assert svc.registrations()[ident.agent_id] == ident.fingerprint  # it was stored
     assert svc.upload(ident.agent_id, ident.pem).status_code == 200
@@ -242,9 +240,7 @@ def test_parse_cli(text, expected):
         assert spec[key] == value, key
 
 
-@pytest.mark.parametrize(
-    "text", ["status", f"{GEN}=", f"{GEN}=status:abc:def", "/x=status", f"{GEN}=status:x-1"]
-)
+@pytest.mark.parametrize("text", ["status", f"{GEN}=", f"{GEN}=status:abc:def", "/x=status", f"{GEN}=status:x-1"])
 def test_parse_cli_refuses(text):
     with pytest.raises(FaultSpecError):
         parse_cli(text)

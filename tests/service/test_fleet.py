@@ -61,9 +61,7 @@ def test_fifty_concurrent_clients_and_a_rotation_round(service, tmp_path, key_po
         assert answers == [(200, {"id": agent_id}) for agent_id in ids]
 
         second = list(pool.map(rotate, range(CLIENTS), ids))
-        assert service.registrations() == {
-            a: fingerprint(s[0]) for a, s in zip(ids, second, strict=True)
-        }
+        assert service.registrations() == {a: fingerprint(s[0]) for a, s in zip(ids, second, strict=True)}
         for (agent_id, cert, _, _), _new in zip(first, second, strict=True):
             assert service.history(agent_id) == [fingerprint(cert)]
 

@@ -41,9 +41,7 @@ def run_installer(service, workdir, bits=4096, openssl_conf=None):
     )
     if openssl_conf is not None:
         env["OPENSSL_CONF"] = str(openssl_conf)
-    proc = subprocess.run(
-        ["bash", "-c", INSTALLER], env=env, capture_output=True, text=True, timeout=120
-    )
+    proc = subprocess.run(["bash", "-c", INSTALLER], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()
 

@@ -47,9 +47,7 @@ def test_ready_is_the_only_stdout_line(tmp_path):
             r"READY api=https://127\.0\.0\.1:\d+ gate=https://127\.0\.0\.1:\d+ ca=\S+/ca\.crt\n",
             first,
         )
-        requests.get(
-            first.split()[1][4:] + "/healthz", verify=first.split()[3][3:], timeout=10
-        ).raise_for_status()
+        requests.get(first.split()[1][4:] + "/healthz", verify=first.split()[3][3:], timeout=10).raise_for_status()
     finally:
         proc.send_signal(signal.SIGTERM)
         rest, _ = proc.communicate(timeout=10)
