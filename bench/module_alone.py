@@ -4,7 +4,9 @@ Usage: python bench/module_alone.py SPEC.json  -> prints one JSON line per call.
 SPEC: {"calls": [{"args": {...}, "profile": "path.prof" | null, "module": "path.py" | null}, ...]}
 
 Each call runs in a fresh Python process (as AnsiballZ does on a device): interpreter start,
-imports (ansible.module_utils.basic, cryptography, requests), the module's work, exit.
+imports (ansible.module_utils.basic, cryptography, requests), the module's work, exit. The
+module and the bundle's module_utils are compiled from source on every call, as from
+AnsiballZ's zip; installed libraries use their byte-code caches, as on a device.
 Reported per call: wall and CPU (user+sys of that child process), the CPU spent inside
 rsa.generate_private_key (wrapped by the harness) and the rest, and the module's
 `action`/`changed`/`failed` (never any other result field). With "profile", the call runs
@@ -23,9 +25,32 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 CHILD = r"""
-import json, runpy, sys, time
+import importlib.abc, importlib.machinery, importlib.util, json, os, runpy, sys, time
 import ansible.module_utils
 ansible.module_utils.__path__.append(sys.argv[1] + "/module_utils")
+
+
+class _NoCacheLoader(importlib.machinery.SourceFileLoader):
+    # AnsiballZ ships the bundle's module_utils as source in a zip: compiled on every run.
+    def get_code(self, fullname):
+        path = self.get_filename(fullname)
+        return self.source_to_code(self.get_data(path), path)
+
+
+class _BundleFinder(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if not name.startswith("ansible.module_utils.fleet_mtls"):
+            return None
+        base = os.path.join(sys.argv[1], "module_utils", *name.split(".")[2:])
+        for candidate, pkg in ((os.path.join(base, "__init__.py"), True), (base + ".py", False)):
+            if os.path.exists(candidate):
+                loader = _NoCacheLoader(name, candidate)
+                return importlib.util.spec_from_file_location(
+                    name, candidate, loader=loader, submodule_search_locations=[base] if pkg else None)
+        return None
+
+
+sys.meta_path.insert(0, _BundleFinder())
 from ansible.module_utils import basic
 # What AnsiballZ hands the module (legacy profile), without unittest.mock's import cost.
 basic._ANSIBLE_ARGS = json.dumps({"ANSIBLE_MODULE_ARGS": json.loads(sys.argv[2])}).encode()
