@@ -403,6 +403,7 @@ def main():
             timeout=p["timeout"], retries=p["retries"], id_pattern=p["id_pattern"],
         )
 
+    error = None
     try:
         settings = Settings(
             path=p["path"], owner=p["owner"], group=p["group"], agent_id=p["agent_id"],
@@ -415,9 +416,12 @@ def main():
         result, _warnings = ensure_identity(settings, client_factory, check_mode=module.check_mode,
                                             warn=module.warn)
     except IdentityError as exc:
-        module.fail_json(msg=exc.msg, cert_path=_safe_path(p, "client.crt"),
+        error = exc
+    if error is not None:
+        # Outside the except block: ansible-core would otherwise attach a traceback.
+        module.fail_json(msg=error.msg, cert_path=_safe_path(p, "client.crt"),
                          key_path=_safe_path(p, "client.key"),
-                         registry_uncertain=getattr(exc, "registry_uncertain", False))
+                         registry_uncertain=getattr(error, "registry_uncertain", False))
     module.exit_json(**result)
 
 

@@ -184,10 +184,13 @@ def main():
     from ansible.module_utils.fleet_mtls.identity import identity_facts
 
     p = module.params
+    error = None
     try:
         facts = identity_facts(p["path"], p["id_pattern"], p["renew_before_days"])
     except IdentityError as exc:
-        module.fail_json(msg=exc.msg)
+        error = exc
+    if error is not None:
+        module.fail_json(msg=error.msg)
     module.exit_json(changed=False, **facts)
 
 

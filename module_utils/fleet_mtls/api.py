@@ -17,29 +17,21 @@ did not act) or ambiguous (it may have).
 from __future__ import annotations
 
 import email.utils
+import importlib.util
 import json
 import random
 import re
 import time
-
-try:
-    import requests
-    import requests.exceptions
-
-    HAS_REQUESTS = True
-    REQUESTS_IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - exercised on devices without the library
-    HAS_REQUESTS = False
-    REQUESTS_IMPORT_ERROR = exc
-
-try:  # urllib3 1.x and 2.x both have it; requests vendors nothing since 2.16
-    from urllib3.exceptions import NewConnectionError
-except ImportError:  # pragma: no cover
-    NewConnectionError = ()
-
 from urllib.parse import urlsplit, urlunsplit
 
 from ansible.module_utils.fleet_mtls.errors import ApiError, ConfigError
+
+# requests is imported when the first request is made: importing it costs more than the whole
+# of an unchanged re-run (~100-200 ms on small devices), which makes no request at all.
+HAS_REQUESTS = importlib.util.find_spec("requests") is not None
+REQUESTS_IMPORT_ERROR = None if HAS_REQUESTS else ImportError("No module named 'requests'")
+requests = None
+NewConnectionError = ()
 
 MAX_BODY = 1024 * 1024
 REASON_MAX = 200
@@ -102,6 +94,23 @@ def display_url(url):
         host = "[%s]" % host
     netloc = host + (":%d" % parts.port if parts.port else "")
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _import_requests():
+    global requests, NewConnectionError
+    if requests is None:
+        try:
+            import requests as _requests
+            import requests.exceptions  # noqa: F401 - the submodule used below
+        except ImportError as exc:
+            raise ConfigError("the requests library cannot be imported on this host: %s" % exc) from None
+        try:  # urllib3 1.x and 2.x both have it
+            from urllib3.exceptions import NewConnectionError as _nce
+        except ImportError:  # pragma: no cover
+            _nce = ()
+        NewConnectionError = _nce
+        requests = _requests
+    return requests
 
 
 def _not_sent(exc):
@@ -181,26 +190,34 @@ class ProvisioningClient:
             value = str(value)
             self._secrets.append(value)
             self._secrets.extend(part for part in value.split() if len(part) >= 8)
-        self.session = requests.Session()
-        self.session.headers["User-Agent"] = USER_AGENT
-        self.session.headers["Accept"] = "application/json"
-        self.session.headers.update({str(k): str(v) for k, v in headers.items()})
+        self._headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        self._headers.update({str(k): str(v) for k, v in headers.items()})
+        self._session = None
         # Passed on every request: a session-level value would lose against
         # $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE, silently ignoring ca_path.
         self.verify = ca_path if ca_path else bool(validate_certs)
-        if self.verify is False:
-            # The module itself warns once; urllib3 would warn on every request.
-            try:
-                import urllib3
-
-                urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-            except (ImportError, AttributeError):  # pragma: no cover
-                pass
         self.validate_certs = bool(validate_certs) or bool(ca_path)
         self.calls = []  # (method, endpoint, status or exception name) for tests and -vvv
 
+    @property
+    def session(self):
+        """The requests session, created (and requests imported) on first use."""
+        if self._session is None:
+            self._session = _import_requests().Session()
+            self._session.headers.update(self._headers)
+            if self.verify is False:
+                # The module itself warns once; urllib3 would warn on every request.
+                try:
+                    import urllib3
+
+                    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+                except (ImportError, AttributeError):  # pragma: no cover
+                    pass
+        return self._session
+
     def close(self):
-        self.session.close()
+        if self._session is not None:
+            self._session.close()
 
     # ------------------------------------------------------------------ plumbing
     def _url(self, endpoint):
@@ -271,11 +288,12 @@ class ProvisioningClient:
     def _request(self, method, endpoint, **kwargs):
         """(status, body bytes) of a 2xx answer; raise ApiError otherwise (after retries)."""
         what = self._what(method, endpoint)
+        session = self.session  # imports requests
         attempts = self.retries + 1
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
-                resp = self.session.request(
+                resp = session.request(
                     method, self._url(endpoint), timeout=self.timeout, stream=True,
                     allow_redirects=False, verify=self.verify, **kwargs
                 )
