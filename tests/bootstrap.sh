@@ -127,12 +127,22 @@ runtime = "runc"'
     printf '%s\n' "$want" >"$PODMAN_DROPIN"
 }
 
+# Remove a build directory safely: a failed debootstrap can leave proc/sys mounted inside.
+remove_build_dir() {
+    local dir="$1" m
+    [[ -e "$dir" ]] || return 0
+    while read -r m; do
+        if [[ -n "$m" ]]; then umount -l "$m" 2>/dev/null || true; fi
+    done < <(findmnt -rn -o TARGET | grep -F "$dir/" | sort -r)
+    rm -rf --one-file-system "$dir"
+}
+
 # Build one image; run in a subshell (possibly in parallel). Output goes to a per-release log.
 build_image() {
     local release="$1" work rootfs
     work="$CACHE_DIR/build/$release"
     rootfs="$work/rootfs"
-    rm -rf "$work"
+    remove_build_dir "$work"
     mkdir -p "$work"
     debootstrap --variant=minbase --include=python3,sudo "$release" "$rootfs" "$MIRROR"
     # No apt caches or package lists in the image (the role runs apt-get update itself), and
@@ -142,10 +152,14 @@ build_image() {
     rm -rf "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/log/*.log "$rootfs"/var/log/apt/* "$rootfs"/tmp/*
     : >"$rootfs/etc/resolv.conf"
     : >"$rootfs/etc/hostname"
+    local old_id
+    old_id="$(podman image inspect --format '{{.Id}}' "localhost/debian-py:$release" 2>/dev/null || true)"
     tar -C "$rootfs" --numeric-owner -c . |
         podman import --change 'CMD ["/bin/bash"]' --message "fleet-mtls debootstrap $release" \
             - "localhost/debian-py:$release"
-    rm -rf "$work"
+    # A forced rebuild leaves the previous image untagged: remove it (unless a container uses it).
+    if [[ -n "$old_id" ]]; then podman rmi "$old_id" >/dev/null 2>&1 || true; fi
+    remove_build_dir "$work"
 }
 
 build_images() {
