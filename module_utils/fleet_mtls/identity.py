@@ -141,10 +141,11 @@ class Assessment:
         self.journal = None          # dict, or {"id": None} when unreadable
         self.staged_key = False
         self.staged_cert = False
+        self.staged_journal = False
 
     @property
     def staged(self):
-        return self.staged_key or self.staged_cert
+        return self.staged_key or self.staged_cert or self.staged_journal
 
 
 def _read_journal(idir):
@@ -194,6 +195,7 @@ def assess(idir, now=None):
     a.journal = _read_journal(idir)
     a.staged_key = idir.exists(STAGED_KEY)
     a.staged_cert = idir.exists(STAGED_CERT)
+    a.staged_journal = idir.exists(JOURNAL_TMP)
     return a
 
 
@@ -524,6 +526,8 @@ class Engine:
                 plan.reason += " (an interrupted transaction is pending and would be resolved first)"
             for note in plan.notes:
                 self.warn(note)
+            if plan.action == "unchanged" and plan.drop_journal and not self.check_mode:
+                _journal_drop(idir)  # a journal about another ID: stale, not about this identity
             if self.check_mode or plan.action == "unchanged":
                 return self._result(plan, a, None, changed=plan.action != "unchanged")
             return self.apply(idir, a, plan)
@@ -742,6 +746,16 @@ class Engine:
                     "registry state is recorded in %s and the next run uploads the current "
                     "certificate again." % (exc.msg, rb_exc.msg, idir.join(JOURNAL)),
                     registry_uncertain=True,
+                ) from None
+            if exc.status is None:
+                # No answer at all: the server may still be working on the new certificate and
+                # store it after the rollback. Keep the journal: the next run uploads the
+                # current certificate once more.
+                raise TransactionError(
+                    "%s; the previous certificate was uploaded again (rollback), but the server may "
+                    "still store the new one late, so %s is kept and the next run uploads the "
+                    "current certificate once more. The previous identity is intact on the device."
+                    % (exc.msg, idir.join(JOURNAL)), registry_uncertain=True,
                 ) from None
             if not journal_before:
                 _journal_drop(idir)

@@ -8,6 +8,7 @@ import json
 import os
 import stat
 import threading
+import time
 
 import pytest
 import requests
@@ -166,6 +167,26 @@ def test_ambiguous_upload_is_rolled_back(svc, ident_dir):
     assert_consistent(svc, ident_dir, agent_id)
 
 
+def test_late_processing_after_a_timeout_is_caught_by_the_journal(svc, ident_dir):
+    """Upload times out; the rollback lands first, then the server stores the hung new
+    certificate: the journal makes the next run upload the current certificate again."""
+    run(svc, ident_dir)
+    agent_id = assert_consistent(svc, ident_dir)
+    old_fp = device_fp(ident_dir)
+    svc.inject(UP_EP, "hang", seconds=1.5)
+    with pytest.raises(TransactionError, match="may still store the new one late") as info:
+        run(svc, ident_dir, rotate="always", client_kw={"retries": 0, "timeout": 0.5})
+    assert info.value.registry_uncertain
+    assert (ident_dir / JOURNAL).exists() and device_fp(ident_dir) == old_fp
+    deadline = time.monotonic() + 10
+    while svc.registrations()[agent_id] == old_fp and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert svc.registrations()[agent_id] != old_fp  # the late upload won the race
+    fixed = run(svc, ident_dir)
+    assert fixed["action"] == "repaired" and fixed["fingerprint_sha256"] == old_fp
+    assert_consistent(svc, ident_dir, agent_id)
+
+
 def test_failed_rollback_leaves_a_journal_and_the_next_run_converges(svc, ident_dir):
     run(svc, ident_dir)
     agent_id = assert_consistent(svc, ident_dir)
@@ -300,6 +321,23 @@ def test_incomplete_or_foreign_staging_is_removed(svc, ident_dir, keys, staged):
     assert snapshot(ident_dir)["client.crt"] == before["client.crt"]
     assert sum(svc.faults()["requests"].values()) == 0
     assert_consistent(svc, ident_dir, agent_id)
+
+
+def test_stale_journal_of_another_id_is_dropped(svc, ident_dir):
+    run(svc, ident_dir)
+    (ident_dir / JOURNAL).write_text(json.dumps({"id": "FFFF0001"}))
+    svc.clear_faults()
+    result = run(svc, ident_dir)
+    assert result["action"] == "unchanged" and not (ident_dir / JOURNAL).exists()
+    assert sum(svc.faults()["requests"].values()) == 0
+
+
+def test_leftover_journal_temp_file_is_removed(svc, ident_dir):
+    run(svc, ident_dir)
+    (ident_dir / ".mtls-pending.json.new").write_text("{")
+    result = run(svc, ident_dir)
+    assert result["action"] == "unchanged"
+    assert_consistent(svc, ident_dir)
 
 
 def test_check_mode_does_not_recover(svc, ident_dir, keys):
