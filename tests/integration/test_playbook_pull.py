@@ -1,0 +1,91 @@
+"""Pull mode: a device behind NAT runs ansible-pull against a git repository of this project
+and provisions itself (localhost, connection local), as documented in the README."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+import requests
+import yaml
+
+pytestmark = pytest.mark.integration
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+BIN = pathlib.Path(sys.executable).parent
+
+
+def make_source_repo(dest: pathlib.Path) -> str:
+    """A git repository holding the working tree (tracked and new files, not ignored ones)."""
+    listing = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        capture_output=True, check=False,
+    )
+    if listing.returncode != 0:
+        pytest.skip("not a git checkout")
+    dest.mkdir()
+    for name in sorted(set(listing.stdout.decode().split("\0")) - {""}):
+        src, dst = REPO / name, dest / name
+        if not src.exists() and not src.is_symlink():
+            continue  # deleted in the working tree
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            os.symlink(os.readlink(src), dst)
+        else:
+            shutil.copy2(src, dst)
+    ident = ["-c", "user.name=fleet-mtls tests", "-c", "user.email=tests@fleet-mtls.invalid"]
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], [*ident, "commit", "-q", "-m", "snapshot"]):
+        subprocess.run(["git", "-C", str(dest), *cmd], check=True, capture_output=True)
+    return f"file://{dest}"
+
+
+def test_ansible_pull_provisions_the_device_itself(tmp_path, service):
+    url = make_source_repo(tmp_path / "source")
+    device = tmp_path / "device"
+    vars_file = tmp_path / "pull-vars.yml"
+    vars_file.write_text(yaml.safe_dump({
+        "mtls_api_url": service.api_url,
+        "mtls_api_ca": str(service.ca_path),
+        "mtls_server_url": service.gate_url,
+        "mtls_server_ca": str(service.ca_path),
+        "mtls_verify_url": service.gate_url + "/whoami",
+        "mtls_dir": str(device / ".mtls"),
+        "mtls_agent_restart": "none",
+        "mtls_install_prerequisites": False,
+        "mtls_report_dir": str(tmp_path / "reports"),
+    }))
+    checkout = tmp_path / "checkout"
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", PATH=str(BIN) + os.pathsep + os.environ.get("PATH", ""))
+    env.pop("ANSIBLE_CONFIG", None)
+    cmd = [
+        str(BIN / "ansible-pull"), "-U", url, "-C", "main", "-d", str(checkout), "-i", "localhost,",
+        "-e", f"@{vars_file}", "-e", f"ansible_python_interpreter={sys.executable}",
+        "playbooks/provision.yml",
+    ]
+
+    first = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=280, check=False)
+    output = first.stdout + first.stderr
+    assert first.returncode == 0, output[-6000:]
+    assert "localhost" in output and "fleet-mtls report provision-report: 1 host(s)" in output, output[-4000:]
+    cert, key = device / ".mtls" / "client.crt", device / ".mtls" / "client.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    status, body = service.whoami(cert, key)
+    assert status == 200 and body["id"] in service.registrations()
+    assert (checkout / "ansible.cfg").exists()  # the playbook ran from the pulled checkout
+    rows = yaml.safe_load((tmp_path / "reports" / "provision-report.json").read_text())["hosts"]
+    assert [(r["host"], r["action"], r["verify"]) for r in rows] == [("localhost", "created", "ok")]
+
+    # The next pull (a cron job, say) finds nothing to do.
+    second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=280, check=False)
+    output = second.stdout + second.stderr
+    assert second.returncode == 0, output[-6000:]
+    recap = [line for line in output.splitlines() if line.startswith("localhost ") and "ok=" in line]
+    assert recap and "changed=0" in recap[-1], output[-4000:]
+    try:
+        assert service.whoami(cert, key)[0] == 200
+    except requests.exceptions.ConnectionError as exc:  # pragma: no cover - explained failure
+        pytest.fail(f"the gate refused the device after the second pull: {exc}")

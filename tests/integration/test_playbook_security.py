@@ -1,0 +1,114 @@
+"""Repository and input hygiene: no key material in git, reports ignored, IDs kept as strings."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+BIN = pathlib.Path(sys.executable).parent
+# A PEM private key block with content (a mere mention of the header in code is fine).
+PEM_PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----\r?\n[A-Za-z0-9+/=:, -]{16,}")
+
+
+def git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def tracked_files():
+    proc = git("ls-files", "-z")
+    if proc.returncode != 0:
+        pytest.skip("not a git checkout")
+    return [REPO / name for name in proc.stdout.decode().split("\0") if name]
+
+
+def test_no_tracked_file_holds_a_private_key(tracked_files):
+    offenders = []
+    for path in tracked_files:
+        if path.is_symlink() or not path.is_file():
+            continue
+        if PEM_PRIVATE_KEY.search(path.read_bytes()):
+            offenders.append(str(path.relative_to(REPO)))
+    assert offenders == []
+
+
+def test_no_key_or_certificate_file_is_tracked(tracked_files):
+    suffixes = {".key", ".crt", ".pem", ".csr", ".p12", ".pfx"}
+    assert [str(p.relative_to(REPO)) for p in tracked_files if p.suffix in suffixes] == []
+
+
+def test_the_pattern_finds_a_real_key(tmp_path):
+    """The scan above must be able to fail: a freshly written key is caught."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    for fmt in (serialization.PrivateFormat.PKCS8, serialization.PrivateFormat.TraditionalOpenSSL):
+        pem = key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption())
+        assert PEM_PRIVATE_KEY.search(b"some text\n" + pem)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["reports/provision-report.json", "reports/verify-report.csv", ".state/demo/edge-sp-01/.mtls/client.key",
+     "inventory/example/files/ca.crt", "client.key", "client.crt", "device.pem"],
+)
+def test_run_artifacts_are_ignored_by_git(path):
+    if git("rev-parse", "--git-dir").returncode != 0:
+        pytest.skip("not a git checkout")
+    assert git("check-ignore", "-q", "--no-index", path).returncode == 0, f"{path} is not ignored"
+
+
+def run_preflight(extra_vars: dict, tmp_path: pathlib.Path) -> subprocess.CompletedProcess:
+    """provision.yml on one demo host; the preflight must stop it before any network use
+    (the API URL points at a closed loopback port)."""
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", MTLS_DEMO_ROOT=str(tmp_path / "fleet"),
+               MTLS_DEMO_API_URL="https://127.0.0.1:9", MTLS_DEMO_GATE_URL="https://127.0.0.1:9",
+               MTLS_DEMO_CA="/nonexistent/ca.crt", MTLS_DEMO_TOKEN="")
+    return subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", "inventory/demo", "playbooks/provision.yml", "--limit", "edge-sp-01",
+         "-e", f"mtls_report_dir={tmp_path / 'reports'}", "-e", json.dumps(extra_vars)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=240, check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [(12345678, "int 12345678"), (float("inf"), "float inf"), (1.5e3, "float 1500.0")],
+    ids=["yaml-integer", "ini-float-inf", "float"],
+)
+def test_numeric_agent_ids_are_refused_not_converted(tmp_path, value, shown):
+    proc = run_preflight({"mtls_agent_id": value}, tmp_path)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert shown in output and "quote the value" in output, output
+    assert not (tmp_path / "fleet" / "edge-sp-01" / ".mtls").exists()
+    row = json.loads((tmp_path / "reports" / "provision-report.json").read_text())["hosts"][0]
+    assert row["action"] == "not run" and "must be a string" in row["error"]
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        ({"mtls_agent_id": "../etc"}, "must be a string matching"),
+        ({"mtls_key_size": 1024}, "mtls_key_size >= 2048"),
+        ({"mtls_renew_before_days": 360}, "must stay below mtls_valid_days"),
+        ({"mtls_server_url": "http://127.0.0.1:9"}, "must be\nhttps:// URLs"),
+    ],
+    ids=["id-pattern", "key-size", "renewal-window", "plain-http"],
+)
+def test_preflight_refuses_bad_inputs(tmp_path, extra, words):
+    proc = run_preflight(extra, tmp_path)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert " ".join(words.split()) in " ".join(output.split()), output
+    assert not (tmp_path / "fleet" / "edge-sp-01" / ".mtls").exists()
