@@ -132,7 +132,7 @@ class Assessment:
         self.dir_exists = False
         self.dir_stat = None
         self.key = FileState()
-        self.key_obj = None
+        self.key_summary = None
         self.key_size = None
         self.key_is_rsa = None
         self.cert = FileState()
@@ -184,13 +184,14 @@ def assess(idir, now=None):
     a.key.exists = a.key.data is not None
     if a.key.exists:
         try:
-            a.key_obj = certs.load_private_key(a.key.data, validate=False)
-            a.key_is_rsa = certs.is_rsa_key(a.key_obj)
-            a.key_size = getattr(a.key_obj, "key_size", None)
+            a.key_summary = certs.summarize_private_key(a.key.data)
+            a.key_is_rsa = a.key_summary.is_rsa
+            a.key_size = a.key_summary.key_size
         except CertificateError as exc:
             a.key.error = exc.msg
-    if a.key_obj is not None and a.cert_info is not None:
-        a.key_matches = certs.key_matches_certificate(a.key_obj, a.cert_info.cert)
+    if a.key_summary is not None and a.cert_info is not None:
+        public = certs.certificate_public(a.cert_info.cert)
+        a.key_matches = public is not None and a.key_summary.public == public
 
     a.journal = _read_journal(idir)
     a.staged_key = idir.exists(STAGED_KEY)
@@ -607,7 +608,8 @@ class Engine:
                         usable = (cn, cert, True)
                     else:
                         why_not = "staged key and certificate do not match"
-                elif a.key_obj is not None and certs.key_matches_certificate(a.key_obj, cert):
+                elif (a.key_summary is not None and a.key_summary.public is not None
+                      and a.key_summary.public == certs.certificate_public(cert)):
                     # The key was already renamed into place when the run stopped.
                     certs.load_private_key(a.key.data, validate=True)
                     usable = (cn, cert, False)

@@ -244,3 +244,64 @@ def test_subject_validation(subject, message):
 def test_subject_defaults_and_overrides():
     assert certs.normalize_subject({"O": "Acme", "C": None}) == {
         "C": "BR", "ST": "SP", "L": "SaoPaulo", "O": "Acme", "OU": "Development"}
+
+
+# ---- the cheap key summary used on re-runs --------------------------------------------------
+@pytest.mark.parametrize("fmt", ["pkcs8", "pkcs1"])
+def test_key_summary_matches_the_library(keys, fmt):
+    key = keys.get(0)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8 if fmt == "pkcs8" else serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption())
+    summary = certs.summarize_private_key(pem)
+    numbers = key.public_key().public_numbers()
+    assert summary.is_rsa and summary.key_size == 2048
+    assert summary.public == (numbers.n, numbers.e)
+    assert summary.public == certs.certificate_public(build_cert(key))
+    assert summary.public != certs.certificate_public(build_cert(keys.get(1)))
+
+
+def test_key_summary_of_a_4096_bit_key_is_fast(keys):
+    import time
+
+    pem = certs.private_key_pem(keys.get(0, 4096))
+    started = time.perf_counter()
+    for _ in range(20):
+        summary = certs.summarize_private_key(pem)
+    assert summary.key_size == 4096
+    assert (time.perf_counter() - started) / 20 < 0.02  # OpenSSL's full check: ~0.3 s
+
+
+def test_key_summary_of_other_algorithms():
+    pem = ec_key().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+    summary = certs.summarize_private_key(pem)
+    assert summary.is_rsa is False and summary.public is None
+
+
+def test_key_summary_detects_any_damaged_byte(keys):
+    import base64
+    import random
+
+    pem = certs.private_key_pem(keys.get(0))
+    lines = pem.split(b"\n")
+    der = bytearray(base64.b64decode(b"".join(lines[1:-2])))
+    rng = random.Random(7)
+    for pos in sorted(rng.sample(range(len(der)), 40)):
+        damaged = bytearray(der)
+        damaged[pos] ^= 1 << rng.randrange(8)
+        body = base64.encodebytes(bytes(damaged))
+        with pytest.raises(CertificateError):
+            certs.summarize_private_key(b"-----BEGIN PRIVATE KEY-----\n" + body + b"-----END PRIVATE KEY-----\n")
+
+
+def test_key_summary_of_encrypted_and_garbage_keys(keys):
+    enc = keys.get(0).private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.BestAvailableEncryption(b"secret"))
+    with pytest.raises(CertificateError, match="passphrase"):
+        certs.summarize_private_key(enc)
+    with pytest.raises(CertificateError):
+        certs.summarize_private_key(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(CertificateError):
+        certs.summarize_private_key(b"hello")

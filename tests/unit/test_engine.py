@@ -487,3 +487,25 @@ def test_corrupt_certificate_without_agent_id_fails_without_network(ident_dir, k
 
     with pytest.raises(StateError, match="Set agent_id"):
         run(None, ident_dir)
+
+
+@pytest.mark.parametrize("variant", ["other-cn", "other-key", "server-auth-only", "garbage", "with-private-key"])
+def test_issued_certificate_is_checked_before_the_swap(keys, variant):
+    from ansible.module_utils.fleet_mtls.errors import CertificateError
+    from ansible.module_utils.fleet_mtls.identity import check_issued_certificate
+
+    key = keys.get(0)
+    ca_kw = {"signer": keys.get(2)}
+    good = certs.certificate_pem(build_cert(key, "0A1B2C3D", **ca_kw)).decode()
+    assert certs.common_name(check_issued_certificate(good, "0A1B2C3D", key)) == "0A1B2C3D"
+    bad = {
+        "other-cn": lambda: certs.certificate_pem(build_cert(key, "FFFF0001", **ca_kw)).decode(),
+        "other-key": lambda: certs.certificate_pem(build_cert(keys.get(1), "0A1B2C3D", **ca_kw)).decode(),
+        "server-auth-only": lambda: certs.certificate_pem(
+            build_cert(key, "0A1B2C3D", client_auth=False, **ca_kw)).decode(),
+        "garbage": lambda: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        "with-private-key": lambda: good + certs.private_key_pem(key).decode(),
+    }[variant]()
+    with pytest.raises(CertificateError, match="enrollment endpoint returned") as info:
+        check_issued_certificate(bad, "0A1B2C3D", key)
+    assert "PRIVATE KEY-----" not in str(info.value)
