@@ -53,6 +53,7 @@ PROVISION = REPO / "playbooks" / "provision.yml"
 BASELINE = BENCH / "baseline" / "provision.yml"
 PING = BENCH / "playbooks" / "ping.yml"
 KEYGEN = BENCH / "keygen.py"
+MICRO = ("empty", "skipped", "set_fact", "module")  # bench/playbooks/micro_<kind>.yml; 10 tasks each
 MODULE_ALONE = BENCH / "module_alone.py"
 
 
@@ -353,12 +354,21 @@ def summarise(runs: dict[str, list[dict]], n: int, cores: int, module_alone: dic
         overhead["module_alone_incl_python_ms"] = module_alone.get("overhead_incl_python_ms")
         overhead["module_alone_incl_python"] = ("module alone creating an identity minus its keygen, the Python "
                                                 "start-up and AnsibleModule included")
-    return {"median_wall_s": m, "median_cpu_s": c, "ratios": ratios, "ratio_notes": notes,
+    micro = {}
+    if m.get("micro_empty") is not None:
+        for kind in MICRO[1:]:
+            if m.get(f"micro_{kind}") is not None:
+                micro[kind] = {
+                    "wall_ms_per_host_task": round((m[f"micro_{kind}"] - m["micro_empty"]) / (10 * n) * 1000, 1),
+                    "cpu_ms_per_host_task": round((c[f"micro_{kind}"] - c["micro_empty"]) / (10 * n) * 1000, 1),
+                }
+    return {"median_wall_s": m, "median_cpu_s": c, "ratios": ratios, "ratio_notes": notes, "micro": micro,
             "module_overhead_per_host": overhead, "floor_s": floor}
 
 
 def print_table(summary: dict, runs: dict[str, list[dict]], n: int, forks: int, cores: int, repeat: int) -> None:
     order = ["provision", "rerun", "rotate", "baseline", "baseline_rerun", "ping", "keygen"]
+    order += [f"micro_{kind}" for kind in MICRO]
     print()
     print(f"fleet-mtls benchmark: N={n} hosts, forks={forks}, cores={cores}, "
           f"repeat={repeat}")
@@ -379,8 +389,13 @@ def print_table(summary: dict, runs: dict[str, list[dict]], n: int, forks: int, 
               f" keygen CPU / cores = {summary['median_cpu_s']['keygen'] / cores:.2f} s")
     if summary["floor_s"] is not None:
         print(f"floor = keygen_cpu/cores + ping = {summary['floor_s']:.2f} s")
+    if summary.get("micro"):
+        print("cost of one task on one host ((micro run - empty play) / (10 * N)):")
+        for kind, v in summary["micro"].items():
+            print(f"  {kind:<10} {v['wall_ms_per_host_task']:>7.1f} ms wall {v['cpu_ms_per_host_task']:>7.1f} ms CPU")
     print()
-    print("ratios (medians):")
+    if summary["ratios"]:
+        print("ratios (medians):")
     for name, val in summary["ratios"].items():
         print(f"  {name:<36}{val:>8.2f}   {summary['ratio_notes'][name]}")
     oh = summary["module_overhead_per_host"]
@@ -451,7 +466,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=3, help="repetitions; medians are reported (default 3)")
     p.add_argument("--quick", action="store_true", help="smoke run: --hosts 3 --repeat 1")
     p.add_argument("--only", default="provision,baseline,ping,keygen,module",
-                   help="comma list of blocks: provision (incl. rerun/rotate), baseline, ping, keygen, module")
+                   help="comma list of blocks: provision (incl. rerun/rotate), baseline, ping, keygen, module; "
+                        "micro (opt-in: the cost of one skipped task, one set_fact, one module task per host)")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for every ansible-playbook run (experiments, e.g. ANSIBLE_PIPELINING=1)")
     p.add_argument("--tasks", action="store_true", help="print the per-task breakdown of the median runs")
@@ -473,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     if Path.cwd().resolve() != REPO:
         log(f"note: running from {Path.cwd()}; playbooks run with cwd={REPO} (its ansible.cfg)")
     blocks = {b.strip() for b in args.only.split(",") if b.strip()}
-    unknown = blocks - {"provision", "baseline", "ping", "keygen", "module"}
+    unknown = blocks - {"provision", "baseline", "ping", "keygen", "module", "micro"}
     if unknown:
         raise SystemExit(f"unknown --only blocks: {sorted(unknown)}")
     if "provision" in blocks and not PROVISION.exists():
@@ -503,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ping_inv = write_inventory(scratch / "ping" / "inventory.yml", scratch / "ping" / "hosts", n, svc)
         for rep in range(args.repeat):
-            order = ["provision", "baseline", "ping", "keygen"]
+            order = ["provision", "baseline", "ping", "keygen", "micro"]
             if rep % 2:
                 order.reverse()
             for block in order:
@@ -524,6 +540,9 @@ def main(argv: list[str] | None = None) -> int:
                     add(runner.playbook("ping", PING, ping_inv))
                 elif block == "keygen":
                     add(runner.keygen(n))
+                elif block == "micro":
+                    for kind in MICRO:
+                        add(runner.playbook(f"micro_{kind}", BENCH / "playbooks" / f"micro_{kind}.yml", ping_inv))
                 loads.append(os.getloadavg())
         if "module" in blocks:
             module_alone = measure_module_alone(svc, scratch, min(n, 10), args.profile)
