@@ -392,6 +392,8 @@ def test_untrusted_server_fails_only_that_host_with_a_clear_message(small_fleet,
     # The identity itself was provisioned and is registered: only the agent's trust is wrong.
     assert bad["action"] == "created"
     assert fleet.gate_accepts(fleet.cert("bad-01"), fleet.key("bad-01"))
+    # The new identity was handed to the agent (restarted) before the verification failed.
+    assert fleet.restarts("bad-01") == 1 and fleet.restarts("good-01") == 1
     assert "untrusted server" in run.output
     # The host is failed after the report: the table lists both hosts.
     assert "fleet-mtls report provision-report: 2 host(s)" in run.output

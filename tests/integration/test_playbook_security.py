@@ -112,3 +112,17 @@ def test_preflight_refuses_bad_inputs(tmp_path, extra, words):
     assert proc.returncode != 0, output
     assert " ".join(words.split()) in " ".join(output.split()), output
     assert not (tmp_path / "fleet" / "edge-sp-01" / ".mtls").exists()
+
+
+def test_role_readme_documents_every_variable():
+    import yaml
+
+    specs = yaml.safe_load((REPO / "roles/mtls_identity/meta/argument_specs.yml").read_text())["argument_specs"]
+    defaults = yaml.safe_load((REPO / "roles/mtls_identity/defaults/main.yml").read_text())
+    readme = (REPO / "roles/mtls_identity/README.md").read_text()
+    documented = set()
+    for entry in specs.values():
+        documented |= set(entry["options"])
+    assert set(defaults) <= documented, set(defaults) - documented  # every default has a spec
+    missing = sorted(name for name in documented if f"`{name}`" not in readme)
+    assert missing == []
