@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 import hashlib
 import json
 import os
@@ -335,7 +336,8 @@ def write_identity(directory: pathlib.Path, key_bytes: bytes, cert_bytes: bytes)
 SECRET_MARKERS = ("PRIVATE KEY",)
 
 
-def key_fragments(key_bytes: bytes) -> list[str]:
+@functools.lru_cache(maxsize=256)
+def key_fragments(key_bytes: bytes) -> tuple[str, ...]:
     """Recognisable pieces of a private key in every form it could leak in: each base64
     line of its PEM (PKCS#8 and traditional), and the private numbers in hex and decimal."""
     key = serialization.load_pem_private_key(key_bytes, password=None)
@@ -356,7 +358,7 @@ def key_fragments(key_bytes: bytes) -> list[str]:
     der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
     frags.add(der.hex()[256:320])
-    return sorted(frags)
+    return tuple(sorted(frags))
 
 
 def find_secrets(text: str | bytes, *, keys: Iterable[bytes] = (), tokens: Iterable[str] = ()) -> list[str]:
@@ -365,9 +367,10 @@ def find_secrets(text: str | bytes, *, keys: Iterable[bytes] = (), tokens: Itera
         text = text.decode("utf-8", errors="replace")
     problems = [f"marker {m!r}" for m in SECRET_MARKERS if m in text]
     for index, key_bytes in enumerate(keys):
-        hits = [f for f in key_fragments(key_bytes) if f in text]
+        frags = key_fragments(key_bytes)
+        hits = [f for f in frags if f in text]
         # JSON output escapes "/" in base64 lines only when asked; check that form as well
-        hits += [f for f in key_fragments(key_bytes) if "/" in f and f.replace("/", "\\/") in text]
+        hits += [f for f in frags if "/" in f and f.replace("/", "\\/") in text]
         if hits:
             problems.append(f"{len(hits)} fragment(s) of device key #{index}")
     for token in tokens:
