@@ -19,6 +19,7 @@ from __future__ import annotations
 import email.utils
 import importlib.util
 import json
+import os
 import random
 import re
 import time
@@ -193,6 +194,8 @@ class ProvisioningClient:
         self._headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         self._headers.update({str(k): str(v) for k, v in headers.items()})
         self._session = None
+        if ca_path and not os.path.exists(ca_path):
+            raise ConfigError("ca_path %s does not exist" % ca_path)
         # Passed on every request: a session-level value would lose against
         # $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE, silently ignoring ca_path.
         self.verify = ca_path if ca_path else bool(validate_certs)

@@ -97,6 +97,7 @@ def test_display_url_hides_userinfo_and_query(url, shown):
     ({"api_url": "https://a.example.com", "retries": -1}, "retries"),
     ({"api_url": "https://a.example.com", "timeout": 0}, "timeout"),
     ({"api_url": "https://a.example.com", "upload_format": "xml"}, "upload_format"),
+    ({"api_url": "https://a.example.com", "ca_path": "/nonexistent/ca.crt"}, "ca_path"),
 ])
 def test_client_option_validation(kwargs, message):
     with pytest.raises(ConfigError, match=message):
