@@ -52,7 +52,7 @@ author:
 
 COLUMNS = (
     "host", "agent_id", "action", "reason", "fingerprint_sha256", "not_after", "days_left",
-    "verify", "verify_failure", "tls_version", "error",
+    "verify", "verify_failure", "tls_version", "error", "failed_task",
 )
 TABLE = (
     ("HOST", "host"), ("AGENT ID", "agent_id"), ("ACTION", "action"), ("FINGERPRINT", "fingerprint_sha256"),
