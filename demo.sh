@@ -50,7 +50,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements-demo.txt
     echo "$want" > "$stamp"
 fi
-"$VENV/bin/ansible-playbook" --version | head -1
+version=$("$VENV/bin/ansible-playbook" --version) || die "ansible-playbook does not run from $VENV"
+echo "${version%%$'\n'*}"
 export PATH="$VENV/bin:$PATH"
 
 # ------------------------------------------------------------------ 2. reference service
