@@ -278,7 +278,7 @@ def _der_time(tag, raw):
         raise ValueError("unsupported time format")
     return datetime.datetime(
         year, int(rest[0:2]), int(rest[2:4]), int(rest[4:6]), int(rest[6:8]), int(rest[8:10]),
-        tzinfo=datetime.timezone.utc,  # noqa: UP017 - datetime.UTC needs Python 3.11
+        tzinfo=datetime.timezone.utc,
     )
 
 
@@ -347,7 +347,7 @@ def read_config(path):
     """Read and validate the agent TLS configuration; return a plain dict."""
     parser = configparser.ConfigParser(inline_comment_prefixes=(";", "#"), interpolation=None)
     try:
-        with open(path, "r") as handle:
+        with open(path) as handle:
             parser.read_file(handle)
     except (OSError, UnicodeDecodeError) as exc:
         raise CheckError(
@@ -388,7 +388,8 @@ def read_config(path):
     if conf["min_version"] not in _TLS_VERSIONS:
         raise CheckError(
             "config",
-            "the agent TLS configuration {} sets min_version = {}; only TLSv1.2 or TLSv1.3 are accepted".format(path, conf["min_version"]),
+            "the agent TLS configuration {} sets min_version = {}; only TLSv1.2 or TLSv1.3 are "
+            "accepted".format(path, conf["min_version"]),
         )
     if conf["verify_mode"] != "CERT_REQUIRED" or not _truthy(conf["check_hostname"]):
         raise CheckError(
@@ -439,7 +440,8 @@ def build_context(conf):
     except OSError as exc:
         raise CheckError(
             "client_credentials",
-            "cannot read the client credentials {} / {}: {} (run the check as the agent's user)".format(conf["cert"], conf["key"], exc.strerror or exc),
+            "cannot read the client credentials {} / {}: {} (run the check as the agent's "
+            "user)".format(conf["cert"], conf["key"], exc.strerror or exc),
         )
     return context
 
@@ -526,7 +528,9 @@ def _classify_handshake(exc, conf, host, port, agent_id):
     if any(marker in reason for marker in _PROTOCOL_REASONS):
         return CheckError(
             "tls_protocol",
-            "TLS negotiation with {} failed ({}): the server must speak HTTPS with TLS >= {}".format(where, _ssl_reason(exc), conf["min_version"]),
+            "TLS negotiation with {} failed ({}): the server must speak HTTPS with TLS >= {}".format(
+                where, _ssl_reason(exc), conf["min_version"]
+            ),
         )
     return None
 
@@ -562,7 +566,7 @@ def run_check(config, url=None, timeout=10, status_code=(200,), now=None):
     """Run the whole check; return the result dict or raise CheckError."""
     conf = read_config(config)
     try:
-        with open(conf["cert"], "r") as handle:
+        with open(conf["cert"]) as handle:
             cert = parse_certificate(handle.read())
     except (OSError, UnicodeDecodeError) as exc:
         raise CheckError(
@@ -576,7 +580,7 @@ def run_check(config, url=None, timeout=10, status_code=(200,), now=None):
             "repair the identity".format(conf["cert"], exc),
         )
     agent_id = cert["cn"]
-    now = now or datetime.datetime.now(datetime.timezone.utc)  # noqa: UP017 - Python 3.9
+    now = now or datetime.datetime.now(datetime.timezone.utc)
     result = {
         "agent_id": agent_id,
         "client_fingerprint_sha256": cert["fingerprint_sha256"],
@@ -602,7 +606,8 @@ def run_check(config, url=None, timeout=10, status_code=(200,), now=None):
     if cert["not_before"] > now:
         raise CheckError(
             "client_cert_expired",
-            "client certificate not yet valid: {} (agent {}) is valid from {} - check the device clock".format(conf["cert"], agent_id, cert["not_before"].isoformat()),
+            "client certificate not yet valid: {} (agent {}) is valid from {} - check the device "
+            "clock".format(conf["cert"], agent_id, cert["not_before"].isoformat()),
             **result
         )
     context = build_context(conf)
