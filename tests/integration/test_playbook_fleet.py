@@ -449,3 +449,37 @@ def test_check_mode_on_a_fresh_fleet_touches_nothing(small_fleet, service, tmp_p
     assert service.request_count("/generate-orchestrator-id") == 0
     rows = fleet.rows()
     assert {rows[h]["action"] for h in ("edge-01", "edge-02")} == {"created"}
+
+
+def test_json_upload_with_bearer_token(small_fleet, service):
+    fleet = small_fleet({"edge-01": {}}, mtls_upload_format="json", mtls_upload_endpoint="/agent/certificate")
+    run = fleet.play("provision.yml")
+    assert run.rc == 0, explain(run)
+    row = fleet.rows()["edge-01"]
+    assert row["action"] == "created" and row["verify"] == "ok", row
+    assert service.request_count("/agent/certificate") == 1
+    assert service.request_count("/upload-orchestrator-certificate") == 0
+    assert service.token not in run.output
+
+
+def test_refused_upload_keeps_the_identity_and_reports_it(small_fleet, service):
+    fleet = small_fleet({"edge-01": {}})
+    assert fleet.play("provision.yml").rc == 0
+    agent_id, fingerprint = fleet.agent_id("edge-01"), fleet.fingerprint("edge-01")
+    key_before = fleet.key("edge-01").read_bytes()
+    service.inject("/upload-orchestrator-certificate", "status", count=0, status=400)
+    run = fleet.play("provision.yml", "-e", "mtls_rotate=always")
+    assert run.rc != 0, explain(run)
+    row = fleet.rows()["edge-01"]
+    assert row["action"] == "failed" and "400" in row["error"], row
+    # The report shows the identity the device still has, which still works.
+    assert (row["agent_id"], row["fingerprint_sha256"]) == (agent_id, fingerprint)
+    assert fleet.key("edge-01").read_bytes() == key_before
+    assert sorted(p.name for p in fleet.host_dir("edge-01").iterdir()) == ["agent-tls.ini", "client.crt", "client.key"]
+    assert fleet.gate_accepts(fleet.cert("edge-01"), fleet.key("edge-01"))
+    assert fleet.restarts("edge-01") == 1  # nothing changed: no restart
+    service.clear_faults()
+    run = fleet.play("provision.yml", "-e", "mtls_rotate=always")
+    assert run.rc == 0, explain(run)
+    assert fleet.agent_id("edge-01") == agent_id and fleet.fingerprint("edge-01") != fingerprint
+    assert fleet.restarts("edge-01") == 2
