@@ -498,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("library/mtls_identity.py does not exist yet (leave out 'module' from --only)")
     n, cores = args.hosts, len(os.sched_getaffinity(0))
     collections_root, crypto_ver = ensure_community_crypto()
-    log(f"community.crypto {crypto_ver} from {collections_root}")
+    log(f"community.crypto {crypto_ver} from {collections_root}; load {os.getloadavg()[0]:.2f}")
 
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="fleet-mtls-bench-"))
     scratch.mkdir(parents=True, exist_ok=True)
@@ -643,7 +643,15 @@ def _versions(crypto_ver: str) -> dict:
     import ansible.release
     import cryptography
 
-    return {"ansible_core": ansible.release.__version__, "cryptography": cryptography.__version__,
+    def git(*a):
+        try:
+            return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return None
+
+    dirty = git("status", "--porcelain", "--", "roles", "playbooks", "library", "module_utils")
+    return {"git_head": git("rev-parse", "--short", "HEAD"), "bundle_dirty": bool(dirty),
+            "ansible_core": ansible.release.__version__, "cryptography": cryptography.__version__,
             "community_crypto": crypto_ver}
 
 
