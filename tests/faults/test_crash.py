@@ -134,7 +134,7 @@ def test_two_concurrent_runs_one_identity(device, svc, registry_delta, phase):
     results = [h.finish(p, started) for p in procs]
     for r in results:
         device.assert_no_secrets(r)
-    actions = sorted(r.result.get("action") for r in results)
+    actions = sorted(str(r.result.get("action")) for r in results)
     want = "created" if phase == "create" else "rotated"
     assert actions == sorted([want, "unchanged"]), results
     assert svc.request_count(UPLOAD_EP) == 1

@@ -378,3 +378,25 @@ def test_reservation_expired_before_upload(make_device, short_ttl_service):
     dev.assert_registered()
     assert svc.request_count(ID_EP) == 2
     time.sleep(0)  # keep the service's clock honest for the next case
+
+
+def test_upload_timeout_with_late_server_processing_converges(device, svc):
+    """Both upload attempts time out while the server holds them (hang 3 s > timeout 1 s)
+    and then stores the new certificate late, after the module's rollback: the journal kept
+    by the module makes the next run upload the device's certificate again."""
+    device.seed()
+    before, old_fp, agent = device.state(), device.fingerprint, device.agent_id
+    svc.inject(UPLOAD_EP, "hang", seconds=3, count=2)
+    result = device.run(rotate="always", timeout=1, retries=1)
+    assert_failed(result, "no answer within", UPLOAD_EP)
+    assert result.result.get("registry_uncertain") is True, result
+    device.assert_intact(before, journal_ok=True)
+    assert h.journal_files(device.path) == [".mtls-pending.json"]
+    deadline = time.monotonic() + 20
+    while svc.registrations()[agent] == old_fp and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert svc.registrations()[agent] != old_fp  # the late upload landed after the rollback
+    again = device.run()
+    assert again.result["action"] == "repaired", again
+    assert device.fingerprint == old_fp
+    device.assert_registered()
