@@ -86,7 +86,7 @@ MUTATIONS = {
             (
                 "module_utils/fleet_mtls/api.py",
                 '"[private key removed]", text, flags=re.DOTALL)',
-                '"", "", flags=re.DOTALL)',
+                '"[private key removed]", "", flags=re.DOTALL) or text',
             ),
         ],
         [
