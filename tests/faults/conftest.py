@@ -42,7 +42,7 @@ class Device:
 
     def run(self, *, check: bool = False, via: str | None = None, hooks: dict | None = None,
             env: dict | None = None, verbosity: int = 0, scan: bool = True, measure: bool = False,
-            **overrides) -> h.ModuleResult:
+            run_timeout: float = 180, **overrides) -> h.ModuleResult:
         """Run the module once on this device; every output is scanned for key material."""
         self.remember_keys()
         hooks = dict(hooks or {})
@@ -51,7 +51,7 @@ class Device:
             self.work.mkdir(parents=True, exist_ok=True)
             hooks["FLEET_FAULTS_RUSAGE"] = str(usage_file)
         result = h.run_module(self.args(**overrides), workdir=self.work, check=check, via=via,
-                              hooks=hooks, env=env, verbosity=verbosity)
+                              hooks=hooks, env=env, verbosity=verbosity, timeout=run_timeout)
         if measure:
             result.rusage = json.loads(usage_file.read_text())
         self.results.append(result)

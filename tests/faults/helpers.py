@@ -17,7 +17,6 @@ import pathlib
 import socket
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Iterable
 
@@ -438,5 +437,49 @@ class BlackholeListener:
         self.server.close()
 
 
-def python_version_tag() -> str:
-    return f"{sys.version_info.major}.{sys.version_info.minor}"
+class TrickleServer:
+    """A loopback HTTPS server (the reference service's own certificate, so verification
+    stays on) that answers 200 with ``body`` one byte every ``interval`` seconds: each read
+    completes within any per-read timeout, the whole answer takes len(body) * interval."""
+
+    def __init__(self, state_dir: pathlib.Path, body: bytes, interval: float) -> None:
+        import http.server
+        import ssl
+        import threading
+
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server naming
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                for i in range(len(body)):
+                    if outer.stopping.wait(interval):
+                        return
+                    try:
+                        self.wfile.write(body[i:i + 1])
+                        self.wfile.flush()
+                    except OSError:
+                        return
+
+            do_POST = do_GET  # noqa: N815
+
+            def log_message(self, *args):
+                pass
+
+        self.stopping = threading.Event()
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(state_dir / "server-valid.crt"), str(state_dir / "server.key"))
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()

@@ -9,6 +9,7 @@ registration) and that nothing printed holds key material (Device.run scans ever
 from __future__ import annotations
 
 import secrets
+import subprocess
 import time
 
 import pytest
@@ -400,3 +401,22 @@ def test_upload_timeout_with_late_server_processing_converges(device, svc):
     assert again.result["action"] == "repaired", again
     assert device.fingerprint == old_fp
     device.assert_registered()
+
+
+def test_trickling_answer_is_bounded_by_the_timeout(device, svc, registry_delta):
+    """A server that sends its (valid) answer one byte every 0.5 s never lets a single read
+    time out: the request must still end within a bound derived from ``timeout`` (a total
+    deadline per attempt), not after len(body) x 0.5 s — a slow or hostile server must not
+    hold a device's run (and a fleet's serial batch) for minutes."""
+    body = b'{"statusCode": 200, "data": {"id": "0A1B2C3D", "expiresIn": 600, "pad": "' + b"x" * 60 + b'"}}'
+    server = h.TrickleServer(svc.state_dir, body, interval=0.5)  # ~60 s for the whole answer
+    try:
+        try:
+            result = device.run(api_url=server.url, timeout=2, retries=0, run_timeout=20)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the module was still reading a trickling answer after 20 s (timeout=2, retries=0)")
+    finally:
+        server.close()
+    assert result.failed, result
+    assert result.elapsed < 15, result
+    assert_no_identity(device)
