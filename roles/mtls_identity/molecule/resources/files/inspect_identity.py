@@ -5,7 +5,7 @@ Runs inside the test containers (ansible.builtin.script, Python 3.9 .. 3.13, cry
 3.3.2 .. 43). Independent of the role's modules on purpose. Never prints key material: the key
 file is only hashed (to compare it byte for byte before and after a run) and never parsed.
 
-    inspect_identity.py DIR [--ca CA_PEM] [--cert EXTRA_CERT]...
+    inspect_identity.py DIR [--ca CA_PEM] [--cert EXTRA_CERT]... [--file PATH]... [--count-lines PATH]
 """
 
 import argparse
@@ -131,6 +131,7 @@ def main():
     parser.add_argument("dir")
     parser.add_argument("--ca", help="CA certificate (PEM) the client certificate should be issued by")
     parser.add_argument("--cert", action="append", default=[], help="another certificate to describe")
+    parser.add_argument("--file", action="append", default=[], help="another file to describe (mode, owner, SHA-256)")
     parser.add_argument("--count-lines", help="a file whose lines to count (the restart handler's evidence)")
     args = parser.parse_args()
 
@@ -146,6 +147,7 @@ def main():
         "config_header": None,
         "config_sections": None,
         "extra": {},
+        "files": {path: file_facts(path) for path in args.file},
         "lines": None,
     }
     if args.count_lines and os.path.exists(args.count_lines):
