@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import resource
 import shutil
 import subprocess
 import time
@@ -29,6 +30,7 @@ class PlayRun:
     stdout: str
     stderr: str
     seconds: float
+    cpu_seconds: float = 0.0  # user+sys of ansible-playbook and everything it ran
 
     @property
     def output(self) -> str:
@@ -81,9 +83,12 @@ class LocalFleet:
         if verbosity:
             cmd.append("-" + "v" * verbosity)
         started = time.monotonic()
+        cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         proc = subprocess.run(cmd, cwd=REPO, env=self.env(env), capture_output=True, text=True, timeout=timeout,
                               check=False)
-        return PlayRun(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+        cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+        return PlayRun(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started, cpu)
 
     # -- device side ------------------------------------------------------------------------
     def host_dir(self, host: str) -> pathlib.Path:

@@ -34,6 +34,7 @@ def _gate_ok(svc, fleet, host) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # two playbook passes over 50 hosts; minutes on a busy 2-core box
 def test_fleet_of_50_under_random_faults_then_converges(tmp_path):
     hosts = [f"edge-{i:03d}" for i in range(1, N_HOSTS + 1)]
     with ProvisioningService(tmp_path / "service") as svc:
@@ -44,10 +45,11 @@ def test_fleet_of_50_under_random_faults_then_converges(tmp_path):
         for kind, params, rate in FAULT_MIX:
             svc.inject("*", kind, count=0, rate=rate, **params)
 
-        # the gate check is left for the clean run: here the point is the identity transaction
-        first = fleet.play("provision.yml", "-e", "mtls_api_retries=1", "-e", "mtls_api_timeout=10",
-                           "-e", "mtls_verify=false")
-        print(f"first run (faults on): {first.seconds:.1f}s")
+        # the identity phase only (preflight, identity, report): here the point is the
+        # transaction under faults; configuration and the gate check come with the clean run
+        first = fleet.play("provision.yml", "--tags", "mtls_identity", "-e", "mtls_api_retries=1",
+                           "-e", "mtls_api_timeout=10")
+        print(f"first run (faults on): {first.seconds:.1f}s, {first.cpu_seconds:.1f}s CPU")
         fired = svc.fired()
         svc.clear_faults()
         rows = fleet.rows()
@@ -75,7 +77,7 @@ def test_fleet_of_50_under_random_faults_then_converges(tmp_path):
                     assert row["verify"] == "failed" or row["failed_task"], row
 
         second = fleet.play("provision.yml")
-        print(f"second run (faults off): {second.seconds:.1f}s")
+        print(f"second run (faults off): {second.seconds:.1f}s, {second.cpu_seconds:.1f}s CPU")
         assert second.rc == 0, second.tail()
         rows = fleet.rows()
         registry = svc.registrations()

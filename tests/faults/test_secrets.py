@@ -88,7 +88,17 @@ def verbose_runs(tmp_path_factory, token_service):
     assert any("/junit/" in p for p in files) and any("/tree/" in p for p in files)
     report = files[str(fleet.reports / "provision-report.json")]
     assert all(rows[host]["agent_id"] in report for host in hosts)
-    return outputs, files, first_keys + second_keys, token_service.token
+    return Captured(outputs, files, first_keys + second_keys, token_service.token)
+
+
+class Captured(tuple):
+    """(outputs, files, keys, token) that does not print its content in a failure report."""
+
+    def __new__(cls, *items):
+        return super().__new__(cls, items)
+
+    def __repr__(self) -> str:
+        return f"<captured: {len(self[0])} outputs, {len(self[1])} files, {len(self[2])} keys>"
 
 
 def _problems(texts: dict, **what) -> dict:
