@@ -421,3 +421,26 @@ def test_trickling_answer_is_bounded_by_the_timeout(device, svc, registry_delta)
     assert result.failed, result
     assert result.elapsed < 15, result
     assert_no_identity(device)
+
+
+ENROLL_EP = "/orchestrators/enroll"
+
+
+def test_csr_enrollment_garbled_answer_then_converges(device, svc, registry_delta):
+    """enrollment=csr: the service signs and records a certificate but its answer is garbage.
+    Nothing is written but the journal; the re-run enrolls again under the same ID (no new
+    ID), and the gate accepts the device's certificate."""
+    svc.inject(ENROLL_EP, "accept_then_garble")
+    result = device.run(enrollment="csr")
+    assert_failed(result, "not JSON", ENROLL_EP)
+    assert not device.key_path.exists() and not device.cert_path.exists()
+    assert h.journal_files(device.path) == [".mtls-pending.json"]
+    ids, _ = registry_delta()
+    assert len(ids) == 1 and len(svc.enrollments(ids[0])) == 1
+
+    again = device.run(enrollment="csr")
+    assert not again.failed and again.result["action"] == "created", again
+    assert device.agent_id == ids[0] and svc.request_count(ID_EP) == 1
+    assert svc.whoami(device.cert_path, device.key_path) == (200, {"id": ids[0]})
+    assert h.journal_files(device.path) == [] and h.leftovers(device.path) == []
+    assert device.run(enrollment="csr").result["action"] == "unchanged"
