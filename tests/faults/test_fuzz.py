@@ -49,7 +49,8 @@ ID0, ID1 = "0A1B2C3D", "DEADBEEF"
 class Pool:
     """Real keys and certificates, made once (RSA keygen is too slow for every example)."""
 
-    def __init__(self) -> None:
+    def __init__(self, id0: str = ID0, id1: str = ID1) -> None:
+        self.id_map = {ID0: id0, ID1: id1}
         self.keys = [h.new_key(2048), h.new_key(2048)]
         self.key_pems = [h.key_pem(k) for k in self.keys]
         k0 = self.keys[0]
@@ -60,13 +61,13 @@ class Pool:
             serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
             serialization.NoEncryption())
         self.certs = {
-            "valid": h.self_signed(k0, ID0),
-            "valid-other-key": h.self_signed(self.keys[1], ID0),
-            "other-id": h.self_signed(k0, ID1),
-            "expired": h.self_signed(k0, ID0, days=1, not_before_days=-10),
-            "due": h.self_signed(k0, ID0, days=5),
-            "not-yet-valid": h.self_signed(k0, ID0, not_before_days=3),
-            "no-client-auth": h.self_signed(k0, ID0, client_auth=False),
+            "valid": h.self_signed(k0, id0),
+            "valid-other-key": h.self_signed(self.keys[1], id0),
+            "other-id": h.self_signed(k0, id1),
+            "expired": h.self_signed(k0, id0, days=1, not_before_days=-10),
+            "due": h.self_signed(k0, id0, days=5),
+            "not-yet-valid": h.self_signed(k0, id0, not_before_days=3),
+            "no-client-auth": h.self_signed(k0, id0, client_auth=False),
             "cn-traversal": h.self_signed(k0, "../../etc/passwd"),
             "cn-dn": h.self_signed(k0, "A/CN=evil"),
             "cn-newline": h.self_signed(k0, "0A1B2C3D\n"),
@@ -304,6 +305,8 @@ def materialize(pool: Pool, root: pathlib.Path, state: dict) -> pathlib.Path:
         os.chmod(d / name, mode)
     if state["journal"] is not None:
         j = state["journal"]
+        if isinstance(j, dict) and isinstance(j.get("id"), str):
+            j = {"id": pool.id_map.get(j["id"], j["id"])}
         (d / ".mtls-pending.json").write_bytes(b"\x00garbage" if j == "garbage" else json.dumps(j).encode())
     os.chmod(d, state["dir_mode"])
     return d
@@ -411,3 +414,70 @@ def test_failed_run_keeps_identity_and_writes_only_in_its_directory(pool, state,
         if after != before:
             assert not ({".client.key.new", ".client.crt.new", ".mtls-pending.json.new"} & set(after)), after
         shutil.rmtree(root, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- real runs, live service
+
+@pytest.fixture(scope="module")
+def live_pool(shared_service):
+    """The same material for two IDs really reserved on the service (the first registered)."""
+    live = Pool(shared_service.reserve_id(), shared_service.reserve_id())
+    assert shared_service.upload(live.id_map[ID0], live.certs["valid"]).status_code == 200
+    return live
+
+
+READABLE = {"valid": ID0, "valid-other-key": ID0, "expired": ID0, "due": ID0, "not-yet-valid": ID0,
+            "no-client-auth": ID0, "other-id": ID1, "two-certs": ID0}
+
+
+@settings(max_examples=25, **PROFILE)
+@given(state=file_states, values=setting_values.filter(lambda v: v["enrollment"] == "self_signed"))
+def test_real_run_on_random_state_converges_or_refuses(live_pool, shared_service, state, values):
+    """A real run against the live service on a random device state either refuses with the
+    module's error (client.key/client.crt untouched, nothing written outside the directory) or
+    leaves a pair the registry holds and the gate accepts, under the certificate's own ID
+    whenever the certificate named one and no other ID was asked for."""
+    svc, pool = shared_service, live_pool
+    values = dict(values, key_size=2048)
+    if values["agent_id"] in pool.id_map:
+        values["agent_id"] = pool.id_map[values["agent_id"]]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = pathlib.Path(tmp)
+        d = materialize(pool, root, state)
+        outside_before = h.snapshot(root, ignore=("home/.mtls", "home/.mtls/*"))
+        before = h.snapshot(d)
+
+        def factory():
+            return api.ProvisioningClient(svc.api_url, ca_path=str(svc.ca_path), retries=0, timeout=10,
+                                          sleep=lambda _s: None)
+
+        try:
+            s = _settings(d, values)
+            result, warnings = identity.ensure_identity(s, factory)
+        except IdentityError as exc:
+            assert_clean_message(exc.msg, pool)
+            after = h.snapshot(d)
+            for name in ("client.key", "client.crt"):
+                assert (before.get(name) and before[name].digest) == (after.get(name) and after[name].digest)
+            result = None
+        assert h.snapshot(root, ignore=("home/.mtls", "home/.mtls/*")) == outside_before
+        if result is None:
+            return
+        assert_clean_message(json.dumps(result) + json.dumps(warnings), pool)
+        action = result["action"]
+        assert action in ("created", "rotated", "repaired", "unchanged"), result
+        if state["cert"] != "absent":
+            assert action != "created", (state, result)  # never a new device over a certificate
+        if action in ("created", "rotated"):
+            cert = d / "client.crt"
+            agent = h.cert_cn(cert)
+            assert agent == result["agent_id"]
+            assert svc.registrations()[agent] == h.cert_fingerprint(cert)
+            assert svc.whoami(cert, d / "client.key") == (200, {"id": agent})
+            named = READABLE.get(state["cert"])
+            if named and not values["agent_id"]:
+                assert agent == pool.id_map[named], (state, result)  # the device kept its ID
+        else:
+            after = h.snapshot(d)
+            for name in ("client.key", "client.crt"):
+                assert before[name].digest == after[name].digest, (name, result)
