@@ -504,6 +504,19 @@ class Engine:
 
     # ---------------------------------------------------------------- entry point
     def run(self):
+        try:
+            return self._run()
+        except OSError as exc:
+            # A full disk, a read-only mount, EIO...: the transaction already removed what it
+            # staged; report the system's reason instead of a traceback.
+            raise StateError(
+                "cannot update the identity in %s: %s%s. Nothing was swapped in unless the "
+                "registry had accepted it; the next run resumes from what is on disk."
+                % (self.s.path, exc.strerror or exc.__class__.__name__,
+                   " (%s)" % exc.filename if isinstance(exc.filename, str) else "")
+            ) from None
+
+    def _run(self):
         s = self.s
         idir = IdentityDir.open(s.path, s.uid, s.gid, create=not self.check_mode)
         try:
