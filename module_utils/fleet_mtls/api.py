@@ -16,12 +16,15 @@ did not act) or ambiguous (it may have).
 """
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import importlib.util
 import json
 import os
 import random
 import re
+import signal
+import threading
 import time
 from urllib.parse import urlsplit, urlunsplit
 
@@ -41,6 +44,41 @@ DEFAULT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 # only plain ASCII names are ever accepted.
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 USER_AGENT = "fleet-mtls"
+# requests' timeout bounds each socket read, not an answer: a server trickling one byte per
+# read would hold the run forever. Each attempt gets this many `timeout`s in total.
+ATTEMPT_DEADLINE_FACTOR = 3
+
+
+class _DeadlineExpired(Exception):
+    pass
+
+
+class _Retry(Exception):
+    """A retryable failure of one attempt (connection, timeout, 429, 5xx)."""
+
+    def __init__(self, error, retry_after=None):
+        super().__init__(error.msg)
+        self.error = error
+        self.retry_after = retry_after
+
+
+@contextlib.contextmanager
+def _attempt_deadline(seconds):
+    """Interrupt a blocking read after ``seconds`` (SIGALRM; modules run in the main thread)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expired(_signum, _frame):
+        raise _DeadlineExpired()
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def check_agent_id(value, pattern=DEFAULT_ID_PATTERN, source="agent_id"):
@@ -296,75 +334,86 @@ class ProvisioningClient:
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
-                resp = session.request(
-                    method, self._url(endpoint), timeout=self.timeout, stream=True,
-                    allow_redirects=False, verify=self.verify, **kwargs
-                )
-            except requests.exceptions.SSLError:
-                self.calls.append((method, endpoint, "SSLError"))
-                raise ApiError(
-                    "%s: TLS handshake failed (server certificate not trusted or wrong host name; "
-                    "set ca_path to the CA that signed it)" % what,
-                    endpoint=endpoint, definitive=True,
-                ) from None
-            except requests.exceptions.ConnectTimeout:
-                self.calls.append((method, endpoint, "ConnectTimeout"))
-                error = ApiError("%s: connection timed out after %gs" % (what, self.timeout),
-                                 endpoint=endpoint, definitive=True)
-            except requests.exceptions.Timeout:
-                self.calls.append((method, endpoint, "ReadTimeout"))
-                error = ApiError("%s: no answer within %gs" % (what, self.timeout),
-                                 endpoint=endpoint, definitive=False)
-            except requests.exceptions.ConnectionError as exc:
-                self.calls.append((method, endpoint, "ConnectionError"))
-                if _not_sent(exc):
-                    error = ApiError("%s: cannot connect (refused or host unknown)" % what,
-                                     endpoint=endpoint, definitive=True)
-                else:
-                    error = ApiError("%s: the connection dropped before an answer arrived" % what,
-                                     endpoint=endpoint, definitive=False)
-            except requests.exceptions.RequestException as exc:
-                self.calls.append((method, endpoint, type(exc).__name__))
-                raise ApiError("%s: request failed (%s)" % (what, type(exc).__name__),
-                               endpoint=endpoint, definitive=True) from None
-            else:
-                with resp:
-                    status = resp.status_code
-                    self.calls.append((method, endpoint, status))
-                    if status == 429 or 500 <= status <= 599:
-                        retry_after = self._retry_after(resp)
-                        try:
-                            reason = self._reason_of(self._read_body(resp, method, endpoint))
-                        except (ApiError, requests.exceptions.RequestException):
-                            reason = ""
-                        error = ApiError(
-                            "%s: HTTP %d%s" % (what, status, (": " + reason) if reason else ""),
-                            endpoint=endpoint, status=status, reason=reason,
-                            definitive=(status == 429),
-                        )
-                        if not last:
-                            self.sleep(self._delay(attempt, retry_after))
-                            continue
-                        raise error
-                    try:
-                        body = self._read_body(resp, method, endpoint)
-                    except requests.exceptions.RequestException:
-                        raise ApiError("%s: the connection dropped while reading the answer" % what,
-                                       endpoint=endpoint, status=status,
-                                       definitive=not (200 <= status < 300)) from None
-                    if 200 <= status < 300:
-                        return status, body
-                    reason = self._reason_of(body)
-                    if 300 <= status < 400:
-                        reason = reason or "redirects are not followed; check api_url"
-                    raise ApiError(
-                        "%s: HTTP %d%s" % (what, status, (": " + reason) if reason else ""),
-                        endpoint=endpoint, status=status, reason=reason, definitive=True,
-                    )
+                with _attempt_deadline(self.timeout * ATTEMPT_DEADLINE_FACTOR):
+                    return self._attempt(session, method, endpoint, what, **kwargs)
+            except _DeadlineExpired:
+                self.calls.append((method, endpoint, "Deadline"))
+                error = ApiError("%s: no complete answer within %gs" % (
+                    what, self.timeout * ATTEMPT_DEADLINE_FACTOR), endpoint=endpoint, definitive=False)
+            except _Retry as retry:
+                error = retry.error
+                if not last:
+                    self.sleep(self._delay(attempt, retry.retry_after))
+                    continue
+                raise error from None
             if last:
                 raise error
             self.sleep(self._delay(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _attempt(self, session, method, endpoint, what, **kwargs):
+        """One attempt: (status, body) of a 2xx answer; raise _Retry (retryable) or ApiError."""
+        try:
+            resp = session.request(
+                method, self._url(endpoint), timeout=self.timeout, stream=True,
+                allow_redirects=False, verify=self.verify, **kwargs
+            )
+        except requests.exceptions.SSLError:
+            self.calls.append((method, endpoint, "SSLError"))
+            raise ApiError(
+                "%s: TLS handshake failed (server certificate not trusted or wrong host name; "
+                "set ca_path to the CA that signed it)" % what,
+                endpoint=endpoint, definitive=True,
+            ) from None
+        except requests.exceptions.ConnectTimeout:
+            self.calls.append((method, endpoint, "ConnectTimeout"))
+            raise _Retry(ApiError("%s: connection timed out after %gs" % (what, self.timeout),
+                                  endpoint=endpoint, definitive=True)) from None
+        except requests.exceptions.Timeout:
+            self.calls.append((method, endpoint, "ReadTimeout"))
+            raise _Retry(ApiError("%s: no answer within %gs" % (what, self.timeout),
+                                  endpoint=endpoint, definitive=False)) from None
+        except requests.exceptions.ConnectionError as exc:
+            self.calls.append((method, endpoint, "ConnectionError"))
+            if _not_sent(exc):
+                error = ApiError("%s: cannot connect (refused or host unknown)" % what,
+                                 endpoint=endpoint, definitive=True)
+            else:
+                error = ApiError("%s: the connection dropped before an answer arrived" % what,
+                                 endpoint=endpoint, definitive=False)
+            raise _Retry(error) from None
+        except requests.exceptions.RequestException as exc:
+            self.calls.append((method, endpoint, type(exc).__name__))
+            raise ApiError("%s: request failed (%s)" % (what, type(exc).__name__),
+                           endpoint=endpoint, definitive=True) from None
+        with resp:
+            status = resp.status_code
+            self.calls.append((method, endpoint, status))
+            if status == 429 or 500 <= status <= 599:
+                retry_after = self._retry_after(resp)
+                try:
+                    reason = self._reason_of(self._read_body(resp, method, endpoint))
+                except (ApiError, requests.exceptions.RequestException):
+                    reason = ""
+                raise _Retry(ApiError(
+                    "%s: HTTP %d%s" % (what, status, (": " + reason) if reason else ""),
+                    endpoint=endpoint, status=status, reason=reason, definitive=(status == 429),
+                ), retry_after)
+            try:
+                body = self._read_body(resp, method, endpoint)
+            except requests.exceptions.RequestException:
+                raise ApiError("%s: the connection dropped while reading the answer" % what,
+                               endpoint=endpoint, status=status,
+                               definitive=not (200 <= status < 300)) from None
+            if 200 <= status < 300:
+                return status, body
+            reason = self._reason_of(body)
+            if 300 <= status < 400:
+                reason = reason or "redirects are not followed; check api_url"
+            raise ApiError(
+                "%s: HTTP %d%s" % (what, status, (": " + reason) if reason else ""),
+                endpoint=endpoint, status=status, reason=reason, definitive=True,
+            )
 
     def _json(self, method, endpoint, status, body):
         what = self._what(method, endpoint)
