@@ -52,3 +52,11 @@ def shared_service(tmp_path_factory):
     state_dir = tmp_path_factory.mktemp("shared-service")
     with ProvisioningService(state_dir, token=secrets.token_urlsafe(24)) as svc:
         yield svc
+
+
+@pytest.fixture
+def svc(shared_service):
+    """The session's reference service with no pending fault and zeroed counters."""
+    shared_service.clear_faults()
+    yield shared_service
+    shared_service.clear_faults()

@@ -152,13 +152,6 @@ def assert_modes(path: pathlib.Path) -> None:
     assert oct(os.lstat(path / h.CERT_NAME).st_mode & 0o7777) == oct(0o644)
 
 
-@pytest.fixture
-def svc(shared_service):
-    """The session's reference service with no pending fault and zeroed counters."""
-    shared_service.clear_faults()
-    yield shared_service
-    shared_service.clear_faults()
-
 
 @pytest.fixture
 def registry_delta(svc):

@@ -22,12 +22,6 @@ ID_EP = "/generate-orchestrator-id"
 UP_EP = "/upload-orchestrator-certificate"
 
 
-@pytest.fixture
-def svc(shared_service):
-    shared_service.clear_faults()
-    yield shared_service
-    shared_service.clear_faults()
-
 
 def base_args(svc, path, **kw):
     args = {"api_url": svc.api_url, "ca_path": str(svc.ca_path), "path": str(path), "key_size": 2048}

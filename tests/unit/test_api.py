@@ -15,12 +15,6 @@ ID_EP = "/generate-orchestrator-id"
 UP_EP = "/upload-orchestrator-certificate"
 
 
-@pytest.fixture
-def svc(shared_service):
-    shared_service.clear_faults()
-    yield shared_service
-    shared_service.clear_faults()
-
 
 class Sleeps(list):
     def __call__(self, seconds):

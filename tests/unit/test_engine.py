@@ -24,12 +24,6 @@ ID_EP = "/generate-orchestrator-id"
 UP_EP = "/upload-orchestrator-certificate"
 
 
-@pytest.fixture
-def svc(shared_service):
-    shared_service.clear_faults()
-    yield shared_service
-    shared_service.clear_faults()
-
 
 def run(svc, path, check_mode=False, client_kw=None, **kw):
     kw.setdefault("key_size", 2048)
