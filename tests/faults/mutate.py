@@ -61,9 +61,27 @@ MUTATIONS = {
         ],
     ),
     "no-timeout": (
-        "connect and read timeouts",
-        [("module_utils/fleet_mtls/api.py", "timeout=self.timeout, stream=True", "timeout=None, stream=True")],
+        "connect and read timeouts (and the per-attempt deadline)",
+        [
+            ("module_utils/fleet_mtls/api.py", "timeout=self.timeout, stream=True", "timeout=None, stream=True"),
+            (
+                "module_utils/fleet_mtls/api.py",
+                "with _attempt_deadline(self.timeout * ATTEMPT_DEADLINE_FACTOR):",
+                "with contextlib.nullcontext():",
+            ),
+        ],
         [F + "test_network.py::test_connect_timeout", F + "test_network.py::test_read_timeout_mid_body_on_id"],
+    ),
+    "no-deadline": (
+        "a total deadline per attempt (a trickling server cannot hold a run)",
+        [
+            (
+                "module_utils/fleet_mtls/api.py",
+                "with _attempt_deadline(self.timeout * ATTEMPT_DEADLINE_FACTOR):",
+                "with contextlib.nullcontext():",
+            )
+        ],
+        [F + "test_network.py::test_trickling_answer_is_bounded_by_the_timeout"],
     ),
     "no-tls-verify": (
         "server certificate verified",
