@@ -131,10 +131,19 @@ def _install_rusage(path):
     import json
     import resource
 
+    def peak_rss_kib():
+        # VmHWM belongs to this address space; ru_maxrss survives execve on Linux and would
+        # report the forking parent's size (a big pytest process), not the module's.
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
     def dump():
         usage = resource.getrusage(resource.RUSAGE_SELF)
         with open(path, "w") as handle:
-            json.dump({"maxrss_kib": usage.ru_maxrss, "cpu_s": usage.ru_utime + usage.ru_stime}, handle)
+            json.dump({"maxrss_kib": peak_rss_kib(), "cpu_s": usage.ru_utime + usage.ru_stime}, handle)
 
     atexit.register(dump)
 
