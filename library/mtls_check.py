@@ -23,8 +23,9 @@ description:
     C(server_cert_expired), C(refused) (the server did not accept the client certificate, by a
     TLS alert, by closing the connection after the handshake, or with HTTP 401/403) or
     C(http_status) (any other unexpected status).
-  - Read-only. Uses only the Python standard library (C(ssl), C(http.client)); runs on Python
-    3.9 or later. Never returns or logs key material.
+  - Read-only. Uses only the Python standard library (C(ssl), C(http.client)) and the bundle's
+    standard-library DER reader (C(fleet_mtls.der)), so it runs where C(cryptography) is missing;
+    runs on Python 3.9 or later. Never returns or logs key material.
   - The configuration must not weaken verification (C(verify_mode) other than
     C(CERT_REQUIRED), C(check_hostname) false, or C(min_version) below C(TLSv1.2)); such a file is
     refused as a C(config) failure, since the agent reading it would be exposed.
@@ -168,6 +169,14 @@ from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible.module_utils.fleet_mtls.der import (
+    OBJECT_IDENTIFIER,
+    SEQUENCE,
+    SET,
+    read_children,
+    read_tlv,
+)
+
 RESPONSE_READ_LIMIT = 64 * 1024
 RESPONSE_JSON_LIMIT = 4 * 1024
 RESPONSE_TEXT_LIMIT = 1024
@@ -224,35 +233,6 @@ class CheckError(Exception):
 # --------------------------------------------------------------------------- certificate
 
 
-def _der_tlv(data, pos):
-    """Read one DER TLV at ``pos``; return (tag, content_start, content_end)."""
-    if pos + 2 > len(data):
-        raise ValueError("truncated DER")
-    tag = data[pos]
-    length = data[pos + 1]
-    pos += 2
-    if length & 0x80:
-        count = length & 0x7F
-        if count == 0 or count > 4 or pos + count > len(data):
-            raise ValueError("bad DER length")
-        length = int.from_bytes(data[pos:pos + count], "big")
-        pos += count
-    end = pos + length
-    if end > len(data):
-        raise ValueError("truncated DER")
-    return tag, pos, end
-
-
-def _der_children(data, start, end):
-    children = []
-    pos = start
-    while pos < end:
-        tag, cstart, cend = _der_tlv(data, pos)
-        children.append((tag, cstart, cend))
-        pos = cend
-    return children
-
-
 def _der_string(tag, raw):
     if tag == 0x1E:  # BMPString
         return raw.decode("utf-16-be")
@@ -285,14 +265,14 @@ def _der_time(tag, raw):
 def _common_name(data, start, end):
     """Return the last CN of an X.501 Name (as OpenSSL's subject string shows it), or ''."""
     found = ""
-    for set_tag, set_start, set_end in _der_children(data, start, end):
-        if set_tag != 0x31:
+    for set_tag, set_start, set_end in read_children(data, start, end):
+        if set_tag != SET:
             raise ValueError("bad RDN")
-        for atv_tag, atv_start, atv_end in _der_children(data, set_start, set_end):
-            if atv_tag != 0x30:
+        for atv_tag, atv_start, atv_end in read_children(data, set_start, set_end):
+            if atv_tag != SEQUENCE:
                 raise ValueError("bad attribute")
-            parts = _der_children(data, atv_start, atv_end)
-            if len(parts) != 2 or parts[0][0] != 0x06:
+            parts = read_children(data, atv_start, atv_end)
+            if len(parts) != 2 or parts[0][0] != OBJECT_IDENTIFIER:
                 raise ValueError("bad attribute")
             oid = data[parts[0][1]:parts[0][2]]
             if oid == _OID_COMMON_NAME:
@@ -313,19 +293,19 @@ def parse_certificate(pem_text):
     der = ssl.PEM_cert_to_DER_cert(
         "-----BEGIN CERTIFICATE-----\n" + body + "\n-----END CERTIFICATE-----\n"
     )
-    tag, start, end = _der_tlv(der, 0)
-    if tag != 0x30:
+    tag, start, end = read_tlv(der, 0)
+    if tag != SEQUENCE:
         raise ValueError("not a certificate")
-    cert_parts = _der_children(der, start, end)
-    if len(cert_parts) != 3 or cert_parts[0][0] != 0x30:
+    cert_parts = read_children(der, start, end)
+    if len(cert_parts) != 3 or cert_parts[0][0] != SEQUENCE:
         raise ValueError("not a certificate")
-    tbs = _der_children(der, cert_parts[0][1], cert_parts[0][2])
+    tbs = read_children(der, cert_parts[0][1], cert_parts[0][2])
     if tbs and tbs[0][0] == 0xA0:  # explicit version
         tbs = tbs[1:]
     # serialNumber, signature, issuer, validity, subject, ...
-    if len(tbs) < 5 or tbs[3][0] != 0x30 or tbs[4][0] != 0x30:
+    if len(tbs) < 5 or tbs[3][0] != SEQUENCE or tbs[4][0] != SEQUENCE:
         raise ValueError("not a certificate")
-    validity = _der_children(der, tbs[3][1], tbs[3][2])
+    validity = read_children(der, tbs[3][1], tbs[3][2])
     if len(validity) != 2:
         raise ValueError("bad validity")
     return {

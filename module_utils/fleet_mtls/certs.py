@@ -29,6 +29,7 @@ except ImportError as exc:  # pragma: no cover - exercised on devices without th
     HAS_CRYPTOGRAPHY = False
     CRYPTOGRAPHY_IMPORT_ERROR = exc
 
+from ansible.module_utils.fleet_mtls.der import OCTET_STRING, SEQUENCE, read_expected, read_integer
 from ansible.module_utils.fleet_mtls.errors import CertificateError
 
 UTC = datetime.timezone.utc
@@ -135,38 +136,15 @@ class KeySummary:
         self.public = public  # (n, e) for RSA keys, else None
 
 
-def _der_tlv(buf, pos, tag):
-    if pos + 2 > len(buf) or buf[pos] != tag:
-        raise ValueError("unexpected DER tag")
-    length = buf[pos + 1]
-    pos += 2
-    if length & 0x80:
-        count = length & 0x7F
-        if count == 0 or count > 4 or pos + count > len(buf):
-            raise ValueError("bad DER length")
-        length = int.from_bytes(buf[pos:pos + count], "big")
-        pos += count
-    if pos + length > len(buf):
-        raise ValueError("truncated DER")
-    return pos, pos + length
-
-
-def _der_int(buf, pos):
-    start, end = _der_tlv(buf, pos, 0x02)
-    if start == end:
-        raise ValueError("empty INTEGER")
-    return int.from_bytes(buf[start:end], "big", signed=True), end
-
-
 def _rsa_private_numbers(der):
     """(n, e) of a PKCS#1 RSAPrivateKey after the cheap consistency checks; ValueError if not."""
-    start, end = _der_tlv(der, 0, 0x30)
+    start, end = read_expected(der, 0, SEQUENCE)
     if end != len(der):
         raise ValueError("trailing data")
     values = []
     pos = start
     for _ in range(9):
-        value, pos = _der_int(der, pos)
+        value, pos = read_integer(der, pos)
         values.append(value)
     if pos != end:
         raise ValueError("multi-prime or malformed RSA key")
@@ -195,12 +173,12 @@ def summarize_private_key(data):
             if match.group(1):  # PKCS#1
                 n, e = _rsa_private_numbers(der)
             else:  # PKCS#8: SEQUENCE { INTEGER 0, SEQUENCE { OID rsaEncryption, NULL }, OCTET STRING }
-                start, end = _der_tlv(der, 0, 0x30)
-                version, pos = _der_int(der, start)
-                alg_start, alg_end = _der_tlv(der, pos, 0x30)
+                start, _end = read_expected(der, 0, SEQUENCE)
+                version, pos = read_integer(der, start)
+                alg_start, alg_end = read_expected(der, pos, SEQUENCE)
                 if version != 0 or not der[alg_start:alg_end].startswith(_RSA_OID_DER):
                     raise LookupError("not an RSA key")
-                key_start, key_end = _der_tlv(der, alg_end, 0x04)
+                key_start, key_end = read_expected(der, alg_end, OCTET_STRING)
                 n, e = _rsa_private_numbers(der[key_start:key_end])
             return KeySummary(True, n.bit_length(), (n, e))
         except LookupError:

@@ -1,0 +1,267 @@
+"""module_utils/fleet_mtls/der.py: the standard-library DER reader shared by mtls_check and certs.
+
+The DER comes from real certificates and keys made here with ``cryptography``; hand-made bytes
+are used only for the malformed encodings no library would produce.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from ansible.module_utils.fleet_mtls import der
+from tests.unit.helpers import AGENT_ID, build_cert
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+DER_PY = REPO / "module_utils" / "fleet_mtls" / "der.py"
+OID_RSA_ENCRYPTION = bytes.fromhex("2a864886f70d010101")
+OID_EC_PUBLIC_KEY = bytes.fromhex("2a8648ce3d0201")
+OID_COMMON_NAME = bytes.fromhex("550403")
+OID_CLIENT_AUTH = bytes.fromhex("2b06010505070302")
+OID_EXT_KEY_USAGE = bytes.fromhex("551d25")
+CONSTRUCTED = 0x20
+
+
+def _cert_der(key, *args, **kw) -> bytes:
+    return build_cert(key, *args, **kw).public_bytes(serialization.Encoding.DER)
+
+
+def _key_der(key, fmt: str) -> bytes:
+    """The private key in DER, ``fmt`` ``PKCS8`` or ``TraditionalOpenSSL`` (PKCS#1 for RSA)."""
+    return key.private_bytes(
+        serialization.Encoding.DER, getattr(serialization.PrivateFormat, fmt), serialization.NoEncryption()
+    )
+
+
+def _walk(data: bytes, start: int, end: int, found: list) -> None:
+    """Every element, depth first, as (tag, content bytes); recurse into constructed ones."""
+    for tag, cstart, cend in der.read_children(data, start, end):
+        found.append((tag, data[cstart:cend]))
+        if tag & CONSTRUCTED:
+            _walk(data, cstart, cend, found)
+
+
+# --------------------------------------------------------------------------- certificates
+
+
+def test_certificate_layout_matches_cryptography(keys):
+    key = keys.get(0)
+    cert = build_cert(key)
+    data = cert.public_bytes(serialization.Encoding.DER)
+    tag, start, end = der.read_tlv(data, 0)
+    assert (tag, end) == (der.SEQUENCE, len(data))
+    parts = der.read_children(data, start, end)
+    assert [p[0] for p in parts] == [der.SEQUENCE, der.SEQUENCE, 0x03]  # tbs, algorithm, BIT STRING
+    _tbs_tag, tbs_start, tbs_end = parts[0]
+    assert data[start:tbs_end] == cert.tbs_certificate_bytes  # the TBS element, header included
+    signature = data[parts[2][1]:parts[2][2]]
+    assert signature[0] == 0 and signature[1:] == cert.signature  # unused-bits byte, then the value
+    tbs = der.read_children(data, tbs_start, tbs_end)
+    assert tbs[0][0] == 0xA0  # explicit [0] version
+    version, _ = der.read_integer(data, tbs[0][1])
+    assert version == 2  # v3
+    serial, serial_end = der.read_integer(data, tbs[0][2])  # the element after the version
+    assert serial == cert.serial_number and serial_end == tbs[1][2]
+
+
+def test_walk_of_a_certificate_finds_its_names_and_consumes_every_byte(keys):
+    data = _cert_der(keys.get(0), "Grüße-01")
+    found: list = []
+    _walk(data, 0, len(data), found)
+    assert len(der.read_children(data, 0, len(data))) == 1  # one element, ending on the last byte
+    oids = [content for tag, content in found if tag == der.OBJECT_IDENTIFIER]
+    assert OID_COMMON_NAME in oids and OID_RSA_ENCRYPTION in oids
+    # extendedKeyUsage: its value is DER inside an OCTET STRING (after an optional critical flag)
+    index = next(i for i, item in enumerate(found) if item == (der.OBJECT_IDENTIFIER, OID_EXT_KEY_USAGE))
+    value = next(content for tag, content in found[index + 1:] if tag == der.OCTET_STRING)
+    start, end = der.read_expected(value, 0, der.SEQUENCE)
+    assert end == len(value)
+    assert [value[s:e] for _t, s, e in der.read_children(value, start, end)] == [OID_CLIENT_AUTH]
+    # the CN value follows its OID inside the AttributeTypeAndValue
+    index = next(i for i, item in enumerate(found) if item == (der.OBJECT_IDENTIFIER, OID_COMMON_NAME))
+    assert found[index + 1] == (0x0C, "Grüße-01".encode())  # UTF8String
+
+
+def test_every_truncation_of_a_certificate_is_refused(keys):
+    data = _cert_der(keys.get(0))
+    for cut in range(len(data)):
+        with pytest.raises(ValueError):
+            der.read_tlv(data[:cut], 0)
+
+
+def test_children_refuse_a_truncated_inner_element(keys):
+    data = _cert_der(keys.get(0))
+    _tag, start, end = der.read_tlv(data, 0)
+    tbs_tag, tbs_start, tbs_end = der.read_children(data, start, end)[0]
+    # the TBS content cut short by one byte: its last element now runs past the end given
+    with pytest.raises(ValueError):
+        der.read_children(data, tbs_start, tbs_end - 1)
+
+
+# --------------------------------------------------------------------------- private keys
+
+
+@pytest.mark.parametrize("size", [2048, 4096])
+def test_pkcs1_rsa_key_integers_match_the_private_numbers(keys, size):
+    key = keys.get(0, size)
+    data = _key_der(key, "TraditionalOpenSSL")
+    start, end = der.read_expected(data, 0, der.SEQUENCE)
+    assert end == len(data)
+    values, pos = [], start
+    for _ in range(9):
+        value, pos = der.read_integer(data, pos)
+        values.append(value)
+    assert pos == end
+    numbers = key.private_numbers()
+    assert values == [
+        0, numbers.public_numbers.n, numbers.public_numbers.e, numbers.d, numbers.p, numbers.q,
+        numbers.dmp1, numbers.dmq1, numbers.iqmp,
+    ]  # fmt: skip
+    assert values[1].bit_length() == size
+
+
+def test_pkcs8_rsa_key_wraps_the_pkcs1_key(keys):
+    key = keys.get(1)
+    pkcs8 = _key_der(key, "PKCS8")
+    pkcs1 = _key_der(key, "TraditionalOpenSSL")
+    start, _end = der.read_expected(pkcs8, 0, der.SEQUENCE)
+    version, pos = der.read_integer(pkcs8, start)
+    alg_start, alg_end = der.read_expected(pkcs8, pos, der.SEQUENCE)
+    oid_start, oid_end = der.read_expected(pkcs8, alg_start, der.OBJECT_IDENTIFIER)
+    key_start, key_end = der.read_expected(pkcs8, alg_end, der.OCTET_STRING)
+    assert version == 0
+    assert pkcs8[oid_start:oid_end] == OID_RSA_ENCRYPTION
+    assert pkcs8[key_start:key_end] == pkcs1
+
+
+def test_pkcs8_ec_key_names_its_algorithm():
+    key = ec.generate_private_key(ec.SECP256R1())
+    data = _key_der(key, "PKCS8")
+    start, end = der.read_expected(data, 0, der.SEQUENCE)
+    kinds = der.read_children(data, start, end)
+    assert [k[0] for k in kinds] == [der.INTEGER, der.SEQUENCE, der.OCTET_STRING]
+    algorithm = der.read_children(data, kinds[1][1], kinds[1][2])
+    assert data[algorithm[0][1]:algorithm[0][2]] == OID_EC_PUBLIC_KEY
+
+
+def test_wrong_tag_is_refused(keys):
+    data = _cert_der(keys.get(0))
+    with pytest.raises(ValueError, match="unexpected DER tag"):
+        der.read_expected(data, 0, der.OCTET_STRING)
+    with pytest.raises(ValueError, match="unexpected DER tag"):
+        der.read_integer(data, 0)  # a SEQUENCE, not an INTEGER
+
+
+# --------------------------------------------------------------------------- malformed encodings
+
+
+@pytest.mark.parametrize(
+    "data, pos, message",
+    [
+        (b"", 0, "truncated"),
+        (b"\x30", 0, "truncated"),
+        (b"\x30\x03\x02\x01", 0, "truncated"),  # content shorter than its length
+        (b"\x30\x80\x02\x01\x00\x00\x00", 0, "bad DER length"),  # indefinite length (BER only)
+        (b"\x04\x85\x00\x00\x00\x00\x01\x00", 0, "bad DER length"),  # five length bytes
+        (b"\x04\x82\x01", 0, "bad DER length"),  # length bytes cut off
+        (b"\x1f\x81\x01\x00", 0, "unsupported DER tag"),  # high-tag-number form
+        (b"\x02\x01\x00", 3, "truncated"),  # past the end
+        (b"\x02\x01\x00", -1, "truncated"),
+    ],
+    ids=["empty", "tag-only", "short-content", "indefinite", "long-length", "cut-length", "high-tag", "past-end",
+         "negative-pos"],
+)
+def test_malformed_encodings_are_refused(data, pos, message):
+    with pytest.raises(ValueError, match=message):
+        der.read_tlv(data, pos)
+
+
+@pytest.mark.parametrize(
+    "data, value",
+    [(b"\x02\x01\x00", 0), (b"\x02\x01\x7f", 127), (b"\x02\x02\x00\x80", 128), (b"\x02\x01\xff", -1),
+     (b"\x02\x03\x01\x00\x01", 65537)],
+)
+def test_integers_are_twos_complement(data, value):
+    assert der.read_integer(data, 0) == (value, len(data))
+
+
+def test_empty_integer_is_refused():
+    with pytest.raises(ValueError, match="empty INTEGER"):
+        der.read_integer(b"\x02\x00", 0)
+
+
+def test_errors_never_carry_the_bytes_read(keys):
+    """A damaged key must not leak into an exception message (they reach module results)."""
+    key = keys.get(0)
+    data = _key_der(key, "TraditionalOpenSSL")
+    damaged = data[:-1]
+    with pytest.raises(ValueError) as caught:
+        der.read_expected(damaged, 0, der.SEQUENCE)
+    assert str(caught.value) == "truncated DER"
+
+
+# --------------------------------------------------------------------------- device side
+
+
+CHECK_DER = textwrap.dedent(
+    """
+    import importlib.util, sys
+    sys.modules["cryptography"] = None  # as on a device without the library
+    spec = importlib.util.spec_from_file_location("der", sys.argv[1])
+    der = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(der)
+    data = bytes.fromhex(sys.argv[2])
+    tag, start, end = der.read_tlv(data, 0)
+    print(tag, end == len(data), len(der.read_children(data, start, end)))
+    """
+)
+
+
+def _pyenv_python(version: str) -> str | None:
+    root = pathlib.Path(os.environ.get("PYENV_ROOT", pathlib.Path.home() / ".pyenv")) / "versions"
+    found = sorted(root.glob(f"{version}.*/bin/python{version}"))
+    return str(found[-1]) if found else None
+
+
+@pytest.mark.parametrize("version", ["3.9", "3.13"])
+def test_der_runs_on_device_pythons_without_cryptography(keys, version):
+    """The oldest and newest supported device Pythons (from pyenv, when this machine has them)."""
+    python = _pyenv_python(version)
+    if python is None:
+        pytest.skip(f"no Python {version} under pyenv on this machine")
+    data = _cert_der(keys.get(0))
+    proc = subprocess.run([python, "-I", "-c", CHECK_DER, str(DER_PY), data.hex()], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [str(der.SEQUENCE), "True", "3"]
+
+
+def test_mtls_check_imports_and_parses_without_cryptography(keys):
+    """mtls_check (and der.py, which it imports) must load where cryptography is missing."""
+    pem = build_cert(keys.get(0)).public_bytes(serialization.Encoding.PEM).decode()
+    script = textwrap.dedent(
+        """
+        import importlib.util, sys
+        sys.modules["cryptography"] = None
+        import ansible.module_utils
+        ansible.module_utils.__path__.append(sys.argv[1])
+        spec = importlib.util.spec_from_file_location("mtls_check", sys.argv[2])
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        print(module.parse_certificate(sys.stdin.read())["cn"])
+        print(sorted(name for name in sys.modules if name.startswith("cryptography")))
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(REPO / "module_utils"), str(REPO / "library" / "mtls_check.py")],
+        input=pem, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [AGENT_ID, "['cryptography']"]  # only the blocked entry
