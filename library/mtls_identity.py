@@ -184,6 +184,18 @@ options:
         C(client.key.<timestamp>.bak) and C(client.crt.<timestamp>.bak).
     type: bool
     default: false
+  agent_config:
+    description:
+      - Content of the agent's configuration file, written in the identity directory as
+        O(agent_config_name) (mode C(0644), owner as the identity) once the identity is in
+        place, atomically and only when it differs. It must not hold a private key.
+      - Lets a role write the configuration in the same module run as the identity instead of
+        a separate template task (two more module runs per device).
+    type: str
+  agent_config_name:
+    description: File name of O(agent_config) inside the identity directory.
+    type: str
+    default: agent-tls.ini
 attributes:
   check_mode:
     description: Computes the action, the reason and the diff; requests no ID, uploads nothing, writes nothing.
@@ -198,8 +210,9 @@ notes:
   - Concurrent runs on one directory are serialised by an exclusive lock; the second one waits
     and then finds the fresh identity (C(unchanged)).
   - Files the module may keep in the directory besides C(client.key) and C(client.crt) are
-    C(.client.key.new) and C(.client.crt.new) (staging during a run) and C(.mtls-pending.json),
-    a journal without secrets recording that the registry may not hold the current certificate.
+    C(.client.key.new) and C(.client.crt.new) (staging during a run), C(.mtls-pending.json),
+    a journal without secrets recording that the registry may not hold the current certificate,
+    and O(agent_config_name) (staged as C(.<name>.new)) when O(agent_config) is set.
 seealso:
   - module: mtls_identity_info
 """
@@ -309,6 +322,22 @@ backup_files:
   type: list
   elements: str
   sample: ["/home/agent/.mtls/client.key.20261127T170002Z.bak", "/home/agent/.mtls/client.crt.20261127T170002Z.bak"]
+files:
+  description:
+    - Mode, owner and group of the directory, the key and the certificate as the module finds
+      them on the file system at the end of the run (null for a missing file; empty in check
+      mode when the directory does not exist yet).
+  returned: success
+  type: dict
+  sample:
+    directory: {mode: "0700", owner: agent, group: agent, uid: 1000, gid: 1000}
+    key: {mode: "0600", owner: agent, group: agent, uid: 1000, gid: 1000}
+    cert: {mode: "0644", owner: agent, group: agent, uid: 1000, gid: 1000}
+agent_config_changed:
+  description: Whether O(agent_config) was written (or would be, in check mode).
+  returned: when O(agent_config) is set
+  type: bool
+  sample: false
 changed:
   description: Whether anything changed (or would change, in check mode).
   returned: always
@@ -375,6 +404,8 @@ def argument_spec():
         "timeout": {"type": "float", "default": 30},
         "retries": {"type": "int", "default": 3},
         "backup": {"type": "bool", "default": False},
+        "agent_config": {"type": "str"},
+        "agent_config_name": {"type": "str", "default": "agent-tls.ini"},
     }
 
 
@@ -410,6 +441,7 @@ def main():
             id_pattern=p["id_pattern"], enrollment=p["enrollment"], key_size=p["key_size"],
             subject=p["subject"], valid_days=p["valid_days"], rotate=p["rotate"],
             renew_before_days=p["renew_before_days"], backup=p["backup"],
+            agent_config=p["agent_config"], agent_config_name=p["agent_config_name"],
         )
         # Validate the network options even when no call is needed (opens no connection).
         client_factory().close()

@@ -25,6 +25,8 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
+import stat
 
 from ansible.module_utils.fleet_mtls import certs
 from ansible.module_utils.fleet_mtls.api import DEFAULT_ID_PATTERN, check_agent_id
@@ -51,6 +53,10 @@ STAGED_KEY = ".client.key.new"
 STAGED_CERT = ".client.crt.new"
 JOURNAL = ".mtls-pending.json"
 JOURNAL_TMP = ".mtls-pending.json.new"
+AGENT_CONFIG = "agent-tls.ini"
+AGENT_CONFIG_MODE = 0o644
+MAX_AGENT_CONFIG = 64 * 1024
+CONFIG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 DIR_MODE = 0o700
 KEY_MODE = 0o600
 CERT_MODE = 0o644
@@ -69,7 +75,8 @@ class Settings:
     def __init__(self, path=None, owner=None, group=None, agent_id=None,
                  id_pattern=DEFAULT_ID_PATTERN, enrollment="self_signed", key_size=4096,
                  subject=None, valid_days=365, rotate="auto", renew_before_days=30,
-                 backup=False, lock_timeout=600.0):
+                 backup=False, lock_timeout=600.0, agent_config=None,
+                 agent_config_name=AGENT_CONFIG):
         self.path = expand_path(path)
         self.uid, default_gid = resolve_owner(owner)
         self.gid = resolve_group(group, default_gid)
@@ -104,6 +111,13 @@ class Settings:
         self.renew_before_days = renew_before_days
         self.backup = bool(backup)
         self.lock_timeout = lock_timeout
+        self.agent_config = _check_agent_config(agent_config)
+        if not isinstance(agent_config_name, str) or not CONFIG_NAME.match(agent_config_name) or (
+            agent_config_name in (KEY, CERT)
+        ):
+            raise ConfigError("agent_config_name must be a plain file name (letters, digits, '.', "
+                              "'_', '-'; not hidden) other than %s and %s" % (KEY, CERT))
+        self.agent_config_name = agent_config_name
 
     @property
     def key_path(self):
@@ -522,34 +536,76 @@ class Engine:
         try:
             if idir is not None:
                 idir.lock(timeout=s.lock_timeout)
-            a = assess(idir, self.now)
-            recovered = None
-            if idir is not None and a.staged and not self.check_mode:
-                before = a
-                recovered = self.recover(idir, a)
-                a = assess(idir, self.now)
-                if recovered is not None:
-                    plan = decide(a, s, self.now, rotated_already=True)
-                    if plan.action == "unchanged":
-                        plan = Plan(recovered[0], recovered[1], plan.agent_id)
-                        return self._result(plan, before, a, changed=True, backups=self._backups)
-                    plan.reason = recovered[1] + "; then " + plan.reason
-                    return self.apply(idir, a, plan)
-            plan = decide(a, s, self.now)
-            if a.staged and self.check_mode:
-                plan.reason += " (an interrupted transaction is pending and would be resolved first)"
-            for note in plan.notes:
-                self.warn(note)
-            if plan.action == "unchanged" and plan.drop_journal and not self.check_mode:
-                _journal_drop(idir)  # a journal about another ID: stale, not about this identity
-            if self.check_mode or plan.action == "unchanged":
-                return self._result(plan, a, None, changed=plan.action != "unchanged")
-            return self.apply(idir, a, plan)
+            result = self._converge(idir)
+            # The agent's configuration rides on the same run (one module call per host): it
+            # is written only once the identity it points at is in place.
+            if s.agent_config is not None:
+                written = self._ensure_agent_config(idir)
+                result["agent_config_changed"] = written
+                result["changed"] = result["changed"] or written
+            result["files"] = self._file_facts(idir)
+            return result
         finally:
             if idir is not None:
                 idir.close()
             if self._client is not None:
                 self._client.close()
+
+    def _converge(self, idir):
+        s = self.s
+        a = assess(idir, self.now)
+        recovered = None
+        if idir is not None and a.staged and not self.check_mode:
+            before = a
+            recovered = self.recover(idir, a)
+            a = assess(idir, self.now)
+            if recovered is not None:
+                plan = decide(a, s, self.now, rotated_already=True)
+                if plan.action == "unchanged":
+                    plan = Plan(recovered[0], recovered[1], plan.agent_id)
+                    return self._result(plan, before, a, changed=True, backups=self._backups)
+                plan.reason = recovered[1] + "; then " + plan.reason
+                return self.apply(idir, a, plan)
+        plan = decide(a, s, self.now)
+        if a.staged and self.check_mode:
+            plan.reason += " (an interrupted transaction is pending and would be resolved first)"
+        for note in plan.notes:
+            self.warn(note)
+        if plan.action == "unchanged" and plan.drop_journal and not self.check_mode:
+            _journal_drop(idir)  # a journal about another ID: stale, not about this identity
+        if self.check_mode or plan.action == "unchanged":
+            return self._result(plan, a, None, changed=plan.action != "unchanged")
+        return self.apply(idir, a, plan)
+
+    def _ensure_agent_config(self, idir):
+        """Write the agent configuration when its content, mode or owner differ (atomically:
+        staged under a hidden name, then renamed). Returns whether it changed (or would)."""
+        s = self.s
+        name = s.agent_config_name
+        wanted = s.agent_config.encode("utf-8")
+        current, st = (None, None) if idir is None else idir.read(name, limit=MAX_AGENT_CONFIG + 1)
+        if current == wanted:
+            if self.check_mode:
+                same = (stat.S_IMODE(st.st_mode) == AGENT_CONFIG_MODE
+                        and (st.st_uid, st.st_gid) == (s.uid, s.gid))
+                return not same
+            return bool(idir.fix_file(name, AGENT_CONFIG_MODE))
+        if self.check_mode:
+            return True
+        staged = "." + name + ".new"
+        idir.create(staged, wanted, AGENT_CONFIG_MODE)
+        idir.rename(staged, name)
+        idir.fsync()
+        return True
+
+    @staticmethod
+    def _file_facts(idir):
+        """Mode and owner of the directory and the identity files as they are now (read from
+        the file system, not assumed), so the role can check them without another module run."""
+        if idir is None:
+            return {}
+        return {"directory": stat_facts(idir.dir_stat()), "key": stat_facts(idir.lstat(KEY)),
+                "cert": stat_facts(idir.lstat(CERT))}
 
     # ---------------------------------------------------------------- results
     def _result(self, plan, before, after_cert, changed, backups=None):
@@ -786,6 +842,19 @@ class Engine:
                 "reuses it instead of requesting a new one" if creating else "converges"),
             registry_uncertain=True,
         ) from None
+
+
+def _check_agent_config(text):
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise ConfigError("agent_config must be a string (the file's content)")
+    if len(text.encode("utf-8")) > MAX_AGENT_CONFIG:
+        raise ConfigError("agent_config is larger than %d bytes" % MAX_AGENT_CONFIG)
+    if "PRIVATE KEY" in text:
+        # The configuration is world-readable: it may name the key, never hold one.
+        raise ConfigError("agent_config must not contain a private key")
+    return text
 
 
 def plan_with_id(plan, agent_id):
