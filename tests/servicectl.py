@@ -206,6 +206,20 @@ class ProvisioningService:
         session.verify = str(self.ca_path)
         return session
 
+    def demo_env(self, demo_root: str | os.PathLike[str]) -> dict[str, str]:
+        """The ``MTLS_DEMO_*`` variables the demo inventory (``inventory/demo``) reads to point
+        its hosts at this service, with one home per host under ``demo_root`` (as ``demo.sh``
+        exports them)."""
+        if self.api_url is None or self.gate_url is None:
+            raise ServiceError("the service is not started")
+        return {
+            "MTLS_DEMO_ROOT": str(demo_root),
+            "MTLS_DEMO_API_URL": self.api_url,
+            "MTLS_DEMO_GATE_URL": self.gate_url,
+            "MTLS_DEMO_CA": str(self.ca_path),
+            "MTLS_DEMO_TOKEN": self.token,
+        }
+
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 

@@ -59,12 +59,8 @@ class LocalFleet:
     def env(self, extra: dict | None = None) -> dict:
         env = dict(os.environ)
         env.pop("PYTHONPATH", None)
+        env.update(self.service.demo_env(self.demo_root))
         env.update({
-            "MTLS_DEMO_ROOT": str(self.demo_root),
-            "MTLS_DEMO_API_URL": self.service.api_url,
-            "MTLS_DEMO_GATE_URL": self.service.gate_url,
-            "MTLS_DEMO_CA": str(self.service.ca_path),
-            "MTLS_DEMO_TOKEN": self.service.token,
             "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
             "ANSIBLE_HOME": str(self.ansible_home),
             "ANSIBLE_LOCAL_TEMP": str(self.ansible_home / "tmp"),

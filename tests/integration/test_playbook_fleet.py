@@ -74,12 +74,8 @@ class Fleet:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
+        env.update(self.service.demo_env(self.demo_root))
         env.update({
-            "MTLS_DEMO_ROOT": str(self.demo_root),
-            "MTLS_DEMO_API_URL": self.service.api_url,
-            "MTLS_DEMO_GATE_URL": self.service.gate_url,
-            "MTLS_DEMO_CA": str(self.service.ca_path),
-            "MTLS_DEMO_TOKEN": self.service.token,
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_FORCE_COLOR": "0",
             "ANSIBLE_LOCAL_TEMP": str(self.tmp / "local"),
