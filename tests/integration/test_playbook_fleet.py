@@ -63,9 +63,16 @@ class Run:
 class Fleet:
     """A demo fleet: the demo inventory, a scratch root with one home per host, a service."""
 
-    def __init__(self, root: pathlib.Path, service: ProvisioningService, inventory: str | None = None):
+    def __init__(
+        self,
+        root: pathlib.Path,
+        service: ProvisioningService,
+        inventory: str | None = None,
+        env: dict[str, str] | None = None,
+    ):
         self.root = root
         self.service = service
+        self.extra_env = dict(env or {})  # applied last, e.g. a PATH without docker
         self.demo_root = root / "fleet"
         self.reports = root / "reports"
         self.tmp = root / "ansible-tmp"
@@ -83,6 +90,7 @@ class Fleet:
             "ANSIBLE_DEPRECATION_WARNINGS": "0",
             "PATH": str(BIN) + os.pathsep + os.environ.get("PATH", ""),
         })
+        env.update(self.extra_env)
         return env
 
     def play(self, playbook: str, *args: str, verbosity: int = 0, timeout: int = 280) -> Run:
