@@ -193,7 +193,9 @@ def test_first_run_creates_and_verifies_every_host(fleet):
         assert fleet.cert(host).stat().st_mode & 0o777 == 0o644
         ini = (fleet.host_dir(host) / "agent-tls.ini").read_text()
         assert ini.startswith("# Managed by Ansible (fleet-mtls)")
-        assert f"agent_id = {row['agent_id']}" in ini
+        # The ID lives in one place, the certificate's CN: a copy here could go stale.
+        assert "agent_id" not in ini.split("[server]", 1)[1]
+        assert f"cert = {fleet.cert(host)}" in ini and f"key = {fleet.key(host)}" in ini
         assert f"port = {fleet.service.gate_port}" in ini
         assert "verify_mode = CERT_REQUIRED" in ini and "check_hostname = true" in ini
         assert "min_version = TLSv1.2" in ini
@@ -258,6 +260,35 @@ def test_audit_verifies_every_host_and_changes_nothing(fleet):
     after = {h: (fleet.fingerprint(h), (fleet.host_dir(h) / "agent-tls.ini").stat().st_mtime_ns) for h in DEMO_HOSTS}
     assert after == before
     assert [fleet.restarts(h) for h in DEMO_HOSTS] == [1] * 5
+
+
+def test_lean_rerun_verifies_only_what_changed(fleet):
+    """mtls_verify_unchanged=false: unchanged hosts skip the handshake (the gate sees none),
+    a host whose configuration changed is verified, and the agent restarts only there."""
+    whoami_before = fleet.service.request_count("/whoami")
+    restarts = {h: fleet.restarts(h) for h in DEMO_HOSTS}
+    run = fleet.play("provision.yml", "-e", "mtls_verify_unchanged=false")
+    assert run.rc == 0, explain(run)
+    assert run.changed() == 0, explain(run)
+    rows = fleet.rows()
+    assert {rows[h]["verify"] for h in DEMO_HOSTS} == {"skipped"}
+    assert fleet.service.request_count("/whoami") == whoami_before
+
+    host = "edge-sp-02"
+    conf = fleet.host_dir(host) / "agent-tls.ini"
+    original = conf.read_text()
+    run = fleet.play("provision.yml", "--limit", host, "-e", "mtls_verify_unchanged=false",
+                     "-e", "mtls_tls_min_version=TLSv1.3")
+    assert run.rc == 0, explain(run)
+    row = fleet.rows()[host]
+    assert row["action"] == "unchanged" and row["verify"] == "ok" and row["tls_version"] == "TLSv1.3", row
+    assert "min_version = TLSv1.3" in conf.read_text()
+    assert fleet.service.request_count("/whoami") == whoami_before + 1
+    run = fleet.play("provision.yml", "--limit", host)  # back to the fleet's settings
+    assert run.rc == 0, explain(run)
+    assert conf.read_text() == original
+    assert fleet.restarts(host) == restarts[host] + 2
+    assert {h: fleet.restarts(h) for h in DEMO_HOSTS if h != host} == {h: restarts[h] for h in DEMO_HOSTS if h != host}
 
 
 def test_forced_rotation_keeps_ids_and_swaps_certificates(fleet, tmp_path):
