@@ -1,7 +1,7 @@
 """The role's restart handler with mtls_agent_restart=docker (the role's default), run for real.
 
 Each case is a real ``ansible-playbook playbooks/provision.yml`` over local "devices" against the
-reference service: the new identity notifies the handler, which runs ``tasks/restart.yml``.
+reference service: the new identity notifies the handler, which runs ``tasks/restart_docker.yml``.
 What differs is the ``docker`` the devices find on their PATH:
 
 - none at all (a device without docker): nothing to restart, not a failure;
