@@ -87,23 +87,23 @@ options:
       - Their values never appear in results, warnings or errors.
       - ansible-core's C(ANSIBLE_DEBUG) output prints every module argument, C(no_log) or
         not. The C(mtls_identity) action plugin shipped with this module therefore never
-        passes O(headers) to the module: it writes them to a file in Ansible's remote
+        passes O(headers) to the module. It writes them to a file in Ansible's remote
         temporary directory (readable only by the user the module runs as, removed after the
         task) and passes its path as O(headers_file).
     type: dict
     default: {}
   headers_file:
     description:
-      - Path, on the device, of a JSON object of header name to string value, for example
-        C({"Authorization": "Bearer ..."}), read by the module when it runs. Merged over
-        O(headers) (a name present in both, compared case-insensitively, takes the file's
-        value).
+      - Path, on the device, of a JSON object of header name to string value (for example
+        the key C(Authorization) with the value C(Bearer <token>)), read by the module when
+        it runs. Merged over O(headers) (a name present in both, compared
+        case-insensitively, takes the file's value).
       - Keeps a token off the module's arguments. Provision it yourself (mode 0600 or 0400,
         readable by the user the module runs as), for example from your secret store.
       - The file must be a regular file of at most 64 KiB; a symbolic link is refused.
         Errors name the file and what is wrong with it, never its content.
       - Through the action plugin, setting both O(headers) (non-empty) and O(headers_file)
-        fails: put all the headers in the file.
+        fails (put all the headers in the file).
     type: path
   agent_id:
     description:
