@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 
 import pytest
 
-from tests.integration.ansible_runner import run_task
+from tests.integration.ansible_runner import BIN, REPO, VENV_PYTHON, ansible_env, run_task
 
 pytestmark = pytest.mark.integration
 
@@ -199,3 +200,33 @@ def test_action_plugin_refuses_headers_that_are_not_a_dict(svc, tmp_path, header
     assert run.failed and words in run.result["msg"]
     assert "0123456789" not in run.output and "Bearer x" not in run.output
     assert total_requests(svc) == 0
+
+
+def test_the_role_carries_the_action_plugin(svc, tmp_path, debug_env):
+    """Without the repository's ansible.cfg (molecule, a role copied elsewhere), the role's
+    action_plugins symlink still puts the plugin in front of the module."""
+    ident = tmp_path / "mtls"
+    args = json_args(svc, ident, headers={"Authorization": "Bearer " + svc.token})
+    play = [{
+        "name": "Use the role's plugins", "hosts": "localhost", "gather_facts": False,
+        "tasks": [
+            {"name": "Load the role (its plugin directories), run nothing of it",
+             "ansible.builtin.import_role": {"name": "mtls_identity", "tasks_from": "status.yml"},
+             "when": False},
+            {"name": "Run the module", "mtls_identity": args},
+        ],
+    }]
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(json.dumps(play))
+    env = ansible_env(ANSIBLE_ROLES_PATH=str(REPO / "roles"))
+    env.pop("ANSIBLE_CONFIG", None)
+    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", "-vvv",
+                           "-e", json.dumps({"ansible_python_interpreter": VENV_PYTHON}), str(playbook)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert "config file = None" in output or "No config file found" in output  # not the repo's
+    assert re.search(r"PUT \S+ TO \S+/%s" % re.escape(HEADERS_FILE_NAME), output), output[-3000:]
+    assert svc.token not in output
+    assert svc.request_count(AGENT_EP) == 1
+    assert leftovers(debug_env) == []
