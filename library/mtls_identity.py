@@ -85,8 +85,26 @@ options:
     description:
       - Extra request headers, for example C(Authorization) with a bearer token.
       - Their values never appear in results, warnings or errors.
+      - ansible-core's C(ANSIBLE_DEBUG) output prints every module argument, C(no_log) or
+        not. The C(mtls_identity) action plugin shipped with this module therefore never
+        passes O(headers) to the module. It writes them to a file in Ansible's remote
+        temporary directory (readable only by the user the module runs as, removed after the
+        task) and passes its path as O(headers_file).
     type: dict
     default: {}
+  headers_file:
+    description:
+      - Path, on the device, of a JSON object of header name to string value (for example
+        the key C(Authorization) with the value C(Bearer <token>)), read by the module when
+        it runs. Merged over O(headers) (a name present in both, compared
+        case-insensitively, takes the file's value).
+      - Keeps a token off the module's arguments. Provision it yourself (mode 0600 or 0400,
+        readable by the user the module runs as), for example from your secret store.
+      - The file must be a regular file of at most 64 KiB; a symbolic link is refused.
+        Errors name the file and what is wrong with it, never its content.
+      - Through the action plugin, setting both O(headers) (non-empty) and O(headers_file)
+        fails (put all the headers in the file).
+    type: path
   agent_id:
     description:
       - Pre-assigned agent ID; no ID is requested from the API.
@@ -234,6 +252,14 @@ EXAMPLES = r"""
     owner: agent
     path: /home/agent/.mtls
 
+- name: Enroll with a bearer token the device already holds in a root-provisioned file
+  mtls_identity:
+    api_url: https://registry.example.com
+    upload_format: json
+    upload_endpoint: /agent/certificate
+    id_field: agent_id
+    headers_file: /etc/fleet/api-headers.json
+
 - name: Enroll through a CSR, trusting a private CA for the API
   mtls_identity:
     api_url: https://api.example.com
@@ -368,6 +394,7 @@ from ansible.module_utils.fleet_mtls.api import (
 from ansible.module_utils.fleet_mtls.certs import CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY
 from ansible.module_utils.fleet_mtls.errors import IdentityError
 from ansible.module_utils.fleet_mtls.fsutil import expand_path
+from ansible.module_utils.fleet_mtls.headers import merge_headers, read_headers_file
 
 SUBJECT_OPTIONS = {
     "C": {"type": "str", "default": "BR"},
@@ -391,6 +418,7 @@ def argument_spec():
         "id_field": {"type": "str", "default": "id"},
         "certificate_field": {"type": "str", "default": "certificate"},
         "headers": {"type": "dict", "default": {}, "no_log": True},
+        "headers_file": {"type": "path"},
         "agent_id": {"type": "raw"},
         "id_pattern": {"type": "str", "default": DEFAULT_ID_PATTERN},
         "enrollment": {"type": "str", "default": "self_signed", "choices": ["self_signed", "csr"]},
@@ -425,17 +453,25 @@ def main():
         module.warn("validate_certs is false: the API server is not authenticated, so a "
                     "man in the middle could register its own certificate for this device")
 
+    headers = p["headers"]
+
     def client_factory():
         return ProvisioningClient(
             p["api_url"], id_endpoint=p["id_endpoint"], upload_endpoint=p["upload_endpoint"],
             enroll_endpoint=p["enroll_endpoint"], upload_format=p["upload_format"],
             id_field=p["id_field"], certificate_field=p["certificate_field"],
-            headers=p["headers"], ca_path=p["ca_path"], validate_certs=p["validate_certs"],
+            headers=headers, ca_path=p["ca_path"], validate_certs=p["validate_certs"],
             timeout=p["timeout"], retries=p["retries"], id_pattern=p["id_pattern"],
         )
 
     error = None
     try:
+        if p["headers_file"]:
+            file_headers = read_headers_file(p["headers_file"])
+            # Masked in anything the module returns, as no_log masks the values of `headers`
+            # (short values aside: masking "1" would mangle every number in the result).
+            module.no_log_values.update(v for v in file_headers.values() if len(v) >= 4)
+            headers = merge_headers(headers, file_headers)
         settings = Settings(
             path=p["path"], owner=p["owner"], group=p["group"], agent_id=p["agent_id"],
             id_pattern=p["id_pattern"], enrollment=p["enrollment"], key_size=p["key_size"],

@@ -125,16 +125,12 @@ def test_no_token_in_verbose_output_log_callbacks_report_or_temp_files(verbose_r
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "known gap: ansible-core's ANSIBLE_DEBUG prints every module's arguments, no_log ones "
-    "included; the role still passes the token in mtls_identity's `headers`. strict: this "
-    "turns red the day the token stops being a module argument, so the marker gets removed."))
 def test_no_token_even_in_ansible_debug_lines(verbose_runs):
     """ANSIBLE_DEBUG=1 makes ansible-core print every module's arguments, no_log ones
-    included ("done with _execute_module (mtls_identity, {... 'headers': {...}})"), so a
-    token passed in the module's ``headers`` option is printed. The bundle must not hand the
-    token to a module as an argument (e.g. read it on the device from a 0600 file named by
-    an option) for this case to pass."""
+    included ("done with _execute_module (mtls_identity, {...})"), so a token passed in the
+    module's ``headers`` option would be printed. The role's ``headers`` go through the
+    mtls_identity action plugin, which hands the module a file in Ansible's remote temporary
+    directory (``headers_file``) instead: the token is never a module argument."""
     outputs, _files, _keys, token = verbose_runs
     leaking = [line.split(": ", 1)[1][:60] + "..." for text in outputs.values() for line in text.splitlines()
                if token in line]

@@ -221,7 +221,7 @@ def test_ansible_doc_renders(module):
         options = set(doc["doc"]["options"])
         assert options == {
             "path", "owner", "group", "api_url", "id_endpoint", "upload_endpoint", "enroll_endpoint",
-            "upload_format", "id_field", "certificate_field", "headers", "agent_id", "id_pattern",
+            "upload_format", "id_field", "certificate_field", "headers", "headers_file", "agent_id", "id_pattern",
             "enrollment", "key_size", "subject", "valid_days", "rotate", "renew_before_days",
             "ca_path", "validate_certs", "timeout", "retries", "backup",
         }

@@ -103,8 +103,12 @@ def test_numeric_agent_ids_are_refused_not_converted(tmp_path, value, shown):
         ({"mtls_key_size": 1024}, "mtls_key_size >= 2048"),
         ({"mtls_renew_before_days": 360}, "must stay below mtls_valid_days"),
         ({"mtls_server_url": "http://127.0.0.1:9"}, "must be\nhttps:// URLs"),
+        ({"mtls_api_headers_file": "api-headers.json"},
+         "mtls_api_headers_file must be an absolute path on the device, got api-headers.json"),
+        ({"mtls_api_headers_file": "/etc/fleet/api-headers.json", "mtls_api_headers": {"X-Site": "7"}},
+         "set either mtls_api_headers or mtls_api_headers_file, not both"),
     ],
-    ids=["id-pattern", "key-size", "renewal-window", "plain-http"],
+    ids=["id-pattern", "key-size", "renewal-window", "plain-http", "relative-headers-file", "headers-and-file"],
 )
 def test_preflight_refuses_bad_inputs(tmp_path, extra, words):
     proc = run_preflight(extra, tmp_path)

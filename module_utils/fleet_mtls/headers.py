@@ -1,0 +1,130 @@
+# -*- coding: utf-8 -*-
+"""Request headers read from a file on the device (the module's ``headers_file`` option).
+
+A bearer token handed to a module as an argument is printed by ansible-core's ANSIBLE_DEBUG
+output, ``no_log`` or not. Read on the device instead, from a JSON object of header name ->
+string value, the token is never a module argument. Errors name the file and what is wrong
+with it, never its content (values, names that fail validation, the text around a JSON error).
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import stat
+
+from ansible.module_utils.fleet_mtls.errors import ConfigError
+
+MAX_HEADERS_FILE = 64 * 1024
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+# RFC 9110 field-name: a token.
+_FIELD_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Values: visible ASCII / obs-text, spaces and tabs; no CR, LF, NUL or other controls.
+_BAD_VALUE_CHAR = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def read_headers_file(path):
+    """Return the headers (dict str -> str) held in the JSON file ``path``.
+
+    The file is opened with O_NOFOLLOW (a symbolic link is refused) and must be a regular
+    file of at most 64 KiB holding one JSON object whose keys are HTTP field names and whose
+    values are strings without line breaks or control characters. Raises ConfigError; no
+    message contains any byte of the file.
+    """
+    if not isinstance(path, str) or not path:
+        raise ConfigError("headers_file must be a path")
+    if not os.path.isabs(path):
+        raise ConfigError("headers_file must be an absolute path, got %r" % path)
+    what = "headers_file %s" % path
+    try:
+        fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            raise ConfigError("%s does not exist" % what) from None
+        if exc.errno == errno.ELOOP:
+            raise ConfigError("%s is a symbolic link; refused (name the file itself)" % what) from None
+        raise ConfigError("cannot open %s: %s" % (what, exc.strerror)) from None
+    try:
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ConfigError("%s is not a regular file" % what)
+            if st.st_size > MAX_HEADERS_FILE:
+                raise ConfigError("%s is larger than %d bytes; refused" % (what, MAX_HEADERS_FILE))
+            chunks = []
+            total = 0
+            while True:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > MAX_HEADERS_FILE:
+                    raise ConfigError("%s is larger than %d bytes; refused" % (what, MAX_HEADERS_FILE))
+                chunks.append(chunk)
+        except OSError as exc:
+            raise ConfigError("cannot read %s: %s" % (what, exc.strerror)) from None
+    finally:
+        os.close(fd)
+    return parse_headers(b"".join(chunks), what)
+
+
+def parse_headers(data, what="headers_file"):
+    """Validate the bytes of a headers file; see read_headers_file."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError("%s is not UTF-8 text" % what) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    try:
+        payload = json.loads(text)
+    except ValueError as exc:
+        # JSONDecodeError.msg ("Expecting value", ...) and the position hold no file content.
+        detail = ""
+        if hasattr(exc, "msg") and hasattr(exc, "lineno"):
+            detail = " (%s at line %d column %d)" % (exc.msg, exc.lineno, exc.colno)
+        raise ConfigError("%s is not valid JSON%s" % (what, detail)) from None
+    if not isinstance(payload, dict):
+        raise ConfigError("%s must hold a JSON object of header names to string values, not %s"
+                          % (what, _json_type(payload)))
+    headers = {}
+    for name, value in payload.items():
+        if not _FIELD_NAME.fullmatch(name):
+            # The name is not shown: a malformed file may have a secret where a name should be.
+            raise ConfigError("%s holds a header name that is not a valid HTTP field name (not shown)" % what)
+        if not isinstance(value, str):
+            raise ConfigError("%s: the value of header %s must be a string, not %s"
+                              % (what, name, _json_type(value)))
+        if _BAD_VALUE_CHAR.search(value):
+            raise ConfigError("%s: the value of header %s contains a line break or a control character"
+                              % (what, name))
+        headers[name] = value
+    return headers
+
+
+def merge_headers(base, override):
+    """``base`` updated with ``override``; names compare case-insensitively (HTTP), so an
+    ``authorization`` in ``override`` replaces an ``Authorization`` in ``base``."""
+    merged = dict(base or {})
+    for name, value in (override or {}).items():
+        for existing in [k for k in merged if str(k).lower() == name.lower()]:
+            del merged[existing]
+        merged[name] = value
+    return merged
+
+
+def _json_type(value):
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "a string"
