@@ -223,11 +223,12 @@ def test_ansible_doc_renders(module):
             "path", "owner", "group", "api_url", "id_endpoint", "upload_endpoint", "enroll_endpoint",
             "upload_format", "id_field", "certificate_field", "headers", "headers_file", "agent_id", "id_pattern",
             "enrollment", "key_size", "subject", "valid_days", "rotate", "renew_before_days",
-            "ca_path", "validate_certs", "timeout", "retries", "backup",
+            "ca_path", "validate_certs", "timeout", "retries", "backup", "agent_config", "agent_config_name",
         }
         returns = doc["return"]
         for key in ("agent_id", "action", "reason", "fingerprint_sha256", "serial", "not_before",
-                    "not_after", "days_left", "key_size", "cert_path", "key_path", "changed", "diff"):
+                    "not_after", "days_left", "key_size", "cert_path", "key_path", "changed", "diff",
+                    "files", "agent_config_changed"):
             assert {"description", "returned", "type", "sample"} <= set(returns[key]), key
 
 
