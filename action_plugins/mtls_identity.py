@@ -1,6 +1,7 @@
 # Copyright: fleet-mtls contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Controller side of the mtls_identity module: keep the request headers off its arguments.
+"""Controller side of the mtls_identity module (and of mtls_deregister, a symlink to this
+file): keep the request headers off the module's arguments.
 
 ansible-core prints every module's arguments under ANSIBLE_DEBUG=1, ``no_log`` ones included
 (``done with _execute_module (mtls_identity, {...})``), so a bearer token in ``headers`` would
@@ -57,11 +58,11 @@ class ActionModule(ActionBase):
         wrap_async = self._task.async_val and not self._connection.has_native_async
         if headers:
             if module_args.get("headers_file"):
-                raise AnsibleActionFail("mtls_identity: set either headers or headers_file, not both "
-                                        "(put all the headers in the file)")
+                raise AnsibleActionFail("%s: set either headers or headers_file, not both "
+                                        "(put all the headers in the file)" % self._task.action)
             if wrap_async:
-                raise AnsibleActionFail("mtls_identity: headers cannot be used with async (their file "
-                                        "is removed when the task returns); use headers_file")
+                raise AnsibleActionFail("%s: headers cannot be used with async (their file is removed "
+                                        "when the task returns); use headers_file" % self._task.action)
 
         headers_path = None
         try:

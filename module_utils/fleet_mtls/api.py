@@ -497,3 +497,26 @@ class ProvisioningClient:
             raise ApiError("%s: HTTP %d but the answer has no certificate" % (self._what("POST", endpoint), status),
                            endpoint=endpoint, status=status, definitive=False)
         return cert
+
+    def deletion_path(self, agent_id, endpoint):
+        """The path ``delete_agent`` requests (validated; opens no connection)."""
+        agent_id = check_agent_id(agent_id, self.id_pattern)
+        if not isinstance(endpoint, str) or not endpoint.startswith("/") or "://" in endpoint \
+                or "{id}" not in endpoint:
+            raise ConfigError("the deletion endpoint must be a path starting with '/' holding {id}, got %s"
+                              % _shown(endpoint))
+        # The ID is safe-named (check_agent_id): nothing in it can change the path it lands in.
+        return endpoint.replace("{id}", agent_id)
+
+    def delete_agent(self, agent_id, endpoint):
+        """Delete ``agent_id`` on the server: ``DELETE {api_url}{endpoint}`` with ``{id}``
+        replaced. Returns (status, deleted): a 404 or 410 answer means it was already gone
+        (deleted False); every other non-2xx answer raises ApiError."""
+        path = self.deletion_path(agent_id, endpoint)
+        try:
+            status, _body = self._request("DELETE", path)
+        except ApiError as exc:
+            if exc.status in (404, 410):
+                return exc.status, False
+            raise
+        return status, True

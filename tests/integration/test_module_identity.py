@@ -205,7 +205,7 @@ def test_missing_requests_fails_with_ansible_message(svc, tmp_path):
     assert total_requests(svc) == 0
 
 
-@pytest.mark.parametrize("module", ["mtls_identity", "mtls_identity_info"])
+@pytest.mark.parametrize("module", ["mtls_identity", "mtls_identity_info", "mtls_deregister"])
 def test_ansible_doc_renders(module):
     proc = subprocess.run([str(BIN / "ansible-doc"), "-M", "library", module], cwd=REPO,
                           env=ansible_env(), capture_output=True, text=True, check=False)

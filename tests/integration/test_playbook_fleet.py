@@ -378,8 +378,15 @@ def test_decommission_deletes_the_id_and_the_local_identity(fleet, tmp_path):
     fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(fleet.key(host).read_bytes())
-    run = fleet.play("decommission.yml", "--limit", host, "-e", f"mtls_decommission_confirm={agent_id}")
+    # ANSIBLE_DEBUG prints every module's arguments: the DELETE's bearer token must not be one.
+    fleet.extra_env["ANSIBLE_DEBUG"] = "1"
+    try:
+        run = fleet.play("decommission.yml", "--limit", host, "-e", f"mtls_decommission_confirm={agent_id}")
+    finally:
+        del fleet.extra_env["ANSIBLE_DEBUG"]
     assert run.rc == 0, explain(run)
+    assert "_execute_module (mtls_deregister" in run.output  # the debug lines are there...
+    assert fleet.service.token not in run.output  # ...without the token
     assert agent_id in fleet.service.deleted_ids()
     assert not fleet.host_dir(host).exists(), list(fleet.host_dir(host).iterdir())
     assert not fleet.gate_accepts(cert, key)

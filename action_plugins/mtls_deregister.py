@@ -1,0 +1,1 @@
+mtls_identity.py
