@@ -95,6 +95,21 @@ def _group_name(gid):
         return str(gid)
 
 
+def read_at_most(fd, limit):
+    """All the bytes left in ``fd``, or None when there are more than ``limit`` (then at most
+    limit + 64 KiB are read: a file that grows while read cannot make the caller hold it all)."""
+    chunks = []
+    total = 0
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > limit:
+            return None
+        chunks.append(chunk)
+
+
 def stat_facts(st):
     if st is None:
         return None
@@ -245,19 +260,10 @@ class IdentityDir:
         try:
             st = os.fstat(fd)
             self._check_file(name, st)
-            if st.st_size > limit:
+            data = None if st.st_size > limit else read_at_most(fd, limit)
+            if data is None:
                 raise FileSafetyError("refusing to read %s: larger than %d bytes" % (self.join(name), limit))
-            chunks = []
-            total = 0
-            while True:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    break
-                total += len(chunk)
-                if total > limit:
-                    raise FileSafetyError("refusing to read %s: larger than %d bytes" % (self.join(name), limit))
-                chunks.append(chunk)
-            return b"".join(chunks), st
+            return data, st
         finally:
             os.close(fd)
 

@@ -15,6 +15,7 @@ import re
 import stat
 
 from ansible.module_utils.fleet_mtls.errors import ConfigError
+from ansible.module_utils.fleet_mtls.fsutil import read_at_most
 
 MAX_HEADERS_FILE = 64 * 1024
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -52,23 +53,14 @@ def read_headers_file(path):
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise ConfigError("%s is not a regular file" % what)
-            if st.st_size > MAX_HEADERS_FILE:
-                raise ConfigError("%s is larger than %d bytes; refused" % (what, MAX_HEADERS_FILE))
-            chunks = []
-            total = 0
-            while True:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    break
-                total += len(chunk)
-                if total > MAX_HEADERS_FILE:
-                    raise ConfigError("%s is larger than %d bytes; refused" % (what, MAX_HEADERS_FILE))
-                chunks.append(chunk)
+            data = None if st.st_size > MAX_HEADERS_FILE else read_at_most(fd, MAX_HEADERS_FILE)
         except OSError as exc:
             raise ConfigError("cannot read %s: %s" % (what, exc.strerror)) from None
     finally:
         os.close(fd)
-    return parse_headers(b"".join(chunks), what)
+    if data is None:
+        raise ConfigError("%s is larger than %d bytes; refused" % (what, MAX_HEADERS_FILE))
+    return parse_headers(data, what)
 
 
 def parse_headers(data, what="headers_file"):
