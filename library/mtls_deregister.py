@@ -99,17 +99,15 @@ deleted:
   sample: true
 """
 
-import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible.module_utils.fleet_mtls.api import (
     DEFAULT_ID_PATTERN,
-    HAS_REQUESTS,
     REQUESTS_IMPORT_ERROR,
     ProvisioningClient,
 )
-from ansible.module_utils.fleet_mtls.errors import IdentityError
+from ansible.module_utils.fleet_mtls.errors import IdentityError, fail_when_missing
 from ansible.module_utils.fleet_mtls.headers import merge_headers, read_headers_file
 
 
@@ -129,10 +127,7 @@ def main():
         },
         supports_check_mode=True,
     )
-    if not HAS_REQUESTS:
-        module.fail_json(msg=missing_required_lib("requests"),
-                         exception="".join(traceback.format_exception_only(
-                             type(REQUESTS_IMPORT_ERROR), REQUESTS_IMPORT_ERROR)))
+    fail_when_missing(module, ("requests", REQUESTS_IMPORT_ERROR))
     p = module.params
     if not p["validate_certs"]:
         module.warn("validate_certs is false: the API server is not authenticated")

@@ -381,18 +381,16 @@ diff:
 """
 
 import os
-import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible.module_utils.fleet_mtls.api import (
     DEFAULT_ID_PATTERN,
-    HAS_REQUESTS,
     REQUESTS_IMPORT_ERROR,
     ProvisioningClient,
 )
-from ansible.module_utils.fleet_mtls.certs import CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY
-from ansible.module_utils.fleet_mtls.errors import IdentityError
+from ansible.module_utils.fleet_mtls.certs import CRYPTOGRAPHY_IMPORT_ERROR
+from ansible.module_utils.fleet_mtls.errors import IdentityError, fail_when_missing
 from ansible.module_utils.fleet_mtls.fsutil import expand_path
 from ansible.module_utils.fleet_mtls.headers import merge_headers, read_headers_file
 
@@ -439,11 +437,7 @@ def argument_spec():
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    for present, name, error in ((HAS_CRYPTOGRAPHY, "cryptography", CRYPTOGRAPHY_IMPORT_ERROR),
-                                 (HAS_REQUESTS, "requests", REQUESTS_IMPORT_ERROR)):
-        if not present:
-            module.fail_json(msg=missing_required_lib(name),
-                             exception="".join(traceback.format_exception_only(type(error), error)))
+    fail_when_missing(module, ("cryptography", CRYPTOGRAPHY_IMPORT_ERROR), ("requests", REQUESTS_IMPORT_ERROR))
 
     # Imported here: identity pulls in cryptography, which is checked above.
     from ansible.module_utils.fleet_mtls.identity import Settings, ensure_identity

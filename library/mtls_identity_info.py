@@ -159,13 +159,12 @@ problems:
   sample: []
 """
 
-import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible.module_utils.fleet_mtls.api import DEFAULT_ID_PATTERN
-from ansible.module_utils.fleet_mtls.certs import CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY
-from ansible.module_utils.fleet_mtls.errors import IdentityError
+from ansible.module_utils.fleet_mtls.certs import CRYPTOGRAPHY_IMPORT_ERROR
+from ansible.module_utils.fleet_mtls.errors import IdentityError, fail_when_missing
 
 
 def main():
@@ -177,10 +176,7 @@ def main():
         },
         supports_check_mode=True,
     )
-    if not HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib("cryptography"),
-                         exception="".join(traceback.format_exception_only(
-                             type(CRYPTOGRAPHY_IMPORT_ERROR), CRYPTOGRAPHY_IMPORT_ERROR)))
+    fail_when_missing(module, ("cryptography", CRYPTOGRAPHY_IMPORT_ERROR))
     from ansible.module_utils.fleet_mtls.identity import identity_facts
 
     p = module.params

@@ -7,6 +7,8 @@ and sanitized server reasons only.
 """
 from __future__ import annotations
 
+import traceback
+
 
 class IdentityError(Exception):
     """Base class: anything the module turns into fail_json."""
@@ -66,3 +68,14 @@ class TransactionError(IdentityError):
     def __init__(self, msg, registry_uncertain=False):
         super().__init__(msg)
         self.registry_uncertain = registry_uncertain
+
+
+def fail_when_missing(module, *libraries):
+    """Fail the Ansible ``module`` on the first ``(name, import_error)`` whose import failed,
+    with ansible-core's missing_required_lib message and the import error as the exception."""
+    from ansible.module_utils.basic import missing_required_lib  # only modules call this
+
+    for name, error in libraries:
+        if error is not None:
+            module.fail_json(msg=missing_required_lib(name),
+                             exception="".join(traceback.format_exception_only(type(error), error)))
