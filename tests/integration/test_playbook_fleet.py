@@ -273,6 +273,11 @@ def test_lean_rerun_verifies_only_what_changed(fleet):
     rows = fleet.rows()
     assert {rows[h]["verify"] for h in DEMO_HOSTS} == {"skipped"}
     assert fleet.service.request_count("/whoami") == whoami_before
+    # The same with the config phase left out by tags (its CA copy never registered).
+    run = fleet.play("provision.yml", "--tags", "mtls_identity,mtls_verify", "-e", "mtls_verify_unchanged=false")
+    assert run.rc == 0, explain(run)
+    assert {fleet.rows()[h]["verify"] for h in DEMO_HOSTS} == {"skipped"}
+    assert fleet.service.request_count("/whoami") == whoami_before
 
     host = "edge-sp-02"
     conf = fleet.host_dir(host) / "agent-tls.ini"
