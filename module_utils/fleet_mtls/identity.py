@@ -583,7 +583,7 @@ class Engine:
         s = self.s
         name = s.agent_config_name
         wanted = s.agent_config.encode("utf-8")
-        current, st = (None, None) if idir is None else idir.read(name, limit=MAX_AGENT_CONFIG + 1)
+        current, st = (None, None) if idir is None else idir.read(name)
         if current == wanted:
             if self.check_mode:
                 same = (stat.S_IMODE(st.st_mode) == AGENT_CONFIG_MODE

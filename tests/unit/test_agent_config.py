@@ -99,3 +99,12 @@ def test_file_facts_are_read_from_the_file_system(svc, ident_dir):
     assert run(None, ident_dir, check_mode=True)["files"]["cert"]["mode"] == "0600"
     assert run(None, ident_dir)["files"]["cert"]["mode"] == "0644"
     assert run(None, ident_dir / "missing", check_mode=True)["files"] == {}
+
+
+def test_an_oversized_config_on_the_device_is_replaced(svc, ident_dir):
+    run(svc, ident_dir)
+    conf = ident_dir / "agent-tls.ini"
+    conf.write_text("x" * (200 * 1024))  # larger than any agent_config the module accepts
+    os.chmod(conf, 0o644)
+    result = run(None, ident_dir, agent_config=CONFIG)
+    assert result["agent_config_changed"] and conf.read_text() == CONFIG
