@@ -1,0 +1,40 @@
+# -*- coding: utf-8 -*-
+"""How a message names a setting: by the module's option, or by the role variable an operator
+sets when the module runs through the mtls_identity role.
+
+Messages that tell the reader what to change call ``setting("ca_path")`` instead of writing the
+option's name, so the same code says "set ca_path" to a module user and "set mtls_api_ca_src
+(or mtls_api_ca)" to a role user. One module run is one process: the style is process-wide.
+"""
+from __future__ import annotations
+
+# Options whose role variable is not simply "mtls_" + the option name.
+_ROLE_VARIABLES = {
+    "ca_path": "mtls_api_ca_src (or mtls_api_ca)",
+    "validate_certs": "mtls_api_validate_certs",
+    "timeout": "mtls_api_timeout",
+    "retries": "mtls_api_retries",
+    "headers": "mtls_api_headers",
+    "headers_file": "mtls_api_headers_file",
+    "path": "mtls_dir",
+    "server_ca": "mtls_server_ca_src (or mtls_server_ca)",
+    "trust": "mtls_agent_trust",
+    "protocol": "mtls_verify_protocol",
+    "url": "mtls_verify_url",
+    "status_code": "mtls_verify_status_code",
+    "verify_timeout": "mtls_verify_timeout",
+}
+
+_style = {"role": False}
+
+
+def use_role_names(enabled=True):
+    """Name settings by their role variables from now on (the role's modules call this)."""
+    _style["role"] = bool(enabled)
+
+
+def setting(option):
+    """The name to show for ``option`` in a message."""
+    if not _style["role"]:
+        return option
+    return _ROLE_VARIABLES.get(option, "mtls_" + option)
