@@ -164,9 +164,9 @@ problems:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.fleet_mtls.api import DEFAULT_ID_PATTERN
-from ansible.module_utils.fleet_mtls.certs import CRYPTOGRAPHY_IMPORT_ERROR
-from ansible.module_utils.fleet_mtls.errors import IdentityError, fail_when_missing
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import DEFAULT_ID_PATTERN
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certs import CRYPTOGRAPHY_IMPORT_ERROR
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError, fail_when_missing
 
 
 def main():
@@ -179,7 +179,7 @@ def main():
         supports_check_mode=True,
     )
     fail_when_missing(module, ("cryptography", CRYPTOGRAPHY_IMPORT_ERROR))
-    from ansible.module_utils.fleet_mtls.identity import identity_facts
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import identity_facts
 
     p = module.params
     error = None
