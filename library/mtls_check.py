@@ -169,7 +169,7 @@ from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.fleet_mtls.der import (
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.der import (
     OBJECT_IDENTIFIER,
     SEQUENCE,
     SET,

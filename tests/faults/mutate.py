@@ -223,9 +223,11 @@ MUTATIONS = {
 }
 
 PLUGIN = '''"""pytest plugin: the mutant's module_utils first, for in-process tests."""
-import ansible.module_utils
-ansible.module_utils.__path__.insert(0, {path!r})
+import sys
+sys.path.insert(0, {path!r})
 '''
+# The mutant's collection layout, as in the repository's collections/ (relative symlinks).
+LAYOUT = {"plugins/modules": "../../../../../library", "plugins/module_utils": "../../../../../module_utils/fleet_mtls"}
 
 
 def make_mutant(root: pathlib.Path, edits) -> str | None:
@@ -237,7 +239,11 @@ def make_mutant(root: pathlib.Path, edits) -> str | None:
         if old not in text:
             return f"stale: {old[:60]!r} not found in {rel}"
         path.write_text(text.replace(old, new, 1))
-    (root / "mutant_path.py").write_text(PLUGIN.format(path=str(root / "module_utils")))
+    collection = root / "collections" / "ansible_collections" / "autonomy_edge" / "fleet_mtls"
+    for link, target in LAYOUT.items():
+        (collection / link).parent.mkdir(parents=True, exist_ok=True)
+        (collection / link).symlink_to(target)
+    (root / "mutant_path.py").write_text(PLUGIN.format(path=str(root / "collections")))
     return None
 
 
@@ -253,7 +259,7 @@ def run(name: str) -> tuple[str, float, str]:
             FLEET_FAULTS_CODE=str(root),
             PYTHONPATH=str(root),
             ANSIBLE_LIBRARY=str(root / "library"),
-            ANSIBLE_MODULE_UTILS=str(root / "module_utils"),
+            ANSIBLE_COLLECTIONS_PATH=str(root / "collections"),
         )
         started = time.monotonic()
         proc = subprocess.run(

@@ -390,7 +390,7 @@ def test_decommission_deletes_the_id_and_the_local_identity(fleet, tmp_path):
     finally:
         del fleet.extra_env["ANSIBLE_DEBUG"]
     assert run.rc == 0, explain(run)
-    assert "_execute_module (mtls_deregister" in run.output  # the debug lines are there...
+    assert "_execute_module (autonomy_edge.fleet_mtls.mtls_deregister" in run.output  # the debug lines are there...
     assert fleet.service.token not in run.output  # ...without the token
     assert agent_id in fleet.service.deleted_ids()
     assert not fleet.host_dir(host).exists(), list(fleet.host_dir(host).iterdir())

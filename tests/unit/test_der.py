@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ansible.module_utils.fleet_mtls import der
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import der
 from tests.unit.helpers import AGENT_ID, build_cert
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -250,8 +250,7 @@ def test_mtls_check_imports_and_parses_without_cryptography(keys):
         """
         import importlib.util, sys
         sys.modules["cryptography"] = None
-        import ansible.module_utils
-        ansible.module_utils.__path__.append(sys.argv[1])
+        sys.path.insert(0, sys.argv[1])
         spec = importlib.util.spec_from_file_location("mtls_check", sys.argv[2])
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
@@ -260,7 +259,7 @@ def test_mtls_check_imports_and_parses_without_cryptography(keys):
         """
     )
     proc = subprocess.run(
-        [sys.executable, "-c", script, str(REPO / "module_utils"), str(REPO / "library" / "mtls_check.py")],
+        [sys.executable, "-c", script, str(REPO / "collections"), str(REPO / "library" / "mtls_check.py")],
         input=pem, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

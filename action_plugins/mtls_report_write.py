@@ -1,6 +1,7 @@
 # Copyright: fleet-mtls contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Controller-side action: write the fleet report (JSON, CSV, text table) in one step.
+Documented by library/mtls_report_write.py (a documentation-only module).
 
 An action plugin rather than copy/template tasks: the report lives on the controller, so
 writing it needs no module round trip (three copy/template tasks cost six module runs).
@@ -17,38 +18,6 @@ import tempfile
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
-
-DOCUMENTATION = r"""
----
-module: mtls_report_write
-short_description: Write the fleet report of mTLS identities on the controller
-description:
-  - Writes C(<dir>/<name>.json), C(<dir>/<name>.csv) and C(<dir>/<name>.txt) atomically (mode
-    0644, directory created 0755 when missing) and returns the table lines for printing.
-  - Refuses to write anything that looks like key material.
-  - Runs on the controller whatever the host; writing the report is never a change (it is
-    output, not managed state), and it is written in check mode too.
-options:
-  rows:
-    description: One dict per host (host, agent_id, action, fingerprint_sha256, not_after, days_left, verify, ...).
-    type: list
-    elements: dict
-    required: true
-  dir:
-    description: Report directory on the controller.
-    type: path
-    required: true
-  name:
-    description: Base name of the report files.
-    type: str
-    required: true
-  playbook:
-    description: Name of the play, recorded in the JSON report.
-    type: str
-    default: ""
-author:
-  - fleet-mtls contributors
-"""
 
 COLUMNS = (
     "host", "agent_id", "action", "reason", "fingerprint_sha256", "not_after", "days_left",
