@@ -13,8 +13,8 @@ description:
   - Checks what the stock agent will see when it connects, with the agent's own files, user,
     environment and TLS code. The agent reads no configuration file (C(agent-tls.ini) is a
     record for people and tools, and this module ignores it too). It reads C(~/.mtls/client.crt)
-    and C(~/.mtls/client.key) of the user it runs as, builds
-    C(ssl.create_default_context(Purpose.SERVER_AUTH)) with minimum TLS 1.2, hostname checking
+    and C(~/.mtls/client.key) of the user it runs as, builds its context with
+    C(ssl.create_default_context) for server authentication, minimum TLS 1.2, hostname checking
     and C(CERT_REQUIRED), and trusts OpenSSL's default store unless C(SSL_CERT_FILE) in its
     environment names a CA file.
   - The check builds that very context in a child process whose environment is the agent's
@@ -230,6 +230,7 @@ from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible.module_utils.fleet_mtls import names
 from ansible.module_utils.fleet_mtls.check import RESULT_KEYS, run_agent_check
 from ansible.module_utils.fleet_mtls.errors import CheckError
 
@@ -239,7 +240,7 @@ def _agent_user(name):
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
-        raise CheckError("config", "user %s does not exist on this device" % name)
+        raise CheckError("config", "%s %s does not exist on this device" % (names.setting("user"), name))
     return entry.pw_uid, entry.pw_gid, entry.pw_dir
 
 

@@ -297,8 +297,8 @@ def _whoami():
 def _identity_files(job):
     directory = os.path.expanduser(job.identity_dir)
     if not os.path.isabs(directory):
-        raise CheckError("config", "the identity directory must be an absolute path or start with ~ (got %r)"
-                         % job.identity_dir)
+        raise CheckError("config", "%s must be an absolute path or start with ~ (got %r)"
+                         % (names.setting("path"), job.identity_dir))
     if job.trust == "ca_file":
         _check_ca_file(job.ca_file)
     return os.path.join(directory, "client.crt"), os.path.join(directory, "client.key")

@@ -254,18 +254,18 @@ def test_silent_server_times_out_in_the_handshake(pki, edge):
 
 @pytest.mark.parametrize("protocol", ["websocket", "socketio", "https"])
 def test_trickling_server_cannot_hold_the_check_past_its_deadline(pki, edge, protocol):
-    """One byte every 0.2 s of an answer that would take 60 s: every read returns in time, so
+    """One byte every 0.2 s of an answer that would take 30 s: every read returns in time, so
     only a total deadline stops the check."""
     def trickling(conn, server):
         server.read_request(conn)
-        trickle(conn, b"HTTP/1.1 101 Switching Protocols\r\n" + b"X-Slow: 1\r\n" * 30, 0.2, server.stopped)
+        trickle(conn, b"HTTP/1.1 101 Switching Protocols\r\n" + b"X-Slow: 1\r\n" * 10, 0.2, server.stopped)
 
     server = edge(trickling, pki.server)
     started = time.monotonic()
     error = expect("timeout", pki.client_dir, server.url, protocol=protocol, trust="ca_file", ca_file=pki.ca,
                    timeout=2)
     elapsed = time.monotonic() - started
-    assert elapsed < 2 + check.GRACE + 1.5, elapsed  # the trickle alone lasts 60 s
+    assert elapsed < 2 + check.GRACE + 1.5, elapsed  # the trickle alone lasts 30 s
     assert "within 2 s" in error.message and "exchange" in error.message
     assert error.details["tls_version"], "what was learnt before the deadline is kept"
 
@@ -287,7 +287,7 @@ def test_a_stuck_child_is_killed_at_the_deadline_and_reaped():
     call): the child here sleeps, reports its pid, and must be gone when the call returns."""
     def stuck(report):
         report({"phase": "sleeping", "result": {"pid": os.getpid()}})
-        time.sleep(60)
+        time.sleep(20)
 
     started = time.monotonic()
     message = check._run_forked(stuck, time.monotonic() + 1)
