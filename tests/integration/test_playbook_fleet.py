@@ -347,6 +347,7 @@ def test_verbose_output_and_temp_files_hold_no_key_material(fleet):
 def test_rotating_one_host_leaves_the_others_alone(fleet):
     fingerprints = {h: fleet.fingerprint(h) for h in DEMO_HOSTS}
     restarts = {h: fleet.restarts(h) for h in DEMO_HOSTS}
+    rows_before = fleet.rows()
     run = fleet.play("provision.yml", "--limit", "edge-cps-02", "-e", "mtls_rotate=always")
     assert run.rc == 0, explain(run)
     assert set(run.recap) == {"edge-cps-02"}
@@ -356,7 +357,13 @@ def test_rotating_one_host_leaves_the_others_alone(fleet):
         assert fleet.fingerprint(host) == fingerprints[host]
         assert fleet.restarts(host) == restarts[host]
         assert fleet.gate_accepts(fleet.cert(host), fleet.key(host))
-    assert list(fleet.rows()) == ["edge-cps-02"]
+    # The fleet report keeps the other hosts' rows; the rotated host's row is this run's.
+    rows = fleet.rows()
+    assert sorted(rows) == sorted(DEMO_HOSTS)
+    assert rows["edge-cps-02"]["action"] == "rotated"
+    assert rows["edge-cps-02"]["fingerprint_sha256"] == fleet.fingerprint("edge-cps-02")
+    for host in DEMO_HOSTS[:-1]:
+        assert rows[host]["fingerprint_sha256"] == rows_before[host]["fingerprint_sha256"] == fingerprints[host]
 
 
 def test_decommission_refuses_without_confirmation(fleet):
