@@ -107,6 +107,7 @@ def fleet(tmp_path_factory):
         "ok-02": healthy("A2", FP["b"], renew_after=soon),  # due for rotation within 30 days
         "bad-args": {"mtls_rotate": "sometimes"},  # fails argument validation, on this host only
         "bad-config": {"fixture_fail_phase": "config", "fixture_error": "staged check failed: untrusted server"},
+        "silent-01": {"fixture_no_status": True},  # the play set no status: it used to vanish
         "gone-01": {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 9,
                     "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"},
     })
@@ -130,6 +131,11 @@ def test_a_host_failing_argument_validation_is_in_the_report_with_its_phase(flee
     assert (other["phase"], other["error"]) == ("config", "staged check failed: untrusted server")
 
 
+def test_a_host_the_play_left_without_a_status_does_not_vanish(fleet):
+    row = fleet.rows()["silent-01"]
+    assert (row["action"], row["reason"]) == ("not run", "the play set no mtls_identity_status for it"), row
+
+
 def test_an_unreachable_host_is_listed_unreachable(fleet):
     run = fleet.first_run
     assert run.recap["gone-01"]["unreachable"] == 1, explain(run)
@@ -140,11 +146,11 @@ def test_an_unreachable_host_is_listed_unreachable(fleet):
 
 def test_the_totals_line_counts_every_host_once(fleet):
     run = fleet.first_run
-    line = "totals: 5 host(s): 1 ok, 1 changed, 2 failed, 1 unreachable, 0 not run; 1 due for rotation within 30 days"
+    line = "totals: 6 host(s): 1 ok, 1 changed, 2 failed, 1 unreachable, 1 not run; 1 due for rotation within 30 days"
     assert run.output.count(line) == 1, explain(run)
     assert run.output.count(TITLE) == 1
-    assert fleet.report()["totals"] == {"hosts": 5, "ok": 1, "changed": 1, "failed": 2, "unreachable": 1,
-                                        "not_run": 0, "due_for_rotation": 1, "due_days": 30}
+    assert fleet.report()["totals"] == {"hosts": 6, "ok": 1, "changed": 1, "failed": 2, "unreachable": 1,
+                                        "not_run": 1, "due_for_rotation": 1, "due_days": 30}
     assert line in (fleet.reports / "provision-report.txt").read_text()
 
 
@@ -170,7 +176,8 @@ def test_each_run_keeps_a_timestamped_copy(fleet):
     copies = fleet.history()
     assert len(copies) >= 1
     first = json.loads(copies[0].read_text())
-    assert sorted(r["host"] for r in first["hosts"]) == ["bad-args", "bad-config", "gone-01", "ok-01", "ok-02"]
+    assert sorted(r["host"] for r in first["hosts"]) == ["bad-args", "bad-config", "gone-01", "ok-01", "ok-02",
+                                                         "silent-01"]
     assert re.fullmatch(r"provision-report-\d{8}T\d{6}Z(-\d+)?\.json", copies[0].name)
 
 
@@ -181,9 +188,9 @@ def test_a_limit_run_keeps_the_other_hosts_and_updates_its_own(fleet):
     run = fleet.play("--limit", "ok-02")
     assert run.rc == 0, explain(run)
     after = fleet.rows()
-    assert sorted(after) == sorted(before)  # the 5-host report stays a 5-host report
+    assert sorted(after) == sorted(before)  # the 6-host report stays a 6-host report
     assert after["ok-02"]["checked_at"] > before["ok-02"]["checked_at"]
-    for host in ("ok-01", "bad-args", "bad-config", "gone-01"):
+    for host in ("ok-01", "bad-args", "bad-config", "gone-01", "silent-01"):
         assert {k: v for k, v in after[host].items() if k != "days_left"} == \
                {k: v for k, v in before[host].items() if k != "days_left"}
     # One more copy, holding this run's host only; the earlier copies are untouched.
@@ -192,7 +199,7 @@ def test_a_limit_run_keeps_the_other_hosts_and_updates_its_own(fleet):
     assert all(p.read_bytes() == data for p, data in copies_before.items())
     new = next(p for p in copies if p not in copies_before)
     assert [r["host"] for r in json.loads(new.read_text())["hosts"]] == ["ok-02"]
-    assert "5 host(s), 4 kept from earlier runs" in run.output
+    assert "6 host(s), 5 kept from earlier runs" in run.output
 
 
 # --------------------------------------------------------------------------- serial batches
