@@ -40,6 +40,9 @@ import time
 FORMAT = "fleet-mtls identity ledger"
 VERSION = 1
 LOCK_TIMEOUT = 60  # seconds; a run that holds the lock longer is stuck
+# last_seen moves on at most once a day: a re-run of an unchanged fleet writes nothing.
+LAST_SEEN_RESOLUTION = 86400
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # Actions after which the host holds no identity any more. "decommissioned" also retires the
 # ID (the registry deleted it); "removed locally" leaves it registered, hence orphaned.
 RELEASING_ACTIONS = ("decommissioned", "removed locally")
@@ -51,7 +54,15 @@ class LedgerError(Exception):
 
 
 def utc_now():
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(datetime.timezone.utc).strftime(TIME_FORMAT)
+
+
+def _seconds_between(earlier, later):
+    try:
+        return (datetime.datetime.strptime(later, TIME_FORMAT)
+                - datetime.datetime.strptime(earlier, TIME_FORMAT)).total_seconds()
+    except (TypeError, ValueError):
+        return float("inf")
 
 
 @contextlib.contextmanager
@@ -110,6 +121,15 @@ def _refuse(path, why):
                        "mtls_ledger_path to another file)" % (path, why))
 
 
+def render(data):
+    """The ledger's text: one line per host (diffable), each encoded by json's C encoder (an
+    indented dump is pure Python, ~15 times slower on a 10,000-host ledger)."""
+    head = {key: data[key] for key in ("format", "version", "updated_at")}
+    lines = ["%s: %s" % (json.dumps(host), json.dumps(data["hosts"][host], sort_keys=True, separators=(",", ":")))
+             for host in sorted(data["hosts"])]
+    return json.dumps(head)[:-1] + ', "hosts": {\n' + ",\n".join(lines) + "\n}}\n"
+
+
 def parse(text, path="the ledger"):
     """The ledger document in ``text`` (empty text: an empty ledger), checked for shape."""
     if not text.strip():
@@ -153,9 +173,10 @@ def _event(time_, action, agent_id, fingerprint):
     return {"time": time_, "action": action, "agent_id": agent_id, "fingerprint_sha256": fingerprint}
 
 
-def apply_row(entry, row, now):
+def apply_row(entry, row, now, resolution=LAST_SEEN_RESOLUTION):
     """The host's entry after ``row`` (a status row of the report), or None when the row says
-    nothing about the identity (unreachable, failed before the identity, not run)."""
+    nothing about the identity (unreachable, failed before the identity, not run). The same
+    identity again moves last_seen on only when it is ``resolution`` seconds old."""
     agent_id = _text(row.get("agent_id"))
     fingerprint = _text(row.get("fingerprint_sha256")).lower()
     action = _text(row.get("action")) or "seen"
@@ -174,8 +195,9 @@ def apply_row(entry, row, now):
         entry = copy.deepcopy(entry)
     if (entry["agent_id"], entry["fingerprint_sha256"]) != (agent_id, fingerprint):
         entry["history"].append(_event(now, action, agent_id, fingerprint))
-        entry.update(agent_id=agent_id, fingerprint_sha256=fingerprint)
-    entry["last_seen"] = now
+        entry.update(agent_id=agent_id, fingerprint_sha256=fingerprint, last_seen=now)
+    elif _seconds_between(entry["last_seen"], now) >= resolution:
+        entry["last_seen"] = now
     return entry
 
 
@@ -230,10 +252,11 @@ def _retired_ids(hosts):
 class Ledger:
     """The identity ledger at ``path``. Every method reads the file as it is now."""
 
-    def __init__(self, path, clock=utc_now, lock_timeout=LOCK_TIMEOUT):
+    def __init__(self, path, clock=utc_now, lock_timeout=LOCK_TIMEOUT, last_seen_resolution=LAST_SEEN_RESOLUTION):
         self.path = path
         self.clock = clock
         self.lock_timeout = lock_timeout
+        self.last_seen_resolution = last_seen_resolution
 
     # ---- reading
     def hosts(self):
@@ -299,7 +322,7 @@ class Ledger:
                 if not host:
                     raise LedgerError("a ledger record needs a host name")
                 before = data["hosts"].get(host)
-                after = apply_row(before, row, now)
+                after = apply_row(before, row, now, self.last_seen_resolution)
                 if after is None or after == before:
                     continue
                 data["hosts"][host], changed = after, True
@@ -345,7 +368,7 @@ class Ledger:
             if changed:
                 data["updated_at"] = now
                 try:
-                    write_atomic(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+                    write_atomic(self.path, render(data))
                 except OSError as exc:
                     raise LedgerError("cannot write the ledger %s: %s" % (self.path, exc.strerror or exc))
             return result

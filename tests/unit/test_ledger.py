@@ -62,21 +62,34 @@ def test_first_record_creates_the_entry_with_one_event(led):
     assert sorted(os.listdir(os.path.dirname(led.path))) == ["identity-ledger.json", "identity-ledger.json.lock"]
 
 
-def test_same_identity_again_moves_last_seen_only(led):
+def test_same_identity_again_moves_last_seen_only(path):
+    led = Ledger(path, clock=Clock(), last_seen_resolution=2)
     led.record("edge-01", row("A1", FP["a"], "created"))
-    assert led.record("edge-01", row("A1", FP["a"], "unchanged")) is None
+    assert led.record("edge-01", row("A1", FP["a"], "unchanged")) is None  # 1 s later: too soon
+    assert led.lookup("edge-01")["last_seen"] == "2026-01-01T00:00:01Z"
+    assert led.record("edge-01", row("A1", FP["a"], "unchanged")) is None  # 2 s later
     entry = led.lookup("edge-01")
     assert len(entry["history"]) == 1
-    assert (entry["first_seen"], entry["last_seen"]) == ("2026-01-01T00:00:01Z", "2026-01-01T00:00:02Z")
+    assert (entry["first_seen"], entry["last_seen"]) == ("2026-01-01T00:00:01Z", "2026-01-01T00:00:03Z")
 
 
-def test_a_record_that_changes_nothing_does_not_rewrite_the_file(path):
-    led = Ledger(path, clock=lambda: "2026-01-01T00:00:00Z")
-    led.record("edge-01", row("A1", FP["a"], "created"))
-    before = os.stat(path)
-    assert led.record("edge-01", row("A1", FP["a"])) is None
-    after = os.stat(path)
+def test_a_rerun_of_an_unchanged_fleet_does_not_rewrite_the_file(led):
+    led.record_many({"edge-%02d" % i: row("A%d" % i, FP["a"], "created") for i in range(5)})
+    before = os.stat(led.path)
+    assert led.record_many({"edge-%02d" % i: row("A%d" % i, FP["a"]) for i in range(5)}) == {}
+    after = os.stat(led.path)
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_the_file_is_json_with_one_line_per_host(led):
+    led.record_many({"edge-02": row("A2", FP["b"], "created"), "edge-01": row("A1", FP["a"], "created")})
+    text = open(led.path).read()
+    lines = text.splitlines()
+    assert lines[0].startswith('{"format": "fleet-mtls identity ledger", "version": 1, "updated_at": ')
+    assert lines[1].startswith('"edge-01": {"agent_id":"A1"') and lines[2].startswith('"edge-02": ')
+    assert lines[3:] == ["}}"]
+    assert ledger_mod.parse(text) == json.loads(text)
+    assert json.loads(ledger_mod.render(ledger_mod.empty_ledger())) == ledger_mod.empty_ledger()
 
 
 @pytest.mark.parametrize("second, action", [
