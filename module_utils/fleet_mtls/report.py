@@ -56,10 +56,9 @@ RELEASED_ACTIONS = ("decommissioned", "removed locally")
 NOT_RUN = "not run"
 _KEY_MATERIAL = re.compile(r"PRIVATE KEY|BEGIN [A-Z ]*KEY-----")
 _FORMULA_START = ("=", "+", "-", "@")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-def now():
+def utc_now():
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 
 

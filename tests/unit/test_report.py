@@ -12,6 +12,7 @@ import pathlib
 import types
 
 import pytest
+import yaml
 from ansible.executor.playbook_executor import PlaybookExecutor
 
 from ansible.module_utils.fleet_mtls import report
@@ -333,3 +334,11 @@ def test_sources_name_reports_and_directories_of_them(tmp_path):
         plugin.read_sources([str(tmp_path / "d" / "identity-ledger.json")], skipped)
     with pytest.raises(ReportError, match="does not exist"):
         plugin.read_sources([str(tmp_path / "missing.json")], skipped)
+
+
+def test_the_plugin_documents_exactly_its_options():
+    documented = yaml.safe_load(plugin.DOCUMENTATION)["options"]
+    assert sorted(documented) == sorted(plugin.SPEC)
+    for option, spec in plugin.SPEC.items():
+        assert documented[option]["type"] == spec["type"], option
+        assert documented[option].get("default") == spec.get("default"), option

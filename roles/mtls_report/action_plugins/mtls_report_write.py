@@ -60,16 +60,45 @@ description:
   - Never a change (the report is output, not managed state); written in check mode too.
     Refuses to write anything that looks like key material.
 options:
-  dir: {description: Report directory on the controller., type: path, required: true}
-  name: {description: Base name of the report files., type: str, required: true}
-  hosts: {description: Hosts to report (default the play's hosts)., type: list, elements: str}
-  sources: {description: Merge these report files or directories instead., type: list, elements: path}
-  ledger: {description: Identity ledger for the orphaned IDs., type: path}
-  ledgers: {description: With O(sources), ledgers merged into O(ledger) first., type: list, elements: path}
-  current_hosts: {description: The fleet, for orphaned IDs (default the inventory)., type: list, elements: str}
-  due_days: {description: Horizon of the due-for-rotation total, in days., type: int, default: 30}
-  history: {description: Keep the run's timestamped copy., type: bool, default: true}
-  playbook: {description: Name of the play, recorded in the report., type: str}
+  dir:
+    description: Report directory on the controller.
+    type: path
+    required: true
+  name:
+    description: Base name of the report files.
+    type: str
+    required: true
+  hosts:
+    description: Hosts to report; default the play's hosts (C(ansible_play_hosts_all)).
+    type: list
+    elements: str
+  sources:
+    description: Merge these report files (or directories of them) into the report instead.
+    type: list
+    elements: path
+  ledger:
+    description: The identity ledger whose orphaned IDs the report lists.
+    type: path
+  ledgers:
+    description: With O(sources), ledgers merged into O(ledger) first.
+    type: list
+    elements: path
+    default: []
+  current_hosts:
+    description: The fleet, for the orphaned IDs; default the inventory (C(groups.all)).
+    type: list
+    elements: str
+  due_days:
+    description: Horizon of the due-for-rotation total, in days.
+    type: int
+    default: 30
+  history:
+    description: Keep the run's timestamped copy.
+    type: bool
+    default: true
+  playbook:
+    description: Name of the play recorded in the report; default C(ansible_play_name).
+    type: str
 author:
   - fleet-mtls contributors
 """
@@ -153,7 +182,7 @@ class ActionModule(ActionBase):
         name = args["name"]
         if not _NAME.fullmatch(name):
             raise AnsibleActionFail("report name %r must be a plain file name" % name)
-        now = report.now()
+        now = report.utc_now()
         directory = args["dir"]
         fleet_path = os.path.join(directory, name + ".json")
         warnings, skipped = [], []
@@ -240,10 +269,11 @@ class ActionModule(ActionBase):
         due = args["due_days"]
         run_totals, fleet_totals = report.totals(rows, now, due), report.totals(fleet, now, due)
         run_doc = report.report_document(name, playbook, now, rows, run_totals, orphans, check_mode)
+        run_text = report.json_text(run_doc)  # also checks the set_stats rows for key material
         history = None
         if final and args["history"]:
             stem = "%s-%s" % (name, now.strftime("%Y%m%dT%H%M%SZ"))
-            history = create_new(os.path.join(directory, "history"), stem, report.json_text(run_doc))
+            history = create_new(os.path.join(directory, "history"), stem, run_text)
         fleet_doc = report.report_document(
             name, playbook, now, fleet, fleet_totals, orphans, check_mode,
             run={"playbook": playbook, "hosts": len(rows), "totals": run_totals, "history": history})
