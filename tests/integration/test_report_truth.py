@@ -282,3 +282,5 @@ def test_report_merge_keeps_the_newest_row_per_host_and_merges_ledgers(tmp_path)
     assert (merged.lookup("h1")["agent_id"], merged.lookup("h3")["agent_id"]) == ("L1", "L3")
     assert fleet.report()["orphaned_ids"] == []  # h1 and h3 are hosts of the inventory
     assert len(fleet.history()) == 1
+    run = fleet.play("-e", "mtls_report_name=provision-report", playbook=MERGE_PLAYBOOK)
+    assert run.rc != 0 and "nothing to merge: set mtls_report_merge_sources" in run.output, explain(run)

@@ -182,6 +182,8 @@ class ActionModule(ActionBase):
         name = args["name"]
         if not _NAME.fullmatch(name):
             raise AnsibleActionFail("report name %r must be a plain file name" % name)
+        if args["sources"] == []:
+            raise AnsibleActionFail("nothing to merge: set mtls_report_merge_sources to report files or directories")
         now = report.utc_now()
         directory = args["dir"]
         fleet_path = os.path.join(directory, name + ".json")
