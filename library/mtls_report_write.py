@@ -8,21 +8,12 @@ DOCUMENTATION = r"""
 ---
 module: mtls_report_write
 short_description: Write the fleet report of mTLS identities on the controller
-version_added: "1.0.0"
 description:
-  - Writes C(<dir>/<name>.json), C(<dir>/<name>.csv) and C(<dir>/<name>.txt) atomically (mode
-    0644, directory created 0755 when missing) and returns the table lines for printing.
-  - Refuses to write anything that looks like key material.
-  - Runs on the controller whatever the host; writing the report is never a change (it is
-    output, not managed state), and it is written in check mode too.
-  - An action plugin (it runs on the controller and transfers nothing); this file holds only its
-    documentation.
+  - Writes C(<dir>/<name>.json), C(.csv) and C(.txt) atomically (0644, directory 0755) with one row per
+    host, merged by host with the existing report; the run's rows also to C(<dir>/history/).
+  - Never a change (the report is output, not managed state); written in check mode too.
+    Refuses to write anything that looks like key material.
 options:
-  rows:
-    description: One dict per host (host, agent_id, action, fingerprint_sha256, not_after, days_left, verify, ...).
-    type: list
-    elements: dict
-    required: true
   dir:
     description: Report directory on the controller.
     type: path
@@ -31,10 +22,37 @@ options:
     description: Base name of the report files.
     type: str
     required: true
+  hosts:
+    description: Hosts to report; default the play's hosts (C(ansible_play_hosts_all)).
+    type: list
+    elements: str
+  sources:
+    description: Merge these report files (or directories of them) into the report instead.
+    type: list
+    elements: path
+  ledger:
+    description: The identity ledger whose orphaned IDs the report lists.
+    type: path
+  ledgers:
+    description: With O(sources), ledgers merged into O(ledger) first.
+    type: list
+    elements: path
+    default: []
+  current_hosts:
+    description: The fleet, for the orphaned IDs; default the inventory (C(groups.all)).
+    type: list
+    elements: str
+  due_days:
+    description: Horizon of the due-for-rotation total, in days.
+    type: int
+    default: 30
+  history:
+    description: Keep the run's timestamped copy.
+    type: bool
+    default: true
   playbook:
-    description: Name of the play, recorded in the JSON report.
+    description: Name of the play recorded in the report; default C(ansible_play_name).
     type: str
-    default: ""
 author:
   - fleet-mtls contributors
 """
