@@ -217,8 +217,9 @@ class Runner:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.env = dict(os.environ)
         self.env.update({
+            # The repository's own collection first (it overrides ansible.cfg's collections_path).
             "ANSIBLE_COLLECTIONS_PATH": os.pathsep.join(
-                [str(collections_root)]
+                [str(REPO / "collections"), str(collections_root)]
                 + [p for p in os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(os.pathsep) if p]),
             "ANSIBLE_CALLBACK_PLUGINS": str(BENCH / "callback_plugins"),
             "ANSIBLE_CALLBACKS_ENABLED": "bench_timer",

@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 CHILD = r"""
 import importlib.abc, importlib.machinery, importlib.util, json, os, runpy, sys, time
-import ansible.module_utils
-ansible.module_utils.__path__.append(sys.argv[1] + "/module_utils")
+sys.path.insert(0, sys.argv[1] + "/collections")  # the collection's parent packages
+PACKAGE = "ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils"
 
 
 class _NoCacheLoader(importlib.machinery.SourceFileLoader):
@@ -39,9 +39,9 @@ class _NoCacheLoader(importlib.machinery.SourceFileLoader):
 
 class _BundleFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
-        if not name.startswith("ansible.module_utils.fleet_mtls"):
+        if name != PACKAGE and not name.startswith(PACKAGE + "."):
             return None
-        base = os.path.join(sys.argv[1], "module_utils", *name.split(".")[2:])
+        base = os.path.join(sys.argv[1], "module_utils", "fleet_mtls", *name.split(".")[5:])
         for candidate, pkg in ((os.path.join(base, "__init__.py"), True), (base + ".py", False)):
             if os.path.exists(candidate):
                 loader = _NoCacheLoader(name, candidate)

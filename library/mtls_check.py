@@ -7,51 +7,99 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: mtls_check
-short_description: Prove a device's mTLS identity works, exactly as its agent would use it
+short_description: Prove that the stock agent connects with the device's mTLS identity
 version_added: "1.0.0"
 description:
-  - Reads the agent TLS configuration written by the C(mtls_identity) role (C(agent-tls.ini)),
-    builds the client C(SSLContext) the same way the agent does (C(PROTOCOL_TLS_CLIENT),
-    C(CERT_REQUIRED), hostname checking, minimum TLS version from the file, the client
-    certificate and key from the file, the CA bundle C(system) or a path), performs a real TLS
-    handshake with the server and sends one HTTPS C(GET) to O(url).
-  - Returns the agent ID (the CN of the client certificate), the HTTP status, the server's
-    answer, the negotiated TLS version and cipher.
-  - A failure is classified and reported with a message saying what to fix. The class is
-    returned in RV(failure) - C(config), C(client_credentials), C(client_cert_expired),
-    C(connection), C(timeout), C(tls_protocol), C(untrusted_server), C(hostname_mismatch),
-    C(server_cert_expired), C(refused) (the server did not accept the client certificate, by a
-    TLS alert, by closing the connection after the handshake, or with HTTP 401/403) or
-    C(http_status) (any other unexpected status).
-  - Read-only. Uses only the Python standard library (C(ssl), C(http.client)) and the bundle's
-    standard-library DER reader (C(fleet_mtls.der)), so it runs where C(cryptography) is missing;
-    runs on Python 3.9 or later. Never returns or logs key material.
-  - The configuration must not weaken verification (C(verify_mode) other than
-    C(CERT_REQUIRED), C(check_hostname) false, or C(min_version) below C(TLSv1.2)); such a file is
-    refused as a C(config) failure, since the agent reading it would be exposed.
+  - Checks what the stock agent will see when it connects, with the agent's own files, user,
+    environment and TLS code. The agent reads no configuration file (C(agent-tls.ini) is a
+    record for people and tools, and this module ignores it too). It reads C(~/.mtls/client.crt)
+    and C(~/.mtls/client.key) of the user it runs as, builds its context with
+    C(ssl.create_default_context) for server authentication, minimum TLS 1.2, hostname checking
+    and C(CERT_REQUIRED), and trusts OpenSSL's default store unless C(SSL_CERT_FILE) in its
+    environment names a CA file.
+  - The check builds that very context in a child process whose environment is the agent's
+    (the agent's C(HOME); C(SSL_CERT_FILE=ca_file) with O(trust=ca_file); neither
+    C(SSL_CERT_FILE) nor C(SSL_CERT_DIR) with O(trust=system)). When the module runs as root
+    and O(user) is given, the child becomes that user before it reads any file, so it reads
+    exactly what the agent can read.
+  - It then speaks to the server where the cloud checks the client certificate.
+    C(websocket) (default) - an RFC 6455 upgrade of C(/ws), accepted only on C(101) with a
+    valid C(Sec-WebSocket-Accept), then a clean close. C(socketio) - what the stock agent
+    does, the Engine.IO v4 handshake on C(/socket.io/?EIO=4&transport=websocket) and a
+    Socket.IO CONNECT, accepted on C(40{sid}), refused on C(44). C(https) - one C(GET),
+    successful when the status is in O(status_code); it proves the TLS handshake only, since
+    the cloud answers every plain route C(403) without its API key whatever certificate is
+    presented.
+  - One total deadline (O(timeout)) bounds everything - connection, handshake, upgrade and
+    every read; a server trickling bytes cannot hold the check past it.
+  - A failure is classified in RV(failure) with a message saying what to fix -
+    C(config) (an option that cannot work, an C(SSL_CERT_FILE) the agent cannot read),
+    C(client_credentials) (C(client.crt)/C(client.key) unreadable by the agent's user, or not
+    a pair), C(client_cert_expired), C(clock) (the device clock is off from the server's
+    C(Date) or is the likely cause), C(connection), C(timeout), C(tls_protocol),
+    C(untrusted_server) (the agent's trust rejects the server; the message says how to give
+    it the server's CA), C(hostname_mismatch), C(server_cert_expired), C(refused) (only when
+    the step that checks certificates refused - HTTP 401/403 on the WebSocket upgrade, C(44)
+    on Socket.IO CONNECT, nginx C(400 The SSL certificate error), a certificate TLS alert),
+    C(http_status) (an HTTP status that is no certificate verdict, such as a C(403) on a
+    plain C(GET), or a C(5xx)) and C(protocol) (no such endpoint - a C(404) or C(200) to the
+    upgrade - a wrong accept key, no Engine.IO answer).
+  - Read-only. Standard library only (C(ssl), C(socket)), so it runs where C(cryptography) is
+    missing; Python 3.9 or later on the device. Never reads, returns or logs key material.
 author:
   - fleet-mtls contributors
 options:
-  config:
+  server_url:
     description:
-      - Path on the device of the agent TLS configuration (INI) with sections C([server]),
-        C([tls]) and C([client]).
-    type: path
+      - Where the agent connects, C(https://host[:port]) (no path).
+      - The server certificate must be valid for this host, as the agent checks it.
+    type: str
     required: true
+  protocol:
+    description:
+      - The exchange to prove. C(websocket) and C(socketio) reach the endpoints where the cloud
+        checks the client certificate; C(https) proves only the TLS handshake and a status.
+    type: str
+    choices: [websocket, socketio, https]
+    default: websocket
   url:
     description:
-      - HTTPS URL to request through mutual TLS, for example an endpoint that answers with the
-        identity the server sees.
-      - Defaults to C(https://<host>:<port>/) from the C([server]) section of O(config).
+      - Full C(https://) URL to check instead of O(server_url) plus the protocol's default path
+        (C(/ws), C(/socket.io/), C(/)). Its host and port must be where the agent connects.
     type: str
+  path:
+    description:
+      - The identity directory the agent reads as C(~/.mtls). A leading C(~) is the agent's
+        home (of O(user) when given, else of the user the module runs as).
+    type: str
+    default: "~/.mtls"
+  user:
+    description:
+      - The user the agent runs as. When the module runs as root, the check runs as this user
+        (its groups, uid and C(HOME)); otherwise the module must run as this user.
+      - Omitted - the check runs as the user the module runs as.
+    type: str
+  trust:
+    description:
+      - What the agent trusts for the server. C(system) - OpenSSL's default store and nothing
+        else (no C(SSL_CERT_FILE) in its environment). C(ca_file) - C(SSL_CERT_FILE=ca_file) in
+        its environment.
+      - Default - C(ca_file) when O(ca_file) is given, else C(system).
+    type: str
+    choices: [system, ca_file]
+  ca_file:
+    description:
+      - The server CA file on the device that the agent's C(SSL_CERT_FILE) names; the agent's
+        user must be able to read it.
+    type: path
   timeout:
     description:
-      - Seconds allowed for the connection, the handshake and the answer.
-    type: int
+      - Total seconds for the whole check (connection, handshake, exchange, every read).
+    type: float
     default: 10
   status_code:
     description:
-      - HTTP statuses that count as success.
+      - With O(protocol=https), the HTTP statuses that count as success.
     type: list
     elements: int
     default: [200]
@@ -62,58 +110,74 @@ attributes:
   diff_mode:
     support: none
 notes:
-  - The handshake and the request go to the host and port of O(url); the server certificate
-    must be valid for the host name in O(url).
-  - With TLS 1.3 a server that refuses the client certificate does so after the client has
-    finished its side of the handshake; the refusal is then seen when reading the answer and is
-    still reported as C(refused).
+  - Python's C(create_default_context) differs between versions (3.13 adds strict X.509
+    checks); the check uses the device's Python, like an agent running there.
 seealso:
   - module: mtls_identity
   - module: mtls_identity_info
 """
 
 EXAMPLES = r"""
-- name: Check the agent's mTLS identity against the gate
+- name: Prove the agent's certificate is accepted by the cloud's WebSocket endpoint
   mtls_check:
-    config: /home/agent/.mtls/agent-tls.ini
-    url: https://api.example.com/whoami
+    server_url: https://api.example.com:3001
+    user: agent
+  become: true
   register: mtls_check_result
 
-- name: Show who the server says this device is
-  ansible.builtin.debug:
-    msg: "{{ mtls_check_result.agent_id }} via {{ mtls_check_result.tls_version }}: {{ mtls_check_result.response }}"
-
-- name: Accept 204 as well as 200
+- name: Check the way the stock agent connects (Socket.IO), trusting a private server CA
   mtls_check:
-    config: /home/agent/.mtls/agent-tls.ini
-    url: https://api.example.com/heartbeat
-    status_code: [200, 204]
+    server_url: https://gate.example.internal
+    protocol: socketio
+    user: agent
+    ca_file: /home/agent/.mtls/server-ca.crt
     timeout: 5
+  become: true
+
+- name: Only a TLS handshake and a status (a 403 here is no certificate verdict)
+  mtls_check:
+    server_url: https://api.example.com
+    protocol: https
+    url: https://api.example.com/health
+    status_code: [200, 204]
 """
 
 RETURN = r"""
 agent_id:
-  description: The agent ID, the CN of the client certificate named in the configuration.
-  returned: when the configuration and the certificate could be read
+  description: The agent ID, the CN of C(client.crt) (what the agent presents itself as).
+  returned: when the certificate could be read
   type: str
   sample: "07048933"
-url:
-  description: The URL requested.
+protocol:
+  description: The exchange checked.
   returned: always
   type: str
-  sample: https://api.example.com/whoami
+  sample: websocket
+url:
+  description: The URL checked.
+  returned: always
+  type: str
+  sample: https://api.example.com:3001/ws
+trust:
+  description: The trust the agent was given (C(system) or C(ca_file)).
+  returned: always
+  type: str
+  sample: ca_file
+ca_file:
+  description: The C(SSL_CERT_FILE) of the agent's environment (empty with C(trust=system)).
+  returned: always
+  type: str
+  sample: /home/agent/.mtls/server-ca.crt
 status:
-  description: The HTTP status of the answer.
+  description: The HTTP status seen (C(101) for an accepted upgrade).
   returned: when the server answered
   type: int
-  sample: 200
-response:
-  description:
-    - The server's answer - the parsed JSON when the body is JSON of at most 4 KiB, otherwise
-      the text, truncated to 1024 characters.
-  returned: when the server answered
-  type: raw
-  sample: {"id": "07048933"}
+  sample: 101
+sid:
+  description: The Socket.IO session ID the server assigned (C(socketio) only).
+  returned: success with protocol socketio
+  type: str
+  sample: "kF3c9w0v6bC1AAAB"
 tls_version:
   description: The negotiated TLS protocol version.
   returned: when the handshake completed
@@ -130,7 +194,7 @@ server_subject:
   type: str
   sample: api.example.com
 client_fingerprint_sha256:
-  description: SHA-256 fingerprint (lower-case hex of the DER) of the client certificate presented.
+  description: SHA-256 fingerprint (lower-case hex of the DER) of the client certificate.
   returned: when the certificate could be read
   type: str
   sample: 3f6c1a0e9d2b4c8f7a6e5d4c3b2a1908f7e6d5c4b3a29180f7e6d5c4b3a29180
@@ -140,12 +204,17 @@ client_not_after:
   type: str
   sample: "2027-11-27T17:00:00+00:00"
 client_days_left:
-  description: Whole days until the client certificate expires.
+  description: Whole days until the client certificate expires, by the device clock.
   returned: when the certificate could be read
   type: int
   sample: 364
+elapsed_ms:
+  description: Milliseconds the whole check took.
+  returned: always
+  type: int
+  sample: 42
 failure:
-  description: Class of the failure.
+  description: Class of the failure (see the description).
   returned: failed
   type: str
   sample: refused
@@ -156,535 +225,61 @@ changed:
   sample: false
 """
 
-import configparser
-import datetime
-import hashlib
-import http.client
-import json
-import os
-import re
-import socket
-import ssl
+import pwd
 from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.fleet_mtls.der import (
-    OBJECT_IDENTIFIER,
-    SEQUENCE,
-    SET,
-    read_children,
-    read_tlv,
-)
-
-RESPONSE_READ_LIMIT = 64 * 1024
-RESPONSE_JSON_LIMIT = 4 * 1024
-RESPONSE_TEXT_LIMIT = 1024
-USER_AGENT = "fleet-mtls-check/1.0"
-
-_TLS_VERSIONS = {
-    "TLSv1.2": ssl.TLSVersion.TLSv1_2,
-    "TLSv1.3": ssl.TLSVersion.TLSv1_3,
-}
-
-# OpenSSL verify codes (X509_V_ERR_*) seen when checking the server's certificate.
-_VERIFY_EXPIRED = (10,)  # CERT_HAS_EXPIRED
-_VERIFY_NOT_YET_VALID = (9,)  # CERT_NOT_YET_VALID
-_VERIFY_HOSTNAME = (62, 64)  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
-
-# TLS alerts a server sends when it does not accept the client certificate.
-_REFUSAL_ALERTS = (
-    "BAD_CERTIFICATE",
-    "UNKNOWN_CA",
-    "CERTIFICATE_REQUIRED",
-    "CERTIFICATE_UNKNOWN",
-    "CERTIFICATE_REVOKED",
-    "UNSUPPORTED_CERTIFICATE",
-    "ACCESS_DENIED",
-    "DECRYPT_ERROR",
-)
-_PROTOCOL_REASONS = (
-    "PROTOCOL_VERSION",
-    "UNSUPPORTED_PROTOCOL",
-    "NO_PROTOCOLS_AVAILABLE",
-    "WRONG_VERSION_NUMBER",
-    "HTTP_REQUEST",
-    "UNKNOWN_PROTOCOL",
-    "NO_SHARED_CIPHER",
-    "HANDSHAKE_FAILURE",
-)
-
-_OID_COMMON_NAME = b"\x55\x04\x03"
-_PEM_CERT_RE = re.compile(
-    r"-----BEGIN CERTIFICATE-----\s*([A-Za-z0-9+/=\s]+?)\s*-----END CERTIFICATE-----"
-)
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import names
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.check import RESULT_KEYS, run_agent_check
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import CheckError
 
 
-class CheckError(Exception):
-    """A classified failure; ``kind`` is returned as ``failure``."""
-
-    def __init__(self, kind, message, **details):
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.details = details
-
-
-# --------------------------------------------------------------------------- certificate
-
-
-def _der_string(tag, raw):
-    if tag == 0x1E:  # BMPString
-        return raw.decode("utf-16-be")
-    if tag == 0x1C:  # UniversalString
-        return raw.decode("utf-32-be")
-    if tag == 0x14:  # T61String, treated as latin-1 like OpenSSL does
-        return raw.decode("latin-1")
-    return raw.decode("utf-8")
-
-
-def _der_time(tag, raw):
-    text = raw.decode("ascii")
-    if tag == 0x17:  # UTCTime YYMMDDHHMMSSZ
-        year = int(text[0:2])
-        year += 1900 if year >= 50 else 2000
-        rest = text[2:]
-    elif tag == 0x18:  # GeneralizedTime YYYYMMDDHHMMSSZ
-        year = int(text[0:4])
-        rest = text[4:]
-    else:
-        raise ValueError("unexpected time type")
-    if not rest.endswith("Z") or len(rest) != 11:
-        raise ValueError("unsupported time format")
-    return datetime.datetime(
-        year, int(rest[0:2]), int(rest[2:4]), int(rest[4:6]), int(rest[6:8]), int(rest[8:10]),
-        tzinfo=datetime.timezone.utc,
-    )
-
-
-def _common_name(data, start, end):
-    """Return the last CN of an X.501 Name (as OpenSSL's subject string shows it), or ''."""
-    found = ""
-    for set_tag, set_start, set_end in read_children(data, start, end):
-        if set_tag != SET:
-            raise ValueError("bad RDN")
-        for atv_tag, atv_start, atv_end in read_children(data, set_start, set_end):
-            if atv_tag != SEQUENCE:
-                raise ValueError("bad attribute")
-            parts = read_children(data, atv_start, atv_end)
-            if len(parts) != 2 or parts[0][0] != OBJECT_IDENTIFIER:
-                raise ValueError("bad attribute")
-            oid = data[parts[0][1]:parts[0][2]]
-            if oid == _OID_COMMON_NAME:
-                found = _der_string(parts[1][0], data[parts[1][1]:parts[1][2]])
-    return found
-
-
-def parse_certificate(pem_text):
-    """Parse the first certificate of a PEM text with the standard library only.
-
-    Returns a dict: ``cn``, ``not_before``, ``not_after`` (aware datetimes) and
-    ``fingerprint_sha256`` (lower-case hex of the DER). Raises ValueError.
-    """
-    match = _PEM_CERT_RE.search(pem_text)
-    if not match:
-        raise ValueError("no PEM certificate found")
-    body = "".join(match.group(1).split())
-    der = ssl.PEM_cert_to_DER_cert(
-        "-----BEGIN CERTIFICATE-----\n" + body + "\n-----END CERTIFICATE-----\n"
-    )
-    tag, start, end = read_tlv(der, 0)
-    if tag != SEQUENCE:
-        raise ValueError("not a certificate")
-    cert_parts = read_children(der, start, end)
-    if len(cert_parts) != 3 or cert_parts[0][0] != SEQUENCE:
-        raise ValueError("not a certificate")
-    tbs = read_children(der, cert_parts[0][1], cert_parts[0][2])
-    if tbs and tbs[0][0] == 0xA0:  # explicit version
-        tbs = tbs[1:]
-    # serialNumber, signature, issuer, validity, subject, ...
-    if len(tbs) < 5 or tbs[3][0] != SEQUENCE or tbs[4][0] != SEQUENCE:
-        raise ValueError("not a certificate")
-    validity = read_children(der, tbs[3][1], tbs[3][2])
-    if len(validity) != 2:
-        raise ValueError("bad validity")
-    return {
-        "cn": _common_name(der, tbs[4][1], tbs[4][2]),
-        "not_before": _der_time(validity[0][0], der[validity[0][1]:validity[0][2]]),
-        "not_after": _der_time(validity[1][0], der[validity[1][1]:validity[1][2]]),
-        "fingerprint_sha256": hashlib.sha256(der).hexdigest(),
-    }
-
-
-# --------------------------------------------------------------------------- configuration
-
-
-def _truthy(value):
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
-def read_config(path):
-    """Read and validate the agent TLS configuration; return a plain dict."""
-    parser = configparser.ConfigParser(inline_comment_prefixes=(";", "#"), interpolation=None)
+def _agent_user(name):
+    """``(uid, gid, home)`` of the agent's user ``name``."""
     try:
-        with open(path) as handle:
-            parser.read_file(handle)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CheckError(
-            "config",
-            "cannot read the agent TLS configuration {}: {}".format(path, getattr(exc, "strerror", None) or exc),
-        )
-    except configparser.Error as exc:
-        raise CheckError("config", f"the agent TLS configuration {path} is not valid INI: {exc}")
-
-    def get(section, option, default=None):
-        if parser.has_option(section, option):
-            value = parser.get(section, option).strip()
-            if value:
-                return value
-        if default is None:
-            raise CheckError(
-                "config", f"the agent TLS configuration {path} has no [{section}] {option}"
-            )
-        return default
-
-    conf = {
-        "host": get("server", "host"),
-        "port": get("server", "port", "443"),
-        "ca_bundle": get("server", "ca_bundle", "system"),
-        "min_version": get("tls", "min_version", "TLSv1.2"),
-        "verify_mode": get("tls", "verify_mode", "CERT_REQUIRED"),
-        "check_hostname": get("tls", "check_hostname", "true"),
-        "cert": get("client", "cert"),
-        "key": get("client", "key"),
-        "agent_id": get("client", "agent_id", ""),
-    }
-    try:
-        conf["port"] = int(conf["port"])
-        if not 0 < conf["port"] < 65536:
-            raise ValueError
-    except ValueError:
-        raise CheckError("config", "the agent TLS configuration {} has an invalid port {!r}".format(path, conf["port"]))
-    if conf["min_version"] not in _TLS_VERSIONS:
-        raise CheckError(
-            "config",
-            "the agent TLS configuration {} sets min_version = {}; only TLSv1.2 or TLSv1.3 are "
-            "accepted".format(path, conf["min_version"]),
-        )
-    if conf["verify_mode"] != "CERT_REQUIRED" or not _truthy(conf["check_hostname"]):
-        raise CheckError(
-            "config",
-            "the agent TLS configuration {} weakens server verification (verify_mode = {}, "
-            "check_hostname = {}); it must be CERT_REQUIRED and true - re-run the provisioning "
-            "to restore the managed file".format(path, conf["verify_mode"], conf["check_hostname"]),
-        )
-    for option in ("cert", "key"):
-        if not os.path.isabs(conf[option]):
-            raise CheckError("config", f"[client] {option} in {path} must be an absolute path")
-    if conf["ca_bundle"] != "system" and not os.path.isabs(conf["ca_bundle"]):
-        raise CheckError(
-            "config", f"[server] ca_bundle in {path} must be 'system' or an absolute path"
-        )
-    return conf
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise CheckError("config", "%s %s does not exist on this device" % (names.setting("user"), name))
+    return entry.pw_uid, entry.pw_gid, entry.pw_dir
 
 
-def build_context(conf):
-    """Build the client SSLContext the way the agent does."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.verify_mode = ssl.CERT_REQUIRED
-    context.check_hostname = True
-    context.minimum_version = _TLS_VERSIONS[conf["min_version"]]
-    try:
-        if conf["ca_bundle"] == "system":
-            context.load_default_certs(ssl.Purpose.SERVER_AUTH)
-        else:
-            context.load_verify_locations(cafile=conf["ca_bundle"])
-    except (OSError, ssl.SSLError) as exc:
-        raise CheckError(
-            "config",
-            "cannot load the CA bundle {}: {}".format(conf["ca_bundle"], getattr(exc, "strerror", None) or exc),
-        )
-    try:
-        context.load_cert_chain(certfile=conf["cert"], keyfile=conf["key"])
-    except ssl.SSLError as exc:
-        reason = getattr(exc, "reason", None) or ""
-        if "KEY_VALUES_MISMATCH" in reason or "key values mismatch" in str(exc).lower():
-            detail = "the private key does not belong to the certificate"
-        else:
-            detail = "the certificate or the private key is not valid PEM (%s)" % (reason or "unreadable")
-        raise CheckError(
-            "client_credentials",
-            "cannot load the client credentials {} / {}: {} - re-run the provisioning to repair "
-            "the identity".format(conf["cert"], conf["key"], detail),
-        )
-    except OSError as exc:
-        raise CheckError(
-            "client_credentials",
-            "cannot read the client credentials {} / {}: {} (run the check as the agent's "
-            "user)".format(conf["cert"], conf["key"], exc.strerror or exc),
-        )
-    return context
-
-
-# --------------------------------------------------------------------------- network
-
-
-def _target(url, conf):
+def _split_url(server_url, url):
+    """``(server_url, path)``: ``url`` overrides the server's default path for the protocol."""
     if not url:
-        port = conf["port"]
-        host = conf["host"]
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        url = "https://{}{}/".format(host, "" if port == 443 else f":{port}")
+        return server_url, None
     parts = urlsplit(url)
-    if parts.scheme != "https" or not parts.hostname:
-        raise CheckError("config", f"url must be an https:// URL, got {url!r}")
-    try:
-        port = parts.port or 443
-    except ValueError:
-        raise CheckError("config", f"url has an invalid port: {url!r}")
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
-    return url, parts.hostname, port, path
-
-
-def _summarise_response(raw, content_type):
-    text = raw[:RESPONSE_READ_LIMIT].decode("utf-8", "replace")
-    if len(raw) <= RESPONSE_JSON_LIMIT and ("json" in (content_type or "") or text[:1] in "{["):
-        try:
-            return json.loads(text)
-        except ValueError:
-            pass
-    if len(text) > RESPONSE_TEXT_LIMIT:
-        return text[:RESPONSE_TEXT_LIMIT] + "...[truncated]"
-    return text
-
-
-def _ssl_reason(exc):
-    reason = getattr(exc, "reason", None)
-    if reason:
-        return str(reason)
-    return str(exc)
-
-
-def _classify_handshake(exc, conf, host, port, agent_id):
-    where = f"{host}:{port}"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        code = getattr(exc, "verify_code", None)
-        detail = getattr(exc, "verify_message", None) or _ssl_reason(exc)
-        if code in _VERIFY_HOSTNAME:
-            return CheckError(
-                "hostname_mismatch",
-                f"hostname mismatch: the certificate of the server at {where} is not valid for {host!r} ({detail}) - "
-                "use the host name the server certificate was issued for",
-            )
-        if code in _VERIFY_EXPIRED:
-            return CheckError(
-                "server_cert_expired",
-                f"server certificate expired: the server at {where} presented an expired certificate ({detail}) "
-                "- the server's certificate must be renewed; the device is not at fault",
-            )
-        if code in _VERIFY_NOT_YET_VALID:
-            return CheckError(
-                "server_cert_expired",
-                f"server certificate not yet valid: the server at {where} presented a certificate that is "
-                f"not valid yet ({detail}) - check the device clock",
-            )
-        return CheckError(
-            "untrusted_server",
-            "untrusted server: the certificate of the server at {} is not trusted with ca_bundle = {} "
-            "({}) - configure the CA that signed the server certificate".format(where, conf["ca_bundle"], detail),
-        )
-    reason = _ssl_reason(exc).upper()
-    if "ALERT" in reason and "CERTIFICATE_EXPIRED" in reason:
-        return CheckError(
-            "client_cert_expired",
-            f"refused by server: the server at {where} says the client certificate of agent {agent_id} has expired "
-            f"({_ssl_reason(exc)}) - rotate the identity (re-run the provisioning)",
-        )
-    if "ALERT" in reason and any(alert in reason for alert in _REFUSAL_ALERTS):
-        return _refused(where, agent_id, f"TLS alert {_ssl_reason(exc)}")
-    if any(marker in reason for marker in _PROTOCOL_REASONS):
-        return CheckError(
-            "tls_protocol",
-            "TLS negotiation with {} failed ({}): the server must speak HTTPS with TLS >= {}".format(
-                where, _ssl_reason(exc), conf["min_version"]
-            ),
-        )
-    return None
-
-
-def _refused(where, agent_id, detail):
-    return CheckError(
-        "refused",
-        f"refused by server: {where} did not accept the client certificate of agent {agent_id} ({detail}) - the "
-        "certificate is not registered (or was replaced or revoked); re-run the provisioning, with "
-        "rotate=always if the local identity looks valid",
-    )
-
-
-def _connection_error(exc, host, port, timeout):
-    where = f"{host}:{port}"
-    if isinstance(exc, socket.timeout):
-        return CheckError("timeout", f"connection error: no answer from {where} within {timeout} s")
-    if isinstance(exc, socket.gaierror):
-        return CheckError(
-            "connection", f"connection error: cannot resolve {host!r} ({exc.strerror or exc})"
-        )
-    if isinstance(exc, ConnectionRefusedError):
-        return CheckError(
-            "connection", f"connection error: {where} refused the connection (nothing listening?)"
-        )
-    return CheckError(
-        "connection",
-        "connection error: {}: {}".format(where, getattr(exc, "strerror", None) or exc),
-    )
-
-
-def run_check(config, url=None, timeout=10, status_code=(200,), now=None):
-    """Run the whole check; return the result dict or raise CheckError."""
-    conf = read_config(config)
-    try:
-        with open(conf["cert"]) as handle:
-            cert = parse_certificate(handle.read())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CheckError(
-            "client_credentials",
-            "cannot read the client certificate {}: {}".format(conf["cert"], getattr(exc, "strerror", None) or exc),
-        )
-    except ValueError as exc:
-        raise CheckError(
-            "client_credentials",
-            "the client certificate {} is not a valid certificate ({}) - re-run the provisioning to "
-            "repair the identity".format(conf["cert"], exc),
-        )
-    agent_id = cert["cn"]
-    now = now or datetime.datetime.now(datetime.timezone.utc)
-    result = {
-        "agent_id": agent_id,
-        "client_fingerprint_sha256": cert["fingerprint_sha256"],
-        "client_not_after": cert["not_after"].isoformat(),
-        "client_days_left": int((cert["not_after"] - now).total_seconds() // 86400),
-    }
-    url, host, port, path = _target(url, conf)
-    result["url"] = url
-    if conf["agent_id"] and conf["agent_id"] != agent_id:
-        raise CheckError(
-            "config",
-            "the agent TLS configuration {} names agent {} but the certificate {} is for {} - re-run "
-            "the provisioning to rewrite the configuration".format(config, conf["agent_id"], conf["cert"], agent_id),
-            **result
-        )
-    if cert["not_after"] <= now:
-        raise CheckError(
-            "client_cert_expired",
-            "client certificate expired: {} (agent {}) expired on {} - rotate the identity (re-run "
-            "the provisioning)".format(conf["cert"], agent_id, result["client_not_after"]),
-            **result
-        )
-    if cert["not_before"] > now:
-        raise CheckError(
-            "client_cert_expired",
-            "client certificate not yet valid: {} (agent {}) is valid from {} - check the device "
-            "clock".format(conf["cert"], agent_id, cert["not_before"].isoformat()),
-            **result
-        )
-    context = build_context(conf)
-    where = f"{host}:{port}"
-    connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
-    try:
-        # Phase 1: TCP connection and TLS handshake.
-        try:
-            connection.connect()
-        except ssl.SSLError as exc:
-            error = _classify_handshake(exc, conf, host, port, agent_id)
-            if error is None:
-                error = CheckError("tls_protocol", f"TLS handshake with {where} failed: {_ssl_reason(exc)}")
-            error.details.update(result)
-            raise error
-        except (OSError, http.client.HTTPException) as exc:
-            error = _connection_error(exc, host, port, timeout)
-            error.details.update(result)
-            raise error
-        tls = connection.sock
-        peer = tls.getpeercert() or {}
-        result["tls_version"] = tls.version()
-        result["cipher"] = (tls.cipher() or ("",))[0]
-        server_cn = ""
-        for rdn in peer.get("subject", ()):
-            for key, value in rdn:
-                if key == "commonName":
-                    server_cn = value
-        result["server_subject"] = server_cn
-        # Phase 2: one request. With TLS 1.3 a refused client certificate shows up here.
-        try:
-            connection.request(
-                "GET", path, headers={"Accept": "application/json", "User-Agent": USER_AGENT}
-            )
-            response = connection.getresponse()
-            raw = response.read(RESPONSE_READ_LIMIT + 1)
-        except ssl.SSLError as exc:
-            error = _classify_handshake(exc, conf, host, port, agent_id)
-            if error is None:
-                error = _refused(where, agent_id, f"TLS error after the handshake: {_ssl_reason(exc)}")
-            error.details.update(result)
-            raise error
-        except socket.timeout as exc:  # noqa: UP041 - not TimeoutError before Python 3.10
-            error = _connection_error(exc, host, port, timeout)
-            error.details.update(result)
-            raise error
-        except (OSError, http.client.HTTPException) as exc:
-            error = _refused(
-                where, agent_id, f"the server closed the connection after the handshake: {exc.__class__.__name__}"
-            )
-            error.details.update(result)
-            raise error
-    finally:
-        connection.close()
-    result["status"] = response.status
-    result["response"] = _summarise_response(raw, response.getheader("Content-Type", ""))
-    if response.status in (401, 403):
-        raise CheckError(
-            "refused",
-            f"refused by server: {url} answered HTTP {response.status} to agent {agent_id} - "
-            "certificate not registered (or replaced, or revoked); re-run the provisioning, with "
-            "rotate=always if the local identity looks valid",
-            **result
-        )
-    if response.status not in status_code:
-        raise CheckError(
-            "http_status",
-            "unexpected HTTP status {} ({}) from {}; expected {}".format(
-                response.status, response.reason, url, ", ".join(str(code) for code in status_code)
-            ),
-            **result
-        )
-    return result
+    path = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+    return "%s://%s" % (parts.scheme, parts.netloc), path
 
 
 def main():
     module = AnsibleModule(
         argument_spec={
-            "config": {"type": "path", "required": True},
+            "server_url": {"type": "str", "required": True},
+            "protocol": {"type": "str", "choices": ["websocket", "socketio", "https"], "default": "websocket"},
             "url": {"type": "str"},
-            "timeout": {"type": "int", "default": 10},
+            "path": {"type": "str", "default": "~/.mtls"},
+            "user": {"type": "str"},
+            "trust": {"type": "str", "choices": ["system", "ca_file"]},
+            "ca_file": {"type": "path"},
+            "timeout": {"type": "float", "default": 10},
             "status_code": {"type": "list", "elements": "int", "default": [200]},
         },
         supports_check_mode=True,
     )
-    if module.params["timeout"] <= 0:
-        module.fail_json(msg="timeout must be a positive number of seconds", failure="config", changed=False)
+    params = module.params
     try:
-        result = run_check(
-            module.params["config"],
-            url=module.params["url"],
-            timeout=module.params["timeout"],
-            status_code=tuple(module.params["status_code"]),
+        server_url, path = _split_url(params["server_url"], params["url"])
+        result = run_agent_check(
+            params["path"], server_url, protocol=params["protocol"], path=path,
+            trust=params["trust"] or ("ca_file" if params["ca_file"] else "system"), ca_file=params["ca_file"],
+            run_as=_agent_user(params["user"]) if params["user"] else None,
+            timeout=params["timeout"], status_code=tuple(params["status_code"]),
         )
     except CheckError as exc:
-        details = dict(exc.details)
-        details.setdefault("url", module.params["url"] or "")
+        details = dict(dict.fromkeys(RESULT_KEYS), protocol=params["protocol"], url=params["url"] or "")
+        details.update(exc.details)
         module.fail_json(msg=exc.message, failure=exc.kind, changed=False, **details)
     module.exit_json(changed=False, **result)
 

@@ -102,13 +102,13 @@ deleted:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.fleet_mtls.api import (
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import (
     DEFAULT_ID_PATTERN,
     REQUESTS_IMPORT_ERROR,
     ProvisioningClient,
 )
-from ansible.module_utils.fleet_mtls.errors import IdentityError, fail_when_missing
-from ansible.module_utils.fleet_mtls.headers import merge_headers, read_headers_file
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError, fail_when_missing
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import merge_headers, read_headers_file
 
 
 def main():

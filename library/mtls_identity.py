@@ -1,6 +1,8 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # fleet-mtls: give an edge device a cloud-registered mTLS identity.
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -384,15 +386,15 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.fleet_mtls.api import (
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import (
     DEFAULT_ID_PATTERN,
     REQUESTS_IMPORT_ERROR,
     ProvisioningClient,
 )
-from ansible.module_utils.fleet_mtls.certs import CRYPTOGRAPHY_IMPORT_ERROR
-from ansible.module_utils.fleet_mtls.errors import IdentityError, fail_when_missing
-from ansible.module_utils.fleet_mtls.fsutil import expand_path
-from ansible.module_utils.fleet_mtls.headers import merge_headers, read_headers_file
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certs import CRYPTOGRAPHY_IMPORT_ERROR
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError, fail_when_missing
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import expand_path
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import merge_headers, read_headers_file
 
 SUBJECT_OPTIONS = {
     "C": {"type": "str", "default": "BR"},
@@ -440,7 +442,7 @@ def main():
     fail_when_missing(module, ("cryptography", CRYPTOGRAPHY_IMPORT_ERROR), ("requests", REQUESTS_IMPORT_ERROR))
 
     # Imported here: identity pulls in cryptography, which is checked above.
-    from ansible.module_utils.fleet_mtls.identity import Settings, ensure_identity
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import Settings, ensure_identity
 
     p = module.params
     if not p["validate_certs"]:

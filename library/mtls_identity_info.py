@@ -1,6 +1,8 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # fleet-mtls: read-only facts about a device's mTLS identity.
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -162,9 +164,9 @@ problems:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.fleet_mtls.api import DEFAULT_ID_PATTERN
-from ansible.module_utils.fleet_mtls.certs import CRYPTOGRAPHY_IMPORT_ERROR
-from ansible.module_utils.fleet_mtls.errors import IdentityError, fail_when_missing
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import DEFAULT_ID_PATTERN
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certs import CRYPTOGRAPHY_IMPORT_ERROR
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError, fail_when_missing
 
 
 def main():
@@ -177,7 +179,7 @@ def main():
         supports_check_mode=True,
     )
     fail_when_missing(module, ("cryptography", CRYPTOGRAPHY_IMPORT_ERROR))
-    from ansible.module_utils.fleet_mtls.identity import identity_facts
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import identity_facts
 
     p = module.params
     error = None

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import pathlib
 import secrets
+import sys
 
-import ansible.module_utils
 import pytest
 
 from tests.servicectl import ProvisioningService
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
-# Modules import `ansible.module_utils.fleet_mtls.*`; AnsiballZ bundles them on the device.
-# Extending the package path gives the tests the very same import names.
-if str(REPO / "module_utils") not in ansible.module_utils.__path__:
-    ansible.module_utils.__path__.append(str(REPO / "module_utils"))
+# Modules import `ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.*`; AnsiballZ
+# bundles them on the device. collections/ is the tree in the collection layout (symlinks): on
+# sys.path, as plain namespace packages, it gives the tests the very same import names. Appended,
+# so that a mutant's collections/ put first (tests/faults/mutate.py) wins.
+if str(REPO / "collections") not in sys.path:
+    sys.path.append(str(REPO / "collections"))
 
 
 # ---- the reference provisioning service (tests/provisioning_service, driven by servicectl) ----

@@ -1,3 +1,3 @@
 # fleet-mtls device-side helpers: the identity transaction, the provisioning API client,
 # certificate building/parsing and safe file writing. Imported by library/mtls_identity*.py
-# as ansible.module_utils.fleet_mtls.<name>.
+# as ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.<name>.

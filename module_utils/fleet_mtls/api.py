@@ -28,7 +28,7 @@ import threading
 import time
 from urllib.parse import urlsplit, urlunsplit
 
-from ansible.module_utils.fleet_mtls.errors import ApiError, ConfigError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, ConfigError
 
 # requests is imported when the first request is made: importing it costs more than the whole
 # of an unchanged re-run (~100-200 ms on small devices), which makes no request at all.

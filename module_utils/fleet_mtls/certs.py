@@ -29,8 +29,13 @@ except ImportError as exc:  # pragma: no cover - exercised on devices without th
     HAS_CRYPTOGRAPHY = False
     CRYPTOGRAPHY_IMPORT_ERROR = exc
 
-from ansible.module_utils.fleet_mtls.der import OCTET_STRING, SEQUENCE, read_expected, read_integer
-from ansible.module_utils.fleet_mtls.errors import CertificateError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.der import (
+    OCTET_STRING,
+    SEQUENCE,
+    read_expected,
+    read_integer,
+)
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import CertificateError
 
 UTC = datetime.timezone.utc
 BACKDATE = datetime.timedelta(minutes=5)

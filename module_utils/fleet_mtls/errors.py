@@ -62,6 +62,17 @@ class ApiError(IdentityError):
         return not self.definitive
 
 
+class CheckError(IdentityError):
+    """A classified failure of the agent check: ``kind`` is one of the classes ``check.py``
+    documents; ``details`` hold the result keys known when it failed (never key bytes)."""
+
+    def __init__(self, kind, message, **details):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.details = details
+
+
 class TransactionError(IdentityError):
     """The identity transaction failed; ``registry_uncertain`` says whether a journal was left."""
 

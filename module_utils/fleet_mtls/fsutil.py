@@ -18,7 +18,11 @@ import pwd
 import stat
 import time
 
-from ansible.module_utils.fleet_mtls.errors import ConfigError, FileSafetyError, LockError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import (
+    ConfigError,
+    FileSafetyError,
+    LockError,
+)
 
 MAX_FILE_SIZE = 1024 * 1024
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)

@@ -14,8 +14,8 @@ import os
 import re
 import stat
 
-from ansible.module_utils.fleet_mtls.errors import ConfigError
-from ansible.module_utils.fleet_mtls.fsutil import read_at_most
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import read_at_most
 
 MAX_HEADERS_FILE = 64 * 1024
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)

@@ -28,9 +28,9 @@ import os
 import re
 import stat
 
-from ansible.module_utils.fleet_mtls import certs
-from ansible.module_utils.fleet_mtls.api import DEFAULT_ID_PATTERN, check_agent_id
-from ansible.module_utils.fleet_mtls.errors import (
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import DEFAULT_ID_PATTERN, check_agent_id
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import (
     ApiError,
     CertificateError,
     ConfigError,
@@ -38,7 +38,7 @@ from ansible.module_utils.fleet_mtls.errors import (
     StateError,
     TransactionError,
 )
-from ansible.module_utils.fleet_mtls.fsutil import (
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import (
     IdentityDir,
     expand_path,
     mode_str,

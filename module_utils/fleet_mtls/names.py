@@ -18,6 +18,8 @@ _ROLE_VARIABLES = {
     "headers_file": "mtls_api_headers_file",
     "path": "mtls_dir",
     "server_ca": "mtls_server_ca_src (or mtls_server_ca)",
+    "ca_file": "mtls_server_ca_src (or mtls_server_ca)",
+    "user": "mtls_owner",
     "trust": "mtls_agent_trust",
     "protocol": "mtls_verify_protocol",
     "url": "mtls_verify_url",

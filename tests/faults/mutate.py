@@ -222,10 +222,97 @@ MUTATIONS = {
     ),
 }
 
+# The agent check (module_utils/fleet_mtls/check.py, wsclient.py, verdicts.py): its protections,
+# then each failure class, removed in turn. (name, what, file, old, new, cases)
+_CHECK = "module_utils/fleet_mtls/"
+_CHECK_CASES = "tests/integration/test_check_"
+MUTATIONS["check-no-deadline"] = (
+    "the check has one total deadline (a trickling gate cannot hold it)",
+    [
+        (_CHECK + "wsclient.py", "remaining = self.deadline - time.monotonic()", "remaining = 10.0"),
+        (_CHECK + "check.py", "job.deadline + GRACE)", "job.deadline + 3600)"),
+    ],
+    [_CHECK_CASES + "tls.py::test_trickling_server_cannot_hold_the_check_past_its_deadline"],
+)
+_CHECK_MUTATIONS = [
+    ("check-no-kill", "a stuck check child is killed at the deadline", "check.py",
+     "remaining = kill_at - time.monotonic()", "remaining = 3600.0",
+     ["tls.py::test_a_stuck_child_is_killed_at_the_deadline_and_reaped"]),
+    ("check-callers-trust", "the check does not inherit the caller's SSL_CERT_FILE/SSL_CERT_DIR", "check.py",
+     "        os.environ.pop(name, None)", "        pass",
+     ["tls.py::test_system_trust_ignores_the_callers_ssl_cert_file"]),
+    ("check-no-setuid", "the check drops to the agent's user before reading its files", "check.py",
+     "            os.setuid(uid)", "            pass",
+     ["gate.py::test_run_as_drops_privileges_before_reading_the_key"]),
+    ("check-any-accept", "a 101 needs the right Sec-WebSocket-Accept", "wsclient.py",
+     'if response.header("sec-websocket-accept") != expected:', "if False:",
+     ["protocols.py::test_websocket_wrong_accept_key_is_a_protocol_failure"]),
+    ("class-refused-upgrade", "refused: 401/403 on the upgrade", "wsclient.py",
+     '    if status in (401, 403):\n        return CheckError("refused", (',
+     '    if False:\n        return CheckError("refused", (',
+     ["protocols.py::test_websocket_upgrade_refused", "gate.py::test_rotated_out_certificate_is_refused"]),
+    ("class-refused-44", "refused: 44 on Socket.IO CONNECT", "wsclient.py",
+     'elif text.startswith("44"):', "elif False:",
+     ["protocols.py::test_socketio_connect_error_is_refused_with_the_servers_message",
+      "gate.py::test_rotated_out_certificate_is_refused"]),
+    ("class-refused-alert", "refused: a certificate TLS alert", "verdicts.py",
+     'if "ALERT" in reason.upper() and', "if False and",
+     ["tls.py::test_certificate_alert_is_a_refusal"]),
+    ("class-refused-nginx", "refused: nginx 400 The SSL certificate error", "wsclient.py",
+     "return response.status == 400 and NGINX_CERT_ERROR in response.body", "return False",
+     ["protocols.py::test_nginx_certificate_error_page_is_refused",
+      "gate.py::test_front_end_refuses_a_certificate_not_for_client_auth"]),
+    ("class-untrusted", "untrusted_server (with the advice)", "verdicts.py",
+     'if job.trust == "system":\n        return CheckError("untrusted_server", (',
+     'if job.trust == "system":\n        return CheckError("tls_protocol", (',
+     ["tls.py::test_system_trust_does_not_trust_a_private_ca_and_says_how_to_fix_it"]),
+    ("class-hostname", "hostname_mismatch", "verdicts.py", "if code in _VERIFY_HOSTNAME:", "if False:",
+     ["tls.py::test_hostname_mismatch"]),
+    ("class-server-expired", "server_cert_expired", "verdicts.py",
+     "if code in (_VERIFY_EXPIRED, _VERIFY_NOT_YET_VALID):", "if False:",
+     ["tls.py::test_expired_server_certificate"]),
+    ("class-clock", "clock (the server's Date against the device clock)", "verdicts.py",
+     "if server_now is None or abs(server_now - now) <= CLOCK_SKEW_LIMIT:", "if True:",
+     ["tls.py::test_device_clock_off_by_two_years_is_told_as_such"]),
+    ("class-client-expired", "client_cert_expired", "verdicts.py",
+     'if cert["not_before"] <= now < cert["not_after"]:', "if True:",
+     ["tls.py::test_expired_client_certificate"]),
+    ("class-credentials", "client_credentials", "check.py",
+     "except (ssl.SSLError, OSError) as exc:\n        mismatch", "except ZeroDivisionError as exc:\n        mismatch",
+     ["tls.py::test_key_not_matching_the_certificate"]),
+    ("class-tls-protocol", "tls_protocol", "verdicts.py",
+     'return CheckError("tls_protocol", "TLS negotiation', 'return CheckError("connection", "TLS negotiation',
+     ["tls.py::test_plain_http_port_is_a_tls_protocol_failure"]),
+    ("class-connection", "connection", "check.py",
+     "except (OSError, wsclient.ConnectionClosed) as exc:", "except wsclient.ConnectionClosed as exc:",
+     ["tls.py::test_connection_refused", "tls.py::test_unresolvable_name"]),
+    ("class-timeout", "timeout", "verdicts.py",
+     'if isinstance(exc, socket.timeout):\n        return CheckError("timeout"',
+     'if False:\n        return CheckError("timeout"',
+     ["tls.py::test_silent_server_times_out_in_the_handshake"]),
+    ("class-http-status", "http_status: a 401/403 on a plain GET is no certificate verdict", "wsclient.py",
+     'raise CheckError("http_status", (\n            "HTTP %d from',
+     'raise CheckError("refused", (\n            "HTTP %d from',
+     ["protocols.py::test_https_403_is_an_http_status_never_a_refusal",
+      "gate.py::test_get_answered_403_for_a_missing_api_key_is_not_a_certificate_refusal"]),
+    ("class-protocol", "protocol: a 404/200 to the upgrade is no endpoint there", "wsclient.py",
+     'return CheckError("protocol", (\n        "%s answered HTTP %d %s to the %s upgrade',
+     'return CheckError("refused", (\n        "%s answered HTTP %d %s to the %s upgrade',
+     ["protocols.py::test_websocket_upgrade_to_a_non_websocket_endpoint_is_a_protocol_failure"]),
+    ("class-config", "config: an SSL_CERT_FILE the agent cannot use", "check.py",
+     '    """OpenSSL silently ignores', '    return\n    """OpenSSL silently ignores',
+     ["tls.py::test_ca_file_without_a_certificate_is_a_config_failure",
+      "gate.py::test_ca_file_the_agent_cannot_read_is_a_config_failure"]),
+]
+for _name, _what, _file, _old, _new, _cases in _CHECK_MUTATIONS:
+    MUTATIONS[_name] = (_what, [(_CHECK + _file, _old, _new)], [_CHECK_CASES + case for case in _cases])
+
 PLUGIN = '''"""pytest plugin: the mutant's module_utils first, for in-process tests."""
-import ansible.module_utils
-ansible.module_utils.__path__.insert(0, {path!r})
+import sys
+sys.path.insert(0, {path!r})
 '''
+# The mutant's collection layout, as in the repository's collections/ (relative symlinks).
+LAYOUT = {"plugins/modules": "../../../../../library", "plugins/module_utils": "../../../../../module_utils/fleet_mtls"}
 
 
 def make_mutant(root: pathlib.Path, edits) -> str | None:
@@ -237,7 +324,11 @@ def make_mutant(root: pathlib.Path, edits) -> str | None:
         if old not in text:
             return f"stale: {old[:60]!r} not found in {rel}"
         path.write_text(text.replace(old, new, 1))
-    (root / "mutant_path.py").write_text(PLUGIN.format(path=str(root / "module_utils")))
+    collection = root / "collections" / "ansible_collections" / "autonomy_edge" / "fleet_mtls"
+    for link, target in LAYOUT.items():
+        (collection / link).parent.mkdir(parents=True, exist_ok=True)
+        (collection / link).symlink_to(target)
+    (root / "mutant_path.py").write_text(PLUGIN.format(path=str(root / "collections")))
     return None
 
 
@@ -253,7 +344,7 @@ def run(name: str) -> tuple[str, float, str]:
             FLEET_FAULTS_CODE=str(root),
             PYTHONPATH=str(root),
             ANSIBLE_LIBRARY=str(root / "library"),
-            ANSIBLE_MODULE_UTILS=str(root / "module_utils"),
+            ANSIBLE_COLLECTIONS_PATH=str(root / "collections"),
         )
         started = time.monotonic()
         proc = subprocess.run(

@@ -28,8 +28,8 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible.module_utils.fleet_mtls import api, identity
-from ansible.module_utils.fleet_mtls.errors import IdentityError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api, identity
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError
 from tests.faults import helpers as h
 
 PROFILE = {

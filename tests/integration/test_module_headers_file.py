@@ -202,23 +202,18 @@ def test_action_plugin_refuses_headers_that_are_not_a_dict(svc, tmp_path, header
     assert total_requests(svc) == 0
 
 
-def test_the_role_carries_the_action_plugin(svc, tmp_path, debug_env):
-    """Without the repository's ansible.cfg (molecule, a role copied elsewhere), the role's
-    action_plugins symlink still puts the plugin in front of the module."""
+def test_the_collection_carries_the_action_plugin(svc, tmp_path, debug_env):
+    """Without the repository's ansible.cfg (molecule, a playbook elsewhere), the collection
+    layout (collections/) still puts the plugin in front of the module."""
     ident = tmp_path / "mtls"
     args = json_args(svc, ident, headers={"Authorization": "Bearer " + svc.token})
     play = [{
-        "name": "Use the role's plugins", "hosts": "localhost", "gather_facts": False,
-        "tasks": [
-            {"name": "Load the role (its plugin directories), run nothing of it",
-             "ansible.builtin.import_role": {"name": "mtls_identity", "tasks_from": "status.yml"},
-             "when": False},
-            {"name": "Run the module", "mtls_identity": args},
-        ],
+        "name": "Use the collection's plugins", "hosts": "localhost", "gather_facts": False,
+        "tasks": [{"name": "Run the module", "autonomy_edge.fleet_mtls.mtls_identity": args}],
     }]
     playbook = tmp_path / "play.yml"
     playbook.write_text(json.dumps(play))
-    env = ansible_env(ANSIBLE_ROLES_PATH=str(REPO / "roles"))
+    env = ansible_env(ANSIBLE_COLLECTIONS_PATH=str(REPO / "collections"))
     env.pop("ANSIBLE_CONFIG", None)
     proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", "-vvv",
                            "-e", json.dumps({"ansible_python_interpreter": VENV_PYTHON}), str(playbook)],

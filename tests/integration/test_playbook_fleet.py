@@ -340,13 +340,15 @@ def test_verbose_output_and_temp_files_hold_no_key_material(fleet):
             text = path.read_text(errors="replace")
             assert_no_key_material(text, secrets_lines, str(path))
             assert fleet.service.token not in text, f"the bearer token leaked into {path}"
-    for path in fleet.reports.iterdir():
-        assert_no_key_material(path.read_text(), secrets_lines, str(path))
+    for path in fleet.reports.rglob("*"):  # the fleet files and each run's copy in history/
+        if path.is_file():
+            assert_no_key_material(path.read_text(), secrets_lines, str(path))
 
 
 def test_rotating_one_host_leaves_the_others_alone(fleet):
     fingerprints = {h: fleet.fingerprint(h) for h in DEMO_HOSTS}
     restarts = {h: fleet.restarts(h) for h in DEMO_HOSTS}
+    rows_before = fleet.rows()
     run = fleet.play("provision.yml", "--limit", "edge-cps-02", "-e", "mtls_rotate=always")
     assert run.rc == 0, explain(run)
     assert set(run.recap) == {"edge-cps-02"}
@@ -356,7 +358,13 @@ def test_rotating_one_host_leaves_the_others_alone(fleet):
         assert fleet.fingerprint(host) == fingerprints[host]
         assert fleet.restarts(host) == restarts[host]
         assert fleet.gate_accepts(fleet.cert(host), fleet.key(host))
-    assert list(fleet.rows()) == ["edge-cps-02"]
+    # The fleet report keeps the other hosts' rows; the rotated host's row is this run's.
+    rows = fleet.rows()
+    assert sorted(rows) == sorted(DEMO_HOSTS)
+    assert rows["edge-cps-02"]["action"] == "rotated"
+    assert rows["edge-cps-02"]["fingerprint_sha256"] == fleet.fingerprint("edge-cps-02")
+    for host in DEMO_HOSTS[:-1]:
+        assert rows[host]["fingerprint_sha256"] == rows_before[host]["fingerprint_sha256"] == fingerprints[host]
 
 
 def test_decommission_refuses_without_confirmation(fleet):
@@ -390,7 +398,7 @@ def test_decommission_deletes_the_id_and_the_local_identity(fleet, tmp_path):
     finally:
         del fleet.extra_env["ANSIBLE_DEBUG"]
     assert run.rc == 0, explain(run)
-    assert "_execute_module (mtls_deregister" in run.output  # the debug lines are there...
+    assert "_execute_module (autonomy_edge.fleet_mtls.mtls_deregister" in run.output  # the debug lines are there...
     assert fleet.service.token not in run.output  # ...without the token
     assert agent_id in fleet.service.deleted_ids()
     assert not fleet.host_dir(host).exists(), list(fleet.host_dir(host).iterdir())

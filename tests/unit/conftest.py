@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from ansible.module_utils.fleet_mtls.identity import Settings
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import Settings
 from tests.unit.helpers import KeyPool
 
 

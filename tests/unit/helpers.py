@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from ansible.module_utils.fleet_mtls import certs
-from ansible.module_utils.fleet_mtls.api import ProvisioningClient
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import ProvisioningClient
 
 UTC = datetime.timezone.utc  # noqa: UP017 - mirrors the device-side code
 AGENT_ID = "0A1B2C3D"

@@ -8,8 +8,12 @@ import stat
 
 import pytest
 
-from ansible.module_utils.fleet_mtls.errors import ConfigError, FileSafetyError, IdentityError
-from ansible.module_utils.fleet_mtls.identity import Settings, ensure_identity
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import (
+    ConfigError,
+    FileSafetyError,
+    IdentityError,
+)
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import Settings, ensure_identity
 from tests.unit.helpers import NoNetwork, client_for
 
 CONFIG = "[tls]\ncert = client.crt\nkey = client.key\nverify = CERT_REQUIRED\n"

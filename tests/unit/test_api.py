@@ -6,9 +6,9 @@ import socket
 
 import pytest
 
-from ansible.module_utils.fleet_mtls import certs
-from ansible.module_utils.fleet_mtls.api import MAX_BODY, ProvisioningClient
-from ansible.module_utils.fleet_mtls.errors import ApiError, ConfigError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import MAX_BODY, ProvisioningClient
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, ConfigError
 from tests.unit.helpers import build_cert, client_for
 
 ID_EP = "/generate-orchestrator-id"

@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
-from ansible.module_utils.fleet_mtls import certs
-from ansible.module_utils.fleet_mtls.errors import CertificateError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import CertificateError
 from tests.unit.helpers import AGENT_ID, UTC, build_cert, ec_key
 
 SUBJECT = certs.normalize_subject(None)

@@ -10,10 +10,10 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from ansible.module_utils.fleet_mtls import certs
-from ansible.module_utils.fleet_mtls.errors import StateError
-from ansible.module_utils.fleet_mtls.fsutil import IdentityDir
-from ansible.module_utils.fleet_mtls.identity import assess, decide
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import StateError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import assess, decide
 from tests.unit.helpers import AGENT_ID, UTC, build_cert, ec_key, write_identity
 
 OTHER_ID = "FFFF0001"
@@ -171,7 +171,7 @@ def test_assess_is_cheap_and_does_not_load_the_key_through_openssl(ident_dir, ke
 
 
 def test_renew_before_days_must_be_below_valid_days(settings_for):
-    from ansible.module_utils.fleet_mtls.errors import ConfigError
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
 
     with pytest.raises(ConfigError, match="renew_before_days"):
         settings_for(valid_days=30, renew_before_days=30)
@@ -179,7 +179,7 @@ def test_renew_before_days_must_be_below_valid_days(settings_for):
 
 @pytest.mark.parametrize("agent_id", [12345678, float("inf"), "../x", "A/CN=evil", "ID\n"])
 def test_settings_refuse_bad_agent_ids(settings_for, agent_id):
-    from ansible.module_utils.fleet_mtls.errors import ConfigError
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
 
     with pytest.raises(ConfigError):
         settings_for(agent_id=agent_id)

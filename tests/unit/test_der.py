@@ -1,4 +1,5 @@
-"""module_utils/fleet_mtls/der.py: the standard-library DER reader shared by mtls_check and certs.
+"""module_utils/fleet_mtls/der.py: the standard-library DER / X.509 reader shared by the agent check
+and certs.
 
 The DER comes from real certificates and keys made here with ``cryptography``; hand-made bytes
 are used only for the malformed encodings no library would produce.
@@ -6,6 +7,7 @@ are used only for the malformed encodings no library would produce.
 
 from __future__ import annotations
 
+import datetime
 import os
 import pathlib
 import subprocess
@@ -13,10 +15,10 @@ import sys
 import textwrap
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ansible.module_utils.fleet_mtls import der
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import der
 from tests.unit.helpers import AGENT_ID, build_cert
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -244,24 +246,69 @@ def test_der_runs_on_device_pythons_without_cryptography(keys, version):
 
 
 def test_mtls_check_imports_and_parses_without_cryptography(keys):
-    """mtls_check (and der.py, which it imports) must load where cryptography is missing."""
+    """mtls_check (check.py, der.py and the rest it imports) must load where cryptography is missing."""
     pem = build_cert(keys.get(0)).public_bytes(serialization.Encoding.PEM).decode()
     script = textwrap.dedent(
         """
         import importlib.util, sys
         sys.modules["cryptography"] = None
-        import ansible.module_utils
-        ansible.module_utils.__path__.append(sys.argv[1])
+        sys.path.insert(0, sys.argv[1])
         spec = importlib.util.spec_from_file_location("mtls_check", sys.argv[2])
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        print(module.parse_certificate(sys.stdin.read())["cn"])
+        from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import der
+        print(der.parse_certificate(sys.stdin.read())["cn"])
         print(sorted(name for name in sys.modules if name.startswith("cryptography")))
         """
     )
     proc = subprocess.run(
-        [sys.executable, "-c", script, str(REPO / "module_utils"), str(REPO / "library" / "mtls_check.py")],
+        [sys.executable, "-c", script, str(REPO / "collections"), str(REPO / "library" / "mtls_check.py")],
         input=pem, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [AGENT_ID, "['cryptography']"]  # only the blocked entry
+
+
+# --------------------------------------------------------------------------- X.509 reader
+
+
+def test_certificate_reader_agrees_with_cryptography(keys):
+    cert = build_cert(keys.get(0))
+    for data in (cert.public_bytes(serialization.Encoding.PEM).decode(), cert.public_bytes(serialization.Encoding.DER)):
+        parsed = der.parse_certificate(data)
+        assert parsed["cn"] == AGENT_ID
+        assert parsed["not_after"] == cert.not_valid_after_utc
+        assert parsed["not_before"] == cert.not_valid_before_utc
+        assert parsed["fingerprint_sha256"] == cert.fingerprint(hashes.SHA256()).hex()
+
+
+def test_certificate_reader_handles_generalized_time_and_utf8(keys):
+    start = datetime.datetime(2049, 6, 1, tzinfo=datetime.UTC)
+    # notAfter beyond 2049 is a GeneralizedTime; the CN is UTF8String
+    cert = build_cert(keys.get(0), "Grüße-01", not_before=start, days=9000)
+    parsed = der.parse_certificate(cert.public_bytes(serialization.Encoding.PEM).decode())
+    assert parsed["cn"] == "Grüße-01"
+    assert parsed["not_before"] == start
+    assert parsed["not_after"] == cert.not_valid_after_utc
+
+
+def test_certificate_reader_takes_the_first_of_a_chain(keys):
+    first, second = build_cert(keys.get(0), "AAAA0001"), build_cert(keys.get(1), "BBBB0002")
+    text = (first.public_bytes(serialization.Encoding.PEM) + second.public_bytes(serialization.Encoding.PEM)).decode()
+    assert der.parse_certificate("junk before\n" + text)["cn"] == "AAAA0001"
+
+
+@pytest.mark.parametrize("text", [
+    "", "hello", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    "-----BEGIN CERTIFICATE-----\nMII*\n-----END CERTIFICATE-----\n", b"\x30\x03\x02\x01\x01",
+])
+def test_certificate_reader_rejects_garbage(text):
+    with pytest.raises(ValueError):
+        der.parse_certificate(text)
+
+
+def test_certificate_reader_rejects_every_truncation(keys):
+    data = _cert_der(keys.get(0))
+    for cut in range(0, len(data), 7):
+        with pytest.raises(ValueError):
+            der.parse_certificate(data[:cut])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible.module_utils.fleet_mtls.errors import ApiError, ConfigError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, ConfigError
 from tests.unit.helpers import client_for
 
 EP = "/orchestrators/{id}"

@@ -13,11 +13,15 @@ import time
 import pytest
 import requests
 
-from ansible.module_utils.fleet_mtls import certs
-from ansible.module_utils.fleet_mtls.api import ProvisioningClient
-from ansible.module_utils.fleet_mtls.errors import TransactionError
-from ansible.module_utils.fleet_mtls.fsutil import IdentityDir
-from ansible.module_utils.fleet_mtls.identity import JOURNAL, Settings, ensure_identity
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import ProvisioningClient
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import TransactionError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import (
+    JOURNAL,
+    Settings,
+    ensure_identity,
+)
 from tests.unit.helpers import NoNetwork, build_cert, client_for, snapshot, write_identity
 
 ID_EP = "/generate-orchestrator-id"
@@ -477,7 +481,7 @@ def test_no_key_material_in_results_or_errors(svc, ident_dir):
 
 def test_corrupt_certificate_without_agent_id_fails_without_network(ident_dir, keys):
     write_identity(ident_dir, keys.get(0), cert_bytes=b"not a certificate\n")
-    from ansible.module_utils.fleet_mtls.errors import StateError
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import StateError
 
     with pytest.raises(StateError, match="Set agent_id"):
         run(None, ident_dir)
@@ -485,8 +489,8 @@ def test_corrupt_certificate_without_agent_id_fails_without_network(ident_dir, k
 
 @pytest.mark.parametrize("variant", ["other-cn", "other-key", "server-auth-only", "garbage", "with-private-key"])
 def test_issued_certificate_is_checked_before_the_swap(keys, variant):
-    from ansible.module_utils.fleet_mtls.errors import CertificateError
-    from ansible.module_utils.fleet_mtls.identity import check_issued_certificate
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import CertificateError
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import check_issued_certificate
 
     key = keys.get(0)
     ca_kw = {"signer": keys.get(2)}

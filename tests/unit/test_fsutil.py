@@ -13,9 +13,13 @@ import time
 
 import pytest
 
-from ansible.module_utils.fleet_mtls import fsutil
-from ansible.module_utils.fleet_mtls.errors import ConfigError, FileSafetyError, LockError
-from ansible.module_utils.fleet_mtls.fsutil import IdentityDir
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import fsutil
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import (
+    ConfigError,
+    FileSafetyError,
+    LockError,
+)
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir
 
 UID, GID = os.geteuid(), os.getegid()
 FOREIGN = 54321  # a uid nobody on this machine runs as

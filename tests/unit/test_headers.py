@@ -9,8 +9,12 @@ import sys
 
 import pytest
 
-from ansible.module_utils.fleet_mtls.errors import ConfigError
-from ansible.module_utils.fleet_mtls.headers import MAX_HEADERS_FILE, merge_headers, read_headers_file
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import (
+    MAX_HEADERS_FILE,
+    merge_headers,
+    read_headers_file,
+)
 from tests.conftest import REPO
 
 SECRET = "s3cr3t-TOKEN-0123456789abcdef"
@@ -154,10 +158,10 @@ def test_unreadable_file_says_permission_denied(tmp_path):
     os.chmod(tmp_path, 0o755)
     path = write(tmp_path, json.dumps({"Authorization": "Bearer " + SECRET}), mode=0o600)
     script = (
-        "import sys, ansible.module_utils as m\n"
-        f"m.__path__.append({str(REPO / 'module_utils')!r})\n"
-        "from ansible.module_utils.fleet_mtls.headers import read_headers_file\n"
-        "from ansible.module_utils.fleet_mtls.errors import ConfigError\n"
+        "import sys\n"
+        f"sys.path.insert(0, {str(REPO / 'collections')!r})\n"
+        "from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import read_headers_file\n"
+        "from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError\n"
         "try:\n"
         f"    read_headers_file({str(path)!r})\n"
         "except ConfigError as exc:\n"

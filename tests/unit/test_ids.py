@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from ansible.module_utils.fleet_mtls.api import (
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import (
     DEFAULT_ID_PATTERN,
     ProvisioningClient,
     check_agent_id,
     display_url,
     sanitize_reason,
 )
-from ansible.module_utils.fleet_mtls.errors import ConfigError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
 
 
 @pytest.mark.parametrize("value", [
