@@ -31,8 +31,8 @@ from ansible.module_utils.common.validation import check_type_dict
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import merge_hash
 
-from ansible.module_utils.fleet_mtls import controller, names
-from ansible.module_utils.fleet_mtls.errors import ConfigError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import controller, names
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
 
 SOURCES = (("ca_src", "ca_content"), ("server_ca_src", "server_ca_content"))
 

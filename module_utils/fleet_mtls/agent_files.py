@@ -28,7 +28,7 @@ import re
 import stat
 from urllib.parse import urlsplit
 
-from ansible.module_utils.fleet_mtls.errors import ConfigError, FileSafetyError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError, FileSafetyError
 
 INI = "agent-tls.ini"
 ENV = "agent.env"

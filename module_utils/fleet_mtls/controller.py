@@ -8,8 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from ansible.module_utils.fleet_mtls.errors import ConfigError
-from ansible.module_utils.fleet_mtls.names import setting
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
 
 MAX_SOURCE = 256 * 1024
 HEADERS_FILE_NAME = "mtls-identity-headers.json"

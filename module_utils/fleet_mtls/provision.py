@@ -20,9 +20,13 @@ from __future__ import annotations
 import datetime
 import time
 
-from ansible.module_utils.fleet_mtls.agent_files import Staging
-from ansible.module_utils.fleet_mtls.errors import IdentityError
-from ansible.module_utils.fleet_mtls.restart import RestartError, inspect_container, restart_agent
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_files import Staging
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.restart import (
+    RestartError,
+    inspect_container,
+    restart_agent,
+)
 
 NEW_PAIR_ACTIONS = ("created", "rotated", "restored")
 STATUS_KEYS = ("agent_id", "action", "reason", "fingerprint_sha256", "serial", "not_before",

@@ -19,7 +19,7 @@ import os
 import shlex
 import time
 
-from ansible.module_utils.fleet_mtls.errors import IdentityError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError
 
 METHODS = ("docker", "systemd", "command", "none")
 

@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from ansible.module_utils.fleet_mtls.agent_files import (
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_files import (
     DROPIN_NAME,
     ENV,
     INI,
@@ -18,8 +18,8 @@ from ansible.module_utils.fleet_mtls.agent_files import (
     Staging,
     staged_name,
 )
-from ansible.module_utils.fleet_mtls.errors import ConfigError
-from ansible.module_utils.fleet_mtls.fsutil import IdentityDir
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir
 
 CA = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ0FGQUtF\n-----END CERTIFICATE-----\n"
 OTHER_CA = CA.replace("Q0FGQUtF", "T1RIRVJDQQ")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ansible.module_utils.fleet_mtls.restart import (
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.restart import (
     RestartError,
     inspect_container,
     restart_agent,
