@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import time
+from urllib.parse import urlsplit
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_files import Staging
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError
@@ -43,14 +44,21 @@ class PhaseFailed(Exception):
 class Verify:
     """How the agent-true check runs (see check.py)."""
 
+    # A registry may take a moment to see a new certificate, a network may blink: these are
+    # worth another try; an untrusted server or a wrong host name will not fix themselves.
+    RETRY_ON = ("refused", "connection", "timeout")
+
     def __init__(self, enabled=True, unchanged=True, protocol="websocket", url=None, timeout=10,
-                 status_code=(200,)):
+                 status_code=(200,), retries=0, delay=3.0, sleep=time.sleep):
         self.enabled = enabled
         self.unchanged = unchanged
         self.protocol = protocol
         self.url = url
         self.timeout = timeout
         self.status_code = tuple(status_code)
+        self.retries = max(0, int(retries))
+        self.delay = delay
+        self.sleep = sleep
 
 
 class Restart:
@@ -215,21 +223,36 @@ def _container_problem(job):
 
 
 def _check(job, status, ca_file):
-    """Run the check; record it in ``status``; return None or the failure message."""
+    """Run the check (with the retries it deserves); record it in ``status``; return None or
+    the failure message."""
     v = job.verify
-    try:
-        outcome = job.check(
-            identity_dir=job.agent.identity_dir, server_url=job.agent.server_url, protocol=v.protocol,
-            url=v.url, trust=job.agent.trust, ca_file=ca_file if job.agent.trust == "ca_file" else None,
-            run_as=job.run_as, timeout=v.timeout, status_code=v.status_code)
-    except IdentityError as exc:  # check.CheckError derives from it
-        status["verify"] = "failed"
-        status["verify_failure"] = getattr(exc, "kind", "check")
-        return exc.msg
-    status["verify"] = "ok"
-    status["verify_failure"] = ""
-    status["tls_version"] = outcome.get("tls_version", "")
-    return None
+    server_url, path = split_url(job.agent.server_url, v.url)
+    attempt = 0
+    while True:
+        try:
+            outcome = job.check(
+                job.agent.identity_dir, server_url, protocol=v.protocol, path=path, trust=job.agent.trust,
+                ca_file=ca_file if job.agent.trust == "ca_file" else None, run_as=job.run_as,
+                timeout=v.timeout, status_code=v.status_code)
+        except IdentityError as exc:  # CheckError
+            kind = getattr(exc, "kind", "check")
+            if kind in v.RETRY_ON and attempt < v.retries:
+                attempt += 1
+                v.sleep(v.delay)
+                continue
+            status["verify"], status["verify_failure"] = "failed", kind
+            return exc.msg
+        status["verify"], status["verify_failure"] = "ok", ""
+        status["tls_version"] = outcome.get("tls_version", "")
+        return None
+
+
+def split_url(server_url, url):
+    """(server URL, request path): ``url``, when given, replaces both."""
+    if not url:
+        return server_url, None
+    parts = urlsplit(url)
+    return "%s://%s" % (parts.scheme, parts.netloc), (parts.path or "/") + ("?" + parts.query if parts.query else "")
 
 
 def _renew_after(not_after, renew_before_days):
