@@ -112,12 +112,12 @@ class LocalFleet:
     def start(self) -> LocalFleet:
         return self
 
-    def inventory(self, svc, kind: str, rep: int | None) -> Inventory:
+    def inventory(self, svc, kind: str, rep: int | None, settings: dict) -> Inventory:
         base = self.root / (kind if rep is None else f"{kind}-{rep}")
         width = max(3, len(str(self.n)))
         hosts = {f"dev{i:0{width}d}": {"mtls_dir": str(base / "hosts" / f"dev{i:0{width}d}" / ".mtls")}
                  for i in range(1, self.n + 1)}
-        inv = write_inventory(base / "inventory.yml", svc, svc.ca_path, self.connection, hosts)
+        inv = write_inventory(base / "inventory.yml", svc, svc.ca_path, self.connection, hosts, settings)
         self.dirs += inv.host_dirs
         return inv
 
@@ -220,17 +220,17 @@ class Runner:
                f"  failed hosts {rec.get('hosts_failed')}" if "tasks" in rec else "  (no timer output)"))
         return rec
 
-    def keygen(self, fleet, n: int) -> dict:
+    def keygen(self, fleet, n: int, key_size: int) -> dict:
         self.loads.append(os.getloadavg())
         cpu0, t0 = _children_cpu(), time.perf_counter()
-        out = subprocess.run([fleet.python, str(KEYGEN), str(n)], check=True, capture_output=True, text=True,
-                             cwd=REPO)
+        out = subprocess.run([fleet.python, str(KEYGEN), str(n), str(key_size)], check=True, capture_output=True,
+                             text=True, cwd=REPO)
         wall, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
         self.loads.append(os.getloadavg())
         data = json.loads(out.stdout)
         per_key = data["per_key_cpu_s"]
         # cpu_s: process_time() around the N generations only; process_*: the whole child.
-        rec = {"label": "keygen", "connection": fleet.name, "n": n, "python": fleet.python,
+        rec = {"label": "keygen", "connection": fleet.name, "n": n, "key_size": key_size, "python": fleet.python,
                "cpu_s": data["cpu_s"], "wall_s": data["wall_s"],
                "process_wall_s": round(wall, 3), "process_cpu_s": round(cpu, 3),
                "per_key_median_s": round(statistics.median(per_key), 4),
@@ -294,7 +294,7 @@ class Mode:
 def run_block(mode: Mode, block: str, rep: int, runner: Runner, svc, args, rotate_vars: Path) -> None:
     fleet, n, skip = mode.fleet, mode.n, set(args.skip)
     if block == "provision":
-        inv = fleet.inventory(svc, "ours", rep)
+        inv = fleet.inventory(svc, "ours", rep, args.settings)
         mode.add(runner.playbook(fleet, "provision", PROVISION, inv), "all")
         if "rerun" not in skip:
             mode.add(runner.playbook(fleet, "rerun", PROVISION, inv), "none")
@@ -311,17 +311,17 @@ def run_block(mode: Mode, block: str, rep: int, runner: Runner, svc, args, rotat
                 mode.problems.append(f"{fleet.name} rotate: {rec['agent_restarts']} stand-in agent restart(s) "
                                      f"for {n} hosts")
     elif block == "baseline":
-        inv = fleet.inventory(svc, "base", rep)
+        inv = fleet.inventory(svc, "base", rep, args.settings)
         mode.add(runner.playbook(fleet, "baseline", BASELINE, inv), "all")
         if "baseline_rerun" not in skip:
             mode.add(runner.playbook(fleet, "baseline_rerun", BASELINE, inv), "none")
     elif block == "ping":
-        mode.ping_inventory = mode.ping_inventory or fleet.inventory(svc, "ping", None)
+        mode.ping_inventory = mode.ping_inventory or fleet.inventory(svc, "ping", None, args.settings)
         mode.add(runner.playbook(fleet, "ping", PING, mode.ping_inventory))
     elif block == "keygen":
-        mode.add(runner.keygen(fleet, n))
+        mode.add(runner.keygen(fleet, n, args.key_size))
     elif block == "micro":
-        mode.ping_inventory = mode.ping_inventory or fleet.inventory(svc, "ping", None)
+        mode.ping_inventory = mode.ping_inventory or fleet.inventory(svc, "ping", None, args.settings)
         for kind in tables.MICRO:
             mode.add(runner.playbook(fleet, f"micro_{kind}", BENCH / "playbooks" / f"micro_{kind}.yml",
                                      mode.ping_inventory))
@@ -329,15 +329,15 @@ def run_block(mode: Mode, block: str, rep: int, runner: Runner, svc, args, rotat
 
 
 # --------------------------------------------------------------------------- module alone
-def measure_module_alone(fleet, svc, scratch: Path, k: int, profile: bool = False) -> dict:
+def measure_module_alone(fleet, svc, scratch: Path, k: int, key_size: int, profile: bool = False) -> dict:
     """Run the module k times on fresh dirs (create) and k times again (unchanged), each call in
     a fresh process of the device's Python without Ansible (bench/module_alone.py), sequentially."""
     import module_alone
 
     python, ansible_path = fleet.python, fleet.ansible_path(scratch)
     base = scratch / f"module-alone-{fleet.name}"
-    args = [{"path": str(base / f"dev{i:03d}" / ".mtls"), "api_url": svc.api_url, "ca_path": str(svc.ca_path)}
-            for i in range(1, k + 1)]
+    args = [{"path": str(base / f"dev{i:03d}" / ".mtls"), "api_url": svc.api_url, "ca_path": str(svc.ca_path),
+             "key_size": key_size} for i in range(1, k + 1)]
     import ansible.modules.ping  # noqa: PLC0415
 
     def call(a, **kw):
@@ -354,7 +354,7 @@ def measure_module_alone(fleet, svc, scratch: Path, k: int, profile: bool = Fals
     if bad:
         res["problems"] = bad
     if profile:
-        a = {"path": str(base / "profiled" / ".mtls"), "api_url": svc.api_url, "ca_path": str(svc.ca_path)}
+        a = {**args[0], "path": str(base / "profiled" / ".mtls")}
         res["profile"] = {}
         for name in ("create", "unchanged"):
             prof = scratch / "logs" / f"module-{fleet.name}-{name}.prof"
@@ -399,6 +399,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "micro (opt-in: the cost of one skipped task, one set_fact, one module task per host)")
     p.add_argument("--skip", default="", type=lambda s: [x for x in s.split(",") if x],
                    help=f"comma list of runs to leave out of their block: {', '.join(SKIPPABLE)}")
+    p.add_argument("--key-size", type=int, default=4096,
+                   help="RSA key size of every run (default 4096, what the targets are for; the smoke test uses 2048)")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for every ansible-playbook run (experiments, e.g. ANSIBLE_PIPELINING=1)")
     p.add_argument("--tasks", action="store_true", help="print the per-task breakdown of the median runs")
@@ -417,6 +419,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--hosts, --repeat and --forks must be >= 1")
     if set(args.skip) - set(SKIPPABLE):
         p.error(f"--skip: unknown runs {sorted(set(args.skip) - set(SKIPPABLE))}")
+    # Inventory settings beyond the fleet's shape: only what differs from the role's defaults.
+    args.settings = {"mtls_key_size": args.key_size} if args.key_size != 4096 else {}
     args.blocks = {b.strip() for b in args.only.split(",") if b.strip()}
     if args.blocks - {*BLOCKS, "module"}:
         p.error(f"unknown --only blocks: {sorted(args.blocks - {*BLOCKS, 'module'})}")
@@ -474,7 +478,8 @@ def main(argv: list[str] | None = None) -> int:
                     run_block(modes[name], block, rep, runner, svc, args, rotate_vars)
         if "module" in args.blocks:
             for mode in modes.values():
-                mode.module_alone = measure_module_alone(mode.fleet, svc, scratch, min(n, 10), args.profile)
+                mode.module_alone = measure_module_alone(mode.fleet, svc, scratch, min(n, 10), args.key_size,
+                                                         args.profile)
                 mode.problems.extend(f"{mode.fleet.name} module alone: {c}"
                                      for c in mode.module_alone.get("problems", []))
     finally:
@@ -487,7 +492,8 @@ def main(argv: list[str] | None = None) -> int:
 
     head = {"started": started.isoformat(timespec="seconds"), "hosts": n, "forks": args.forks,
             "repeat": args.repeat, "cores": len(os.sched_getaffinity(0)), "extra_env": args.env,
-            "skipped_runs": args.skip, "versions": versions, "service_registrations": registrations}
+            "key_size": args.key_size, "skipped_runs": args.skip, "versions": versions,
+            "service_registrations": registrations}
     results = [_mode_result(mode, head) for mode in modes.values()]
     for result in results:
         tables.print_result(result, args.tasks)

@@ -247,13 +247,14 @@ class SshFleet:
                 "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes"]
 
     # ----------------------------------------------------------------- what fleet.py uses
-    def inventory(self, svc, kind: str, rep: int | None) -> Inventory:
+    def inventory(self, svc, kind: str, rep: int | None, settings: dict) -> Inventory:
         """The same devices for every run; a first run (ours, base) gets them without ~/.mtls."""
         if kind in ("ours", "base"):
             self.reset_identities()
         connection, hosts = self.inventory_vars()
         base = self.root / (kind if rep is None else f"{kind}-{rep}")
-        return write_inventory(base / "inventory.yml", svc, self.device_readable(svc.ca_path), connection, hosts)
+        return write_inventory(base / "inventory.yml", svc, self.device_readable(svc.ca_path), connection, hosts,
+                               settings)
 
     @staticmethod
     def ansible_path(scratch: Path) -> str:

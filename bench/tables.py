@@ -139,7 +139,9 @@ def print_table(summary: dict, runs: dict[str, list[dict]], head: dict) -> None:
     n, cores = head["hosts"], head["cores"]
     print()
     print(f"fleet-mtls benchmark ({head.get('connection', 'local')}): N={n} hosts, forks={head['forks']}, "
-          f"cores={cores}, repeat={head['repeat']}")
+          f"cores={cores}, repeat={head['repeat']}, RSA-{head.get('key_size', 4096)}")
+    if head.get("key_size", 4096) != 4096:
+        print("  (the targets are for RSA-4096: these ratios are not the targets' figures)")
     print(f"{'run':<16}{'median s':>10}{'min s':>9}{'max s':>9}{'cpu s':>9}{'device s':>10}{'svc cpu s':>10}"
           f"{'ms/host':>10}")
     for k in (*RUN_ORDER, "keygen", *(f"micro_{kind}" for kind in MICRO)):
@@ -218,11 +220,13 @@ def _print_blackout(b: dict) -> None:
 
 def _print_obstacles(summary: dict, runs: dict[str, list[dict]], n: int) -> None:
     """Where a target is missed, the tasks of the run in question that cost the most."""
-    shown = set()
+    shown: set[str] = set()
+    printed = False
     for name, _op, _target, label in TARGETS:
         goal = summary["targets"].get(name) if summary.get("targets") else None
         if not goal or goal["met"] is not False or not runs.get(label):
             continue
+        printed = True
         print(f"{name} missed ({goal['value']:.2f}, target {goal['target']}): what stands in the way, "
               f"the costliest tasks of the median {label} run:")
         if label in shown:
@@ -236,7 +240,9 @@ def _print_obstacles(summary: dict, runs: dict[str, list[dict]], n: int) -> None
               "(bench/fleet.py --only module --profile splits a call into imports, keygen, HTTP, signing):")
         rec = median_run(runs["provision"])
         _print_tasks(rec, n, only=lambda t: t.get("action", "").endswith(("mtls_identity", "mtls_check")))
-    print()
+        printed = True
+    if printed:
+        print()
 
 
 def median_run(recs: list[dict]) -> dict:
