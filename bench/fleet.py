@@ -401,6 +401,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help=f"comma list of runs to leave out of their block: {', '.join(SKIPPABLE)}")
     p.add_argument("--key-size", type=int, default=4096,
                    help="RSA key size of every run (default 4096, what the targets are for; the smoke test uses 2048)")
+    p.add_argument("--module-calls", type=int, default=0, metavar="K",
+                   help="calls of the module alone, each create and unchanged (default min(N, 10))")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for every ansible-playbook run (experiments, e.g. ANSIBLE_PIPELINING=1)")
     p.add_argument("--tasks", action="store_true", help="print the per-task breakdown of the median runs")
@@ -478,8 +480,8 @@ def main(argv: list[str] | None = None) -> int:
                     run_block(modes[name], block, rep, runner, svc, args, rotate_vars)
         if "module" in args.blocks:
             for mode in modes.values():
-                mode.module_alone = measure_module_alone(mode.fleet, svc, scratch, min(n, 10), args.key_size,
-                                                         args.profile)
+                calls = args.module_calls or min(n, 10)
+                mode.module_alone = measure_module_alone(mode.fleet, svc, scratch, calls, args.key_size, args.profile)
                 mode.problems.extend(f"{mode.fleet.name} module alone: {c}"
                                      for c in mode.module_alone.get("problems", []))
     finally:

@@ -19,7 +19,8 @@ run pays its own connection set-up, as an operator's separate run does, and its 
 counted. The controller side is ansible-playbook's process tree (RUSAGE_CHILDREN) plus the
 detached ssh masters (read from /proc before they are closed); the device side is what the
 device users' processes used (their ssh sessions, with the shells and modules they reaped),
-read before the connections close (sshd does not reap the sessions itself).
+read before the connections close (their CPU never reaches sshd's own accounting: the
+privileged monitor of a connection exits without waiting for its session).
 """
 from __future__ import annotations
 
@@ -51,9 +52,12 @@ def unavailable() -> str | None:
     """Why the SSH fleet cannot run here (None when it can)."""
     if os.geteuid() != 0:
         return "needs root (it creates one local user per device and runs a private sshd)"
-    for tool in (SSHD, SFTP_SERVER, shutil.which("useradd"), shutil.which("ssh"), shutil.which("ssh-keygen")):
-        if not tool or not os.access(tool, os.X_OK):
-            return f"{tool or 'useradd/ssh/ssh-keygen'} is not installed (apt-get install openssh-server)"
+    tools = ((SSHD, "openssh-server"), (SFTP_SERVER, "openssh-sftp-server"), ("useradd", "passwd"),
+             ("userdel", "passwd"), ("ssh", "openssh-client"), ("ssh-keygen", "openssh-client"))
+    for tool, package in tools:
+        path = tool if tool.startswith("/") else shutil.which(tool)
+        if not path or not os.access(path, os.X_OK):
+            return f"needs {tool} (apt-get install {package})"
     return None
 
 
