@@ -300,7 +300,7 @@ class SshFleet:
         return copy
 
     def host_dirs(self) -> list[Path]:
-        return [self.homes[u] for u in self.users]
+        return [self.homes[u] for u in self.users if u in self.homes]
 
     def reset_identities(self) -> None:
         """Fresh devices for a first run: no ~/.mtls (the agents' pid files stay in the homes)."""
