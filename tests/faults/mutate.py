@@ -182,17 +182,55 @@ MUTATIONS = {
     "follow-links": (
         "symlinks refused for the directory, key and certificate",
         [
-            ("module_utils/fleet_mtls/fsutil.py", "if stat.S_ISLNK(st.st_mode):", "if False:"),
             (
-                "module_utils/fleet_mtls/fsutil.py",
-                "os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW",
-                "os.O_RDONLY | os.O_DIRECTORY",
+                "module_utils/fleet_mtls/safepath.py",
+                "flags = (os.O_RDONLY if last else _O_SEARCH) | os.O_DIRECTORY | os.O_NOFOLLOW | _O_CLOEXEC",
+                "flags = (os.O_RDONLY if last else _O_SEARCH) | os.O_DIRECTORY | _O_CLOEXEC",
             ),
             ("module_utils/fleet_mtls/fsutil.py", "flags | os.O_NOFOLLOW | os.O_NONBLOCK", "flags | os.O_NONBLOCK"),
         ],
         [
             F + "test_device_state.py::test_symlinked_file_refused",
             F + "test_device_state.py::test_symlinked_directory_refused",
+        ],
+    ),
+    "follow-links-above": (
+        "a symlink at any depth above the identity directory is refused (openat + O_NOFOLLOW)",
+        [
+            (
+                "module_utils/fleet_mtls/safepath.py",
+                "flags = (os.O_RDONLY if last else _O_SEARCH) | os.O_DIRECTORY | os.O_NOFOLLOW | _O_CLOEXEC",
+                "flags = (os.O_RDONLY if last else _O_SEARCH) | os.O_DIRECTORY | _O_CLOEXEC",
+            ),
+        ],
+        [
+            F + "test_hostile_paths.py::test_symlink_above_the_directory_does_not_hand_roots_key_to_the_agent",
+            "tests/unit/test_safepath.py::test_a_symlink_at_any_depth_is_refused_and_named",
+        ],
+    ),
+    "trust-writable-parents": (
+        "a directory on the path writable by others (no sticky bit) is refused",
+        [("module_utils/fleet_mtls/safepath.py", "writers = _foreign_writers(st, fd, self.uid)", "writers = None")],
+        [
+            "tests/unit/test_safepath.py::test_world_writable_parent_without_sticky_bit_is_refused",
+            "tests/unit/test_safepath.py::test_group_writable_by_a_group_with_another_member_is_refused",
+        ],
+    ),
+    "chown-roots-files": (
+        "root's entries are never handed to another owner",
+        [("module_utils/fleet_mtls/fsutil.py", "        if st.st_uid != self.uid:\n            if st.st_uid == 0:",
+          "        if st.st_uid != self.uid and st.st_uid != 0:\n            if st.st_uid == 0:")],
+        [
+            F + "test_device_state.py::test_root_owned_identity_is_not_handed_to_another_owner",
+            "tests/unit/test_safepath.py::test_root_owned_entries_are_not_handed_to_another_owner",
+        ],
+    ),
+    "chmod-through-links": (
+        "a file with more than one link is never chmod-ed",
+        [("module_utils/fleet_mtls/fsutil.py", "if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:", "if False:")],
+        [
+            F + "test_hostile_paths.py::test_hard_linked_identity_file_is_never_chmod_ed",
+            "tests/unit/test_safepath.py::test_a_hard_linked_file_is_never_chmod_ed",
         ],
     ),
     "chmod-after-write": (
@@ -217,8 +255,11 @@ MUTATIONS = {
     ),
     "untrusted-owner": (
         "a directory owned by another user is refused",
-        [("module_utils/fleet_mtls/fsutil.py", "if st.st_uid not in trusted:", "if False:")],
-        [F + "test_device_state.py::test_directory_owned_by_another_user_refused"],
+        [("module_utils/fleet_mtls/safepath.py", "if st.st_uid not in (0, self.uid):", "if False:")],
+        [
+            F + "test_device_state.py::test_directory_owned_by_another_user_refused",
+            "tests/unit/test_safepath.py::test_a_directory_of_another_user_on_the_path_is_refused",
+        ],
     ),
 }
 
