@@ -14,9 +14,9 @@ description:
     confirmed removes the files the bundle manages from the directory, then the directory when
     nothing else is left in it.
   - The server confirmed when it answered 2xx, or 404/410 with the registry's own "unknown ID"
-    answer (C({"statusCode": 404, "message": "unknown ID <id>"}), C({"statusCode": 410,
-    "message": "ID <id> was already decommissioned"})). Any other answer - API down, 5xx after
-    the retries, a wrong token (403), a 404 of a mistyped O(endpoint) - fails with the server's
+    answer (statusCode 404 and the message C(unknown ID <id>), or statusCode 410 and
+    C(ID <id> was already decommissioned)). Any other answer - API down, 5xx after the
+    retries, a wrong token (403), a 404 of a mistyped O(endpoint) - fails with the server's
     answer and leaves every file as it was.
   - O(local_only=true) wipes the local identity without asking the server (the registry keeps
     the ID); the result says so.

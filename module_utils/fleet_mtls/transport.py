@@ -148,7 +148,8 @@ def _not_sent(exc):
 
 # OpenSSL's verify codes that mean "the certificate is not valid at this clock's time".
 _CLOCK_CODES = {9: "CERT_NOT_YET_VALID", 10: "CERT_HAS_EXPIRED"}
-_HOSTNAME_MISMATCH = 62
+_HOST_MISMATCH = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+_X509_V_FLAG_NO_CHECK_TIME = 0x200000
 
 
 def _verification_error(exc):
@@ -167,7 +168,7 @@ def tls_failure(exc, now=None):
                 "check the device clock (NTP)" % (
                     "not valid yet" if code == 9 else "expired", now.strftime("%Y-%m-%dT%H:%M:%SZ"),
                     _CLOCK_CODES[code]))
-    if code == _HOSTNAME_MISMATCH:
+    if code in _HOST_MISMATCH:
         return ("the server certificate is for another host name: %s; check api_url, or set %s to "
                 "the CA that signed the right server's certificate" % (reason, setting("ca_path")))
     if error is not None:
@@ -377,11 +378,32 @@ class Transport:
             raise ApiError("%s: request failed (%s)" % (what, type(exc).__name__),
                            endpoint=endpoint, definitive=True) from None
 
+    def _clock_blind_session(self):
+        """A session whose TLS checks the chain and the host name but not the validity dates:
+        the way to read the server's clock when this device's clock is the problem."""
+        _import_requests()
+        from requests.adapters import HTTPAdapter
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, check_hostname
+        context.verify_flags |= _X509_V_FLAG_NO_CHECK_TIME
+
+        class ClockBlind(HTTPAdapter):
+            def init_poolmanager(self, *args, **kwargs):
+                kwargs["ssl_context"] = context
+                return super().init_poolmanager(*args, **kwargs)
+
+        session = requests.Session()
+        session.headers.update(self._headers)
+        session.mount("https://", ClockBlind())
+        return session
+
     def _head_date(self, endpoint):
         """The ``Date`` header of one ``HEAD`` of ``endpoint`` (any status), as an aware
-        datetime, or None. One attempt within the usual deadline: never retried."""
+        datetime, or None. One attempt within the usual deadline: never retried. The server's
+        certificate and host name are verified, its validity dates not (they are judged by the
+        very clock being checked)."""
         what = self._what("HEAD", endpoint)
-        session = self.session
+        session = self.session if self.verify is False else self._clock_blind_session()
         try:
             with _attempt_deadline(self.timeout * ATTEMPT_DEADLINE_FACTOR):
                 resp = self._send(session, "HEAD", endpoint, what)
@@ -394,6 +416,9 @@ class Transport:
                            endpoint=endpoint, definitive=True) from None
         except _Retry as retry:
             raise retry.error from None
+        finally:
+            if session is not self._session:
+                session.close()
         return http_date(value)
 
     def _attempt(self, session, method, endpoint, what, accept=(), **kwargs):
