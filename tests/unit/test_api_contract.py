@@ -187,7 +187,7 @@ FAKETIME = shutil.which("faketime")
 PROBE = textwrap.dedent("""
     import json, sys, datetime
     import ansible.module_utils
-    ansible.module_utils.__path__.append(sys.argv[3] + "/module_utils")
+    ansible.module_utils.__path__.insert(0, sys.argv[3] + "/module_utils")
     from ansible.module_utils.fleet_mtls.api import ProvisioningClient
     from ansible.module_utils.fleet_mtls.errors import ApiError
     client = ProvisioningClient(sys.argv[1], ca_path=sys.argv[2], retries=0, timeout=10)
@@ -206,14 +206,16 @@ PROBE = textwrap.dedent("""
 @pytest.mark.parametrize(("offset", "verdict", "code"), [
     ("+730d", "expired", "CERT_HAS_EXPIRED"), ("-730d", "not valid yet", "CERT_NOT_YET_VALID")])
 def test_a_device_clock_two_years_off_is_named(svc, offset, verdict, code):
-    proc = subprocess.run([FAKETIME, "-f", offset, sys.executable, "-c", PROBE, svc.api_url, str(svc.ca_path), REPO],
+    code = os.environ.get("FLEET_FAULTS_CODE", REPO)  # the mutation tests' copy, when they run it
+    proc = subprocess.run([FAKETIME, "-f", offset, sys.executable, "-c", PROBE, svc.api_url, str(svc.ca_path), code],
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     real = datetime.datetime.now(datetime.timezone.utc)  # noqa: UP017
     device = datetime.datetime.fromisoformat(out["now"])
     assert abs((device - real).days) > 700  # the device's clock really is off...
-    assert abs((datetime.datetime.fromisoformat(out["server_date"]) - real).total_seconds()) < 120  # ...the server's is not
+    server = datetime.datetime.fromisoformat(out["server_date"])
+    assert abs((server - real).total_seconds()) < 120  # ...the server's is not
     assert "the server certificate is %s at this device's current time %s" % (verdict, device.strftime("%Y-%m-%d")) \
         in out["error"], out
     assert code in out["error"] and "check the device clock (NTP)" in out["error"]
