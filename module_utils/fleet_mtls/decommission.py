@@ -62,6 +62,9 @@ def remove_managed(idir, names):
         except IsADirectoryError:
             raise IdentityError("cannot remove %s: it is a directory, not a file the bundle wrote"
                                 % idir.join(name)) from None
+        except OSError as exc:
+            raise IdentityError("cannot remove %s: %s (the server already deleted the ID; removed so "
+                                "far: %s)" % (idir.join(name), exc.strerror, ", ".join(removed) or "nothing")) from None
     idir.fsync()
     return removed
 
@@ -81,6 +84,8 @@ def remove_directory_if_empty(idir, uid, gid):
             return False
         os.rmdir(name, dir_fd=fd)
         return True
+    except OSError:
+        return False  # e.g. no write permission on the parent: the empty directory stays
     finally:
         os.close(fd)
 

@@ -30,6 +30,7 @@ import time
 
 from ansible.module_utils.fleet_mtls.errors import ConfigError, FileSafetyError, LockError
 from ansible.module_utils.fleet_mtls.safepath import open_directory
+from ansible.module_utils.fleet_mtls.safepath import user_name as _owner_name
 
 MAX_FILE_SIZE = 1024 * 1024
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -90,13 +91,6 @@ def expand_path(path):
 
 def mode_str(st_mode):
     return "%04o" % stat.S_IMODE(st_mode)
-
-
-def _owner_name(uid):
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
 
 
 def _group_name(gid):

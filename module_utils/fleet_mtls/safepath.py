@@ -65,8 +65,11 @@ def _uid_of(name):
 
 
 def _has_access_acl(fd):
+    getxattr = getattr(os, "getxattr", None)  # Linux only
+    if getxattr is None:
+        return False
     try:
-        os.getxattr("/proc/self/fd/%d" % fd, "system.posix_acl_access")
+        getxattr("/proc/self/fd/%d" % fd, "system.posix_acl_access")
         return True
     except OSError:
         return False  # none, or no ACL support

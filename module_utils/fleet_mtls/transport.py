@@ -311,13 +311,8 @@ class Transport:
         value = value.strip()
         if value.isdigit():
             return float(value)
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        return max(0.0, when.timestamp() - time.time())
+        when = http_date(value)
+        return None if when is None else max(0.0, when.timestamp() - time.time())
 
     def _request(self, method, endpoint, accept=(), **kwargs):
         """(status, body bytes) of a 2xx answer (or one whose status is in ``accept``); raise
