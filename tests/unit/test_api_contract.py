@@ -207,8 +207,8 @@ PROBE = textwrap.dedent("""
     ("+730d", "expired", "CERT_HAS_EXPIRED"), ("-730d", "not valid yet", "CERT_NOT_YET_VALID")])
 def test_a_device_clock_two_years_off_is_named(svc, offset, verdict, code):
     code_root = os.environ.get("FLEET_FAULTS_CODE", REPO)  # the mutation tests' copy, when they run it
-    proc = subprocess.run([FAKETIME, "-f", offset, sys.executable, "-c", PROBE, svc.api_url, str(svc.ca_path), code_root],
-                          capture_output=True, text=True, timeout=120, check=False)
+    argv = [FAKETIME, "-f", offset, sys.executable, "-c", PROBE, svc.api_url, str(svc.ca_path), code_root]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     real = datetime.datetime.now(datetime.timezone.utc)  # noqa: UP017
