@@ -1,8 +1,6 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # fleet-mtls: give an edge device a cloud-registered mTLS identity.
-# Copyright: fleet-mtls contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -76,9 +74,12 @@ options:
     choices: [multipart, json]
     default: multipart
   id_field:
-    description: Name of the ID field in uploads and enrollments.
+    description:
+      - Name of the ID field in uploads and enrollments.
+      - When not set, the field of O(upload_format) - C(id) for C(multipart) (the installer's
+        form), C(agent_id) for C(json) (the cloud's C({"agent_id", "certificate"}) body);
+        enrollments are multipart and send C(id).
     type: str
-    default: id
   certificate_field:
     description: Name of the certificate field in uploads.
     type: str
@@ -248,7 +249,6 @@ EXAMPLES = r"""
     agent_id: "07048933"
     upload_format: json
     upload_endpoint: /agent/certificate
-    id_field: agent_id
     headers:
       Authorization: "Bearer {{ registry_token }}"
     owner: agent
@@ -259,7 +259,6 @@ EXAMPLES = r"""
     api_url: https://registry.example.com
     upload_format: json
     upload_endpoint: /agent/certificate
-    id_field: agent_id
     headers_file: /etc/fleet/api-headers.json
 
 - name: Enroll through a CSR, trusting a private CA for the API
@@ -387,8 +386,9 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import (
-    DEFAULT_ID_PATTERN,
+    DEFAULTS,
     REQUESTS_IMPORT_ERROR,
+    UPLOAD_FORMATS,
     ProvisioningClient,
 )
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certs import CRYPTOGRAPHY_IMPORT_ERROR
@@ -411,16 +411,18 @@ def argument_spec():
         "owner": {"type": "str"},
         "group": {"type": "str"},
         "api_url": {"type": "str", "required": True},
-        "id_endpoint": {"type": "str", "default": "/generate-orchestrator-id"},
-        "upload_endpoint": {"type": "str", "default": "/upload-orchestrator-certificate"},
-        "enroll_endpoint": {"type": "str", "default": "/orchestrators/enroll"},
-        "upload_format": {"type": "str", "default": "multipart", "choices": ["multipart", "json"]},
-        "id_field": {"type": "str", "default": "id"},
-        "certificate_field": {"type": "str", "default": "certificate"},
+        # The contract's defaults come from api.DEFAULTS (DOCUMENTATION repeats them for
+        # ansible-doc; a unit test keeps the two equal).
+        "id_endpoint": {"type": "str", "default": DEFAULTS["id_endpoint"]},
+        "upload_endpoint": {"type": "str", "default": DEFAULTS["upload_endpoint"]},
+        "enroll_endpoint": {"type": "str", "default": DEFAULTS["enroll_endpoint"]},
+        "upload_format": {"type": "str", "default": DEFAULTS["upload_format"], "choices": list(UPLOAD_FORMATS)},
+        "id_field": {"type": "str"},  # None: the field of upload_format (api.ID_FIELDS)
+        "certificate_field": {"type": "str", "default": DEFAULTS["certificate_field"]},
         "headers": {"type": "dict", "default": {}, "no_log": True},
         "headers_file": {"type": "path"},
         "agent_id": {"type": "raw"},
-        "id_pattern": {"type": "str", "default": DEFAULT_ID_PATTERN},
+        "id_pattern": {"type": "str", "default": DEFAULTS["id_pattern"]},
         "enrollment": {"type": "str", "default": "self_signed", "choices": ["self_signed", "csr"]},
         "key_size": {"type": "int", "default": 4096},
         "subject": {"type": "dict", "options": SUBJECT_OPTIONS, "apply_defaults": True},
@@ -428,9 +430,9 @@ def argument_spec():
         "rotate": {"type": "str", "default": "auto", "choices": ["auto", "always", "never"]},
         "renew_before_days": {"type": "int", "default": 30},
         "ca_path": {"type": "path"},
-        "validate_certs": {"type": "bool", "default": True},
-        "timeout": {"type": "float", "default": 30},
-        "retries": {"type": "int", "default": 3},
+        "validate_certs": {"type": "bool", "default": DEFAULTS["validate_certs"]},
+        "timeout": {"type": "float", "default": DEFAULTS["timeout"]},
+        "retries": {"type": "int", "default": DEFAULTS["retries"]},
         "backup": {"type": "bool", "default": False},
         "agent_config": {"type": "str"},
         "agent_config_name": {"type": "str", "default": "agent-tls.ini"},
