@@ -69,6 +69,8 @@ class ActionModule(ActionBase):
         try:
             headers = self._take_headers(module_args, wrap_async)
             install = self._prepare(module_args, host) if identity else None
+            if self._task._role is not None:
+                module_args["option_names"] = "role"
         except (ConfigError, AnsibleActionFail) as exc:
             return self._preflight_failure(result, host, identity, str(exc))
 
@@ -82,8 +84,9 @@ class ActionModule(ActionBase):
             if not wrap_async:  # async_wrapper removes its directory itself
                 self._cleanup(headers_path)
         result = merge_hash(result, outcome)
-        if identity and isinstance(result.get("status"), dict):
-            status = dict(result["status"], host=host)
+        status = result.get("status") if identity else controller.decommission_status(result)
+        if isinstance(status, dict):
+            status = dict(status, host=host)
             if result.get("failed"):
                 status = controller.failure_status(host, "identity", result.get("msg", ""), status)
             result["status"] = status
@@ -122,8 +125,6 @@ class ActionModule(ActionBase):
         if jitter:
             base = int(module_args.get("renew_before_days", 30))
             module_args["renew_before_days"] = base + controller.jitter_offset(host, jitter)
-        if self._task._role is not None:
-            module_args["option_names"] = "role"
         install = module_args.pop("install_prerequisites", False)
         packages = module_args.pop("prerequisite_packages", None) or []
         return packages if install else None

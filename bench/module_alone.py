@@ -1,7 +1,8 @@
 """The mtls_identity module alone, without Ansible: what one device pays per run.
 
 Usage: python bench/module_alone.py SPEC.json  -> prints one JSON line per call.
-SPEC: {"calls": [{"args": {...}, "profile": "path.prof" | null, "module": "path.py" | null}, ...]}
+SPEC: {"calls": [{"args": {...}, "profile": "path.prof" | null, "module": "path.py" | null,
+                  "python": "/usr/bin/python3" | null, "ansible_path": "dir" | null}, ...]}
 
 Each call runs in a fresh Python process (as AnsiballZ does on a device): interpreter start,
 imports (ansible.module_utils.basic, cryptography, requests), the module's work, exit. The
@@ -91,14 +92,20 @@ def _cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def call(args: dict, profile: str | None = None, module: str | None = None) -> dict:
-    """One module run in a fresh process; module: a module file (default library/mtls_identity.py)."""
+def call(args: dict, profile: str | None = None, module: str | None = None, python: str | None = None,
+         ansible_path: str | None = None) -> dict:
+    """One module run in a fresh process; module: a module file (default library/mtls_identity.py).
+    python: the interpreter (default this one); ansible_path: a directory holding only an
+    `ansible` package, for an interpreter without Ansible (a device's /usr/bin/python3: AnsiballZ
+    brings ansible.module_utils, the device brings cryptography and requests)."""
     module = module or str(REPO / "library" / "mtls_identity.py")
-    cmd = [sys.executable, "-c", CHILD, str(REPO), json.dumps(args), module]
+    cmd = [python or sys.executable, "-c", CHILD, str(REPO), json.dumps(args), module]
     if profile:
         cmd.append(profile)
     cpu0, t0 = _cpu(), time.perf_counter()
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    if ansible_path:
+        env["PYTHONPATH"] = ansible_path
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
     wall, cpu = time.perf_counter() - t0, _cpu() - cpu0
     result = {}
@@ -126,7 +133,8 @@ def call(args: dict, profile: str | None = None, module: str | None = None) -> d
 def main() -> int:
     spec = json.loads(Path(sys.argv[1]).read_text())
     for c in spec["calls"]:
-        print(json.dumps(call(c["args"], c.get("profile"), c.get("module"))), flush=True)
+        print(json.dumps(call(c["args"], c.get("profile"), c.get("module"), c.get("python"), c.get("ansible_path"))),
+              flush=True)
     return 0
 
 

@@ -6,32 +6,60 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: mtls_deregister
-short_description: Delete a device's agent ID from the provisioning API's registry
+short_description: Decommission a device - delete its agent ID on the server, then its local identity
 description:
-  - Sends C(DELETE {api_url}{endpoint}) with C({id}) replaced by O(agent_id), so the cloud
-    stops accepting the device's certificate. Used by the role's decommission entry point.
-  - A C(404) or C(410) answer means the ID is already gone (not a failure, not a change).
-    Retries like M(mtls_identity) on connection errors, timeouts, 429 and 5xx.
+  - Does the whole job on the device in one call. Reads the identity in O(path) (the agent ID
+    is the certificate's CN), refuses unless O(confirm) is that ID or C(all), sends
+    C(DELETE {api_url}{endpoint}) with C({id}) replaced by the ID, and only when the server
+    confirmed removes the files the bundle manages from the directory, then the directory when
+    nothing else is left in it.
+  - The server confirmed when it answered 2xx, or 404/410 with the registry's own "unknown ID"
+    answer (statusCode 404 and the message C(unknown ID <id>), or statusCode 410 and
+    C(ID <id> was already decommissioned)). Any other answer - API down, 5xx after the
+    retries, a wrong token (403), a 404 of a mistyped O(endpoint) - fails with the server's
+    answer and leaves every file as it was.
+  - O(local_only=true) wipes the local identity without asking the server (the registry keeps
+    the ID); the result says so.
+  - Removed - C(client.key), C(client.crt), their backups C(client.key.*.bak) and
+    C(client.crt.*.bak), the journal C(.mtls-pending.json), staged C(.<name>.new) files,
+    C(agent-tls.ini), C(agent.env), C(api-ca.crt), C(server-ca.crt). Nothing else is touched.
+    The directory is opened component by component from C(/) as M(mtls_identity) does (no
+    symbolic link at any depth); files are unlinked through its descriptor, never through a link.
   - Its action plugin keeps O(headers) (the bearer token) off the module's arguments, as for
     M(mtls_identity), so not even C(ANSIBLE_DEBUG=1) prints them.
 version_added: "1.0.0"
 author: fleet-mtls contributors
 requirements:
   - python >= 3.9
+  - cryptography >= 3.3
   - requests
 options:
+  path:
+    description:
+      - The identity directory. Default - C(~/.mtls) of O(owner) (home from the password database).
+    type: path
+  owner:
+    description: The agent's user (owner of the identity). Default - the user the module runs as.
+    type: str
+  confirm:
+    description:
+      - Must be the device's agent ID (the certificate's CN), or C(all) to decommission whatever
+        identity the device holds. Nothing is deleted otherwise.
+    type: str
+    required: true
+  local_only:
+    description:
+      - Remove the local identity without deleting the ID on the server (the registry keeps it).
+    type: bool
+    default: false
   api_url:
-    description: Base URL of the provisioning API (C(https://) only).
+    description: Base URL of the provisioning API (C(https://) only). Required unless O(local_only=true).
     type: str
-    required: true
   endpoint:
-    description: Deletion path, C({id}) replaced by O(agent_id), for example C(/orchestrators/{id}).
+    description:
+      - Deletion path, C({id}) replaced by the agent ID, for example C(/orchestrators/{id}).
+        Required unless O(local_only=true).
     type: str
-    required: true
-  agent_id:
-    description: The agent ID to delete (matched against O(id_pattern)).
-    type: str
-    required: true
   id_pattern:
     description: Regular expression a valid agent ID matches in full.
     type: str
@@ -50,6 +78,12 @@ options:
   ca_path:
     description: CA bundle (on the device) that signs the API's server certificate.
     type: path
+  ca_in_dir:
+    description:
+      - Verify the API with C(api-ca.crt) in the identity directory (the copy the role makes of
+        C(mtls_api_ca_src)) instead of O(ca_path).
+    type: bool
+    default: false
   validate_certs:
     description: Verify the API's certificate. C(false) is warned about.
     type: bool
@@ -62,99 +96,189 @@ options:
     description: Retries after connection errors, timeouts, HTTP 429 and 5xx.
     type: int
     default: 3
+  option_names:
+    description: C(role) makes messages name the role's variables instead of these options (the action plugin sets it for the role).
+    type: str
+    choices: [module, role]
+    default: module
 attributes:
   check_mode:
-    description: Sends nothing; reports that the ID would be deleted.
+    description: Sends nothing and removes nothing; reports the action and the files it would remove.
     support: full
   diff_mode:
     description: No diff.
     support: none
   platform:
-    description: Any host with Python and requests.
+    description: POSIX hosts with Python, cryptography and requests.
     platforms: posix
 seealso:
   - module: mtls_identity
 """
 
 EXAMPLES = r"""
-- name: Delete the agent ID on the server
+- name: Decommission this device (its ID is 07048933)
   mtls_deregister:
     api_url: https://api.example.com
     endpoint: /orchestrators/{id}
-    agent_id: "07048933"
+    confirm: "07048933"
+    owner: agent
     headers:
       Authorization: "Bearer {{ registry_token }}"
+
+- name: Wipe the local identity only (the registry keeps the ID)
+  mtls_deregister:
+    confirm: all
+    local_only: true
 """
 
 RETURN = r"""
-status:
-  description: HTTP status of the answer (null in check mode).
+action:
+  description:
+    - C(decommissioned) (the server deleted the ID, or no longer knew it, and the files were
+      removed), C(removed locally) (O(local_only=true)), C(absent) (no identity directory,
+      O(confirm=all)), C(refused) or C(failed) (with C(failed=true); nothing was removed).
+  returned: always
+  type: str
+  sample: decommissioned
+agent_id:
+  description: The device's agent ID (the certificate's CN); null when none is readable.
+  returned: always
+  type: str
+  sample: "07048933"
+http_status:
+  description: HTTP status of the server's answer to the deletion (null when none was sent).
   returned: always
   type: int
-  sample: 204
+  sample: 200
 deleted:
   description: Whether the server deleted the ID on this run (false when it was already gone).
   returned: always
   type: bool
   sample: true
+removed:
+  description: Names of the files removed from the directory (would be removed, in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample: [agent-tls.ini, client.crt, client.key]
+directory_removed:
+  description: Whether the directory itself was removed (nothing else was left in it).
+  returned: always
+  type: bool
+  sample: true
+path:
+  description: The identity directory.
+  returned: always
+  type: str
+  sample: /home/agent/.mtls
+reason:
+  description: What happened, for humans.
+  returned: success
+  type: str
+  sample: the server deleted 07048933
 """
 
+import os
+import pwd
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import names
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import (
-    DEFAULT_ID_PATTERN,
+    DEFAULTS,
     REQUESTS_IMPORT_ERROR,
     ProvisioningClient,
 )
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError, fail_when_missing
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certs import CRYPTOGRAPHY_IMPORT_ERROR
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import (
+    ConfigError,
+    IdentityError,
+    fail_when_missing,
+)
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import merge_headers, read_headers_file
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import API_CA
+
+
+def argument_spec():
+    return {
+        "path": {"type": "path"},
+        "owner": {"type": "str"},
+        "confirm": {"type": "str", "required": True},
+        "local_only": {"type": "bool", "default": False},
+        "api_url": {"type": "str"},
+        "endpoint": {"type": "str"},
+        "id_pattern": {"type": "str", "default": DEFAULTS["id_pattern"]},
+        "headers": {"type": "dict", "default": {}, "no_log": True},
+        "headers_file": {"type": "path"},
+        "ca_path": {"type": "path"},
+        "ca_in_dir": {"type": "bool", "default": False},
+        "validate_certs": {"type": "bool", "default": DEFAULTS["validate_certs"]},
+        "timeout": {"type": "float", "default": DEFAULTS["timeout"]},
+        "retries": {"type": "int", "default": DEFAULTS["retries"]},
+        "option_names": {"type": "str", "default": "module", "choices": ["module", "role"]},
+    }
+
+
+def identity_path(path, uid):
+    """``path`` with ``~`` meaning the owner's home (password database); ~owner/.mtls when unset."""
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import expand_path
+
+    path = path or "~/.mtls"
+    if path == "~" or path.startswith("~/"):
+        try:
+            home = pwd.getpwuid(uid).pw_dir
+        except KeyError:
+            raise ConfigError("owner %d has no home directory in the password database: set %s"
+                              % (uid, names.setting("path"))) from None
+        path = home + path[1:]
+    return expand_path(path)
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            "api_url": {"type": "str", "required": True},
-            "endpoint": {"type": "str", "required": True},
-            "agent_id": {"type": "str", "required": True},
-            "id_pattern": {"type": "str", "default": DEFAULT_ID_PATTERN},
-            "headers": {"type": "dict", "default": {}, "no_log": True},
-            "headers_file": {"type": "path"},
-            "ca_path": {"type": "path"},
-            "validate_certs": {"type": "bool", "default": True},
-            "timeout": {"type": "float", "default": 30},
-            "retries": {"type": "int", "default": 3},
-        },
-        supports_check_mode=True,
-    )
-    fail_when_missing(module, ("requests", REQUESTS_IMPORT_ERROR))
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           required_if=[("local_only", False, ("api_url", "endpoint"))])
+    fail_when_missing(module, ("cryptography", CRYPTOGRAPHY_IMPORT_ERROR), ("requests", REQUESTS_IMPORT_ERROR))
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.decommission import Refused, decommission
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import resolve_owner
+
     p = module.params
-    if not p["validate_certs"]:
+    names.use_role_names(p["option_names"] == "role")
+    if not p["validate_certs"] and not p["local_only"]:
         module.warn("validate_certs is false: the API server is not authenticated")
-    error = None
-    try:
+    clients = []
+
+    def delete(agent_id, path, check=False):
         headers = p["headers"]
         if p["headers_file"]:
             file_headers = read_headers_file(p["headers_file"])
             module.no_log_values.update(v for v in file_headers.values() if len(v) >= 4)
             headers = merge_headers(headers, file_headers)
-        client = ProvisioningClient(p["api_url"], headers=headers, ca_path=p["ca_path"],
+        ca_path = os.path.join(path, API_CA) if p["ca_in_dir"] else p["ca_path"]
+        client = ProvisioningClient(p["api_url"], headers=headers, ca_path=ca_path,
                                     validate_certs=p["validate_certs"], timeout=p["timeout"],
                                     retries=p["retries"], id_pattern=p["id_pattern"])
-        try:
-            if module.check_mode:
-                client.deletion_path(p["agent_id"], p["endpoint"])
-                status, deleted = None, True
-            else:
-                status, deleted = client.delete_agent(p["agent_id"], p["endpoint"])
-        finally:
-            client.close()
+        clients.append(client)
+        if check:
+            client.deletion_path(agent_id, p["endpoint"])
+            return None, True
+        return client.delete_agent(agent_id, p["endpoint"])
+
+    error, result = None, {"path": p["path"], "agent_id": None}
+    try:
+        uid, gid = resolve_owner(p["owner"])
+        decommission(identity_path(p["path"], uid), uid, gid, p["confirm"], p["local_only"], delete,
+                     check_mode=module.check_mode, id_pattern=p["id_pattern"], result=result)
     except IdentityError as exc:
         error = exc
+    finally:
+        for client in clients:
+            client.close()
     if error is not None:
         # Outside the except block: ansible-core would otherwise attach a traceback.
-        module.fail_json(msg=error.msg, status=getattr(error, "status", None))
-    module.exit_json(changed=deleted, status=status, deleted=deleted and not module.check_mode)
+        module.fail_json(msg=error.msg, action="refused" if isinstance(error, Refused) else "failed",
+                         http_status=getattr(error, "status", None), removed=[], deleted=False,
+                         agent_id=result["agent_id"], path=result["path"])
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -62,3 +62,21 @@ def svc(shared_service):
     shared_service.clear_faults()
     yield shared_service
     shared_service.clear_faults()
+
+
+# ---- throw-away accounts (tests about who may write a directory) ----
+@pytest.fixture
+def accounts():
+    """Create real users and groups for one test (``accounts.user()``, ``accounts.group()``),
+    removed at teardown; skips the test when not root."""
+    import os
+
+    from tests.accounts import Accounts
+
+    if os.geteuid() != 0:
+        pytest.skip("creating users needs root")
+    made = Accounts()
+    try:
+        yield made
+    finally:
+        made.remove()

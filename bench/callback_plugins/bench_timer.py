@@ -14,6 +14,9 @@ description:
     linear strategy a task runs on all hosts before the next starts, so this is the task's
     cost on a local fleet (at each task start the callback waits up to 0.5 s for the previous
     task's workers to exit, so their CPU is charged to their own task).
+  - With C(BENCH_DEVICE_UIDS), a comma list of uids (the SSH fleet's device users), the CPU of
+    those users' processes (their ssh sessions, shells and modules, with what they reaped) is
+    added to each task's cpu_s, because over SSH the modules do not run under the controller.
   - Records only names, times and counts; never results, arguments or variables.
 requirements:
   - enabled in callbacks_enabled and found on callback_plugins
@@ -26,6 +29,8 @@ import time
 
 from ansible.plugins.callback import CallbackBase
 
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
 
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
@@ -36,16 +41,32 @@ class CallbackModule(CallbackBase):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._t0 = time.perf_counter()
+        self._device_uids = frozenset(int(u) for u in os.environ.get("BENCH_DEVICE_UIDS", "").split(",") if u)
         self._tasks = []  # ordered list of task records
         self._by_uuid = {}
         self._starts = {}  # (task uuid, host) -> start time
         self._cpu_task = None  # the task the CPU since _cpu_mark is charged to
         self._cpu_mark = self._cpu()
 
-    @staticmethod
-    def _cpu():
+    def _cpu(self):
         t = os.times()
-        return t.user + t.system + t.children_user + t.children_system
+        return t.user + t.system + t.children_user + t.children_system + self._device_cpu()
+
+    def _device_cpu(self):
+        """user+sys of the device users' processes, with their reaped children's."""
+        total = 0
+        for entry in os.listdir("/proc") if self._device_uids else ():
+            if not entry.isdigit():
+                continue
+            try:
+                if os.stat("/proc/" + entry).st_uid not in self._device_uids:
+                    continue
+                with open("/proc/%s/stat" % entry) as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # the process ended meanwhile
+            total += sum(int(x) for x in fields[11:15])
+        return total / _CLK_TCK
 
     def _charge_cpu(self, next_rec):
         # Wait for the previous task's workers to exit (they send their result just before) so
@@ -54,7 +75,8 @@ class CallbackModule(CallbackBase):
             proc.join(0.5)
         now = self._cpu()
         if self._cpu_task is not None:
-            self._cpu_task["cpu_s"] += now - self._cpu_mark
+            # A device session that ended takes its CPU out of the sum: never a negative charge.
+            self._cpu_task["cpu_s"] += max(0.0, now - self._cpu_mark)
         self._cpu_task, self._cpu_mark = next_rec, now
 
     def _now(self):

@@ -1,84 +1,76 @@
 # -*- coding: utf-8 -*-
-"""Client of the provisioning API: the one place that knows the contract.
+"""The provisioning API contract: the one place that knows it.
 
-Contract (see the project README):
-- ``GET {api_url}{id_endpoint}`` -> ``{"statusCode": 200, "data": {"id": "<id>", ...}}``
-- ``POST {api_url}{upload_endpoint}``: multipart (file field ``certificate_field``, form field
-  ``id_field``) or JSON ``{id_field: id, certificate_field: pem}``; 2xx JSON answer.
-- ``POST {api_url}{enroll_endpoint}``: multipart (file field ``csr``, form field ``id_field``)
-  -> ``{"data": {"certificate": "<PEM>", "id": "<id>"}}``.
+Every default of the contract is in ``DEFAULTS``; the modules' argument specs take theirs from
+it (a unit test compares their DOCUMENTATION with it). The ID field of an upload follows its
+format unless ``id_field`` says otherwise: ``ID_FIELDS``.
 
-Retries (exponential backoff, full jitter, Retry-After honoured up to a cap) on connection
-errors, timeouts, 429 and 5xx; never on other answers. Answers are streamed and refused above
-1 MiB. Errors name the endpoint, the status and the server's reason, sanitized and truncated;
-request headers are never echoed. Each error says whether it is definitive (the server surely
-did not act) or ambiguous (it may have).
+==========  ==============================================  ===========================================
+call        request                                         success: HTTP 2xx and exactly this JSON
+==========  ==============================================  ===========================================
+reserve ID  GET {id_endpoint}                               {"statusCode": 2xx, "data": {"id": ID, ...}}
+upload      POST {upload_endpoint}, multipart: file         {"statusCode": 2xx, "data": {...}}, data.id
+(multipart) ``certificate_field``, field ``id_field`` (id)  (or data[id_field]) equal to ID when present
+upload      POST {upload_endpoint}, JSON                    the real cloud's {"message": str, "agent_id":
+(json)      {id_field (agent_id): ID, certificate_field:    ID} (no envelope), or the envelope above
+            PEM}
+enroll      POST {enroll_endpoint}, multipart: file         {"statusCode": 2xx, "data": {"certificate":
+            ``csr``, field ``id_field`` (id)                PEM, ...}}, data.id equal to ID when present
+delete      DELETE {endpoint}, ``{id}`` replaced by ID      any 2xx. "Unknown ID" (``UNKNOWN_ID``): 404
+                                                            {"statusCode": 404, "message": "unknown ID
+                                                            ID..."}, 410 {"statusCode": 410, "message":
+                                                            "ID ID was [already] decommissioned"}
+==========  ==============================================  ===========================================
+
+A 2xx answer of any other shape (``{"statusCode": "500"}``, ``{"status": "error"}``,
+``{"error": ...}``, ``{}``, another ID) is an ambiguous failure: the server may have acted, so
+the identity engine rolls back or journals. A 404 or 410 to a deletion that is not the
+registry's "unknown ID" answer (a mistyped endpoint, another application's ``Not Found``) is
+a failure: nothing says the ID is gone.
+
+The HTTP plumbing (retries, deadlines, bounded answers, TLS failure reasons) is ``transport``.
 """
 from __future__ import annotations
 
-import contextlib
-import email.utils
-import importlib.util
 import json
-import os
-import random
 import re
-import signal
-import threading
-import time
-from urllib.parse import urlsplit, urlunsplit
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, ConfigError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.transport import (  # noqa: F401 - re-exported for the modules
+    HAS_REQUESTS,
+    MAX_BODY,
+    REASON_MAX,
+    REQUESTS_IMPORT_ERROR,
+    Transport,
+    _shown,
+    display_url,
+    sanitize_reason,
+)
 
-# requests is imported when the first request is made: importing it costs more than the whole
-# of an unchanged re-run (~100-200 ms on small devices), which makes no request at all.
-HAS_REQUESTS = importlib.util.find_spec("requests") is not None
-REQUESTS_IMPORT_ERROR = None if HAS_REQUESTS else ImportError("No module named 'requests'")
-requests = None
-NewConnectionError = ()
-
-MAX_BODY = 1024 * 1024
-REASON_MAX = 200
 DEFAULT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 # Whatever id_pattern says, an ID becomes a file name and a certificate CN on the server:
 # only plain ASCII names are ever accepted.
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-USER_AGENT = "fleet-mtls"
-# requests' timeout bounds each socket read, not an answer: a server trickling one byte per
-# read would hold the run forever. Each attempt gets this many `timeout`s in total.
-ATTEMPT_DEADLINE_FACTOR = 3
 
-
-class _DeadlineExpired(Exception):
-    pass
-
-
-class _Retry(Exception):
-    """A retryable failure of one attempt (connection, timeout, 429, 5xx)."""
-
-    def __init__(self, error, retry_after=None):
-        super().__init__(error.msg)
-        self.error = error
-        self.retry_after = retry_after
-
-
-@contextlib.contextmanager
-def _attempt_deadline(seconds):
-    """Interrupt a blocking read after ``seconds`` (SIGALRM; modules run in the main thread)."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
-        yield
-        return
-
-    def expired(_signum, _frame):
-        raise _DeadlineExpired()
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+DEFAULTS = {
+    "id_endpoint": "/generate-orchestrator-id",
+    "upload_endpoint": "/upload-orchestrator-certificate",
+    "enroll_endpoint": "/orchestrators/enroll",
+    "upload_format": "multipart",
+    "certificate_field": "certificate",
+    "id_pattern": DEFAULT_ID_PATTERN,
+    "validate_certs": True,
+    "timeout": 30,
+    "retries": 3,
+}
+# The ID field of each upload format: the legacy installer's form field, the cloud's JSON key.
+ID_FIELDS = {"multipart": "id", "json": "agent_id"}
+UPLOAD_FORMATS = tuple(ID_FIELDS)
+# How the registry says "no such ID" to a deletion ({id}: the ID asked for).
+UNKNOWN_ID = {
+    404: r"unknown ID {id}\b",
+    410: r"ID {id} was (already )?decommissioned\b",
+}
 
 
 def check_agent_id(value, pattern=DEFAULT_ID_PATTERN, source="agent_id"):
@@ -101,321 +93,63 @@ def check_agent_id(value, pattern=DEFAULT_ID_PATTERN, source="agent_id"):
     return value
 
 
-def _shown(value, limit=80):
-    text = repr(value)
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    return text
+def is_unknown_id_answer(status, body, agent_id):
+    """True when ``body`` is the registry's own "unknown ID" answer for ``agent_id`` (UNKNOWN_ID)."""
+    if status not in UNKNOWN_ID:
+        return False
+    try:
+        payload = json.loads(body.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return False
+    if not isinstance(payload, dict) or payload.get("statusCode") != status:
+        return False
+    message = payload.get("message")
+    return isinstance(message, str) and re.match(UNKNOWN_ID[status].format(id=re.escape(agent_id)), message) is not None
 
 
-def sanitize_reason(text, secrets=(), limit=REASON_MAX):
-    """Printable, single-line, truncated text with any secret value and key block removed."""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    text = str(text)
-    text = re.sub(r"-----BEGIN[^-]*PRIVATE KEY-----.*?(-----END[^-]*PRIVATE KEY-----|$)",
-                  "[private key removed]", text, flags=re.DOTALL)
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "********")
-    text = "".join(ch if 32 <= ord(ch) < 127 else " " for ch in text)
-    text = " ".join(text.split())
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    return text
-
-
-def display_url(url):
-    """URL without userinfo, query or fragment (safe to show)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = "[%s]" % host
-    netloc = host + (":%d" % parts.port if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def _import_requests():
-    global requests, NewConnectionError
-    if requests is None:
-        try:
-            import requests as _requests
-            import requests.exceptions  # noqa: F401 - the submodule used below
-        except ImportError as exc:
-            raise ConfigError("the requests library cannot be imported on this host: %s" % exc) from None
-        try:  # urllib3 1.x and 2.x both have it
-            from urllib3.exceptions import NewConnectionError as _nce
-        except ImportError:  # pragma: no cover
-            _nce = ()
-        NewConnectionError = _nce
-        requests = _requests
-    return requests
-
-
-def _not_sent(exc):
-    """True when a ConnectionError happened before the request could reach the server."""
-    seen = set()
-    stack = [exc]
-    while stack:
-        cur = stack.pop()
-        if cur is None or id(cur) in seen:
-            continue
-        seen.add(id(cur))
-        if NewConnectionError and isinstance(cur, NewConnectionError):
-            return True
-        if isinstance(cur, BaseException):
-            stack.extend(a for a in cur.args if isinstance(a, BaseException))
-            stack.append(getattr(cur, "reason", None))
-            stack.append(cur.__cause__)
-            stack.append(cur.__context__)
-    return False
-
-
-class ProvisioningClient:
+class ProvisioningClient(Transport):
     def __init__(
         self,
         api_url,
-        id_endpoint="/generate-orchestrator-id",
-        upload_endpoint="/upload-orchestrator-certificate",
-        enroll_endpoint="/orchestrators/enroll",
-        upload_format="multipart",
-        id_field="id",
-        certificate_field="certificate",
+        id_endpoint=DEFAULTS["id_endpoint"],
+        upload_endpoint=DEFAULTS["upload_endpoint"],
+        enroll_endpoint=DEFAULTS["enroll_endpoint"],
+        upload_format=DEFAULTS["upload_format"],
+        id_field=None,
+        certificate_field=DEFAULTS["certificate_field"],
         headers=None,
         ca_path=None,
-        validate_certs=True,
-        timeout=30,
-        retries=3,
+        validate_certs=DEFAULTS["validate_certs"],
+        timeout=DEFAULTS["timeout"],
+        retries=DEFAULTS["retries"],
         id_pattern=DEFAULT_ID_PATTERN,
-        backoff_base=1.0,
-        backoff_cap=30.0,
-        retry_after_cap=30.0,
-        sleep=time.sleep,
+        **transport
     ):
-        if not isinstance(api_url, str) or not api_url:
-            raise ConfigError("api_url is required")
-        parts = urlsplit(api_url)
-        if parts.scheme != "https" or not parts.hostname:
-            raise ConfigError("api_url must be an https:// URL, got %s" % display_url(api_url))
-        if parts.query or parts.fragment:
-            raise ConfigError("api_url must not carry a query or a fragment")
-        self.base = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+        super().__init__(api_url, headers=headers, ca_path=ca_path, validate_certs=validate_certs,
+                         timeout=timeout, retries=retries, **transport)
         for name, value in (("id_endpoint", id_endpoint), ("upload_endpoint", upload_endpoint),
                             ("enroll_endpoint", enroll_endpoint)):
             if not isinstance(value, str) or not value.startswith("/") or "://" in value:
                 raise ConfigError("%s must be a path starting with '/', got %s" % (name, _shown(value)))
-        if upload_format not in ("multipart", "json"):
+        if upload_format not in UPLOAD_FORMATS:
             raise ConfigError("upload_format must be multipart or json")
-        if int(retries) < 0:
-            raise ConfigError("retries must be >= 0")
-        if float(timeout) <= 0:
-            raise ConfigError("timeout must be > 0")
         self.id_endpoint = id_endpoint
         self.upload_endpoint = upload_endpoint
         self.enroll_endpoint = enroll_endpoint
         self.upload_format = upload_format
-        self.id_field = id_field
+        self.id_field = id_field or ID_FIELDS[upload_format]
+        self.enroll_id_field = id_field or ID_FIELDS["multipart"]  # enrollment is multipart
         self.certificate_field = certificate_field
-        self.timeout = float(timeout)
-        self.retries = int(retries)
         self.id_pattern = id_pattern
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self.retry_after_cap = retry_after_cap
-        self.sleep = sleep
-        headers = dict(headers or {})
-        self._secrets = []
-        for value in headers.values():
-            value = str(value)
-            self._secrets.append(value)
-            self._secrets.extend(part for part in value.split() if len(part) >= 8)
-        self._headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-        self._headers.update({str(k): str(v) for k, v in headers.items()})
-        self._session = None
-        if ca_path and not os.path.exists(ca_path):
-            raise ConfigError("ca_path %s does not exist" % ca_path)
-        # Passed on every request: a session-level value would lose against
-        # $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE, silently ignoring ca_path.
-        self.verify = ca_path if ca_path else bool(validate_certs)
-        self.validate_certs = bool(validate_certs) or bool(ca_path)
-        self.calls = []  # (method, endpoint, status or exception name) for tests and -vvv
 
-    @property
-    def session(self):
-        """The requests session, created (and requests imported) on first use."""
-        if self._session is None:
-            self._session = _import_requests().Session()
-            self._session.headers.update(self._headers)
-            if self.verify is False:
-                # The module itself warns once; urllib3 would warn on every request.
-                try:
-                    import urllib3
+    # ------------------------------------------------------------------ answer shapes
+    def _not_success(self, method, endpoint, status, why):
+        return ApiError("%s: HTTP %d but %s, not the contract's success answer (the server may have "
+                        "acted)" % (self._what(method, endpoint), status, why),
+                        endpoint=endpoint, status=status, definitive=False)
 
-                    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-                except (ImportError, AttributeError):  # pragma: no cover
-                    pass
-        return self._session
-
-    def close(self):
-        if self._session is not None:
-            self._session.close()
-
-    # ------------------------------------------------------------------ plumbing
-    def _url(self, endpoint):
-        return self.base + endpoint
-
-    def _what(self, method, endpoint):
-        return "%s %s" % (method, display_url(self._url(endpoint)))
-
-    def _reason_of(self, body):
-        if not body:
-            return ""
-        try:
-            payload = json.loads(body.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            return sanitize_reason(body, self._secrets)
-        if isinstance(payload, dict):
-            for key in ("message", "error", "reason", "detail"):
-                if isinstance(payload.get(key), str):
-                    return sanitize_reason(payload[key], self._secrets)
-            data = payload.get("data")
-            if isinstance(data, dict) and isinstance(data.get("message"), str):
-                return sanitize_reason(data["message"], self._secrets)
-        return sanitize_reason(body, self._secrets)
-
-    def _read_body(self, resp, method, endpoint):
-        """Read at most MAX_BODY bytes; raise ApiError (ambiguous) when the answer is larger."""
-        length = resp.headers.get("Content-Length")
-        too_big = ApiError(
-            "%s: the answer is larger than %d bytes; refused" % (self._what(method, endpoint), MAX_BODY),
-            endpoint=endpoint, status=resp.status_code, definitive=False,
-        )
-        try:
-            if length is not None and int(length) > MAX_BODY:
-                raise too_big
-        except ValueError:
-            pass
-        chunks = []
-        total = 0
-        for chunk in resp.iter_content(65536):
-            total += len(chunk)
-            if total > MAX_BODY:
-                raise too_big
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _delay(self, attempt, retry_after=None):
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.retry_after_cap)
-        # Jitter, not secrecy: the standard PRNG is the right tool.
-        return random.uniform(0, min(self.backoff_cap, self.backoff_base * (2 ** attempt)))  # noqa: S311
-
-    @staticmethod
-    def _retry_after(resp):
-        value = resp.headers.get("Retry-After")
-        if not value:
-            return None
-        value = value.strip()
-        if value.isdigit():
-            return float(value)
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        return max(0.0, when.timestamp() - time.time())
-
-    def _request(self, method, endpoint, **kwargs):
-        """(status, body bytes) of a 2xx answer; raise ApiError otherwise (after retries)."""
-        what = self._what(method, endpoint)
-        session = self.session  # imports requests
-        attempts = self.retries + 1
-        for attempt in range(attempts):
-            last = attempt == attempts - 1
-            try:
-                with _attempt_deadline(self.timeout * ATTEMPT_DEADLINE_FACTOR):
-                    return self._attempt(session, method, endpoint, what, **kwargs)
-            except _DeadlineExpired:
-                self.calls.append((method, endpoint, "Deadline"))
-                error = ApiError("%s: no complete answer within %gs" % (
-                    what, self.timeout * ATTEMPT_DEADLINE_FACTOR), endpoint=endpoint, definitive=False)
-            except _Retry as retry:
-                error = retry.error
-                if not last:
-                    self.sleep(self._delay(attempt, retry.retry_after))
-                    continue
-                raise error from None
-            if last:
-                raise error
-            self.sleep(self._delay(attempt))
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _attempt(self, session, method, endpoint, what, **kwargs):
-        """One attempt: (status, body) of a 2xx answer; raise _Retry (retryable) or ApiError."""
-        try:
-            resp = session.request(
-                method, self._url(endpoint), timeout=self.timeout, stream=True,
-                allow_redirects=False, verify=self.verify, **kwargs
-            )
-        except requests.exceptions.SSLError:
-            self.calls.append((method, endpoint, "SSLError"))
-            raise ApiError(
-                "%s: TLS handshake failed (server certificate not trusted or wrong host name; "
-                "set ca_path to the CA that signed it)" % what,
-                endpoint=endpoint, definitive=True,
-            ) from None
-        except requests.exceptions.ConnectTimeout:
-            self.calls.append((method, endpoint, "ConnectTimeout"))
-            raise _Retry(ApiError("%s: connection timed out after %gs" % (what, self.timeout),
-                                  endpoint=endpoint, definitive=True)) from None
-        except requests.exceptions.Timeout:
-            self.calls.append((method, endpoint, "ReadTimeout"))
-            raise _Retry(ApiError("%s: no answer within %gs" % (what, self.timeout),
-                                  endpoint=endpoint, definitive=False)) from None
-        except requests.exceptions.ConnectionError as exc:
-            self.calls.append((method, endpoint, "ConnectionError"))
-            if _not_sent(exc):
-                error = ApiError("%s: cannot connect (refused or host unknown)" % what,
-                                 endpoint=endpoint, definitive=True)
-            else:
-                error = ApiError("%s: the connection dropped before an answer arrived" % what,
-                                 endpoint=endpoint, definitive=False)
-            raise _Retry(error) from None
-        except requests.exceptions.RequestException as exc:
-            self.calls.append((method, endpoint, type(exc).__name__))
-            raise ApiError("%s: request failed (%s)" % (what, type(exc).__name__),
-                           endpoint=endpoint, definitive=True) from None
-        with resp:
-            status = resp.status_code
-            self.calls.append((method, endpoint, status))
-            if status == 429 or 500 <= status <= 599:
-                retry_after = self._retry_after(resp)
-                try:
-                    reason = self._reason_of(self._read_body(resp, method, endpoint))
-                except (ApiError, requests.exceptions.RequestException):
-                    reason = ""
-                raise _Retry(ApiError(
-                    "%s: HTTP %d%s" % (what, status, (": " + reason) if reason else ""),
-                    endpoint=endpoint, status=status, reason=reason, definitive=(status == 429),
-                ), retry_after)
-            try:
-                body = self._read_body(resp, method, endpoint)
-            except requests.exceptions.RequestException:
-                raise ApiError("%s: the connection dropped while reading the answer" % what,
-                               endpoint=endpoint, status=status,
-                               definitive=not (200 <= status < 300)) from None
-            if 200 <= status < 300:
-                return status, body
-            reason = self._reason_of(body)
-            if 300 <= status < 400:
-                reason = reason or "redirects are not followed; check api_url"
-            raise ApiError(
-                "%s: HTTP %d%s" % (what, status, (": " + reason) if reason else ""),
-                endpoint=endpoint, status=status, reason=reason, definitive=True,
-            )
-
-    def _json(self, method, endpoint, status, body):
+    def _payload(self, method, endpoint, status, body):
+        """The answer's JSON object; an ambiguous ApiError when it is not one."""
         what = self._what(method, endpoint)
         try:
             payload = json.loads(body.decode("utf-8"))
@@ -425,24 +159,39 @@ class ProvisioningClient:
         if not isinstance(payload, dict):
             raise ApiError("%s: HTTP %d but the answer is not a JSON object" % (what, status),
                            endpoint=endpoint, status=status, definitive=False)
+        return payload
+
+    def _envelope(self, method, endpoint, status, body, payload=None):
+        """``data`` of a ``{"statusCode": 2xx, "data": {...}}`` answer."""
+        if payload is None:
+            payload = self._payload(method, endpoint, status, body)
         code = payload.get("statusCode")
-        if isinstance(code, int) and not isinstance(code, bool) and not 200 <= code < 300:
+        if "statusCode" not in payload:
+            raise self._not_success(method, endpoint, status, "the answer has no statusCode")
+        if not isinstance(code, int) or isinstance(code, bool):
+            raise self._not_success(method, endpoint, status, "its statusCode %s is not an integer" % _shown(code))
+        if not 200 <= code < 300:
             reason = self._reason_of(body)
-            raise ApiError("%s: HTTP %d but statusCode %d%s" % (what, status, code, (": " + reason) if reason else ""),
-                           endpoint=endpoint, status=code, reason=reason,
-                           definitive=400 <= code < 500)
-        data = payload.get("data", payload)
+            raise ApiError("%s: HTTP %d but statusCode %d%s" % (self._what(method, endpoint), status, code,
+                                                                (": " + reason) if reason else ""),
+                           endpoint=endpoint, status=code, reason=reason, definitive=400 <= code < 500)
+        data = payload.get("data")
         if not isinstance(data, dict):
-            raise ApiError("%s: HTTP %d but the answer has no data object" % (what, status),
-                           endpoint=endpoint, status=status, definitive=False)
+            raise self._not_success(method, endpoint, status, "the answer has no data object")
         return data
+
+    def _check_echoed_id(self, method, endpoint, status, echoed, agent_id):
+        if echoed is not None and echoed != agent_id:
+            raise ApiError("%s: HTTP %d but the answer names another ID %s" % (
+                self._what(method, endpoint), status, _shown(echoed)),
+                endpoint=endpoint, status=status, definitive=False)
 
     # ------------------------------------------------------------------ the contract
     def request_id(self):
         """Reserve a new agent ID. Returns it after validation against id_pattern."""
         endpoint = self.id_endpoint
         status, body = self._request("GET", endpoint)
-        data = self._json("GET", endpoint, status, body)
+        data = self._envelope("GET", endpoint, status, body)
         if "id" not in data:
             raise ApiError("%s: HTTP %d but the answer has no id" % (self._what("GET", endpoint), status),
                            endpoint=endpoint, status=status, definitive=False)
@@ -452,20 +201,10 @@ class ProvisioningClient:
             raise ApiError("%s: %s" % (self._what("GET", endpoint), exc.msg), endpoint=endpoint,
                            status=status, definitive=False) from None
 
-    def _check_echoed_id(self, method, endpoint, status, data, agent_id):
-        echoed = data.get("id", data.get(self.id_field))
-        if echoed is not None and echoed != agent_id:
-            raise ApiError("%s: HTTP %d but the answer names another ID %s" % (
-                self._what(method, endpoint), status, _shown(echoed)),
-                endpoint=endpoint, status=status, definitive=False)
-
     def upload_certificate(self, agent_id, cert_pem):
         """Register ``cert_pem`` (canonical PEM bytes, the content of client.crt) for ``agent_id``."""
         endpoint = self.upload_endpoint
-        if isinstance(cert_pem, bytes):
-            cert_text = cert_pem.decode("ascii")
-        else:
-            cert_text = cert_pem
+        cert_text = cert_pem.decode("ascii") if isinstance(cert_pem, bytes) else cert_pem
         if "PRIVATE KEY" in cert_text:
             raise ConfigError("refusing to upload data that contains a private key")
         if self.upload_format == "json":
@@ -476,8 +215,16 @@ class ProvisioningClient:
                 "files": {self.certificate_field: ("client.crt", cert_text.encode("ascii"), "application/x-pem-file")},
             }
         status, body = self._request("POST", endpoint, **kwargs)
-        data = self._json("POST", endpoint, status, body)
-        self._check_echoed_id("POST", endpoint, status, data, agent_id)
+        payload = self._payload("POST", endpoint, status, body)
+        if self.upload_format == "json" and "statusCode" not in payload:
+            # The real cloud's flat answer: the ID echoed is what says it was this upload.
+            if not isinstance(payload.get("message"), str) or not isinstance(payload.get("agent_id"), str):
+                raise self._not_success("POST", endpoint, status, "the answer is neither the cloud's "
+                                        "{message, agent_id} nor a statusCode/data envelope")
+            self._check_echoed_id("POST", endpoint, status, payload["agent_id"], agent_id)
+            return status
+        data = self._envelope("POST", endpoint, status, body, payload)
+        self._check_echoed_id("POST", endpoint, status, data.get("id", data.get(self.id_field)), agent_id)
         return status
 
     def enroll(self, agent_id, csr_pem):
@@ -487,16 +234,22 @@ class ProvisioningClient:
             csr_pem = csr_pem.decode("ascii")
         status, body = self._request(
             "POST", endpoint,
-            data={self.id_field: agent_id},
+            data={self.enroll_id_field: agent_id},
             files={"csr": ("client.csr", csr_pem.encode("ascii"), "application/pkcs10")},
         )
-        data = self._json("POST", endpoint, status, body)
-        self._check_echoed_id("POST", endpoint, status, data, agent_id)
+        data = self._envelope("POST", endpoint, status, body)
+        self._check_echoed_id("POST", endpoint, status, data.get("id"), agent_id)
         cert = data.get("certificate")
         if not isinstance(cert, str) or not cert.strip():
             raise ApiError("%s: HTTP %d but the answer has no certificate" % (self._what("POST", endpoint), status),
                            endpoint=endpoint, status=status, definitive=False)
         return cert
+
+    def server_date(self):
+        """The server's clock: the ``Date`` header of one ``HEAD`` of the API base URL (any
+        status; it reserves and registers nothing, and is not retried), an aware datetime, or
+        None when the server sends no Date."""
+        return self._head_date("/")
 
     def deletion_path(self, agent_id, endpoint):
         """The path ``delete_agent`` requests (validated; opens no connection)."""
@@ -509,14 +262,19 @@ class ProvisioningClient:
         return endpoint.replace("{id}", agent_id)
 
     def delete_agent(self, agent_id, endpoint):
-        """Delete ``agent_id`` on the server: ``DELETE {api_url}{endpoint}`` with ``{id}``
-        replaced. Returns (status, deleted): a 404 or 410 answer means it was already gone
-        (deleted False); every other non-2xx answer raises ApiError."""
+        """Delete ``agent_id``: ``DELETE {api_url}{endpoint}`` with ``{id}`` replaced.
+
+        Returns (status, deleted): (2xx, True) when the server deleted it, (404|410, False)
+        when its answer is the registry's "unknown ID" (already gone). Any other answer,
+        a 404 of a wrong endpoint included, raises ApiError."""
         path = self.deletion_path(agent_id, endpoint)
-        try:
-            status, _body = self._request("DELETE", path)
-        except ApiError as exc:
-            if exc.status in (404, 410):
-                return exc.status, False
-            raise
-        return status, True
+        status, body = self._request("DELETE", path, accept=tuple(UNKNOWN_ID))
+        if 200 <= status < 300:
+            return status, True
+        if is_unknown_id_answer(status, body, agent_id):
+            return status, False
+        reason = self._reason_of(body)
+        raise ApiError("%s: HTTP %d%s, which is not the registry's answer for an unknown ID (check the "
+                       "deletion endpoint): nothing says the ID is gone" % (
+                           self._what("DELETE", path), status, (": " + reason) if reason else ""),
+                       endpoint=path, status=status, reason=reason, definitive=True)

@@ -5,6 +5,7 @@ Nothing here runs on a device; nothing here talks to the network.
 """
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 
@@ -75,3 +76,13 @@ def failure_status(host, phase, error, status=None):
     if not row.get("action"):
         row["action"] = "failed"
     return row
+
+
+def decommission_status(result):
+    """The report row of an mtls_deregister run (what was deleted where)."""
+    return {
+        "agent_id": result.get("agent_id") or "", "action": result.get("action") or "failed",
+        "reason": result.get("reason") or "", "phase": "decommission" if result.get("failed") else "",
+        "error": result.get("msg", "") if result.get("failed") else "",
+        "checked_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }

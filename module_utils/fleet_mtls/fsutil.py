@@ -1,12 +1,22 @@
 # -*- coding: utf-8 -*-
 """Safe file operations inside the identity directory.
 
-Everything works relative to a file descriptor of the directory, opened with
-O_DIRECTORY|O_NOFOLLOW, so a symlink swapped in for the directory, the key or the certificate
-is refused instead of followed. New files are created with O_CREAT|O_EXCL|O_NOFOLLOW and their
+The directory is opened by walking its path from ``/`` one component at a time with
+O_NOFOLLOW|O_DIRECTORY (``safepath``): no symbolic link at any depth, no directory on the path
+that someone other than root or the owner could change. Everything then works relative to
+that directory's file descriptor, so a symlink swapped in for the key or the certificate is
+refused instead of followed. New files are created with O_CREAT|O_EXCL|O_NOFOLLOW and their
 final mode (a key is 0600 from its first byte), handed to the owner before any byte is written,
 fsync-ed, and moved into place by rename within the directory (atomic). An exclusive flock on
 the directory serialises concurrent runs.
+
+Who may change what: a file or directory this run created is the owner's from its first byte.
+Anything else is chmod-ed (or given the owner's group) only when it already belongs to the
+owner and has a single link: a file with a second name (a hard link, perhaps outside the
+directory) would carry the change to that other name. A root-owned entry when the owner is
+not root is never handed over: in a path only root and the owner can write, root put it
+there (an earlier run as root, or the operator), and it may be another identity's; the run
+refuses and says so. Entries owned by anyone else are refused outright.
 """
 from __future__ import annotations
 
@@ -23,6 +33,8 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors im
     FileSafetyError,
     LockError,
 )
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.safepath import open_directory
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.safepath import user_name as _owner_name
 
 MAX_FILE_SIZE = 1024 * 1024
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -85,13 +97,6 @@ def mode_str(st_mode):
     return "%04o" % stat.S_IMODE(st_mode)
 
 
-def _owner_name(uid):
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
-
-
 def _group_name(gid):
     try:
         return grp.getgrgid(gid).gr_name
@@ -136,61 +141,22 @@ class IdentityDir:
         self.gid = gid
         self.trusted_uids = trusted_uids
         self.locked = False
+        self.created = False  # whether this run created the directory
 
     # ---------------------------------------------------------------- opening and locking
     @classmethod
     def open(cls, path, uid, gid, create=False):
-        """Open ``path``; create it (mode 0700, owned by uid/gid) when missing and ``create``.
+        """Open ``path``; create it (mode 0700, owned by uid/gid, parents 0755) when missing and
+        ``create``. Returns None when it does not exist and ``create`` is false.
 
-        Returns None when the directory does not exist and ``create`` is false.
-        Raises FileSafetyError for a symlink, a non-directory or a directory owned by a user
-        other than the running user, the target owner or root.
+        Raises FileSafetyError for a symlink or an unsafe directory at any depth of the path
+        (see ``safepath``), or a directory owned by another user than the owner or root.
         """
-        trusted = {os.geteuid(), uid, 0}
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            st = None
-        except OSError as exc:
-            raise FileSafetyError("cannot inspect %s: %s" % (path, exc.strerror)) from None
-        if st is None:
-            if not create:
-                return None
-            parent = os.path.dirname(path)
-            try:
-                os.makedirs(parent, mode=0o755, exist_ok=True)
-                os.mkdir(path, 0o700)
-                created = True
-            except FileExistsError:
-                created = False
-            except OSError as exc:
-                raise FileSafetyError("cannot create %s: %s" % (path, exc.strerror)) from None
-        else:
-            created = False
-            if stat.S_ISLNK(st.st_mode):
-                raise FileSafetyError("refusing to use %s: it is a symbolic link" % path)
-            if not stat.S_ISDIR(st.st_mode):
-                raise FileSafetyError("refusing to use %s: it is not a directory" % path)
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _O_CLOEXEC)
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise FileSafetyError("refusing to use %s: it is a symbolic link or not a directory" % path) from None
-            raise FileSafetyError("cannot open %s: %s" % (path, exc.strerror)) from None
-        self = cls(path, fd, uid, gid, trusted)
-        try:
-            st = os.fstat(fd)
-            if st.st_uid not in trusted:
-                raise FileSafetyError(
-                    "refusing to use %s: it is owned by %s, not by the running user, the "
-                    "requested owner or root" % (path, _owner_name(st.st_uid))
-                )
-            if created:
-                # mkdir's mode is filtered by the umask; make it exact and hand it over.
-                self._fix(fd, st, 0o700, uid, gid)
-        except BaseException:
-            self.close()
-            raise
+        fd, created = open_directory(path, uid, gid, create)
+        if fd is None:
+            return None
+        self = cls(path, fd, uid, gid, {os.geteuid(), uid, 0})
+        self.created = created
         return self
 
     def close(self):
@@ -275,14 +241,30 @@ class IdentityDir:
         return os.listdir(self.fd)
 
     # ---------------------------------------------------------------- writing
-    def _fix(self, fd, st, mode, uid, gid, name=None):
+    def _fix(self, fd, st, mode, name=None):
+        """Give the owner's entry ``fd`` the owner's group and ``mode``. Refuses (see the module
+        doc) an entry of someone else, or a file with more than one link."""
+        what = self.join(name) if name else self.path
+        if st.st_uid != self.uid:
+            if st.st_uid == 0:
+                raise FileSafetyError(
+                    "refusing to change %s: it belongs to root, not to %s, and this run did not "
+                    "create it (root-owned entries are never handed over: it may be another "
+                    "identity's). If it is this device's identity, chown it to %s yourself; "
+                    "otherwise remove it." % (what, _owner_name(self.uid), _owner_name(self.uid)))
+            raise FileSafetyError("refusing to change %s: it is owned by %s, not by %s" % (
+                what, _owner_name(st.st_uid), _owner_name(self.uid)))
+        if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
+            raise FileSafetyError(
+                "refusing to change %s: it has %d links (another name for the same file, perhaps "
+                "outside the directory, would change too); never chmod-ed through a link"
+                % (what, st.st_nlink))
         changes = []
-        if (st.st_uid != uid) or (st.st_gid != gid):
+        if st.st_gid != self.gid:
             try:
-                os.fchown(fd, uid, gid)
+                os.fchown(fd, self.uid, self.gid)
             except OSError as exc:
-                raise FileSafetyError("cannot change owner of %s: %s" % (
-                    self.join(name) if name else self.path, exc.strerror)) from None
+                raise FileSafetyError("cannot change the group of %s: %s" % (what, exc.strerror)) from None
             changes.append("owner")
         if stat.S_IMODE(st.st_mode) != mode:
             os.fchmod(fd, mode)
@@ -342,12 +324,12 @@ class IdentityDir:
         try:
             st = os.fstat(fd)
             self._check_file(name, st)
-            return self._fix(fd, st, mode, self.uid, self.gid, name)
+            return self._fix(fd, st, mode, name)
         finally:
             os.close(fd)
 
     def fix_self(self, mode=0o700):
-        return self._fix(self.fd, os.fstat(self.fd), mode, self.uid, self.gid)
+        return self._fix(self.fd, os.fstat(self.fd), mode)
 
     def dir_stat(self):
         return os.fstat(self.fd)

@@ -25,6 +25,9 @@ _ROLE_VARIABLES = {
     "url": "mtls_verify_url",
     "status_code": "mtls_verify_status_code",
     "verify_timeout": "mtls_verify_timeout",
+    "confirm": "mtls_decommission_confirm",
+    "local_only": "mtls_decommission_local_only",
+    "endpoint": "mtls_decommission_endpoint",
 }
 
 _style = {"role": False}

@@ -22,19 +22,20 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 F = "tests/faults/"
+API = "module_utils/fleet_mtls/api.py"
 
 MUTATIONS = {
     "size-cap": (
         "answers above 1 MiB refused without reading them",
         [
-            ("module_utils/fleet_mtls/api.py", "if length is not None and int(length) > MAX_BODY:", "if False:"),
-            ("module_utils/fleet_mtls/api.py", "if total > MAX_BODY:", "if False:"),
+            ("module_utils/fleet_mtls/transport.py", "if length is not None and int(length) > MAX_BODY:", "if False:"),
+            ("module_utils/fleet_mtls/transport.py", "if total > MAX_BODY:", "if False:"),
         ],
         [F + "test_network.py::test_oversized_answer_refused"],
     ),
     "retry-4xx": (
         "4xx answers are not retried",
-        [("module_utils/fleet_mtls/api.py", "if status == 429 or 500 <= status <= 599:", "if status >= 400:")],
+        [("module_utils/fleet_mtls/transport.py", "if status == 429 or 500 <= status <= 599:", "if status >= 400:")],
         [
             F + "test_network.py::test_4xx_on_id_not_retried",
             F + "test_network.py::test_404_unknown_preassigned_id_not_retried",
@@ -42,7 +43,7 @@ MUTATIONS = {
     ),
     "ignore-retry-after": (
         "Retry-After honoured",
-        [("module_utils/fleet_mtls/api.py", "if retry_after is not None:", "if False:")],
+        [("module_utils/fleet_mtls/transport.py", "if retry_after is not None:", "if False:")],
         [F + "test_network.py::test_503_retry_after_honoured"],
     ),
     "accept-any-id": (
@@ -63,11 +64,11 @@ MUTATIONS = {
     "no-timeout": (
         "connect and read timeouts (and the per-attempt deadline)",
         [
-            ("module_utils/fleet_mtls/api.py", "timeout=self.timeout, stream=True", "timeout=None, stream=True"),
+            ("module_utils/fleet_mtls/transport.py", "timeout=self.timeout, stream=True", "timeout=None, stream=True"),
             (
-                "module_utils/fleet_mtls/api.py",
-                "with _attempt_deadline(self.timeout * ATTEMPT_DEADLINE_FACTOR):",
-                "with contextlib.nullcontext():",
+                "module_utils/fleet_mtls/transport.py",
+                "with _attempt_deadline(self.timeout * ATTEMPT_DEADLINE_FACTOR):\n                    return",
+                "with contextlib.nullcontext():\n                    return",
             ),
         ],
         [F + "test_network.py::test_connect_timeout", F + "test_network.py::test_read_timeout_mid_body_on_id"],
@@ -76,9 +77,9 @@ MUTATIONS = {
         "a total deadline per attempt (a trickling server cannot hold a run)",
         [
             (
-                "module_utils/fleet_mtls/api.py",
-                "with _attempt_deadline(self.timeout * ATTEMPT_DEADLINE_FACTOR):",
-                "with contextlib.nullcontext():",
+                "module_utils/fleet_mtls/transport.py",
+                "with _attempt_deadline(self.timeout * ATTEMPT_DEADLINE_FACTOR):\n                    return",
+                "with contextlib.nullcontext():\n                    return",
             )
         ],
         [F + "test_network.py::test_trickling_answer_is_bounded_by_the_timeout"],
@@ -87,7 +88,7 @@ MUTATIONS = {
         "server certificate verified",
         [
             (
-                "module_utils/fleet_mtls/api.py",
+                "module_utils/fleet_mtls/transport.py",
                 "allow_redirects=False, verify=self.verify,",
                 "allow_redirects=False, verify=False,",
             )
@@ -100,9 +101,9 @@ MUTATIONS = {
     "no-sanitize": (
         "server reasons stripped of secrets",
         [
-            ("module_utils/fleet_mtls/api.py", 'text = text.replace(secret, "********")', "pass"),
+            ("module_utils/fleet_mtls/transport.py", 'text = text.replace(secret, "********")', "pass"),
             (
-                "module_utils/fleet_mtls/api.py",
+                "module_utils/fleet_mtls/transport.py",
                 '"[private key removed]", text, flags=re.DOTALL)',
                 '"[private key removed]", "", flags=re.DOTALL) or text',
             ),
@@ -182,17 +183,55 @@ MUTATIONS = {
     "follow-links": (
         "symlinks refused for the directory, key and certificate",
         [
-            ("module_utils/fleet_mtls/fsutil.py", "if stat.S_ISLNK(st.st_mode):", "if False:"),
             (
-                "module_utils/fleet_mtls/fsutil.py",
-                "os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW",
-                "os.O_RDONLY | os.O_DIRECTORY",
+                "module_utils/fleet_mtls/safepath.py",
+                "flags = (os.O_RDONLY if last else _O_SEARCH) | os.O_DIRECTORY | os.O_NOFOLLOW | _O_CLOEXEC",
+                "flags = (os.O_RDONLY if last else _O_SEARCH) | os.O_DIRECTORY | _O_CLOEXEC",
             ),
             ("module_utils/fleet_mtls/fsutil.py", "flags | os.O_NOFOLLOW | os.O_NONBLOCK", "flags | os.O_NONBLOCK"),
         ],
         [
             F + "test_device_state.py::test_symlinked_file_refused",
             F + "test_device_state.py::test_symlinked_directory_refused",
+        ],
+    ),
+    "follow-links-above": (
+        "a symlink at any depth above the identity directory is refused (openat + O_NOFOLLOW)",
+        [
+            (
+                "module_utils/fleet_mtls/safepath.py",
+                "flags = (os.O_RDONLY if last else _O_SEARCH) | os.O_DIRECTORY | os.O_NOFOLLOW | _O_CLOEXEC",
+                "flags = (os.O_RDONLY if last else _O_SEARCH) | os.O_DIRECTORY | _O_CLOEXEC",
+            ),
+        ],
+        [
+            F + "test_hostile_paths.py::test_symlink_above_the_directory_does_not_hand_roots_key_to_the_agent",
+            "tests/unit/test_safepath.py::test_a_symlink_at_any_depth_is_refused_and_named",
+        ],
+    ),
+    "trust-writable-parents": (
+        "a directory on the path writable by others (no sticky bit) is refused",
+        [("module_utils/fleet_mtls/safepath.py", "writers = _foreign_writers(st, fd, self.uid)", "writers = None")],
+        [
+            "tests/unit/test_safepath.py::test_world_writable_parent_without_sticky_bit_is_refused",
+            "tests/unit/test_safepath.py::test_group_writable_by_a_group_with_another_member_is_refused",
+        ],
+    ),
+    "chown-roots-files": (
+        "root's entries are never handed to another owner",
+        [("module_utils/fleet_mtls/fsutil.py", "        if st.st_uid != self.uid:\n            if st.st_uid == 0:",
+          "        if st.st_uid != self.uid and st.st_uid != 0:\n            if st.st_uid == 0:")],
+        [
+            F + "test_device_state.py::test_root_owned_identity_is_not_handed_to_another_owner",
+            "tests/unit/test_safepath.py::test_root_owned_entries_are_not_handed_to_another_owner",
+        ],
+    ),
+    "chmod-through-links": (
+        "a file with more than one link is never chmod-ed",
+        [("module_utils/fleet_mtls/fsutil.py", "if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:", "if False:")],
+        [
+            F + "test_hostile_paths.py::test_hard_linked_identity_file_is_never_chmod_ed",
+            "tests/unit/test_safepath.py::test_a_hard_linked_file_is_never_chmod_ed",
         ],
     ),
     "chmod-after-write": (
@@ -217,8 +256,80 @@ MUTATIONS = {
     ),
     "untrusted-owner": (
         "a directory owned by another user is refused",
-        [("module_utils/fleet_mtls/fsutil.py", "if st.st_uid not in trusted:", "if False:")],
-        [F + "test_device_state.py::test_directory_owned_by_another_user_refused"],
+        [("module_utils/fleet_mtls/safepath.py", "if st.st_uid not in (0, self.uid):", "if False:")],
+        [
+            F + "test_device_state.py::test_directory_owned_by_another_user_refused",
+            "tests/unit/test_safepath.py::test_a_directory_of_another_user_on_the_path_is_refused",
+        ],
+    ),
+    "lenient-success": (
+        "an upload answered 200 without the contract's success shape is not a success",
+        [
+            (API, '        if "statusCode" not in payload:\n', "        if False:\n"),
+            (
+                API,
+                "if not isinstance(code, int) or isinstance(code, bool):\n            raise",
+                "if not isinstance(code, int) or isinstance(code, bool):\n            code = 200\n"
+                "        if False:\n            raise",
+            ),
+            (API, '        data = payload.get("data")\n', '        data = payload.get("data", payload)\n'),
+            (
+                API,
+                'isinstance(payload.get("agent_id"), str):\n                raise',
+                'isinstance(payload.get("agent_id"), str):\n                return status\n'
+                "            if False:\n                raise",
+            ),
+        ],
+        [
+            F + "test_hostile_answers.py::test_hostile_200_on_rotation_rolls_back",
+            F + "test_hostile_answers.py::test_hostile_200_on_creation_journals_then_converges",
+        ],
+    ),
+    "id-field-fixed": (
+        "a JSON upload sends agent_id unless id_field says otherwise",
+        [("module_utils/fleet_mtls/api.py", "self.id_field = id_field or ID_FIELDS[upload_format]",
+          'self.id_field = id_field or "id"')],
+        ["tests/unit/test_api_contract.py::test_json_upload_sends_agent_id_when_id_field_is_not_given"],
+    ),
+    "contract-drift": (
+        "the modules' defaults and their docs follow api.DEFAULTS",
+        [("module_utils/fleet_mtls/api.py", '    "retries": 3,\n', '    "retries": 4,\n')],
+        ["tests/unit/test_contract_defaults.py::test_argspec_and_documentation_defaults_equal_the_contracts"],
+    ),
+    "clock-hidden": (
+        "a server certificate not valid at the device's clock is reported as a clock problem",
+        [("module_utils/fleet_mtls/transport.py", "    if code in _CLOCK_CODES:", "    if False:")],
+        [
+            "tests/unit/test_api_contract.py::test_an_expired_server_certificate_is_a_clock_problem",
+            "tests/unit/test_api_contract.py::test_a_device_clock_two_years_off_is_named",
+        ],
+    ),
+    "date-needs-right-clock": (
+        "the server's Date is read even when the device's clock fails the certificate dates",
+        [("module_utils/fleet_mtls/transport.py",
+          "session = self.session if self.verify is False else self._clock_blind_session()",
+          "session = self.session")],
+        ["tests/unit/test_api_contract.py::test_a_device_clock_two_years_off_is_named"],
+    ),
+    "any-404-is-gone": (
+        "only the registry's own unknown-ID answer counts as already deleted",
+        [("module_utils/fleet_mtls/api.py", "        if is_unknown_id_answer(status, body, agent_id):",
+          "        if True:")],
+        [
+            "tests/unit/test_api_contract.py::test_a_mistyped_deletion_endpoint_fails",
+            "tests/integration/test_playbook_decommission.py::test_mistyped_endpoint_404_keeps_the_identity",
+        ],
+    ),
+    "wipe-before-confirm": (
+        "the local identity is removed only once the server confirmed the deletion",
+        [("module_utils/fleet_mtls/decommission.py",
+          '            result["status"], deleted = delete(agent_id, path, check=check_mode)',
+          '            try:\n                result["status"], deleted = delete(agent_id, path, check=check_mode)\n'
+          '            except IdentityError:\n                result["status"], deleted = None, True')],
+        [
+            "tests/unit/test_decommission.py::test_nothing_is_removed_unless_the_server_confirmed",
+            "tests/integration/test_playbook_decommission.py::test_server_error_keeps_the_identity",
+        ],
     ),
 }
 

@@ -158,18 +158,35 @@ def test_wrong_mode_repaired_without_new_key(device, svc, target, mode):
     assert device.run().result["action"] == "unchanged"
 
 
-def test_wrong_owner_repaired_without_new_key(device, svc):
-    """owner=<agent user> while the files belong to root: chown-ed, nothing else changes."""
+def test_root_owned_identity_is_not_handed_to_another_owner(device, svc):
+    """owner=<agent user> while the directory and files belong to root: refused (root's entries
+    may be another identity's; this run did not create them), nothing chowned."""
     user = _other_user()
     device.seed()
+    before = device.state()
+    result = device.run(owner=user.pw_name)
+    assert result.failed and "belongs to root, not to %s" % user.pw_name in result.msg, result
+    assert "chown it to %s yourself" % user.pw_name in result.msg
+    device.assert_intact(before)
+    assert no_requests(svc)
+
+
+def test_wrong_group_and_mode_of_the_owners_files_repaired_without_new_key(device, svc):
+    """owner=<agent user>, files already the user's but with root's group and a loose mode:
+    group and mode fixed, bytes unchanged, no request."""
+    user = _other_user()
+    device.seed()
+    for path in (device.path, device.key_path, device.cert_path):
+        os.chown(path, user.pw_uid, 0)
+    os.chmod(device.key_path, 0o640)
     before = device.state()
     result = device.run(owner=user.pw_name)
     assert not result.failed and result.result["action"] == "repaired", result
     assert no_requests(svc)
     after = device.state()
-    for name in (".", "client.key", "client.crt"):
-        assert (after[name].uid, after[name].gid) == (user.pw_uid, user.pw_gid), (name, after[name])
-        assert after[name].digest == before[name].digest and after[name].mode == before[name].mode
+    for name, mode in ((".", 0o700), ("client.key", 0o600), ("client.crt", 0o644)):
+        assert (after[name].uid, after[name].gid, after[name].mode) == (user.pw_uid, user.pw_gid, mode), name
+        assert after[name].digest == before[name].digest
     assert device.run(owner=user.pw_name).result["action"] == "unchanged"
 
 

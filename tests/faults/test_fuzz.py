@@ -135,7 +135,7 @@ def _client(**kw) -> api.ProvisioningClient:
 
 def _check_parsed_id(client, body):
     """What request_id does with a 200 answer, without the transport."""
-    data = client._json("GET", client.id_endpoint, 200, body)
+    data = client._envelope("GET", client.id_endpoint, 200, body)
     if "id" not in data:
         raise api.ApiError("no id")
     return api.check_agent_id(data["id"], client.id_pattern, source="the ID")

@@ -25,8 +25,8 @@ def _bare_python() -> str:
 @pytest.mark.parametrize(("module", "args", "library"), [
     ("mtls_identity", {"api_url": "https://127.0.0.1:9", "path": "/nonexistent/.mtls"}, "cryptography"),
     ("mtls_identity_info", {"path": "/nonexistent/.mtls"}, "cryptography"),
-    ("mtls_deregister", {"api_url": "https://127.0.0.1:9", "endpoint": "/o/{id}", "agent_id": "0000ABCD"},
-     "requests"),
+    ("mtls_deregister", {"api_url": "https://127.0.0.1:9", "endpoint": "/o/{id}", "confirm": "0000ABCD",
+                         "path": "/nonexistent/.mtls"}, "cryptography"),
 ])
 def test_missing_library_is_named(tmp_path, module, args, library):
     run = run_task(tmp_path, module, args, python=_bare_python())

@@ -1,0 +1,29 @@
+# -*- coding: utf-8 -*-
+"""What the bundle keeps in an identity directory: the file names, and the one list of what
+decommissioning removes (nothing else in the directory is ever touched).
+"""
+from __future__ import annotations
+
+import fnmatch
+
+KEY = "client.key"
+CERT = "client.crt"
+STAGED_KEY = ".client.key.new"
+STAGED_CERT = ".client.crt.new"
+JOURNAL = ".mtls-pending.json"
+JOURNAL_TMP = ".mtls-pending.json.new"
+AGENT_CONFIG = "agent-tls.ini"
+AGENT_ENV = "agent.env"
+API_CA = "api-ca.crt"
+SERVER_CA = "server-ca.crt"
+
+# Each of these may also be staged as ".<name>.new" while a run writes it.
+_WRITTEN = (KEY, CERT, AGENT_CONFIG, AGENT_ENV, API_CA, SERVER_CA)
+MANAGED_FILES = _WRITTEN + tuple("." + name + ".new" for name in _WRITTEN) + (JOURNAL, JOURNAL_TMP)
+# Backups kept by backup=true: <name>.<UTC timestamp>[-<n>].bak
+MANAGED_PATTERNS = ("client.key.*.bak", "client.crt.*.bak")
+
+
+def is_managed(name):
+    """Whether decommissioning removes the directory entry ``name``."""
+    return name in MANAGED_FILES or any(fnmatch.fnmatchcase(name, p) for p in MANAGED_PATTERNS)

@@ -1,0 +1,449 @@
+# -*- coding: utf-8 -*-
+"""HTTP plumbing of the provisioning API client (the contract itself is in ``api``).
+
+Retries (exponential backoff, full jitter, Retry-After honoured up to a cap) on connection
+errors, timeouts, 429 and 5xx; never on other answers. Answers are streamed and refused above
+1 MiB; each attempt has a total deadline. Errors name the endpoint, the status and the
+server's reason, sanitized and truncated; request headers are never echoed. Each error says
+whether it is definitive (the server surely did not act) or ambiguous (it may have). A TLS
+failure says why the server certificate was refused: a certificate not yet valid or expired
+at the device's clock is a clock problem, not a trust one.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import email.utils
+import importlib.util
+import json
+import os
+import random
+import re
+import signal
+import ssl
+import threading
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, ConfigError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
+
+# requests is imported when the first request is made: importing it costs more than the whole
+# of an unchanged re-run (~100-200 ms on small devices), which makes no request at all.
+HAS_REQUESTS = importlib.util.find_spec("requests") is not None
+REQUESTS_IMPORT_ERROR = None if HAS_REQUESTS else ImportError("No module named 'requests'")
+requests = None
+NewConnectionError = ()
+
+MAX_BODY = 1024 * 1024
+REASON_MAX = 200
+USER_AGENT = "fleet-mtls"
+# requests' timeout bounds each socket read, not an answer: a server trickling one byte per
+# read would hold the run forever. Each attempt gets this many `timeout`s in total.
+ATTEMPT_DEADLINE_FACTOR = 3
+
+
+class _DeadlineExpired(Exception):
+    pass
+
+
+class _Retry(Exception):
+    """A retryable failure of one attempt (connection, timeout, 429, 5xx)."""
+
+    def __init__(self, error, retry_after=None):
+        super().__init__(error.msg)
+        self.error = error
+        self.retry_after = retry_after
+
+
+@contextlib.contextmanager
+def _attempt_deadline(seconds):
+    """Interrupt a blocking read after ``seconds`` (SIGALRM; modules run in the main thread)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expired(_signum, _frame):
+        raise _DeadlineExpired()
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _shown(value, limit=80):
+    text = repr(value)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return text
+
+
+def sanitize_reason(text, secrets=(), limit=REASON_MAX):
+    """Printable, single-line, truncated text with any secret value and key block removed."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    text = str(text)
+    text = re.sub(r"-----BEGIN[^-]*PRIVATE KEY-----.*?(-----END[^-]*PRIVATE KEY-----|$)",
+                  "[private key removed]", text, flags=re.DOTALL)
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "********")
+    text = "".join(ch if 32 <= ord(ch) < 127 else " " for ch in text)
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return text
+
+
+def display_url(url):
+    """URL without userinfo, query or fragment (safe to show)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = "[%s]" % host
+    netloc = host + (":%d" % parts.port if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _import_requests():
+    global requests, NewConnectionError
+    if requests is None:
+        try:
+            import requests as _requests
+            import requests.exceptions  # noqa: F401 - the submodule used below
+        except ImportError as exc:
+            raise ConfigError("the requests library cannot be imported on this host: %s" % exc) from None
+        try:  # urllib3 1.x and 2.x both have it
+            from urllib3.exceptions import NewConnectionError as _nce
+        except ImportError:  # pragma: no cover
+            _nce = ()
+        NewConnectionError = _nce
+        requests = _requests
+    return requests
+
+
+def _causes(exc):
+    """``exc`` and every exception it wraps (args, reason, cause, context), each once."""
+    seen = set()
+    stack = [exc]
+    while stack:
+        cur = stack.pop()
+        if cur is None or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, BaseException):
+            yield cur
+            stack.extend(a for a in cur.args if isinstance(a, BaseException))
+            stack.extend((getattr(cur, "reason", None), cur.__cause__, cur.__context__))
+
+
+def _not_sent(exc):
+    """True when a ConnectionError happened before the request could reach the server."""
+    return bool(NewConnectionError) and any(isinstance(cur, NewConnectionError) for cur in _causes(exc))
+
+
+# OpenSSL's verify codes that mean "the certificate is not valid at this clock's time".
+_CLOCK_CODES = {9: "CERT_NOT_YET_VALID", 10: "CERT_HAS_EXPIRED"}
+_HOST_MISMATCH = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+_X509_V_FLAG_NO_CHECK_TIME = 0x200000
+
+
+def _verification_error(exc):
+    """The ssl.SSLCertVerificationError somewhere in the chain of ``exc``, or None."""
+    return next((cur for cur in _causes(exc) if isinstance(cur, ssl.SSLCertVerificationError)), None)
+
+
+def tls_failure(exc, now=None):
+    """Why the TLS handshake failed, for the person who must fix it."""
+    error = _verification_error(exc)
+    code = getattr(error, "verify_code", None)
+    reason = sanitize_reason(getattr(error, "verify_message", "") or "")
+    if code in _CLOCK_CODES:
+        now = now or datetime.datetime.now(datetime.timezone.utc)  # noqa: UP017 - Python 3.9
+        return ("the server certificate is %s at this device's current time %s (verify code %s): "
+                "check the device clock (NTP)" % (
+                    "not valid yet" if code == 9 else "expired", now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    _CLOCK_CODES[code]))
+    if code in _HOST_MISMATCH:
+        return ("the server certificate is for another host name: %s; check api_url, or set %s to "
+                "the CA that signed the right server's certificate" % (reason, setting("ca_path")))
+    if error is not None:
+        return ("server certificate not trusted: %s (verify code %s); set %s to the CA that signed it"
+                % (reason, code, setting("ca_path")))
+    return ("server certificate not trusted or wrong host name; set %s to the CA that signed it"
+            % setting("ca_path"))
+
+
+def http_date(value):
+    """An HTTP ``Date`` header as an aware UTC datetime, or None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)  # noqa: UP017 - Python 3.9
+    return when.astimezone(datetime.timezone.utc)  # noqa: UP017
+
+
+class Transport:
+    """Requests to one API base URL: TLS verification, headers, retries, bounded answers."""
+
+    def __init__(self, api_url, headers=None, ca_path=None, validate_certs=True, timeout=30, retries=3,
+                 backoff_base=1.0, backoff_cap=30.0, retry_after_cap=30.0, sleep=time.sleep):
+        if not isinstance(api_url, str) or not api_url:
+            raise ConfigError("api_url is required")
+        parts = urlsplit(api_url)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ConfigError("api_url must be an https:// URL, got %s" % display_url(api_url))
+        if parts.query or parts.fragment:
+            raise ConfigError("api_url must not carry a query or a fragment")
+        self.base = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+        if int(retries) < 0:
+            raise ConfigError("retries must be >= 0")
+        if float(timeout) <= 0:
+            raise ConfigError("timeout must be > 0")
+        self.timeout = float(timeout)
+        self.retries = int(retries)
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.retry_after_cap = retry_after_cap
+        self.sleep = sleep
+        headers = dict(headers or {})
+        self._secrets = []
+        for value in headers.values():
+            value = str(value)
+            self._secrets.append(value)
+            self._secrets.extend(part for part in value.split() if len(part) >= 8)
+        self._headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        self._headers.update({str(k): str(v) for k, v in headers.items()})
+        self._session = None
+        if ca_path and not os.path.exists(ca_path):
+            raise ConfigError("ca_path %s does not exist" % ca_path)
+        # Passed on every request: a session-level value would lose against
+        # $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE, silently ignoring ca_path.
+        self.verify = ca_path if ca_path else bool(validate_certs)
+        self.validate_certs = bool(validate_certs) or bool(ca_path)
+        self.calls = []  # (method, endpoint, status or exception name) for tests and -vvv
+
+    @property
+    def session(self):
+        """The requests session, created (and requests imported) on first use."""
+        if self._session is None:
+            self._session = _import_requests().Session()
+            self._session.headers.update(self._headers)
+            if self.verify is False:
+                # The module itself warns once; urllib3 would warn on every request.
+                try:
+                    import urllib3
+
+                    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+                except (ImportError, AttributeError):  # pragma: no cover
+                    pass
+        return self._session
+
+    def close(self):
+        if self._session is not None:
+            self._session.close()
+
+    # ------------------------------------------------------------------ plumbing
+    def _url(self, endpoint):
+        return self.base + endpoint
+
+    def _what(self, method, endpoint):
+        return "%s %s" % (method, display_url(self._url(endpoint)))
+
+    def _reason_of(self, body):
+        if not body:
+            return ""
+        try:
+            payload = json.loads(body.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            return sanitize_reason(body, self._secrets)
+        if isinstance(payload, dict):
+            for key in ("message", "error", "reason", "detail"):
+                if isinstance(payload.get(key), str):
+                    return sanitize_reason(payload[key], self._secrets)
+            data = payload.get("data")
+            if isinstance(data, dict) and isinstance(data.get("message"), str):
+                return sanitize_reason(data["message"], self._secrets)
+        return sanitize_reason(body, self._secrets)
+
+    def _read_body(self, resp, method, endpoint):
+        """Read at most MAX_BODY bytes; raise ApiError (ambiguous) when the answer is larger."""
+        length = resp.headers.get("Content-Length")
+        too_big = ApiError(
+            "%s: the answer is larger than %d bytes; refused" % (self._what(method, endpoint), MAX_BODY),
+            endpoint=endpoint, status=resp.status_code, definitive=False,
+        )
+        try:
+            if length is not None and int(length) > MAX_BODY:
+                raise too_big
+        except ValueError:
+            pass
+        chunks = []
+        total = 0
+        for chunk in resp.iter_content(65536):
+            total += len(chunk)
+            if total > MAX_BODY:
+                raise too_big
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _delay(self, attempt, retry_after=None):
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.retry_after_cap)
+        # Jitter, not secrecy: the standard PRNG is the right tool.
+        return random.uniform(0, min(self.backoff_cap, self.backoff_base * (2 ** attempt)))  # noqa: S311
+
+    @staticmethod
+    def _retry_after(resp):
+        value = resp.headers.get("Retry-After")
+        if not value:
+            return None
+        value = value.strip()
+        if value.isdigit():
+            return float(value)
+        when = http_date(value)
+        return None if when is None else max(0.0, when.timestamp() - time.time())
+
+    def _request(self, method, endpoint, accept=(), **kwargs):
+        """(status, body bytes) of a 2xx answer (or one whose status is in ``accept``); raise
+        ApiError otherwise (after retries)."""
+        what = self._what(method, endpoint)
+        session = self.session  # imports requests
+        attempts = self.retries + 1
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                with _attempt_deadline(self.timeout * ATTEMPT_DEADLINE_FACTOR):
+                    return self._attempt(session, method, endpoint, what, accept, **kwargs)
+            except _DeadlineExpired:
+                self.calls.append((method, endpoint, "Deadline"))
+                error = ApiError("%s: no complete answer within %gs" % (
+                    what, self.timeout * ATTEMPT_DEADLINE_FACTOR), endpoint=endpoint, definitive=False)
+            except _Retry as retry:
+                error = retry.error
+                if not last:
+                    self.sleep(self._delay(attempt, retry.retry_after))
+                    continue
+                raise error from None
+            if last:
+                raise error
+            self.sleep(self._delay(attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send(self, session, method, endpoint, what, **kwargs):
+        """One request: the response (unread), or raise _Retry (retryable) or ApiError."""
+        try:
+            return session.request(
+                method, self._url(endpoint), timeout=self.timeout, stream=True,
+                allow_redirects=False, verify=self.verify, **kwargs
+            )
+        except requests.exceptions.SSLError as exc:
+            self.calls.append((method, endpoint, "SSLError"))
+            raise ApiError("%s: TLS handshake failed (%s)" % (what, tls_failure(exc)),
+                           endpoint=endpoint, definitive=True) from None
+        except requests.exceptions.ConnectTimeout:
+            self.calls.append((method, endpoint, "ConnectTimeout"))
+            raise _Retry(ApiError("%s: connection timed out after %gs" % (what, self.timeout),
+                                  endpoint=endpoint, definitive=True)) from None
+        except requests.exceptions.Timeout:
+            self.calls.append((method, endpoint, "ReadTimeout"))
+            raise _Retry(ApiError("%s: no answer within %gs" % (what, self.timeout),
+                                  endpoint=endpoint, definitive=False)) from None
+        except requests.exceptions.ConnectionError as exc:
+            self.calls.append((method, endpoint, "ConnectionError"))
+            if _not_sent(exc):
+                error = ApiError("%s: cannot connect (refused or host unknown)" % what,
+                                 endpoint=endpoint, definitive=True)
+            else:
+                error = ApiError("%s: the connection dropped before an answer arrived" % what,
+                                 endpoint=endpoint, definitive=False)
+            raise _Retry(error) from None
+        except requests.exceptions.RequestException as exc:
+            self.calls.append((method, endpoint, type(exc).__name__))
+            raise ApiError("%s: request failed (%s)" % (what, type(exc).__name__),
+                           endpoint=endpoint, definitive=True) from None
+
+    def _clock_blind_session(self):
+        """A session whose TLS checks the chain and the host name but not the validity dates:
+        the way to read the server's clock when this device's clock is the problem."""
+        _import_requests()
+        from requests.adapters import HTTPAdapter
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, check_hostname
+        context.verify_flags |= _X509_V_FLAG_NO_CHECK_TIME
+
+        class ClockBlind(HTTPAdapter):
+            def init_poolmanager(self, *args, **kwargs):
+                kwargs["ssl_context"] = context
+                return super().init_poolmanager(*args, **kwargs)
+
+        session = requests.Session()
+        session.headers.update(self._headers)
+        session.mount("https://", ClockBlind())
+        return session
+
+    def _head_date(self, endpoint):
+        """The ``Date`` header of one ``HEAD`` of ``endpoint`` (any status), as an aware
+        datetime, or None. One attempt within the usual deadline: never retried. The server's
+        certificate and host name are verified, its validity dates not (they are judged by the
+        very clock being checked)."""
+        what = self._what("HEAD", endpoint)
+        session = self.session if self.verify is False else self._clock_blind_session()
+        try:
+            with _attempt_deadline(self.timeout * ATTEMPT_DEADLINE_FACTOR):
+                resp = self._send(session, "HEAD", endpoint, what)
+                with resp:
+                    self.calls.append(("HEAD", endpoint, resp.status_code))
+                    value = resp.headers.get("Date")
+        except _DeadlineExpired:
+            self.calls.append(("HEAD", endpoint, "Deadline"))
+            raise ApiError("%s: no answer within %gs" % (what, self.timeout * ATTEMPT_DEADLINE_FACTOR),
+                           endpoint=endpoint, definitive=True) from None
+        except _Retry as retry:
+            raise retry.error from None
+        finally:
+            if session is not self._session:
+                session.close()
+        return http_date(value)
+
+    def _attempt(self, session, method, endpoint, what, accept=(), **kwargs):
+        """One attempt: (status, body) of a 2xx answer; raise _Retry (retryable) or ApiError."""
+        resp = self._send(session, method, endpoint, what, **kwargs)
+        with resp:
+            status = resp.status_code
+            self.calls.append((method, endpoint, status))
+            if status == 429 or 500 <= status <= 599:
+                retry_after = self._retry_after(resp)
+                try:
+                    reason = self._reason_of(self._read_body(resp, method, endpoint))
+                except (ApiError, requests.exceptions.RequestException):
+                    reason = ""
+                raise _Retry(ApiError(
+                    "%s: HTTP %d%s" % (what, status, (": " + reason) if reason else ""),
+                    endpoint=endpoint, status=status, reason=reason, definitive=(status == 429),
+                ), retry_after)
+            try:
+                body = self._read_body(resp, method, endpoint)
+            except requests.exceptions.RequestException:
+                raise ApiError("%s: the connection dropped while reading the answer" % what,
+                               endpoint=endpoint, status=status,
+                               definitive=not (200 <= status < 300)) from None
+            if 200 <= status < 300 or status in accept:
+                return status, body
+            reason = self._reason_of(body)
+            if 300 <= status < 400:
+                reason = reason or "redirects are not followed; check api_url"
+            raise ApiError(
+                "%s: HTTP %d%s" % (what, status, (": " + reason) if reason else ""),
+                endpoint=endpoint, status=status, reason=reason, definitive=True,
+            )

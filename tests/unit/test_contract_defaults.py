@@ -1,0 +1,58 @@
+"""The contract's defaults live in api.DEFAULTS; the modules' argument specs take theirs from it
+and their DOCUMENTATION (what ansible-doc shows) must say the same: they cannot drift."""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+
+import pytest
+import yaml
+
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api, identity, layout
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+MODULES = ("mtls_identity", "mtls_deregister", "mtls_identity_info")
+
+
+def load(module):
+    spec = importlib.util.spec_from_file_location("_doc_" + module, REPO / "library" / (module + ".py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def argspec(mod):
+    if hasattr(mod, "argument_spec"):
+        return mod.argument_spec()
+    return {"id_pattern": {"default": api.DEFAULTS["id_pattern"]}}  # mtls_identity_info's only contract option
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_argspec_and_documentation_defaults_equal_the_contracts(module):
+    mod = load(module)
+    spec = argspec(mod)
+    doc = yaml.safe_load(mod.DOCUMENTATION)["options"]
+    checked = [name for name in api.DEFAULTS if name in spec]
+    assert checked, module
+    for name in checked:
+        assert spec[name].get("default") == api.DEFAULTS[name], (module, name)
+        assert doc[name].get("default") == api.DEFAULTS[name], (module, name, "DOCUMENTATION")
+    for name, option in spec.items():  # every other default agrees with the docs too
+        assert doc[name].get("default") == option.get("default"), (module, name)
+
+
+def test_id_field_has_no_fixed_default_it_follows_the_format():
+    mod = load("mtls_identity")
+    assert "default" not in mod.argument_spec()["id_field"]
+    assert "default" not in yaml.safe_load(mod.DOCUMENTATION)["options"]["id_field"]
+    assert api.ID_FIELDS == {"multipart": "id", "json": "agent_id"}
+    assert mod.argument_spec()["upload_format"]["choices"] == list(api.ID_FIELDS)
+
+
+def test_the_engine_uses_the_layouts_file_names():
+    for name in ("KEY", "CERT", "STAGED_KEY", "STAGED_CERT", "JOURNAL", "JOURNAL_TMP", "AGENT_CONFIG"):
+        assert getattr(identity, name) == getattr(layout, name), name
+        assert layout.is_managed(getattr(layout, name)), name
+    assert layout.is_managed("client.key.20261127T170002Z.bak") and layout.is_managed(".agent.env.new")
+    assert not layout.is_managed("notes.txt") and not layout.is_managed("client.key.bak.old")

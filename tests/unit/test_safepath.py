@@ -1,0 +1,246 @@
+"""The identity directory's path is walked from ``/`` one component at a time: no symbolic link
+at any depth, no directory someone else could change, missing parts created for the owner; and
+the files in it are never chmod-ed through a hard link nor handed over from root."""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+
+import pytest
+
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import names
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import FileSafetyError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir
+
+UID, GID = os.geteuid(), os.getegid()
+ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (other owners)")
+PARTS = ("a", "b", "c", ".mtls")
+
+
+def open_dir(path, uid=UID, gid=GID, create=False):
+    return IdentityDir.open(str(path), uid, gid, create=create)
+
+
+def tree(root):
+    """{relative path: (mode, uid, gid, link target or content)} of everything under root."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            full = os.path.join(dirpath, name)
+            st = os.lstat(full)
+            if stat.S_ISLNK(st.st_mode):
+                what = os.readlink(full)
+            elif stat.S_ISREG(st.st_mode):
+                with open(full, "rb") as handle:
+                    what = handle.read()
+            else:
+                what = None
+            out[os.path.relpath(full, root)] = (st.st_mode, st.st_uid, st.st_gid, what)
+    return out
+
+
+@pytest.fixture
+def umask():
+    old = os.umask(0o022)
+    yield os.umask
+    os.umask(old)
+
+
+# ----------------------------------------------------------------------------- symbolic links
+
+@pytest.mark.parametrize("depth", range(len(PARTS)), ids=["a", "b", "c", ".mtls"])
+def test_a_symlink_at_any_depth_is_refused_and_named(tmp_path, depth):
+    real = tmp_path / "real"
+    real.joinpath(*PARTS).mkdir(parents=True)
+    real.joinpath(*PARTS, "client.key").write_bytes(b"key")
+    base = tmp_path / "p"
+    if depth:
+        base.joinpath(*PARTS[:depth]).mkdir(parents=True)
+    else:
+        base.mkdir()
+    link = base.joinpath(*PARTS[: depth + 1])
+    os.symlink(real.joinpath(*PARTS[: depth + 1]), link)
+    before_real, before_base = tree(real), tree(base)
+    with pytest.raises(FileSafetyError) as info:
+        open_dir(base.joinpath(*PARTS), create=True)
+    msg = info.value.msg
+    assert "%s is a symbolic link (to %s)" % (link, real.joinpath(*PARTS[: depth + 1])) in msg
+    assert "set path to the real path" in msg
+    assert tree(real) == before_real and tree(base) == before_base  # nothing created or changed
+    with open_dir(real.joinpath(*PARTS)) as idir:  # the real path is fine
+        assert idir.read("client.key")[0] == b"key"
+
+
+def test_the_advice_names_the_role_variable_through_the_role(tmp_path):
+    (tmp_path / "real").mkdir()
+    os.symlink(tmp_path / "real", tmp_path / "link")
+    names.use_role_names()
+    try:
+        with pytest.raises(FileSafetyError, match="set mtls_dir to the real path"):
+            open_dir(tmp_path / "link" / ".mtls")
+    finally:
+        names.use_role_names(False)
+
+
+def test_a_file_on_the_path_is_refused(tmp_path):
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(FileSafetyError, match="file is not a directory"):
+        open_dir(tmp_path / "file" / ".mtls", create=True)
+
+
+# ----------------------------------------------------------------------------- who can write it
+
+def test_world_writable_parent_without_sticky_bit_is_refused(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    with pytest.raises(FileSafetyError, match="%s is writable by every user .mode 0777., without the sticky" % shared):
+        open_dir(shared / ".mtls", create=True)
+    assert os.listdir(shared) == []
+
+
+def test_sticky_world_writable_parent_is_accepted(tmp_path):
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    with open_dir(shared / "agent" / ".mtls", create=True) as idir:
+        assert idir.created
+    assert stat.S_IMODE(os.stat(shared / "agent").st_mode) == 0o755
+
+
+@ROOT
+def test_below_a_sticky_parent_an_entry_of_another_user_is_refused(tmp_path, accounts):
+    other = accounts.user()
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    (shared / "x").mkdir()
+    os.chown(shared / "x", other.pw_uid, other.pw_gid)
+    with pytest.raises(FileSafetyError, match="%s is owned by %s, not by root" % (shared / "x", other.pw_name)):
+        open_dir(shared / "x" / ".mtls", create=True)
+    assert os.listdir(shared / "x") == []
+
+
+@ROOT
+def test_a_directory_of_another_user_on_the_path_is_refused(tmp_path, accounts):
+    other = accounts.user()
+    (tmp_path / "o").mkdir()
+    os.chown(tmp_path / "o", other.pw_uid, other.pw_gid)
+    with pytest.raises(FileSafetyError, match="owned by %s" % other.pw_name):
+        open_dir(tmp_path / "o" / "deep" / ".mtls", create=True)
+    assert os.listdir(tmp_path / "o") == []
+    # ...which is fine when that user is the owner the run acts for.
+    with open_dir(tmp_path / "o" / "deep" / ".mtls", other.pw_uid, other.pw_gid, create=True):
+        pass
+
+
+@ROOT
+@pytest.mark.parametrize("membership", ["listed", "primary"])
+def test_group_writable_by_a_group_with_another_member_is_refused(tmp_path, accounts, membership):
+    owner, other = accounts.user(), accounts.user()
+    gid = accounts.group(other.pw_name).gr_gid if membership == "listed" else other.pw_gid
+    team = tmp_path / "team"
+    team.mkdir()
+    os.chown(team, 0, gid)
+    os.chmod(team, 0o775)
+    with pytest.raises(FileSafetyError, match="writable by group .*members include %s" % other.pw_name):
+        open_dir(team / ".mtls", owner.pw_uid, owner.pw_gid, create=True)
+    assert os.listdir(team) == []
+    os.chmod(team, 0o1775)  # sticky: others cannot rename the owner's entries
+    with open_dir(team / ".mtls", owner.pw_uid, owner.pw_gid, create=True):
+        pass
+
+
+@ROOT
+def test_group_writable_by_a_group_of_root_and_the_owner_only_is_accepted(tmp_path, accounts):
+    owner = accounts.user()
+    team = tmp_path / "team"
+    team.mkdir()
+    os.chmod(team, 0o775)
+    for gid in (owner.pw_gid, accounts.group(owner.pw_name, "root").gr_gid):
+        os.chown(team, 0, gid)
+        with open_dir(team / ".mtls", owner.pw_uid, owner.pw_gid, create=True):
+            pass
+
+
+def test_group_writable_with_an_access_acl_is_refused(tmp_path):
+    shared = tmp_path / "acl"
+    shared.mkdir()
+
+    def entry(tag, perm, ident=0xFFFFFFFF):
+        return struct.pack("<HHI", tag, perm, ident)
+
+    # user::rwx user:65534:rwx group::r-x mask::rwx other::r-x
+    acl = struct.pack("<I", 2) + entry(1, 7) + entry(2, 7, 65534) + entry(4, 5) + entry(0x10, 7) + entry(0x20, 5)
+    try:
+        os.setxattr(shared, "system.posix_acl_access", acl)
+    except OSError as exc:
+        pytest.skip("no POSIX ACL support here: %s" % exc)
+    with pytest.raises(FileSafetyError, match="writable by the users of its access ACL"):
+        open_dir(shared / ".mtls", create=True)
+
+
+# ----------------------------------------------------------------------------- creating the path
+
+@ROOT
+@pytest.mark.parametrize("mask", [0o000, 0o077, 0o777])
+def test_missing_components_are_created_for_the_owner_with_exact_modes(tmp_path, accounts, umask, mask):
+    owner = accounts.user()
+    umask(mask)
+    with open_dir(tmp_path / "a" / "b" / ".mtls", owner.pw_uid, owner.pw_gid, create=True) as idir:
+        assert idir.created
+        idir.create("client.crt", b"cert", 0o644)
+    for path, mode in ((tmp_path / "a", 0o755), (tmp_path / "a" / "b", 0o755), (tmp_path / "a" / "b" / ".mtls", 0o700)):
+        st = os.lstat(path)
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (mode, owner.pw_uid, owner.pw_gid), path
+    with open_dir(tmp_path / "a" / "b" / ".mtls", owner.pw_uid, owner.pw_gid, create=True) as idir:
+        assert not idir.created
+
+
+# ----------------------------------------------------------------------------- changing files
+
+@pytest.mark.parametrize(("name", "mode"), [("client.key", 0o600), ("client.crt", 0o644)])
+def test_a_hard_linked_file_is_never_chmod_ed(tmp_path, name, mode):
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"someone else's file")
+    os.chmod(outside, 0o666)
+    (tmp_path / "d").mkdir(mode=0o700)
+    os.link(outside, tmp_path / "d" / name)
+    with open_dir(tmp_path / "d") as idir, pytest.raises(FileSafetyError, match="it has 2 links"):
+        idir.fix_file(name, mode)
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o666
+    assert outside.read_bytes() == b"someone else's file"
+
+
+@ROOT
+def test_root_owned_entries_are_not_handed_to_another_owner(tmp_path, accounts):
+    owner = accounts.user()
+    d = tmp_path / "d"
+    d.mkdir(mode=0o755)
+    (d / "client.key").write_bytes(b"root's")
+    os.chmod(d / "client.key", 0o644)
+    with open_dir(d, owner.pw_uid, owner.pw_gid) as idir:
+        with pytest.raises(FileSafetyError, match="belongs to root, not to %s" % owner.pw_name):
+            idir.fix_file("client.key", 0o600)
+        with pytest.raises(FileSafetyError, match="belongs to root"):
+            idir.fix_self(0o700)
+    st, dst = os.stat(d / "client.key"), os.stat(d)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode), dst.st_uid, stat.S_IMODE(dst.st_mode)) == (0, 0o644, 0, 0o755)
+
+
+@ROOT
+def test_the_owners_files_get_their_mode_and_group_fixed(tmp_path, accounts):
+    owner = accounts.user()
+    d = tmp_path / "d"
+    d.mkdir(mode=0o755)
+    (d / "client.key").write_bytes(b"k")
+    os.chown(d, owner.pw_uid, 0)
+    os.chown(d / "client.key", owner.pw_uid, 0)
+    with open_dir(d, owner.pw_uid, owner.pw_gid) as idir:
+        assert idir.fix_file("client.key", 0o600) == ["owner", "mode"]
+        assert idir.fix_self(0o700) == ["owner", "mode"]
+    for path, mode in ((d, 0o700), (d / "client.key", 0o600)):
+        st = os.stat(path)
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (owner.pw_uid, owner.pw_gid, mode)
