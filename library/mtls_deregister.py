@@ -33,6 +33,8 @@ requirements:
   - python >= 3.9
   - cryptography >= 3.3
   - requests
+extends_documentation_fragment:
+  - autonomy_edge.fleet_mtls.api
 options:
   path:
     description:
@@ -52,55 +54,17 @@ options:
       - Remove the local identity without deleting the ID on the server (the registry keeps it).
     type: bool
     default: false
-  api_url:
-    description: Base URL of the provisioning API (C(https://) only). Required unless O(local_only=true).
-    type: str
   endpoint:
     description:
       - Deletion path, C({id}) replaced by the agent ID, for example C(/orchestrators/{id}).
         Required unless O(local_only=true).
     type: str
-  id_pattern:
-    description: Regular expression a valid agent ID matches in full.
-    type: str
-    default: "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-  headers:
-    description:
-      - Extra request headers, for example C(Authorization) with a bearer token. Never logged;
-        the action plugin passes them to the module as a file (see O(headers_file)).
-    type: dict
-    default: {}
-  headers_file:
-    description:
-      - Path on the device of a JSON object of header names to string values, merged over
-        O(headers). Setting both O(headers) and O(headers_file) through the action plugin fails.
-    type: path
-  ca_path:
-    description: CA bundle (on the device) that signs the API's server certificate.
-    type: path
   ca_in_dir:
     description:
       - Verify the API with C(api-ca.crt) in the identity directory (the copy the role makes of
         C(mtls_api_ca_src)) instead of O(ca_path).
     type: bool
     default: false
-  validate_certs:
-    description: Verify the API's certificate. C(false) is warned about.
-    type: bool
-    default: true
-  timeout:
-    description: Timeout of each request in seconds.
-    type: float
-    default: 30
-  retries:
-    description: Retries after connection errors, timeouts, HTTP 429 and 5xx.
-    type: int
-    default: 3
-  option_names:
-    description: C(role) makes messages name the role's variables instead of these options (the action plugin sets it for the role).
-    type: str
-    choices: [module, role]
-    default: module
 attributes:
   check_mode:
     description: Sends nothing and removes nothing; reports the action and the files it would remove.

@@ -37,8 +37,48 @@ requirements:
   - requests >= 2.25
 extends_documentation_fragment:
   - autonomy_edge.fleet_mtls.api
-  - autonomy_edge.fleet_mtls.agent
 options:
+  api_url:
+    description: Base URL of the provisioning API, C(https://) only.
+    type: str
+    required: true
+  id_endpoint:
+    description: Endpoint (GET) that reserves a new agent ID.
+    type: str
+    default: /generate-orchestrator-id
+  upload_endpoint:
+    description: Endpoint (POST) that registers a certificate (the cloud's is C(/agent/certificate), O(upload_format=json)).
+    type: str
+    default: /upload-orchestrator-certificate
+  enroll_endpoint:
+    description: Endpoint (POST) that issues a certificate for a CSR (O(enrollment=csr)).
+    type: str
+    default: /orchestrators/enroll
+  upload_format:
+    description:
+      - C(multipart) - the upstream installer's form (file field O(certificate_field), field
+        O(id_field)); C(json) - C({"agent_id", "certificate"}) as the cloud's C(/agent/certificate).
+    type: str
+    choices: [multipart, json]
+    default: multipart
+  id_field:
+    description: Name of the ID field in uploads. Default the format's own - C(id) (multipart), C(agent_id) (json).
+    type: str
+  certificate_field:
+    description: Name of the certificate field in uploads.
+    type: str
+    default: certificate
+  headers_src:
+    description:
+      - A JSON file on the controller of header names to values, read by the action plugin
+        (so the token is never a task or module argument) and handed over as O(headers).
+    type: path
+  ca_src:
+    description: The API's CA as a file on the controller, delivered to C(<path>/api-ca.crt) (read by the action plugin).
+    type: path
+  ca_content:
+    description: The API's CA as PEM text, delivered to C(<path>/api-ca.crt) (the action plugin fills it from O(ca_src)).
+    type: str
   path:
     description:
       - Identity directory. Default C(~/.mtls) of O(owner) (its home from the password
@@ -130,6 +170,102 @@ options:
     type: list
     elements: str
     default: []
+  server_url:
+    description:
+      - Where the agent connects (C(https://host[:port])). The stock agent has its server in
+        its code; give the same one. Default O(api_url).
+    type: str
+  server_ca:
+    description: The server's CA as a path on the device, or C(system).
+    type: str
+    default: system
+  server_ca_src:
+    description: The server's CA as a file on the controller (read by the action plugin), delivered to C(<path>/server-ca.crt).
+    type: path
+  server_ca_content:
+    description: The server's CA as PEM text, delivered to C(<path>/server-ca.crt).
+    type: str
+  agent_trust:
+    description:
+      - What the agent trusts - C(system) (OpenSSL's default store, no C(SSL_CERT_FILE)) or
+        C(ca_file) (the server CA through C(SSL_CERT_FILE) in C(agent.env)). Default C(ca_file)
+        when a server CA is given, else C(system).
+    type: str
+    choices: [system, ca_file]
+  tls_min_version:
+    description: Minimum TLS version recorded in C(agent-tls.ini).
+    type: str
+    choices: [TLSv1.2, TLSv1.3]
+    default: TLSv1.2
+  agent_config_name:
+    description: File name of the settings record in the identity directory (the stock agent does not read it).
+    type: str
+    default: agent-tls.ini
+  agent_restart:
+    description:
+      - C(docker) restarts O(agent_container) (none there, or no docker command, is reported,
+        not an error) and checks that it mounts the identity read-only at
+        C(<agent_container_home>/.mtls) with the right C(SSL_CERT_FILE); C(systemd) restarts
+        O(agent_service) (after a daemon-reload when its drop-in changed); C(command) runs
+        O(agent_restart_command) without a shell; C(none) restarts nothing.
+    type: str
+    choices: [docker, systemd, command, none]
+    default: none
+  agent_container:
+    description: The agent's container.
+    type: str
+    default: orchestrator_agent
+  agent_container_home:
+    description: HOME of the agent inside its container.
+    type: str
+    default: /root
+  docker_command:
+    description: The docker command (C(podman) is compatible).
+    type: str
+    default: docker
+  agent_service:
+    description: The agent's systemd unit.
+    type: str
+    default: orchestrator-agent
+  agent_restart_command:
+    description: The command of O(agent_restart=command).
+    type: str
+    default: ""
+  verify:
+    description: Check the connection as the stock agent makes it (and a new configuration before it is swapped in).
+    type: bool
+    default: true
+  verify_unchanged:
+    description: Also check when nothing changed.
+    type: bool
+    default: true
+  verify_protocol:
+    description:
+      - C(websocket) - the upgrade of C(/ws); C(socketio) - Engine.IO + CONNECT under
+        C(/socket.io/), as the stock agent; C(https) - a GET (an HTTP status, no certificate verdict).
+    type: str
+    choices: [websocket, socketio, https]
+    default: websocket
+  verify_url:
+    description: A full URL to check instead of O(server_url) and the protocol's path.
+    type: str
+  verify_timeout:
+    description: Total seconds of one check.
+    type: float
+    default: 10
+  verify_status_code:
+    description: Statuses that count as success with O(verify_protocol=https).
+    type: list
+    elements: int
+    default: [200]
+  verify_retries:
+    description: Retries of a check that was refused or could not connect (a registry may take a moment).
+    type: int
+    default: 0
+  verify_delay:
+    description: Seconds between those retries.
+    type: float
+    default: 3
   metrics_dir:
     description:
       - A node_exporter textfile-collector directory; the run writes C(fleet_mtls.prom) there
