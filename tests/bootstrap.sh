@@ -12,7 +12,7 @@ Usage: sudo tests/bootstrap.sh [--images-only | --venv-only | --no-images] [-h|-
 Prepares this Debian 12 machine for the fleet-mtls tests. Each step is skipped when its result
 is already there:
   1. apt: podman runc catatonit debootstrap python3-venv ca-certificates openssl curl jq git
-     shellcheck
+     shellcheck nginx-light (the reference service's gate)
      (apt-get update + install only when one of them is missing)
   2. podman drop-in /etc/containers/containers.conf.d/fleet-mtls.conf
      (runtime runc, explicit low ulimits: what works on these machines)
@@ -50,7 +50,7 @@ RELEASES="${FLEET_MTLS_RELEASES:-bullseye bookworm trixie}"
 MIRROR="${FLEET_MTLS_MIRROR:-http://deb.debian.org/debian}"
 IMAGE_JOBS="${FLEET_MTLS_IMAGE_JOBS:-3}"
 VENV="${FLEET_MTLS_VENV:-$REPO_DIR/.venv}"
-APT_PACKAGES=(podman runc catatonit debootstrap python3-venv ca-certificates openssl curl jq git shellcheck)
+APT_PACKAGES=(podman runc catatonit debootstrap python3-venv ca-certificates openssl curl jq git shellcheck nginx-light)
 PODMAN_DROPIN=/etc/containers/containers.conf.d/fleet-mtls.conf
 # The PyPI `ansible` package we take two collections from, pinned by hash.
 ANSIBLE_WHEEL=ansible-12.3.0-py3-none-any.whl

@@ -290,6 +290,14 @@ class ProvisioningService:
             body = None
         return response.status_code, body
 
+    def gate_accepts(self, cert_path: str | os.PathLike[str], key_path: str | os.PathLike[str]) -> bool:
+        """``/whoami``'s verdict: True on 200, False on 403; raises on anything else (a failed
+        handshake or nginx's 400 is no verdict on the registration)."""
+        status, body = self.whoami(cert_path, key_path)
+        if status not in (200, 403):
+            raise ServiceError(f"/whoami answered {status} {body!r}")
+        return status == 200
+
     # -- the gate's two certificate checks (tests/fixtures/gate_client.py) -----------------
     def gate_context(self, cert: Any = None, key: Any = None) -> ssl.SSLContext:
         """Verifies the gate with ``ca_path``; presents ``cert``/``key`` (paths) when given."""

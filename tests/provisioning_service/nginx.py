@@ -12,6 +12,8 @@ Process handling:
   inherited sockets (1.22), so it runs its master with one worker.
 - The master gets ``PR_SET_PDEATHSIG`` = SIGTERM: if the service dies, even by SIGKILL, nginx
   shuts its worker down and exits. A normal stop sends SIGTERM and waits.
+- nginx workers do not watch their master: one killed by SIGKILL leaves its worker running.
+  nginx runs in a process group of its own, which ``stop`` ends once the master is gone.
 - Everything nginx writes lives in ``DIR/nginx/``: nginx.conf (rewritten at every start),
   error.log (level info: failed handshakes and client-certificate errors are counted from
   it), access.log, nginx.pid, temp directories.
@@ -161,7 +163,8 @@ class GateProxy:
             self.process = subprocess.Popen(
                 [self.binary, "-p", str(self.dir), "-c", str(self.dir / "nginx.conf"), "-e", str(self.error_log)],
                 env={"NGINX": f"{fd};", "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-                stdin=subprocess.DEVNULL, pass_fds=[fd], preexec_fn=_dies_with(os.getpid()),
+                stdin=subprocess.DEVNULL, pass_fds=[fd], process_group=0,
+                preexec_fn=_dies_with(os.getpid()),
             )  # fmt: skip
         finally:
             listener.close()
@@ -170,11 +173,17 @@ class GateProxy:
     def _wait_running(self) -> None:
         assert self.process is not None
         deadline = time.monotonic() + START_TIMEOUT
-        while not self.pid_file.exists():  # nginx writes it once its configuration is in force
+        while not self._pid_written():  # nginx writes it once its configuration is in force
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise GateProxyError(f"nginx did not start ({self.error_log}):\n{self._log_tail()}")
             time.sleep(0.003)
+
+    def _pid_written(self) -> bool:
+        try:
+            return self.pid_file.read_text(encoding="ascii") == f"{self.process.pid}\n"
+        except FileNotFoundError:
+            return False
 
     def _log_tail(self, lines: int = 10) -> str:
         try:
@@ -189,14 +198,19 @@ class GateProxy:
 
     def stop(self) -> None:
         proc = self.process
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        proc.send_signal(signal.SIGTERM)  # fast shutdown: open WebSocket connections are cut
-        try:
-            proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=STOP_TIMEOUT)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # fast shutdown: open WebSocket connections are cut
+            try:
+                proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=STOP_TIMEOUT)
+        try:  # a worker that outlived its master still holds the group (and the port)
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     def new_log_events(self) -> dict[str, int]:
         """Failed TLS handshakes and client-certificate errors logged since the last call."""

@@ -186,10 +186,13 @@ def test_sigkill_of_the_service_leaves_no_nginx_behind(service):
 
 
 def test_service_stops_when_nginx_dies(service):
-    """Half a service is worse than none: a dead gate makes the service exit with status 1."""
-    os.kill(nginx_pids(service)[0], signal.SIGKILL)
+    """Half a service is worse than none: a dead gate makes the service exit with status 1,
+    and the worker a SIGKILLed nginx master leaves behind goes with it."""
+    pids = nginx_pids(service)
+    os.kill(pids[0], signal.SIGKILL)
     assert service.process.wait(timeout=10) == 1
     assert "nginx exited" in service.log_text()
+    assert _gone_within(pids, 5.0), [pid for pid in pids if _alive(pid)]
 
 
 def test_nginx_missing_is_a_clear_start_failure(tmp_path):
