@@ -14,7 +14,6 @@ import signal
 import sys
 import tempfile
 import threading
-from typing import Any
 
 from tests.provisioning_service import SERVER_CERT_KINDS
 from tests.provisioning_service.faults import FaultBook, FaultSpecError, parse_cli
@@ -216,23 +215,20 @@ def _upstream_path(state_dir: pathlib.Path) -> tuple[str, str | None]:
     return os.path.join(scratch, "gate.sock"), scratch
 
 
-def _start_gate(args: argparse.Namespace, nginx: str, cert_path: pathlib.Path, pki: Any, common: dict[str, Any]):
-    """The gate: its app on a unix socket, nginx in front of it on ``--host``:``--gate-port``."""
-    from tests.provisioning_service.gate import GateApp
+def _spawn_gate_proxy(args: argparse.Namespace, nginx: str, cert_path: pathlib.Path, state_dir: pathlib.Path):
+    """Start the gate's nginx on ``--host``:``--gate-port`` in front of the gate app's unix socket
+    (bound later: nginx starts meanwhile). Returns (proxy, socket path, scratch dir or None)."""
     from tests.provisioning_service.nginx import GateProxy, bind_listener
-    from tests.provisioning_service.server import UnixWSGIServer
 
     try:
         listener = bind_listener(args.host, args.gate_port)
     except OSError as exc:
         in_use = " (in use by another program)" if exc.errno == errno.EADDRINUSE else ""
         raise StartError(f"gate port {args.gate_port} on {args.host}: {exc.strerror}{in_use}") from None
-    path, scratch = _upstream_path(pki.dir)
-    upstream = UnixWSGIServer(path, GateApp(**common), "gate")
-    proxy = GateProxy(nginx, pki.dir, cert_path, pki.server_key_path, path)
-    common["faults"].watch_gate_log(proxy.new_log_events)
+    path, scratch = _upstream_path(state_dir)
+    proxy = GateProxy(nginx, state_dir, cert_path, state_dir / "server.key", path)
     proxy.start(listener)  # before any thread exists: nginx is forked with a preexec_fn
-    return upstream, proxy, scratch
+    return proxy, path, scratch
 
 
 class StartError(RuntimeError):
@@ -263,9 +259,10 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(args: argparse.Namespace, faults: FaultBook, nginx: str) -> int:
     # heavy imports only once the arguments are known to be good (fast --help and errors)
     from tests.provisioning_service.app import ApiApp
+    from tests.provisioning_service.gate import GateApp
     from tests.provisioning_service.pki import ServicePKI
     from tests.provisioning_service.registry import Registry
-    from tests.provisioning_service.server import TLSWSGIServer, server_context
+    from tests.provisioning_service.server import TLSWSGIServer, UnixWSGIServer, server_context
 
     logging.basicConfig(
         stream=sys.stderr,
@@ -279,14 +276,17 @@ def _serve(args: argparse.Namespace, faults: FaultBook, nginx: str) -> int:
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     token = _token(args, state_dir)
     pki = ServicePKI(state_dir)
+    cert_path = pki.server_cert_path(args.server_cert)
+    proxy, gate_socket, scratch = _spawn_gate_proxy(args, nginx, cert_path, state_dir)
     registry = Registry(state_dir / "registry.sqlite3", args.reservation_ttl)
     stopping = threading.Event()
 
-    cert_path = pki.server_cert_path(args.server_cert)
     api_ctx = server_context(cert_path, pki.server_key_path)
     common = {"registry": registry, "pki": pki, "faults": faults, "token": token, "stopping": stopping}
     api = TLSWSGIServer(args.host, args.port, ApiApp(**common), "api", lambda: api_ctx, faults)
-    gate, proxy, scratch = _start_gate(args, nginx, cert_path, pki, common)
+    gate = UnixWSGIServer(gate_socket, GateApp(**common), "gate")
+    faults.watch_gate_log(proxy.new_log_events)
+    proxy.wait_running()
 
     def request_stop(signum: int, frame: object) -> None:
         stopping.set()
@@ -325,7 +325,7 @@ def _serve(args: argparse.Namespace, faults: FaultBook, nginx: str) -> int:
     for thread in threads:
         thread.join(timeout=5)
     registry.close()
-    pathlib.Path(gate.server_address).unlink(missing_ok=True)
+    pathlib.Path(gate_socket).unlink(missing_ok=True)
     if scratch:
         shutil.rmtree(scratch, ignore_errors=True)
     return status

@@ -147,7 +147,7 @@ class GateProxy:
         self._log_lock = threading.Lock()
 
     def start(self, listener: socket.socket) -> None:
-        """Start nginx on ``listener`` (closed here once nginx holds it); wait until it runs."""
+        """Start nginx on ``listener`` (closed here once nginx holds it); ``wait_running`` next."""
         self.port = listener.getsockname()[1]
         (self.dir / "tmp").mkdir(mode=0o700, parents=True, exist_ok=True)
         user = "user root;\n" if os.geteuid() == 0 else ""  # workers would drop to nobody
@@ -168,9 +168,9 @@ class GateProxy:
             )  # fmt: skip
         finally:
             listener.close()
-        self._wait_running()
 
-    def _wait_running(self) -> None:
+    def wait_running(self) -> None:
+        """Return once nginx serves (its pid file is written); GateProxyError if it does not."""
         assert self.process is not None
         deadline = time.monotonic() + START_TIMEOUT
         while not self._pid_written():  # nginx writes it once its configuration is in force
