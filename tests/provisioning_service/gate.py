@@ -114,8 +114,10 @@ class GateApp(BaseApp):
     # -- routing: the real cloud's middleware, then the routes ------------------------------
     def route(self, request: Request) -> tuple[str, dict[str, Any]] | Response:
         path = request.path
-        if path == "/ws" or path.startswith("/socket.io/") or path == "/whoami":
-            endpoint = "/socket.io/" if path.startswith("/socket.io/") else path
+        if path.startswith("/socket.io/"):
+            endpoint = "/socket.io/"
+        elif path in ("/ws", "/whoami"):
+            endpoint = path
         elif path.startswith(("/ws", "/socket.io")):  # the middleware lets these through
             return detail(404, "Not Found")
         elif not self.bearer_ok(request):
