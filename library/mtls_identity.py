@@ -440,6 +440,7 @@ def main():
     fail_when_missing(module, ("cryptography", CRYPTOGRAPHY_IMPORT_ERROR), ("requests", REQUESTS_IMPORT_ERROR))
 
     # Imported here: identity pulls in cryptography, which is checked above.
+    from ansible.module_utils.fleet_mtls.agent import check_agent_config, ensure_agent_config
     from ansible.module_utils.fleet_mtls.identity import Settings, ensure_identity
 
     p = module.params
@@ -458,7 +459,7 @@ def main():
             timeout=p["timeout"], retries=p["retries"], id_pattern=p["id_pattern"],
         )
 
-    error = None
+    error = result = None
     try:
         if p["headers_file"]:
             file_headers = read_headers_file(p["headers_file"])
@@ -471,20 +472,31 @@ def main():
             id_pattern=p["id_pattern"], enrollment=p["enrollment"], key_size=p["key_size"],
             subject=p["subject"], valid_days=p["valid_days"], rotate=p["rotate"],
             renew_before_days=p["renew_before_days"], backup=p["backup"],
-            agent_config=p["agent_config"], agent_config_name=p["agent_config_name"],
         )
+        check_agent_config(p["agent_config"], p["agent_config_name"])
         # Validate the network options even when no call is needed (opens no connection).
         client_factory().close()
         result, _warnings = ensure_identity(settings, client_factory, check_mode=module.check_mode,
                                             warn=module.warn)
+        if p["agent_config"] is not None:
+            # Written once the identity it points at is in place (one module call per host).
+            written = ensure_agent_config(settings, p["agent_config_name"], p["agent_config"],
+                                          check_mode=module.check_mode)
+            result["agent_config_changed"] = written
+            result["changed"] = result["changed"] or written
     except IdentityError as exc:
         error = exc
     if error is not None:
         # Outside the except block: ansible-core would otherwise attach a traceback.
-        module.fail_json(msg=error.msg, cert_path=_safe_path(p, "client.crt"),
-                         key_path=_safe_path(p, "client.key"),
-                         registry_uncertain=getattr(error, "registry_uncertain", False))
+        module.fail_json(**failure(error, result, p))
     module.exit_json(**result)
+
+
+def failure(error, identity_result, params):
+    """fail_json's arguments."""
+    return {"msg": error.msg, "cert_path": _safe_path(params, "client.crt"),
+            "key_path": _safe_path(params, "client.key"),
+            "registry_uncertain": getattr(error, "registry_uncertain", False)}
 
 
 def _safe_path(params, name):

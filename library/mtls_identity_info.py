@@ -177,7 +177,7 @@ def main():
         supports_check_mode=True,
     )
     fail_when_missing(module, ("cryptography", CRYPTOGRAPHY_IMPORT_ERROR))
-    from ansible.module_utils.fleet_mtls.identity import identity_facts
+    from ansible.module_utils.fleet_mtls.identity.facts import identity_facts
 
     p = module.params
     error = None

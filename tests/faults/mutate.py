@@ -114,16 +114,22 @@ MUTATIONS = {
     ),
     "no-rollback": (
         "ambiguous rotation uploads the previous certificate again",
-        [("module_utils/fleet_mtls/identity.py", "can_roll_back = (", "can_roll_back = False and (")],
+        [
+            (
+                "module_utils/fleet_mtls/identity/transaction.py",
+                "if creating or not _can_roll_back(a, agent_id):",
+                "if True:",
+            )
+        ],
         [F + "test_network.py::test_ambiguous_upload_on_rotation_rolls_back"],
     ),
     "no-journal": (
         "journal of an uncertain registry",
         [
             (
-                "module_utils/fleet_mtls/identity.py",
-                "def _journal_write(idir, agent_id, operation, fingerprint=None, now=None):\n",
-                "def _journal_write(idir, agent_id, operation, fingerprint=None, now=None):\n    return\n",
+                "module_utils/fleet_mtls/identity/journal.py",
+                "def write(idir, agent_id, operation, fingerprint=None, now=None):\n",
+                "def write(idir, agent_id, operation, fingerprint=None, now=None):\n    return\n",
             )
         ],
         [
@@ -133,7 +139,13 @@ MUTATIONS = {
     ),
     "keep-staged": (
         "staged files removed after a failure",
-        [("module_utils/fleet_mtls/identity.py", "def _drop_staged(idir):\n", "def _drop_staged(idir):\n    return\n")],
+        [
+            (
+                "module_utils/fleet_mtls/identity/journal.py",
+                "def drop_leftovers(idir):\n",
+                "def drop_leftovers(idir):\n    return\n",
+            )
+        ],
         [
             F + "test_network.py::test_400_on_upload_rotation_not_retried",
             F + "test_network.py::test_connection_refused",
@@ -141,7 +153,7 @@ MUTATIONS = {
     ),
     "no-recover": (
         "a staged pair found at start is re-uploaded and swapped",
-        [("module_utils/fleet_mtls/identity.py", "recovered = self.recover(idir, a)", "recovered = None")],
+        [("module_utils/fleet_mtls/identity/engine.py", "recovered = tx.recover(a)", "recovered = None")],
         [
             F + "test_crash.py::test_interrupted_rotation_keeps_gate_access_until_rerun",
             F + "test_crash.py::test_kill_then_rerun_converges[between-renames-rotate]",
@@ -149,18 +161,22 @@ MUTATIONS = {
     ),
     "no-lock": (
         "exclusive lock on the identity directory",
-        [("module_utils/fleet_mtls/identity.py", "idir.lock(timeout=s.lock_timeout)", "pass")],
+        [("module_utils/fleet_mtls/identity/engine.py", "idir.lock(timeout=s.lock_timeout)", "pass")],
         [F + "test_crash.py::test_two_concurrent_runs_one_identity"],
     ),
     "mint-new-device": (
         "an unreadable certificate is refused, never replaced by a new device",
         [
             (
-                "module_utils/fleet_mtls/identity.py",
-                "        if not s.agent_id:\n            raise StateError(\n                \"%s, so this device's",
-                '        if not s.agent_id:\n            return Plan("created", problem, None, new_key=True)\n'
-                "        if False:\n            raise StateError(\n                \"%s, so this device's",
-            )
+                "module_utils/fleet_mtls/identity/plan.py",
+                "return Plan(REKEY, _unusable_certificate(a, s), s.agent_id,",
+                "return Plan(REKEY if s.agent_id else CREATE, _unusable_certificate(a, s), s.agent_id,",
+            ),
+            (
+                "module_utils/fleet_mtls/identity/plan.py",
+                "    if not s.agent_id:\n        raise StateError(\n            \"%s, so this device's",
+                "    if False:\n        raise StateError(\n            \"%s, so this device's",
+            ),
         ],
         [
             F + "test_device_state.py::test_corrupt_cert_refused_then_rekeyed_with_agent_id",
@@ -171,10 +187,9 @@ MUTATIONS = {
         "wrong modes repaired without a new key",
         [
             (
-                "module_utils/fleet_mtls/identity.py",
-                '    if fixes:\n        return Plan("repaired"',
-                '    if fixes:\n        return Plan("rotated", "modes", agent_id, new_key=True, fixes=fixes)\n'
-                '    if False:\n        return Plan("repaired"',
+                "module_utils/fleet_mtls/identity/plan.py",
+                "plan.kind, plan.reason = REPAIR, ",
+                "plan.kind, plan.reason = REKEY, ",
             )
         ],
         [F + "test_device_state.py::test_wrong_mode_repaired_without_new_key"],

@@ -1,0 +1,33 @@
+# -*- coding: utf-8 -*-
+"""The identity engine, split by concern.
+
+=================  ===========================================================================
+module             concern
+=================  ===========================================================================
+``settings``       the validated options of a run
+``files``          names and modes of the identity directory's files; the mode/owner check
+``assess``         what is on disk (read-only, cheap)
+``plan``           the decision: ``Plan.kind`` (unchanged, repair, reupload, create, rekey)
+``transaction``    the writes: one method per kind, and recovery of an interrupted run
+``journal``        the journal, and the table of the directory's states between runs
+``engine``         one run: lock, assess, recover, decide, carry out, describe the result
+``facts``          what mtls_identity_info returns
+=================  ===========================================================================
+
+Entry points: ``Settings``, ``ensure_identity`` (mtls_identity), ``identity_facts``
+(mtls_identity_info).
+"""
+from __future__ import annotations
+
+from ansible.module_utils.fleet_mtls.identity.assess import Assessment, assess
+from ansible.module_utils.fleet_mtls.identity.engine import Engine, ensure_identity
+from ansible.module_utils.fleet_mtls.identity.facts import identity_facts
+from ansible.module_utils.fleet_mtls.identity.files import CERT, JOURNAL, KEY, STAGED_CERT, STAGED_KEY
+from ansible.module_utils.fleet_mtls.identity.plan import Plan, decide
+from ansible.module_utils.fleet_mtls.identity.settings import Settings
+from ansible.module_utils.fleet_mtls.identity.transaction import check_issued_certificate
+
+__all__ = [
+    "CERT", "JOURNAL", "KEY", "STAGED_CERT", "STAGED_KEY", "Assessment", "Engine", "Plan", "Settings",
+    "assess", "check_issued_certificate", "decide", "ensure_identity", "identity_facts",
+]
