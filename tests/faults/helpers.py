@@ -77,7 +77,8 @@ def module_env(extra: dict | None = None, *, hooks: dict | None = None) -> dict:
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.setdefault("ANSIBLE_DEPRECATION_WARNINGS", "False")
     env.setdefault("ANSIBLE_NOCOLOR", "1")
-    for key in ("FLEET_FAULTS_KILL", "FLEET_FAULTS_SLOWIO", "FLEET_FAULTS_UMASK", "FLEET_FAULTS_RUSAGE"):
+    for key in ("FLEET_FAULTS_KILL", "FLEET_FAULTS_ERRNO", "FLEET_FAULTS_SLOWIO", "FLEET_FAULTS_UMASK",
+                "FLEET_FAULTS_RUSAGE"):
         env.pop(key, None)
     for key, value in (hooks or {}).items():
         env[key] = str(value)
@@ -105,6 +106,16 @@ def start_module(args: dict, *, workdir: pathlib.Path, check: bool = False, hook
         cwd=str(REPO), env=module_env(env, hooks=hooks),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:
+    """Poll ``predicate`` (a service counter, a file, a lock) until it holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def finish(proc: subprocess.Popen, started: float, timeout: float = 180) -> ModuleResult:
