@@ -77,8 +77,7 @@ def module_env(extra: dict | None = None, *, hooks: dict | None = None) -> dict:
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.setdefault("ANSIBLE_DEPRECATION_WARNINGS", "False")
     env.setdefault("ANSIBLE_NOCOLOR", "1")
-    for key in ("FLEET_FAULTS_KILL", "FLEET_FAULTS_ERRNO", "FLEET_FAULTS_SLOWIO", "FLEET_FAULTS_UMASK",
-                "FLEET_FAULTS_RUSAGE"):
+    for key in ("FLEET_FAULTS_KILL", "FLEET_FAULTS_SLOWIO", "FLEET_FAULTS_UMASK", "FLEET_FAULTS_RUSAGE"):
         env.pop(key, None)
     for key, value in (hooks or {}).items():
         env[key] = str(value)

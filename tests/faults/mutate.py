@@ -134,7 +134,7 @@ MUTATIONS = {
         ],
         [
             F + "test_network.py::test_accept_then_garble_on_create_converges",
-            F + "test_crash.py::test_kill_then_rerun_converges[upload-accepted-create]",
+            F + "test_crash.py::test_kill_then_rerun_converges[upload-accepted-create-SIGKILL]",
         ],
     ),
     "keep-staged": (
@@ -151,12 +151,26 @@ MUTATIONS = {
             F + "test_network.py::test_connection_refused",
         ],
     ),
+    "drop-on-interrupt": (
+        "an interruption once the journal exists leaves the journal and the staged files",
+        [
+            (
+                "module_utils/fleet_mtls/identity/transaction.py",
+                "if not journaled:\n                journal.drop_leftovers(idir)  # nothing has left",
+                "if True:\n                journal.drop(idir)\n                journal.drop_leftovers(idir)  #",
+            )
+        ],
+        [
+            F + "test_crash.py::test_kill_then_rerun_converges[upload-accepted-rotate-SIGINT]",
+            F + "test_crash.py::test_ctrl_c_of_ansible_playbook_during_the_upload_converges[create]",
+        ],
+    ),
     "no-recover": (
         "a staged pair found at start is re-uploaded and swapped",
         [("module_utils/fleet_mtls/identity/engine.py", "recovered = tx.recover(a)", "recovered = None")],
         [
             F + "test_crash.py::test_interrupted_rotation_keeps_gate_access_until_rerun",
-            F + "test_crash.py::test_kill_then_rerun_converges[between-renames-rotate]",
+            F + "test_crash.py::test_kill_then_rerun_converges[between-renames-rotate-SIGKILL]",
         ],
     ),
     "no-lock": (

@@ -3,8 +3,8 @@
 this ID". It is written, fsync-ed and renamed into place before anything leaves the device,
 and dropped only once device and registry are known to agree.
 
-States of the identity directory between runs (what a run leaves when it ends, fails or is
-killed at any point), and what the next run does:
+States of the identity directory between runs (what a run leaves when it ends, fails, is
+interrupted by SIGINT/SIGTERM or killed by SIGKILL at any point), and what the next run does:
 
 =====================  ===============================  =============================  ==============================
 state                  files                            the registry may hold          the next run
@@ -31,7 +31,8 @@ stale                  journal naming another ID        --                      
 =====================  ===============================  =============================  ==============================
 
 A definitive failure (the server surely did not act) removes the staged files and the journal
-this run wrote.
+this run wrote; an interruption once the journal exists leaves everything for the next run,
+exactly like a kill (the upload may be on its way or stored already).
 """
 from __future__ import annotations
 

@@ -6,13 +6,13 @@ A new identity (``create``, ``rekey``) is one transaction::
     [ID request] -> keygen -> stage key [, stage cert], fsync -> journal
     -> upload / enroll -> (backup links) -> rename key, rename cert -> fsync -> drop journal
 
-A failure before the registry accepted the new certificate removes the staged files and leaves
-the previous identity byte-for-byte intact. An ambiguous failure (the registry may hold the
-new certificate) of a rotation uploads the previous certificate again (rollback: the
-registry's last upload wins); when that fails too, or when a creation fails ambiguously, the
-journal stays so the next run converges (re-upload, or reuse of the journaled ID). A run
-killed at any point leaves what the next run completes (``recover``). The journal's states:
-journal.py.
+A definitive refusal removes the staged files and leaves the previous identity byte-for-byte
+intact. An ambiguous failure (the registry may hold the new certificate) of a rotation uploads
+the previous certificate again (rollback: the registry's last upload wins); when that fails
+too, or when a creation fails ambiguously, the journal stays so the next run converges
+(re-upload, or reuse of the journaled ID). An interruption (SIGINT, SIGTERM, SIGKILL, any
+exception) once the journal is written leaves everything as it is: the next run completes
+the transaction from the staged files (``recover``). The journal's states: journal.py.
 """
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ class Transaction:
         idir.fix_self(DIR_MODE)
         key = certs.generate_key(s.key_size)
         operation = "create" if creating else "rotate"
-        journaled = accepted = False
+        journaled = False
         try:
             idir.create(STAGED_KEY, certs.private_key_pem(key), KEY_MODE)
             if s.enrollment == "self_signed":
@@ -134,16 +134,15 @@ class Transaction:
                 cert = self._enroll(agent_id, key, csr)
                 idir.create(STAGED_CERT, certs.certificate_pem(cert), CERT_MODE)
                 idir.fsync()
-            accepted = True
             self._swap()
         except ApiError as exc:
             journal.drop_leftovers(idir)
             raise self._failure(a, agent_id, exc, creating, registry_was_uncertain) from None
         except BaseException:
-            if not accepted:
-                journal.drop_leftovers(idir)
-                if journaled and not registry_was_uncertain:
-                    journal.drop(idir)
+            if not journaled:
+                journal.drop_leftovers(idir)  # nothing has left the device
+            # Else the upload may be on its way or stored already: the journal and the staged
+            # files stay, as after a kill, and the next run completes the transaction.
             raise
         return certs.CertInfo(cert, self.now)
 
