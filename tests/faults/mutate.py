@@ -208,6 +208,16 @@ MUTATIONS = {
         ],
         [F + "test_device_state.py::test_wrong_mode_repaired_without_new_key"],
     ),
+    "keep-hard-linked-key": (
+        "a hard-linked key is rotated, never chmod-ed through the link",
+        [("module_utils/fleet_mtls/identity/plan.py", "    elif hard_linked(a.key.stat):", "    elif False:")],
+        [F + "test_device_state.py::test_hard_linked_key_is_rotated_never_chmodded"],
+    ),
+    "chmod-hard-linked-cert": (
+        "a hard-linked certificate is replaced by a fresh copy, never chmod-ed through the link",
+        [("module_utils/fleet_mtls/identity/transaction.py", "if fix.hard_linked:", "if False:")],
+        [F + "test_device_state.py::test_hard_linked_certificate_is_replaced_never_chmodded"],
+    ),
     "follow-links": (
         "symlinks refused for the directory, key and certificate",
         [

@@ -116,3 +116,14 @@ def test_an_oversized_config_on_the_device_is_replaced(svc, ident_dir):
     os.chmod(conf, 0o644)
     result = run(None, ident_dir, agent_config=CONFIG)
     assert result["agent_config_changed"] and conf.read_text() == CONFIG
+
+
+def test_a_hard_linked_config_is_replaced_not_chmodded(svc, ident_dir, tmp_path):
+    run(svc, ident_dir, agent_config=CONFIG)
+    conf = ident_dir / "agent-tls.ini"
+    os.chmod(conf, 0o600)
+    os.link(conf, tmp_path / "other-name.ini")
+    fixed = run(None, ident_dir, agent_config=CONFIG)
+    assert fixed["agent_config_changed"] and mode(conf) == 0o644 and conf.read_text() == CONFIG
+    assert os.lstat(conf).st_nlink == 1
+    assert mode(tmp_path / "other-name.ini") == 0o600  # nothing chmod-ed through the link

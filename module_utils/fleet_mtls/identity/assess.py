@@ -8,6 +8,7 @@ from ansible.module_utils.fleet_mtls.errors import CertificateError
 from ansible.module_utils.fleet_mtls.identity import journal
 from ansible.module_utils.fleet_mtls.identity.files import (
     CERT,
+    CERT_COPY,
     JOURNAL_TMP,
     KEY,
     STAGED_CERT,
@@ -39,7 +40,7 @@ class Assessment:
         self.journal = None          # dict, or {"id": None} when unreadable
         self.staged_key = False
         self.staged_cert = False
-        self.staged_other = False    # a journal being written
+        self.staged_other = False    # a journal being written, a certificate copy
 
     @property
     def staged(self):
@@ -83,5 +84,5 @@ def assess(idir, now=None):
     a.journal = journal.read(idir)
     a.staged_key = idir.exists(STAGED_KEY)
     a.staged_cert = idir.exists(STAGED_CERT)
-    a.staged_other = idir.exists(JOURNAL_TMP)
+    a.staged_other = idir.exists(JOURNAL_TMP) or idir.exists(CERT_COPY)
     return a

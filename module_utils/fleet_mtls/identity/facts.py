@@ -9,7 +9,7 @@ from ansible.module_utils.fleet_mtls.api import DEFAULT_ID_PATTERN
 from ansible.module_utils.fleet_mtls.errors import IdentityError
 from ansible.module_utils.fleet_mtls.fsutil import IdentityDir, expand_path, stat_facts
 from ansible.module_utils.fleet_mtls.identity.assess import assess
-from ansible.module_utils.fleet_mtls.identity.files import CERT, JOURNAL, KEY, mode_owner_problems
+from ansible.module_utils.fleet_mtls.identity.files import CERT, JOURNAL, KEY, hard_linked, mode_owner_problems
 from ansible.module_utils.fleet_mtls.identity.settings import valid_id
 
 
@@ -62,6 +62,9 @@ def _describe(facts, a, id_pattern, renew_before_days, now):
                       "cert": stat_facts(a.cert.stat)}
     # Modes only: the owner a run wants is an option of mtls_identity, unknown here.
     problems.extend("%s has %s" % (fix.label, ", ".join(fix.wrong)) for fix in mode_owner_problems(a.stats))
+    if hard_linked(a.key.stat):
+        problems.append("%s has %d hard links: a copy may be readable elsewhere (the next run "
+                        "replaces it with a new key)" % (KEY, a.key.stat.st_nlink))
     facts["pending"] = {"staged_key": a.staged_key, "staged_cert": a.staged_cert, "journal": a.journal}
     if a.staged:
         problems.append("an interrupted transaction left staged files (the next run resolves them)")

@@ -5,6 +5,7 @@
 
     client.key            the private key (0600)          client.crt   the certificate (0644)
     .client.key.new       staged key (0600 from byte one) .client.crt.new  staged certificate
+    .client.crt.copy      a fresh copy of client.crt replacing a hard-linked one
     .mtls-pending.json    journal (no secret): the registry may not hold client.crt for this ID
     .mtls-pending.json.new  the journal being written
 """
@@ -16,10 +17,11 @@ KEY = "client.key"
 CERT = "client.crt"
 STAGED_KEY = ".client.key.new"
 STAGED_CERT = ".client.crt.new"
+CERT_COPY = ".client.crt.copy"
 JOURNAL = ".mtls-pending.json"
 JOURNAL_TMP = ".mtls-pending.json.new"
 # What an interrupted run may leave besides the journal (removed or completed by the next run).
-LEFTOVERS = (STAGED_KEY, STAGED_CERT, JOURNAL_TMP)
+LEFTOVERS = (STAGED_KEY, STAGED_CERT, CERT_COPY, JOURNAL_TMP)
 
 DIR_MODE = 0o700
 KEY_MODE = 0o600
@@ -31,17 +33,25 @@ WANTED = ((".", "directory", DIR_MODE), (KEY, KEY, KEY_MODE), (CERT, CERT, CERT_
 class Fix:
     """A wrong mode or owner of the directory, the key or the certificate."""
 
-    def __init__(self, name, label, mode, wrong):
+    def __init__(self, name, label, mode, wrong, hard_linked=False):
         self.name = name
         self.label = label
         self.mode = mode
         self.wrong = wrong  # ["mode 0644 (want 0600)", "owner 0:0 (want 1000:1000)"]
+        # A hard-linked file is replaced by a fresh copy: a chmod or chown through the link
+        # would change the other name's file too.
+        self.hard_linked = hard_linked
 
     def describe(self):
         return "%s %s" % (self.label, ", ".join(self.wrong))
 
     def __repr__(self):
         return "Fix(%s)" % self.describe()
+
+
+def hard_linked(st):
+    """True when a regular file has another name (possibly outside the directory)."""
+    return st is not None and st.st_nlink > 1
 
 
 def mode_owner_problems(stats, uid=None, gid=None):
@@ -57,5 +67,5 @@ def mode_owner_problems(stats, uid=None, gid=None):
         if uid is not None and (st.st_uid != uid or st.st_gid != gid):
             wrong.append("owner %d:%d (want %d:%d)" % (st.st_uid, st.st_gid, uid, gid))
         if wrong:
-            fixes.append(Fix(name, label, mode, wrong))
+            fixes.append(Fix(name, label, mode, wrong, hard_linked=name != "." and hard_linked(st)))
     return fixes

@@ -28,6 +28,8 @@ uncertain              previous pair + journal (an      the previous certificate
 reserved               no pair + journal (create)       a certificate for the          creates reusing the journaled
                                                         journaled ID, or nothing       ID (never a second ID)
 stale                  journal naming another ID        --                             drops it, then decides
+copying                .client.crt.copy (a hard-linked  client.crt                     removes it, then decides
+                       certificate being replaced)
 =====================  ===============================  =============================  ==============================
 
 A definitive failure (the server surely did not act) removes the staged files and the journal

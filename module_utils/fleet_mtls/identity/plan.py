@@ -7,7 +7,8 @@
 kind        action     what the transaction does
 ==========  =========  ==================================================================
 unchanged   unchanged  nothing (a journal about another ID is dropped)
-repair      repaired   fixes modes and owners; no network, no key
+repair      repaired   fixes modes and owners (a hard-linked certificate is replaced by a
+                       fresh copy, never chmod-ed through the link); no network, no key
 reupload    repaired   uploads the current certificate again: a journal says the registry
                        may not hold it (after fixing modes and owners)
 create      created    new key and certificate for a new ID (requested from the API), the
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from ansible.module_utils.fleet_mtls import certs
 from ansible.module_utils.fleet_mtls.errors import StateError
-from ansible.module_utils.fleet_mtls.identity.files import mode_owner_problems
+from ansible.module_utils.fleet_mtls.identity.files import hard_linked, mode_owner_problems
 
 UNCHANGED = "unchanged"
 REPAIR = "repair"
@@ -168,6 +169,10 @@ def _broken(a):
         broken.append("private key missing")
     elif a.key.error:
         broken.append("private key unusable: %s" % a.key.error)
+    elif hard_linked(a.key.stat):
+        # Another name for the key may sit anywhere on the file system, readable by others:
+        # the key is compromised, so it is replaced, never chmod-ed through the link.
+        broken.append("private key has %d hard links (a copy may be readable elsewhere)" % a.key.stat.st_nlink)
     elif not a.key_is_rsa:
         broken.append("private key is not RSA")
     elif not a.key_matches:

@@ -21,6 +21,7 @@ from ansible.module_utils.fleet_mtls.errors import ApiError, CertificateError, T
 from ansible.module_utils.fleet_mtls.identity import journal
 from ansible.module_utils.fleet_mtls.identity.files import (
     CERT,
+    CERT_COPY,
     CERT_MODE,
     DIR_MODE,
     JOURNAL,
@@ -84,10 +85,18 @@ class Transaction:
 
     # ---------------------------------------------------------------- files
     def _fix(self, a, fixes):
-        """Modes and owners."""
+        """Modes and owners; a hard-linked file is replaced by a fresh copy instead (a chmod
+        or chown through the link would change the file behind its other name too)."""
         self.idir.fix_self(DIR_MODE)
+        data = {KEY: a.key.data, CERT: a.cert.data}
         for fix in fixes:
-            if fix.name != ".":
+            if fix.name == ".":
+                continue
+            if fix.hard_linked:
+                self.idir.create(CERT_COPY, data[fix.name], fix.mode)
+                self.idir.rename(CERT_COPY, fix.name)
+                self.idir.fsync()
+            else:
                 self.idir.fix_file(fix.name, fix.mode)
 
     def _drop_journal_after_success(self):
