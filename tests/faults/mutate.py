@@ -218,6 +218,11 @@ MUTATIONS = {
         [("module_utils/fleet_mtls/identity/transaction.py", "if fix.hard_linked:", "if False:")],
         [F + "test_device_state.py::test_hard_linked_certificate_is_replaced_never_chmodded"],
     ),
+    "ignore-clock": (
+        "nothing is minted or rotated on a clock far from the API's",
+        [("module_utils/fleet_mtls/identity/clock.py", "    if abs(skew) <= max_skew:", "    if True:")],
+        [F + "test_time.py::test_skewed_clock_refuses_to_mint_or_rotate"],
+    ),
     "follow-links": (
         "symlinks refused for the directory, key and certificate",
         [

@@ -8,6 +8,7 @@ module             concern
 ``files``          names and modes of the identity directory's files; the mode/owner check
 ``assess``         what is on disk (read-only, cheap)
 ``plan``           the decision: ``Plan.kind`` (unchanged, repair, reupload, create, rekey)
+``clock``          the device clock against the API's, before anything is minted or rotated
 ``transaction``    the writes: one method per kind, and recovery of an interrupted run
 ``journal``        the journal, and the table of the directory's states between runs
 ``engine``         one run: lock, assess, recover, decide, carry out, describe the result

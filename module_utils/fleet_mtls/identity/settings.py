@@ -2,6 +2,7 @@
 """The validated options of one identity run (network options belong to the API client)."""
 from __future__ import annotations
 
+import datetime
 import os
 
 from ansible.module_utils.fleet_mtls import certs
@@ -12,6 +13,10 @@ from ansible.module_utils.fleet_mtls.identity.files import CERT, KEY
 
 ROTATE_CHOICES = ("auto", "always", "never")
 ENROLLMENT_CHOICES = ("self_signed", "csr")
+# A device clock ahead of the server by more than the notBefore backdate makes certificates the
+# server refuses as "not valid yet"; a little more than that is tolerated (NTP jitter, the Date
+# header's one-second resolution, the time between the request and the answer).
+DEFAULT_MAX_CLOCK_SKEW = int((certs.BACKDATE + datetime.timedelta(minutes=5)).total_seconds())
 
 
 def valid_id(value, pattern):
@@ -36,7 +41,7 @@ class Settings:
     def __init__(self, path=None, owner=None, group=None, agent_id=None,
                  id_pattern=DEFAULT_ID_PATTERN, enrollment="self_signed", key_size=4096,
                  subject=None, valid_days=365, rotate="auto", renew_before_days=30,
-                 backup=False, lock_timeout=600.0):
+                 backup=False, lock_timeout=600.0, max_clock_skew=DEFAULT_MAX_CLOCK_SKEW):
         self.path = expand_path(path)
         self.uid, default_gid = resolve_owner(owner)
         self.gid = resolve_group(group, default_gid)
@@ -62,6 +67,7 @@ class Settings:
                               "run would rotate" % (renew_before_days, valid_days))
         self.backup = bool(backup)
         self.lock_timeout = lock_timeout
+        self.max_clock_skew = _int_in(max_clock_skew, "max_clock_skew", 1)
 
     @property
     def key_path(self):

@@ -3,7 +3,7 @@
 
 A new identity (``create``, ``rekey``) is one transaction::
 
-    [ID request] -> keygen -> stage key [, stage cert], fsync -> journal
+    clock check -> [ID request] -> keygen -> stage key [, stage cert], fsync -> journal
     -> upload / enroll -> (backup links) -> rename key, rename cert -> fsync -> drop journal
 
 A definitive refusal removes the staged files and leaves the previous identity byte-for-byte
@@ -19,6 +19,7 @@ from __future__ import annotations
 from ansible.module_utils.fleet_mtls import certs
 from ansible.module_utils.fleet_mtls.errors import ApiError, CertificateError, TransactionError
 from ansible.module_utils.fleet_mtls.identity import journal
+from ansible.module_utils.fleet_mtls.identity.clock import check_clock
 from ansible.module_utils.fleet_mtls.identity.files import (
     CERT,
     CERT_COPY,
@@ -77,10 +78,12 @@ class Transaction:
         return None
 
     def create(self, a, plan):
+        check_clock(self.client, self.now, self.s.max_clock_skew)
         agent_id = plan.agent_id or self.client.request_id()
         return self._new_identity(a, plan, agent_id, creating=True)
 
     def rekey(self, a, plan):
+        check_clock(self.client, self.now, self.s.max_clock_skew)
         return self._new_identity(a, plan, plan.agent_id, creating=False)
 
     # ---------------------------------------------------------------- files
