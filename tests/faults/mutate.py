@@ -223,6 +223,11 @@ MUTATIONS = {
         [("module_utils/fleet_mtls/identity/clock.py", "    if abs(skew) <= max_skew:", "    if True:")],
         [F + "test_time.py::test_skewed_clock_refuses_to_mint_or_rotate"],
     ),
+    "nominal-lifetime": (
+        "renewal follows the issued lifetime when the CA issues less than renew_before_days",
+        [("module_utils/fleet_mtls/identity/plan.py", "    if info.self_signed or window < lifetime:", "    if True:")],
+        [F + "test_time.py::test_ca_lifetime_shorter_than_the_renewal_window_does_not_reenrol_every_run"],
+    ),
     "follow-links": (
         "symlinks refused for the directory, key and certificate",
         [

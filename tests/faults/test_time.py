@@ -4,12 +4,14 @@ that issues certificates shorter than the device's renewal window."""
 from __future__ import annotations
 
 import datetime
+import os
 
 import pytest
 
 from ansible.module_utils.fleet_mtls.api import ProvisioningClient
 from ansible.module_utils.fleet_mtls.errors import IdentityError
-from ansible.module_utils.fleet_mtls.identity import Settings, ensure_identity
+from ansible.module_utils.fleet_mtls.fsutil import IdentityDir
+from ansible.module_utils.fleet_mtls.identity import Settings, assess, decide, ensure_identity
 
 ID_EP = "/generate-orchestrator-id"
 UPLOAD_EP = "/upload-orchestrator-certificate"
@@ -63,3 +65,35 @@ def test_small_skew_is_tolerated(device, svc):
     result, _warnings = run_engine(device, now=now, rotate="always")
     assert result["action"] == "rotated" and result["agent_id"] == agent
     device.assert_registered()
+
+
+@pytest.fixture
+def short_lived_ca(service_factory):
+    """A service whose enrollment CA issues certificates valid for 20 days."""
+    return service_factory(extra_args=["--enrolled-days", "20"])
+
+
+def test_ca_lifetime_shorter_than_the_renewal_window_does_not_reenrol_every_run(make_device, short_lived_ca):
+    """enrollment=csr with renew_before_days=30 (the default) and valid_days=365, while the CA
+    issues 20-day certificates: the first run enrols and warns that the CA decided another
+    lifetime; the next runs are unchanged (with a warning naming the lifetimes) instead of
+    re-enrolling each time; renewal comes once less than a third of the issued lifetime is left."""
+    svc = short_lived_ca
+    device = make_device(svc, enrollment="csr")
+    created = device.run()
+    assert not created.failed and created.result["action"] == "created", created
+    svc.clear_faults()
+    for _ in range(2):
+        again = device.run()
+        assert not again.failed and again.result["action"] == "unchanged", again
+        assert "issues certificates valid for 20 days, not more than renew_before_days=30" in again.output
+    assert svc.request_count(ENROLL_EP) == 0
+    assert "issued a certificate valid for 20 days, not the valid_days=365" in created.output, created.output
+    assert svc.whoami(device.cert_path, device.key_path) == (200, {"id": device.agent_id})
+
+    # 14 days on (6 of 20 left, under a third): due, re-enrolled under the same ID
+    with IdentityDir.open(str(device.path), os.geteuid(), os.getegid()) as idir:
+        a = assess(idir)
+    later = a.cert_info.not_before + 14 * DAY
+    plan = decide(a, Settings(path=str(device.path), key_size=2048, enrollment="csr"), now=later)
+    assert plan.kind == "rekey" and "less than a third of its issued lifetime" in plan.reason, plan

@@ -10,6 +10,7 @@ from ansible.module_utils.fleet_mtls.errors import IdentityError
 from ansible.module_utils.fleet_mtls.fsutil import IdentityDir, expand_path, stat_facts
 from ansible.module_utils.fleet_mtls.identity.assess import assess
 from ansible.module_utils.fleet_mtls.identity.files import CERT, JOURNAL, KEY, hard_linked, mode_owner_problems
+from ansible.module_utils.fleet_mtls.identity.plan import renewal_window
 from ansible.module_utils.fleet_mtls.identity.settings import valid_id
 
 
@@ -79,7 +80,8 @@ def _describe(facts, a, id_pattern, renew_before_days, now):
         facts.update(info.facts())
         facts["self_signed"] = info.self_signed
         facts["subject"] = info.subject
-        facts["due"] = info.days_left < renew_before_days or now >= info.not_after
+        window, _note = renewal_window(info, renew_before_days)
+        facts["due"] = now >= info.not_after or info.not_after - now < window
         if not valid_id(info.agent_id, id_pattern):
             problems.append("the certificate CN is not a valid agent ID")
         problems.extend("certificate: %s" % p for p in info.client_auth_problems)

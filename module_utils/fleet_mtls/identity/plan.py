@@ -21,8 +21,11 @@ transaction.py); the decision is then made on what recovery left.
 """
 from __future__ import annotations
 
+import datetime
+
 from ansible.module_utils.fleet_mtls import certs
 from ansible.module_utils.fleet_mtls.errors import StateError
+from ansible.module_utils.fleet_mtls.identity.clock import describe_span
 from ansible.module_utils.fleet_mtls.identity.files import hard_linked, mode_owner_problems
 
 UNCHANGED = "unchanged"
@@ -32,6 +35,9 @@ CREATE = "create"
 REKEY = "rekey"
 ACTIONS = {UNCHANGED: "unchanged", REPAIR: "repaired", REUPLOAD: "repaired", CREATE: "created",
            REKEY: "rotated"}
+# When the CA issues certificates shorter than renew_before_days, renew once this fraction of
+# the issued lifetime is left (instead of on every run).
+RENEW_FRACTION = 1.0 / 3
 
 
 class Plan:
@@ -184,15 +190,37 @@ def _broken(a):
     return broken
 
 
+def renewal_window(info, renew_before_days):
+    """(renew when less than this is left, note or None).
+
+    A CA-issued certificate carries the lifetime the CA chose, not valid_days: when
+    renew_before_days is not below it, every run would re-enrol, so the renewal follows the
+    issued lifetime instead."""
+    window = datetime.timedelta(days=renew_before_days)
+    lifetime = info.not_after - info.not_before
+    if info.self_signed or window < lifetime:
+        return window, None
+    adapted = lifetime * RENEW_FRACTION
+    return adapted, (
+        "the enrollment CA issues certificates valid for %s, not more than renew_before_days=%d: "
+        "renewing when %s are left instead (set renew_before_days below the issued lifetime)"
+        % (describe_span(lifetime), renew_before_days, describe_span(adapted)))
+
+
 def _due(info, s, now):
     """([reasons to renew], [notes])."""
+    window, note = renewal_window(info, s.renew_before_days)
+    notes = [note] if note else []
     if now >= info.not_after:
-        return ["certificate expired on %s" % certs.iso(info.not_after)], []
+        return ["certificate expired on %s" % certs.iso(info.not_after)], notes
     if now < info.not_before:
-        return ["certificate not valid before %s" % certs.iso(info.not_before)], []
-    if info.days_left < s.renew_before_days:
-        return ["certificate expires in %d days (renew_before_days=%d)" % (info.days_left, s.renew_before_days)], []
-    return [], []
+        return ["certificate not valid before %s" % certs.iso(info.not_before)], notes
+    if info.not_after - now >= window:
+        return [], notes
+    if note is None:
+        return ["certificate expires in %d days (renew_before_days=%d)" % (info.days_left, s.renew_before_days)], notes
+    return ["certificate expires in %s (less than a third of its issued lifetime)"
+            % describe_span(info.not_after - now)], notes
 
 
 def _policy(a, s, broken):

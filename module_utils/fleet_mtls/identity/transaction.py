@@ -16,10 +16,12 @@ the transaction from the staged files (``recover``). The journal's states: journ
 """
 from __future__ import annotations
 
+import datetime
+
 from ansible.module_utils.fleet_mtls import certs
 from ansible.module_utils.fleet_mtls.errors import ApiError, CertificateError, TransactionError
 from ansible.module_utils.fleet_mtls.identity import journal
-from ansible.module_utils.fleet_mtls.identity.clock import check_clock
+from ansible.module_utils.fleet_mtls.identity.clock import check_clock, describe_span
 from ansible.module_utils.fleet_mtls.identity.files import (
     CERT,
     CERT_COPY,
@@ -32,6 +34,10 @@ from ansible.module_utils.fleet_mtls.identity.files import (
     STAGED_KEY,
 )
 from ansible.module_utils.fleet_mtls.identity.plan import CREATE, REKEY, REPAIR, REUPLOAD, UNCHANGED
+
+# An issued lifetime this far from valid_days is worth a warning (the notBefore backdate of a
+# CA is not).
+LIFETIME_TOLERANCE = datetime.timedelta(days=1)
 
 
 class Transaction:
@@ -165,6 +171,11 @@ class Transaction:
             cert = check_issued_certificate(issued, agent_id, key, self.now)
         except CertificateError as exc:
             raise ApiError("POST %s: %s" % (endpoint, exc.msg), endpoint=endpoint, definitive=False) from None
+        lifetime = certs.not_after(cert) - certs.not_before(cert)
+        if abs(lifetime - datetime.timedelta(days=self.s.valid_days)) > LIFETIME_TOLERANCE:
+            self.warn("the enrollment CA issued a certificate valid for %s, not the valid_days=%d "
+                      "asked for (the CA decides): renewal follows the issued lifetime"
+                      % (describe_span(lifetime), self.s.valid_days))
         return cert
 
     def _failure(self, a, agent_id, exc, creating, registry_was_uncertain):
