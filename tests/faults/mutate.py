@@ -228,6 +228,11 @@ MUTATIONS = {
         [("module_utils/fleet_mtls/identity/plan.py", "    if info.self_signed or window < lifetime:", "    if True:")],
         [F + "test_time.py::test_ca_lifetime_shorter_than_the_renewal_window_does_not_reenrol_every_run"],
     ),
+    "hide-identity-on-later-failure": (
+        "a failure after the identity part still reports what it did",
+        [("library/mtls_identity.py", "    if identity_result is None:", "    if True:")],
+        [F + "test_device_state.py::test_disk_full_at_the_agent_config_reports_the_identity_part"],
+    ),
     "follow-links": (
         "symlinks refused for the directory, key and certificate",
         [

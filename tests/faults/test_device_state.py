@@ -350,3 +350,31 @@ def test_disk_full_during_staging(device, svc, mounts, free_pages):
     device.assert_intact(before)
     assert svc.request_count(UPLOAD_EP) == 0
     device.assert_registered()
+
+
+@pytest.mark.parametrize("phase", ["create", "rotate"])
+def test_disk_full_at_the_agent_config_reports_the_identity_part(device, svc, mounts, phase):
+    """The disk fills after the identity was created/rotated, while the agent configuration is
+    written: the run fails on that step and still reports what the identity part did (action,
+    agent_id, fingerprint, changed), so the caller knows a new identity is in place and
+    registered."""
+    _require_root()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs", str(device.home)], check=True)
+    mounts.append(device.home)
+    agent = device.seed() if phase == "rotate" else None
+    _fill(device.home, 4)  # room for the identity's transaction (3 pages at most), not for 40 KiB
+    args = {"agent_config": "[tls]\n" + "# padding\n" * 4096}
+    if phase == "rotate":
+        args["rotate"] = "always"
+    result = device.run(**args)
+    assert result.failed, result
+    assert "no space left" in result.msg.lower() and "the identity part succeeded" in result.msg, result.msg
+    assert "Traceback" not in result.output
+    r = result.result
+    assert r["action"] == ("created" if phase == "create" else "rotated") and r["changed"] is True, r
+    assert r["agent_id"] == device.agent_id and r["fingerprint_sha256"] == device.fingerprint, r
+    assert r["agent_config_changed"] is False
+    if agent:
+        assert device.agent_id == agent
+    device.assert_registered()  # the new identity is in place, registered, nothing staged
+    assert sorted(os.listdir(device.path)) == ["client.crt", "client.key"]
