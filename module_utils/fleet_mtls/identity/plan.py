@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime
 
-from ansible.module_utils.fleet_mtls import certs
+from ansible.module_utils.fleet_mtls import certs, names
 from ansible.module_utils.fleet_mtls.errors import StateError
 from ansible.module_utils.fleet_mtls.identity.clock import describe_span
 from ansible.module_utils.fleet_mtls.identity.files import hard_linked, mode_owner_problems
@@ -202,9 +202,10 @@ def renewal_window(info, renew_before_days):
         return window, None
     adapted = lifetime * RENEW_FRACTION
     return adapted, (
-        "the enrollment CA issues certificates valid for %s, not more than renew_before_days=%d: "
-        "renewing when %s are left instead (set renew_before_days below the issued lifetime)"
-        % (describe_span(lifetime), renew_before_days, describe_span(adapted)))
+        "the enrollment CA issues certificates valid for %s, not more than %s=%d: renewing when %s "
+        "are left instead (set %s below the issued lifetime)"
+        % (describe_span(lifetime), names.setting("renew_before_days"), renew_before_days,
+           describe_span(adapted), names.setting("renew_before_days")))
 
 
 def _due(info, s, now):

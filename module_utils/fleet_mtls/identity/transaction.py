@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime
 
-from ansible.module_utils.fleet_mtls import certs
+from ansible.module_utils.fleet_mtls import certs, names
 from ansible.module_utils.fleet_mtls.errors import ApiError, CertificateError, TransactionError
 from ansible.module_utils.fleet_mtls.identity import journal
 from ansible.module_utils.fleet_mtls.identity.clock import check_clock, describe_span
@@ -173,9 +173,9 @@ class Transaction:
             raise ApiError("POST %s: %s" % (endpoint, exc.msg), endpoint=endpoint, definitive=False) from None
         lifetime = certs.not_after(cert) - certs.not_before(cert)
         if abs(lifetime - datetime.timedelta(days=self.s.valid_days)) > LIFETIME_TOLERANCE:
-            self.warn("the enrollment CA issued a certificate valid for %s, not the valid_days=%d "
-                      "asked for (the CA decides): renewal follows the issued lifetime"
-                      % (describe_span(lifetime), self.s.valid_days))
+            self.warn("the enrollment CA issued a certificate valid for %s, not the %s=%d asked for "
+                      "(the CA decides): renewal follows the issued lifetime"
+                      % (describe_span(lifetime), names.setting("valid_days"), self.s.valid_days))
         return cert
 
     def _failure(self, a, agent_id, exc, creating, registry_was_uncertain):
