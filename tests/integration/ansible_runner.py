@@ -93,20 +93,11 @@ def task_command(
     return cmd, result_file
 
 
-def run_task(
-    tmp_path: pathlib.Path,
-    module: str,
-    args: dict[str, Any],
-    *,
-    check: bool = False,
-    diff: bool = False,
-    verbosity: int = 0,
-    python: str = VENV_PYTHON,
-    timeout: float = 180,
-) -> TaskRun:
-    """Run ``module`` with ``args`` on localhost and return its registered result."""
-    cmd, result_file = task_command(tmp_path, module, args, check=check, diff=diff, verbosity=verbosity,
-                                    python=python)
+def run_task(tmp_path: pathlib.Path, module: str, args: dict[str, Any], *, timeout: float = 180,
+             **options: Any) -> TaskRun:
+    """Run ``module`` with ``args`` on localhost and return its registered result (``options``:
+    those of ``task_command``)."""
+    cmd, result_file = task_command(tmp_path, module, args, **options)
     started = time.monotonic()
     proc = subprocess.run(cmd, cwd=REPO, env=ansible_env(), capture_output=True, text=True,
                           timeout=timeout, check=False)
