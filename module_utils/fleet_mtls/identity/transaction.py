@@ -97,13 +97,12 @@ class Transaction:
         """Modes and owners; a hard-linked file is replaced by a fresh copy instead (a chmod
         or chown through the link would change the file behind its other name too)."""
         self.idir.fix_self(DIR_MODE)
-        data = {KEY: a.key.data, CERT: a.cert.data}
         for fix in fixes:
             if fix.name == ".":
                 continue
-            if fix.hard_linked:
-                self.idir.create(CERT_COPY, data[fix.name], fix.mode)
-                self.idir.rename(CERT_COPY, fix.name)
+            if fix.hard_linked:  # only the certificate: the plan re-keys a hard-linked key
+                self.idir.create(CERT_COPY, a.cert.data, fix.mode)
+                self.idir.rename(CERT_COPY, CERT)
                 self.idir.fsync()
             else:
                 self.idir.fix_file(fix.name, fix.mode)
