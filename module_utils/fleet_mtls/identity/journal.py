@@ -20,11 +20,11 @@ enrolling (CSR)        staged key + journal, no         the previous or a certif
                                                                                        the journaled ID
 swapping               new client.key, .client.crt.new  the staged certificate         recovers (the key is in place):
                        + journal                                                       uploads it again, swaps it in
-swapped                new pair + journal               client.crt                     uploads client.crt again
-                                                                                       (idempotent), drops the journal
+swapped                new pair + journal               client.crt                     as "uncertain" (the upload is
+                                                                                       idempotent)
 uncertain              previous pair + journal (an      the previous certificate or    uploads client.crt again
-                       ambiguous failure whose          the new one that never made    (self-signed) or re-enrols
-                       rollback failed or came early)   it to the device               (CSR), drops the journal
+                       ambiguous failure, an            the new one that never made    (self-signed) or re-enrols
+                       interrupted rollback)            it to the device               (CSR), drops the journal
 reserved               no pair + journal (create)       a certificate for the          creates reusing the journaled
                                                         journaled ID, or nothing       ID (never a second ID)
 stale                  journal naming another ID        --                             drops it, then decides
