@@ -21,6 +21,11 @@ description:
     them. A failure before that leaves the previous identity byte-for-byte intact; a run
     interrupted at any point converges on the next run.
   - A valid, matching identity that is not due makes no network call and generates no key.
+  - Before anything is minted or rotated, the device clock is compared with the API server's
+    C(Date); when they differ by more than 10 minutes the module refuses and says by how much
+    (a certificate made on a clock that is ahead is refused as not yet valid).
+  - A failure after the identity part (writing O(agent_config)) still returns RV(action),
+    RV(agent_id) and the certificate's facts.
   - The private key never appears in results, diffs, warnings or error messages.
 version_added: "1.0.0"
 author:
@@ -163,13 +168,16 @@ options:
         type: str
         default: Development
   valid_days:
-    description: Validity of a new certificate in days (notBefore is backdated 5 minutes).
+    description:
+      - Validity of a new certificate in days (notBefore is backdated 5 minutes).
+      - With O(enrollment=csr) the CA decides; an issued lifetime that differs is warned about.
     type: int
     default: 365
   rotate:
     description:
       - C(auto) rotates when the certificate expires within O(renew_before_days), is expired,
-        or the key is missing, unreadable, of another size or does not match.
+        or the key is missing, unreadable, of another size, does not match, or has more than one
+        hard link (a copy may be readable elsewhere).
       - C(always) rotates on every run (keeping the agent ID).
       - C(never) never rotates a healthy identity, even when due (a warning says so), and
         fails on a broken one instead of re-keying it.
@@ -177,7 +185,10 @@ options:
     choices: [auto, always, never]
     default: auto
   renew_before_days:
-    description: Rotate when the certificate expires in fewer days than this.
+    description:
+      - Rotate when the certificate expires in fewer days than this.
+      - When a CA-issued certificate (O(enrollment=csr)) is not valid longer than this, it is
+        renewed once a third of its issued lifetime is left instead, with a warning.
     type: int
     default: 30
   ca_path:
@@ -231,7 +242,8 @@ notes:
   - Concurrent runs on one directory are serialised by an exclusive lock; the second one waits
     and then finds the fresh identity (C(unchanged)).
   - Files the module may keep in the directory besides C(client.key) and C(client.crt) are
-    C(.client.key.new) and C(.client.crt.new) (staging during a run), C(.mtls-pending.json),
+    C(.client.key.new) and C(.client.crt.new) (staging during a run), C(.client.crt.copy) (a
+    fresh copy replacing a hard-linked certificate), C(.mtls-pending.json),
     a journal without secrets recording that the registry may not hold the current certificate,
     and O(agent_config_name) (staged as C(.<name>.new)) when O(agent_config) is set.
 seealso:
@@ -285,7 +297,7 @@ agent_id:
     - The device's agent ID (the certificate CN).
     - In check mode on a device without identity and without O(agent_id) it is null, since no
       ID is requested.
-  returned: success
+  returned: success, and when a step after the identity part failed
   type: str
   sample: "07048933"
 action:
@@ -293,7 +305,7 @@ action:
     - C(created) (new identity), C(rotated) (new key and certificate, same ID),
       C(repaired) (permissions or owner fixed, or the current certificate uploaded again),
       C(unchanged).
-  returned: success
+  returned: success, and when a step after the identity part failed
   type: str
   sample: unchanged
 reason:
@@ -444,6 +456,10 @@ def main():
     fail_when_missing(module, ("cryptography", CRYPTOGRAPHY_IMPORT_ERROR), ("requests", REQUESTS_IMPORT_ERROR))
 
     # Imported here: identity pulls in cryptography, which is checked above.
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent import (
+        check_agent_config,
+        ensure_agent_config,
+    )
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import Settings, ensure_identity
 
     p = module.params
@@ -462,7 +478,7 @@ def main():
             timeout=p["timeout"], retries=p["retries"], id_pattern=p["id_pattern"],
         )
 
-    error = None
+    error = result = None
     try:
         if p["headers_file"]:
             file_headers = read_headers_file(p["headers_file"])
@@ -475,20 +491,38 @@ def main():
             id_pattern=p["id_pattern"], enrollment=p["enrollment"], key_size=p["key_size"],
             subject=p["subject"], valid_days=p["valid_days"], rotate=p["rotate"],
             renew_before_days=p["renew_before_days"], backup=p["backup"],
-            agent_config=p["agent_config"], agent_config_name=p["agent_config_name"],
         )
+        check_agent_config(p["agent_config"], p["agent_config_name"])
         # Validate the network options even when no call is needed (opens no connection).
         client_factory().close()
         result, _warnings = ensure_identity(settings, client_factory, check_mode=module.check_mode,
                                             warn=module.warn)
+        if p["agent_config"] is not None:
+            # Written once the identity it points at is in place (one module call per host).
+            written = ensure_agent_config(settings, p["agent_config_name"], p["agent_config"],
+                                          check_mode=module.check_mode)
+            result["agent_config_changed"] = written
+            result["changed"] = result["changed"] or written
     except IdentityError as exc:
         error = exc
     if error is not None:
         # Outside the except block: ansible-core would otherwise attach a traceback.
-        module.fail_json(msg=error.msg, cert_path=_safe_path(p, "client.crt"),
-                         key_path=_safe_path(p, "client.key"),
-                         registry_uncertain=getattr(error, "registry_uncertain", False))
+        module.fail_json(**failure(error, result, p))
     module.exit_json(**result)
+
+
+def failure(error, identity_result, params):
+    """fail_json's arguments. When the identity part already ran, its result is reported with
+    the failure of the step after it: a new ID or key may be in place and registered."""
+    if identity_result is None:
+        return {"msg": error.msg, "cert_path": _safe_path(params, "client.crt"),
+                "key_path": _safe_path(params, "client.key"),
+                "registry_uncertain": getattr(error, "registry_uncertain", False)}
+    reported = dict(identity_result, agent_config_changed=False, registry_uncertain=False)
+    reported["msg"] = "%s; the identity part succeeded (%s, agent %s, certificate %s)" % (
+        error.msg, identity_result["action"], identity_result["agent_id"],
+        identity_result["fingerprint_sha256"])
+    return reported
 
 
 def _safe_path(params, name):

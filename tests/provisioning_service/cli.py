@@ -62,8 +62,8 @@ API listener (server-authenticated TLS):
                                           the token)
   POST   /orchestrators/enroll            multipart "csr" (+ optional "id"): the CSR's CN must
                                           be a usable ID; 200 with data.certificate (clientAuth,
-                                          365 days) signed by the enrollment CA, which becomes
-                                          the ID's current certificate
+                                          --enrolled-days, default 365) signed by the enrollment
+                                          CA, which becomes the ID's current certificate
   DELETE /orchestrators/<id>              Bearer token: decommission (gate refuses it after)
   GET    /healthz
   GET    /_faults                         loopback only: pending faults, fired-fault counters
@@ -167,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="lifetime of an ID reservation without a registered certificate (default: 600)",
     )
     parser.add_argument(
+        "--enrolled-days",
+        type=float,
+        default=365.0,
+        metavar="DAYS",
+        help="lifetime of the certificates the enrollment CA issues (default: 365)",
+    )
+    parser.add_argument(
         "--fault",
         action="append",
         default=[],
@@ -240,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.reservation_ttl <= 0:
         parser.error("--reservation-ttl must be positive")
+    if args.enrolled_days <= 0:
+        parser.error("--enrolled-days must be positive")
     faults = FaultBook()
     for spec in args.fault:
         try:
@@ -275,7 +284,7 @@ def _serve(args: argparse.Namespace, faults: FaultBook, nginx: str) -> int:
     state_dir = args.state_dir.resolve()
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     token = _token(args, state_dir)
-    pki = ServicePKI(state_dir)
+    pki = ServicePKI(state_dir, enrolled_days=args.enrolled_days)
     cert_path = pki.server_cert_path(args.server_cert)
     proxy, gate_socket, scratch = _spawn_gate_proxy(args, nginx, cert_path, state_dir)
     registry = Registry(state_dir / "registry.sqlite3", args.reservation_ttl)

@@ -112,8 +112,9 @@ def _ca_cert(key: ec.EllipticCurvePrivateKey, cn: str, now: datetime.datetime) -
 class ServicePKI:
     """Loads (or creates on first start) every key and certificate the service needs."""
 
-    def __init__(self, state_dir: pathlib.Path) -> None:
+    def __init__(self, state_dir: pathlib.Path, enrolled_days: float = ENROLLED_DAYS) -> None:
         self.dir = state_dir
+        self.enrolled_days = enrolled_days
         self.ca_path = state_dir / "ca.crt"
         self.ca_key_path = state_dir / "ca.key"
         self.server_key_path = state_dir / "server.key"
@@ -212,7 +213,7 @@ class ServicePKI:
             .public_key(csr.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=ENROLLED_DAYS))
+            .not_valid_after(now + datetime.timedelta(days=self.enrolled_days))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
