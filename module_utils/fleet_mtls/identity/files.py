@@ -12,14 +12,16 @@
 from __future__ import annotations
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import mode_str
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import (  # noqa: F401 - re-exported
+    CERT,
+    CERT_COPY,
+    JOURNAL,
+    JOURNAL_TMP,
+    KEY,
+    STAGED_CERT,
+    STAGED_KEY,
+)
 
-KEY = "client.key"
-CERT = "client.crt"
-STAGED_KEY = ".client.key.new"
-STAGED_CERT = ".client.crt.new"
-CERT_COPY = ".client.crt.copy"
-JOURNAL = ".mtls-pending.json"
-JOURNAL_TMP = ".mtls-pending.json.new"
 # What an interrupted run may leave besides the journal (removed or completed by the next run).
 LEFTOVERS = (STAGED_KEY, STAGED_CERT, CERT_COPY, JOURNAL_TMP)
 
