@@ -4,14 +4,15 @@
 #   ./demo.sh
 #
 #  1. creates .venv (python3 -m venv) and installs requirements-demo.txt into it
-#  2. starts the reference provisioning service (API + mutual-TLS gate) on 127.0.0.1
+#  2. starts the reference provisioning service on 127.0.0.1: its API, and its gate, a real
+#     nginx as in the cloud (installed with apt-get when missing and run as root)
 #  3. provisions the five demo devices of inventory/demo with playbooks/provision.yml
 #  4. verifies every device through the gate with playbooks/verify.yml
 #  5. runs the provisioning again: nothing may change (changed=0 on every host)
 #  6. rotates one device (--limit edge-sp-01 -e mtls_rotate=always): same ID, new certificate
 #  7. audits the fleet once more and prints the fleet report, then stops the service
 #
-# No root needed; nothing leaves 127.0.0.1. The devices' identities live in a scratch
+# No root needed once nginx is there (Debian: nginx-light); nothing leaves 127.0.0.1. The devices' identities live in a scratch
 # directory that is removed at the end (KEEP=1 ./demo.sh keeps it); the reports stay in
 # ./reports. Environment: PYTHON (default python3), KEEP=1, DEMO_HOST (rotated device).
 set -euo pipefail
@@ -56,6 +57,17 @@ export PATH="$VENV/bin:$PATH"
 
 # ------------------------------------------------------------------ 2. reference service
 say "2/7 Reference provisioning service"
+# Its gate is a real nginx (ssl_verify_client optional_no_ca), as in front of the real cloud.
+if [ -z "${PROVISIONING_SERVICE_NGINX:-}" ] && ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "nginx is missing (the reference service's gate runs it): installing nginx-light with apt-get"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light
+        echo "(Debian may start its own nginx site on port 80: 'systemctl disable --now nginx' stops it;"
+        echo " the demo runs its own nginx as a child of the reference service)"
+    else
+        die "the reference service's gate needs nginx: install it (sudo apt-get install nginx-light), or set PROVISIONING_SERVICE_NGINX to an nginx binary, and run again"
+    fi
+fi
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/fleet-mtls-demo.XXXXXX")
 SERVICE_PID=""
 cleanup() {
@@ -115,7 +127,7 @@ say "3/7 Provision the demo fleet (playbooks/provision.yml)"
 play provision-1.log playbooks/provision.yml || die "provisioning failed (see above)"
 
 # ------------------------------------------------------------------ 4. verify
-say "4/7 Verify every device through the mutual-TLS gate (playbooks/verify.yml)"
+say "4/7 Verify every device through the gate (playbooks/verify.yml)"
 play verify-1.log playbooks/verify.yml || die "verification failed (see above)"
 
 # ------------------------------------------------------------------ 5. idempotence

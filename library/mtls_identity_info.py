@@ -179,7 +179,7 @@ def main():
         supports_check_mode=True,
     )
     fail_when_missing(module, ("cryptography", CRYPTOGRAPHY_IMPORT_ERROR))
-    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import identity_facts
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.facts import identity_facts
 
     p = module.params
     error = None

@@ -2,7 +2,9 @@
 
 ``ProvisioningService`` runs the real service as a subprocess (``python -m
 tests.provisioning_service`` from the repository root), waits for its READY line and offers
-helpers to inject faults, read the registry and talk to both listeners over verified TLS.
+helpers to inject faults, read the registry and talk to both listeners over verified TLS,
+including the gate's two certificate checks (a WebSocket upgrade on ``/ws``, a Socket.IO
+CONNECT) and the stock agent's own way of connecting (``run_stock_agent``).
 
 Also here: small certificate helpers (keys, self-signed certificates, CSRs) shared by tests.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import os
 import pathlib
 import re
@@ -18,6 +21,7 @@ import secrets
 import selectors
 import signal
 import sqlite3
+import ssl
 import subprocess
 import sys
 import time
@@ -34,6 +38,8 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 TOKEN_ENV = "PROVISIONING_SERVICE_TOKEN"
 READY_RE = re.compile(r"^READY api=(?P<api>https://\S+) gate=(?P<gate>https://\S+) ca=(?P<ca>\S+)$")
 UPSTREAM_SUBJECT = "/C=BR/ST=SP/L=SaoPaulo/O=AutonomyLogic/OU=Development/CN={id}"
+SOCKETIO_REFUSAL = '44{"message":"Connection rejected by server"}'
+STOCK_AGENT = REPO / "tests" / "fixtures" / "stock_agent.py"
 
 
 class ServiceError(RuntimeError):
@@ -267,8 +273,11 @@ class ProvisioningService:
     ) -> tuple[int, Any]:
         """``GET /whoami`` on the gate over mutual TLS (new connection each time).
 
-        Returns (status code, parsed JSON or None); raises ``requests.exceptions.ConnectionError``
-        (``SSLError`` is one) when the gate refuses the handshake."""
+        The gate's nginx lets any client certificate through TLS: a certificate that is not the
+        registered one of its CN gets 403. Returns (status code, parsed JSON or None); raises
+        ``requests.exceptions.ConnectionError`` (``SSLError`` is one) when the handshake fails
+        (e.g. the client does not trust the server); an expired client certificate gets
+        nginx's 400 (body None)."""
         with requests.Session() as session:
             session.trust_env = False
             response = session.get(
@@ -280,6 +289,52 @@ class ProvisioningService:
         except ValueError:
             body = None
         return response.status_code, body
+
+    def gate_accepts(self, cert_path: str | os.PathLike[str], key_path: str | os.PathLike[str]) -> bool:
+        """``/whoami``'s verdict: True on 200, False on 403; raises on anything else (a failed
+        handshake or nginx's 400 is no verdict on the registration)."""
+        status, body = self.whoami(cert_path, key_path)
+        if status not in (200, 403):
+            raise ServiceError(f"/whoami answered {status} {body!r}")
+        return status == 200
+
+    # -- the gate's two certificate checks (tests/fixtures/gate_client.py) -----------------
+    def gate_context(self, cert: Any = None, key: Any = None) -> ssl.SSLContext:
+        """Verifies the gate with ``ca_path``; presents ``cert``/``key`` (paths) when given."""
+        from tests.fixtures.gate_client import client_context
+
+        return client_context(self.ca_path, cert, key)
+
+    def ws_upgrade(self, cert: Any = None, key: Any = None, path: str = "/ws", timeout: float = 10.0):
+        """A WebSocket upgrade on the gate: ``Upgrade(status, headers, body, key).accepted``."""
+        from tests.fixtures.gate_client import upgrade
+
+        return upgrade(self.gate_url, self.gate_context(cert, key), path, timeout)
+
+    def ws_accepts(self, cert: Any = None, key: Any = None) -> bool:
+        """True on 101 with the right Sec-WebSocket-Accept, False on 403; raises otherwise."""
+        answer = self.ws_upgrade(cert, key)
+        if answer.status not in (101, 403):
+            raise ServiceError(f"/ws answered {answer.status} {answer.body[:200]!r}")
+        return answer.accepted
+
+    def socketio_connect(self, cert: Any = None, key: Any = None, transport: str = "polling") -> str:
+        """The gate's answer to a Socket.IO CONNECT: ``40{"sid":...}`` or ``44{"message":...}``."""
+        from tests.fixtures.gate_client import socketio_connect
+
+        return socketio_connect(self.gate_url, self.gate_context(cert, key), transport)
+
+    def socketio_accepts(self, cert: Any = None, key: Any = None, transport: str = "polling") -> bool:
+        answer = self.socketio_connect(cert, key, transport)
+        if answer == SOCKETIO_REFUSAL:
+            return False
+        if answer.startswith("40") and "sid" in json.loads(answer[2:]):
+            return True
+        raise ServiceError(f"unexpected Socket.IO answer {answer[:200]!r}")
+
+    def run_stock_agent(self, home: str | os.PathLike[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+        """``run_stock_agent`` against this service's gate."""
+        return run_stock_agent(self.gate_url, home, env)
 
     # -- fault control --------------------------------------------------------------------
     def _control(self, method: str, **kwargs: Any) -> dict[str, Any]:
@@ -313,7 +368,12 @@ class ProvisioningService:
         return self.faults()["requests"].get(endpoint, 0)
 
     def handshake_failures(self, listener: str = "gate") -> int:
+        """Failed TLS handshakes (the gate's are read from nginx's error log)."""
         return self.faults()["handshake_failures"].get(listener, 0)
+
+    def certificate_errors(self) -> int:
+        """Client certificates nginx answered ``400 The SSL certificate error`` (expired, ...)."""
+        return self.faults()["certificate_errors"].get("gate", 0)
 
     # -- registry (read straight from SQLite) -----------------------------------------------
     def _query(self, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
@@ -346,6 +406,26 @@ class ProvisioningService:
     def enrollments(self, agent_id: str) -> list[str]:
         rows = self._query("SELECT fingerprint FROM enrollments WHERE id = ? ORDER BY issued_at", (agent_id,))
         return [row[0] for row in rows]
+
+
+def run_stock_agent(
+    server_url: str, home: str | os.PathLike[str], env: dict[str, str] | None = None, timeout: float = 60.0
+) -> dict[str, Any]:
+    """Run ``tests/fixtures/stock_agent.py`` as its own process: ``HOME=home`` (it reads
+    ``home/.mtls/client.crt|key``), trust from ``env`` only (``SSL_CERT_FILE``/``SSL_CERT_DIR``
+    of this process are removed). Returns its JSON line plus ``returncode``."""
+    child_env = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
+    child_env.update(HOME=str(home), **(env or {}))
+    proc = subprocess.run(
+        [sys.executable, str(STOCK_AGENT), server_url], env=child_env, cwd=str(home),
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    try:
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        tail = proc.stderr[-2000:]
+        raise ServiceError(f"stock_agent printed no JSON line (exit {proc.returncode}): {tail}") from None
+    return {**result, "returncode": proc.returncode}
 
 
 # -- certificate helpers for tests -------------------------------------------------------------

@@ -41,6 +41,11 @@ class StateError(IdentityError):
     """The identity on disk is in a state the module refuses to fix silently."""
 
 
+class ClockError(StateError):
+    """The device clock is too far from the provisioning API's: a certificate made now would be
+    refused as not yet valid (or expire early), so nothing is minted or rotated."""
+
+
 class ApiError(IdentityError):
     """A provisioning API call failed.
 

@@ -107,6 +107,16 @@ def start_module(args: dict, *, workdir: pathlib.Path, check: bool = False, hook
     )
 
 
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:
+    """Poll ``predicate`` (a service counter, a file, a lock) until it holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def finish(proc: subprocess.Popen, started: float, timeout: float = 180) -> ModuleResult:
     out, err = proc.communicate(timeout=timeout)
     return ModuleResult(proc.returncode, _parse_direct(out), out, err, time.monotonic() - started, "direct")

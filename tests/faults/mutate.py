@@ -115,53 +115,83 @@ MUTATIONS = {
     ),
     "no-rollback": (
         "ambiguous rotation uploads the previous certificate again",
-        [("module_utils/fleet_mtls/identity.py", "can_roll_back = (", "can_roll_back = False and (")],
+        [
+            (
+                "module_utils/fleet_mtls/identity/transaction.py",
+                "if creating or not _can_roll_back(a, agent_id):",
+                "if True:",
+            )
+        ],
         [F + "test_network.py::test_ambiguous_upload_on_rotation_rolls_back"],
     ),
     "no-journal": (
         "journal of an uncertain registry",
         [
             (
-                "module_utils/fleet_mtls/identity.py",
-                "def _journal_write(idir, agent_id, operation, fingerprint=None, now=None):\n",
-                "def _journal_write(idir, agent_id, operation, fingerprint=None, now=None):\n    return\n",
+                "module_utils/fleet_mtls/identity/journal.py",
+                "def write(idir, agent_id, operation, fingerprint=None, now=None):\n",
+                "def write(idir, agent_id, operation, fingerprint=None, now=None):\n    return\n",
             )
         ],
         [
             F + "test_network.py::test_accept_then_garble_on_create_converges",
-            F + "test_crash.py::test_kill_then_rerun_converges[upload-accepted-create]",
+            F + "test_crash.py::test_kill_then_rerun_converges[upload-accepted-create-SIGKILL]",
         ],
     ),
     "keep-staged": (
         "staged files removed after a failure",
-        [("module_utils/fleet_mtls/identity.py", "def _drop_staged(idir):\n", "def _drop_staged(idir):\n    return\n")],
+        [
+            (
+                "module_utils/fleet_mtls/identity/journal.py",
+                "def drop_leftovers(idir):\n",
+                "def drop_leftovers(idir):\n    return\n",
+            )
+        ],
         [
             F + "test_network.py::test_400_on_upload_rotation_not_retried",
             F + "test_network.py::test_connection_refused",
         ],
     ),
+    "drop-on-interrupt": (
+        "an interruption once the journal exists leaves the journal and the staged files",
+        [
+            (
+                "module_utils/fleet_mtls/identity/transaction.py",
+                "if not journaled:\n                journal.drop_leftovers(idir)  # nothing has left",
+                "if True:\n                journal.drop(idir)\n                journal.drop_leftovers(idir)  #",
+            )
+        ],
+        [
+            F + "test_crash.py::test_kill_then_rerun_converges[upload-accepted-rotate-SIGINT]",
+            F + "test_crash.py::test_ctrl_c_of_ansible_playbook_during_the_upload_converges[create]",
+        ],
+    ),
     "no-recover": (
         "a staged pair found at start is re-uploaded and swapped",
-        [("module_utils/fleet_mtls/identity.py", "recovered = self.recover(idir, a)", "recovered = None")],
+        [("module_utils/fleet_mtls/identity/engine.py", "recovered = tx.recover(a)", "recovered = None")],
         [
             F + "test_crash.py::test_interrupted_rotation_keeps_gate_access_until_rerun",
-            F + "test_crash.py::test_kill_then_rerun_converges[between-renames-rotate]",
+            F + "test_crash.py::test_kill_then_rerun_converges[between-renames-rotate-SIGKILL]",
         ],
     ),
     "no-lock": (
         "exclusive lock on the identity directory",
-        [("module_utils/fleet_mtls/identity.py", "idir.lock(timeout=s.lock_timeout)", "pass")],
+        [("module_utils/fleet_mtls/identity/engine.py", "idir.lock(timeout=s.lock_timeout)", "pass")],
         [F + "test_crash.py::test_two_concurrent_runs_one_identity"],
     ),
     "mint-new-device": (
         "an unreadable certificate is refused, never replaced by a new device",
         [
             (
-                "module_utils/fleet_mtls/identity.py",
-                "        if not s.agent_id:\n            raise StateError(\n                \"%s, so this device's",
-                '        if not s.agent_id:\n            return Plan("created", problem, None, new_key=True)\n'
-                "        if False:\n            raise StateError(\n                \"%s, so this device's",
-            )
+                "module_utils/fleet_mtls/identity/plan.py",
+                "return Plan(REKEY, _unusable_certificate(a, s), s.agent_id,",
+                "return Plan(REKEY if s.agent_id else CREATE, _unusable_certificate(a, s), s.agent_id,",
+            ),
+            (
+                "module_utils/fleet_mtls/identity/plan.py",
+                "    if not s.agent_id:\n        raise StateError(\n            \"%s, so this device's",
+                "    if False:\n        raise StateError(\n            \"%s, so this device's",
+            ),
         ],
         [
             F + "test_device_state.py::test_corrupt_cert_refused_then_rekeyed_with_agent_id",
@@ -172,13 +202,37 @@ MUTATIONS = {
         "wrong modes repaired without a new key",
         [
             (
-                "module_utils/fleet_mtls/identity.py",
-                '    if fixes:\n        return Plan("repaired"',
-                '    if fixes:\n        return Plan("rotated", "modes", agent_id, new_key=True, fixes=fixes)\n'
-                '    if False:\n        return Plan("repaired"',
+                "module_utils/fleet_mtls/identity/plan.py",
+                "plan.kind, plan.reason = REPAIR, ",
+                "plan.kind, plan.reason = REKEY, ",
             )
         ],
         [F + "test_device_state.py::test_wrong_mode_repaired_without_new_key"],
+    ),
+    "keep-hard-linked-key": (
+        "a hard-linked key is rotated, never chmod-ed through the link",
+        [("module_utils/fleet_mtls/identity/plan.py", "    elif hard_linked(a.key.stat):", "    elif False:")],
+        [F + "test_device_state.py::test_hard_linked_key_is_rotated_never_chmodded"],
+    ),
+    "chmod-hard-linked-cert": (
+        "a hard-linked certificate is replaced by a fresh copy, never chmod-ed through the link",
+        [("module_utils/fleet_mtls/identity/transaction.py", "if fix.hard_linked:", "if False:")],
+        [F + "test_device_state.py::test_hard_linked_certificate_is_replaced_never_chmodded"],
+    ),
+    "ignore-clock": (
+        "nothing is minted or rotated on a clock far from the API's",
+        [("module_utils/fleet_mtls/identity/clock.py", "    if abs(skew) <= max_skew:", "    if True:")],
+        [F + "test_time.py::test_skewed_clock_refuses_to_mint_or_rotate"],
+    ),
+    "nominal-lifetime": (
+        "renewal follows the issued lifetime when the CA issues less than renew_before_days",
+        [("module_utils/fleet_mtls/identity/plan.py", "    if info.self_signed or window < lifetime:", "    if True:")],
+        [F + "test_time.py::test_ca_lifetime_shorter_than_the_renewal_window_does_not_reenrol_every_run"],
+    ),
+    "hide-identity-on-later-failure": (
+        "a failure after the identity part still reports what it did",
+        [("library/mtls_identity.py", "    if identity_result is None:", "    if True:")],
+        [F + "test_device_state.py::test_disk_full_at_the_agent_config_reports_the_identity_part"],
     ),
     "follow-links": (
         "symlinks refused for the directory, key and certificate",

@@ -202,6 +202,48 @@ def test_check_mode_reports_repair_without_touching(device, svc):
 
 # ----------------------------------------------------------------------------- links and foreign dirs
 
+@pytest.mark.parametrize("key_mode", [0o600, 0o640], ids=["key-0600", "key-0640"])
+def test_hard_linked_key_is_rotated_never_chmodded(device, svc, tmp_path, key_mode):
+    """client.key has a second name outside the directory (a hard link: whoever can read that
+    name holds the key): the key is compromised, so it is rotated (new key, same ID), and the
+    file behind the other name keeps its mode and content (no chmod through the link)."""
+    agent = device.seed()
+    old_fp = device.fingerprint
+    os.chmod(device.key_path, key_mode)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.link(device.key_path, outside / "copy.key")
+    before_out = h.snapshot(outside)
+    result = device.run()
+    assert_rotated_same_id(device, result, agent, old_fp, svc)
+    assert "hard links" in result.result["reason"], result
+    assert h.snapshot(outside) == before_out  # mode and content of the other name untouched
+    new, other = os.lstat(device.key_path), os.lstat(outside / "copy.key")
+    assert new.st_ino != other.st_ino and new.st_nlink == 1 and other.st_nlink == 1
+    assert device.run().result["action"] == "unchanged"
+
+
+def test_hard_linked_certificate_is_replaced_never_chmodded(device, svc, tmp_path):
+    """client.crt with a wrong mode and a second name outside: repaired by a fresh copy with
+    the right mode (same bytes, no network), the file behind the other name untouched."""
+    device.seed()
+    os.chmod(device.cert_path, 0o600)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.link(device.cert_path, outside / "copy.crt")
+    before, before_out = device.state(), h.snapshot(outside)
+    result = device.run()
+    assert not result.failed and result.result["action"] == "repaired", result
+    assert no_requests(svc)
+    assert h.snapshot(outside) == before_out
+    after = device.state()
+    assert after["client.crt"].digest == before["client.crt"].digest
+    assert after["client.key"] == before["client.key"]
+    assert os.lstat(device.cert_path).st_nlink == 1
+    device.assert_registered()
+    assert device.run().result["action"] == "unchanged"
+
+
 @pytest.mark.parametrize("name", ["client.key", "client.crt"])
 @pytest.mark.parametrize("dangling", [False, True], ids=["to-file", "dangling"])
 def test_symlinked_file_refused(device, svc, tmp_path, name, dangling):
@@ -325,3 +367,31 @@ def test_disk_full_during_staging(device, svc, mounts, free_pages):
     device.assert_intact(before)
     assert svc.request_count(UPLOAD_EP) == 0
     device.assert_registered()
+
+
+@pytest.mark.parametrize("phase", ["create", "rotate"])
+def test_disk_full_at_the_agent_config_reports_the_identity_part(device, svc, mounts, phase):
+    """The disk fills after the identity was created/rotated, while the agent configuration is
+    written: the run fails on that step and still reports what the identity part did (action,
+    agent_id, fingerprint, changed), so the caller knows a new identity is in place and
+    registered."""
+    _require_root()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs", str(device.home)], check=True)
+    mounts.append(device.home)
+    agent = device.seed() if phase == "rotate" else None
+    _fill(device.home, 4)  # room for the identity's transaction (3 pages at most), not for 40 KiB
+    args = {"agent_config": "[tls]\n" + "# padding\n" * 4096}
+    if phase == "rotate":
+        args["rotate"] = "always"
+    result = device.run(**args)
+    assert result.failed, result
+    assert "no space left" in result.msg.lower() and "the identity part succeeded" in result.msg, result.msg
+    assert "Traceback" not in result.output
+    r = result.result
+    assert r["action"] == ("created" if phase == "create" else "rotated") and r["changed"] is True, r
+    assert r["agent_id"] == device.agent_id and r["fingerprint_sha256"] == device.fingerprint, r
+    assert r["agent_config_changed"] is False
+    if agent:
+        assert device.agent_id == agent
+    device.assert_registered()  # the new identity is in place, registered, nothing staged
+    assert sorted(os.listdir(device.path)) == ["client.crt", "client.key"]

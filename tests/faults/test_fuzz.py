@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api, identity
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir
 from tests.faults import helpers as h
 
 PROFILE = {
@@ -330,7 +331,7 @@ def test_decide_is_total_and_never_mints_a_device_that_has_a_cert(pool, state, v
             assert_clean_message(exc.msg, pool)
             return
         try:
-            idir = identity.IdentityDir.open(s.path, s.uid, s.gid, create=False)
+            idir = IdentityDir.open(s.path, s.uid, s.gid, create=False)
             with idir:
                 a = identity.assess(idir)
                 plan = identity.decide(a, s)

@@ -49,7 +49,7 @@ def ansible_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_task(
+def task_command(
     tmp_path: pathlib.Path,
     module: str,
     args: dict[str, Any],
@@ -58,9 +58,9 @@ def run_task(
     diff: bool = False,
     verbosity: int = 0,
     python: str = VENV_PYTHON,
-    timeout: float = 180,
-) -> TaskRun:
-    """Run ``module`` with ``args`` on localhost and return its registered result.
+) -> tuple[list[str], pathlib.Path]:
+    """The ansible-playbook command that runs ``module`` with ``args`` on localhost, and the
+    file its registered result is written to.
 
     A second task (never in check mode) writes the registered result as JSON for the test,
     so no callback plugin outside ansible-core is needed; the first task's failure is kept in
@@ -90,6 +90,14 @@ def run_task(
         cmd.append("--diff")
     if verbosity:
         cmd.append("-" + "v" * verbosity)
+    return cmd, result_file
+
+
+def run_task(tmp_path: pathlib.Path, module: str, args: dict[str, Any], *, timeout: float = 180,
+             **options: Any) -> TaskRun:
+    """Run ``module`` with ``args`` on localhost and return its registered result (``options``:
+    those of ``task_command``)."""
+    cmd, result_file = task_command(tmp_path, module, args, **options)
     started = time.monotonic()
     proc = subprocess.run(cmd, cwd=REPO, env=ansible_env(), capture_output=True, text=True,
                           timeout=timeout, check=False)

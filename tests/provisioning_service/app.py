@@ -1,4 +1,5 @@
-"""The two WSGI applications (werkzeug): the API listener and the mutual-TLS gate.
+"""The API listener's WSGI application (werkzeug), and the base both listeners' apps share
+(routing, request counters, fault injection, error mapping; the gate's app is in ``gate.py``).
 
 Request bodies are never logged. A body carrying any ``PRIVATE KEY`` block is refused with 400
 before it is parsed, so nothing of it reaches the registry, a temp file or a log line.
@@ -18,7 +19,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cryptography import x509
 from werkzeug.exceptions import (
     HTTPException,
     MethodNotAllowed,
@@ -102,19 +102,23 @@ class BaseApp:
     # -- WSGI entry -----------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         request = ServiceRequest(environ)
-        adapter = self.url_map.bind_to_environ(environ)
+        routed = self.route(request)
+        response = routed if isinstance(routed, Response) else self.dispatch(request, *routed)
+        return response(environ, start_response)  # a Response, or a WSGI app taking over
+
+    def route(self, request: Request) -> tuple[str, dict[str, Any]] | Response:
+        """(endpoint, arguments) of the request, or the answer when nothing matches."""
+        adapter = self.url_map.bind_to_environ(request.environ)
         try:
-            endpoint, args = adapter.match()
+            return adapter.match()
         except NotFound:
-            response = error(404, "no such endpoint")
+            return error(404, "no such endpoint")
         except MethodNotAllowed as exc:
             response = error(405, "method not allowed")
             response.headers["Allow"] = ", ".join(exc.valid_methods or [])
+            return response
         except HTTPException as exc:  # e.g. a redirect for a trailing slash
-            response = exc.get_response(environ)
-        else:
-            response = self.dispatch(request, endpoint, args)
-        return response(environ, start_response)
+            return exc.get_response(request.environ)
 
     def dispatch(self, request: Request, endpoint: str, args: dict[str, Any]) -> Response:
         handler = self.handlers[endpoint]
@@ -148,12 +152,14 @@ class BaseApp:
             return error(500, "internal error")
 
     # -- helpers --------------------------------------------------------------------------
-    def require_token(self, request: Request) -> None:
-        header = request.headers.get("Authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
+    def bearer_ok(self, request: Request) -> bool:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
             given.strip().encode("utf-8", "surrogateescape"), self.token.encode("utf-8")
-        ):
+        )
+
+    def require_token(self, request: Request) -> None:
+        if not self.bearer_ok(request):
             raise Refusal(403, "missing or wrong bearer token")
 
     @staticmethod
@@ -291,13 +297,13 @@ class ApiApp(BaseApp):
         rec = self.registry.reserve(fixed)
         return json_response(200, self.reservation_payload(rec.id, rec.expires_at))
 
-    def _register(self, agent_id: Any, certificate: bytes | str, source: str) -> Response:
+    def _register(self, agent_id: Any, certificate: bytes | str, source: str) -> str:
         agent_id = check_id_format(agent_id)
         self.registry.check_usable(agent_id)
         cert, text = validate_certificate(certificate, agent_id, datetime.datetime.now(datetime.UTC))
         self.registry.register(agent_id, text, fingerprint(cert), cert.not_valid_after_utc.timestamp(), source)
         log.info("registered certificate %s for %s (%s)", fingerprint(cert)[:16], agent_id, source)
-        return ok({"message": "Certificate registered successfully", "id": agent_id})
+        return agent_id
 
     @staticmethod
     def _form_value(request: Request, name: str, required: bool = True) -> bytes | str | None:
@@ -323,21 +329,30 @@ class ApiApp(BaseApp):
         certificate = self._form_value(request, "certificate")
         if isinstance(agent_id, bytes):
             agent_id = agent_id.decode("ascii", "replace")
-        return self._register(agent_id, certificate, "upload")
+        agent_id = self._register(agent_id, certificate, "upload")
+        return ok({"message": "Certificate registered successfully", "id": agent_id})
 
     def agent_certificate(self, request: Request) -> Response:
-        self.require_token(request)
-        raw = self.body(request)
+        """The real cloud's upload (FastAPI): a flat answer and ``{"detail": ...}`` errors."""
+        if not self.bearer_ok(request):
+            return json_response(403, {"detail": "Forbidden"})
         try:
-            payload = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise Refusal(400, "the body is not valid JSON") from None
-        if not isinstance(payload, dict):
-            raise Refusal(400, "the body must be a JSON object")
-        certificate = payload.get("certificate")
-        if not isinstance(certificate, str):
-            raise Refusal(400, "missing field 'certificate'")
-        return self._register(payload.get("agent_id"), certificate, "agent")
+            raw = self.body(request)
+            try:
+                payload = json.loads(raw)
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                raise Refusal(400, "the body is not valid JSON") from None
+            if not isinstance(payload, dict):
+                raise Refusal(400, "the body must be a JSON object")
+            certificate = payload.get("certificate")
+            if not isinstance(certificate, str):
+                raise Refusal(400, "missing field 'certificate'")
+            agent_id = self._register(payload.get("agent_id"), certificate, "agent")
+        except Refusal as exc:
+            return json_response(exc.status, {"detail": exc.message})
+        except RequestEntityTooLarge:
+            return json_response(413, {"detail": f"request body larger than {MAX_BODY} bytes"})
+        return json_response(200, {"message": "Certificate uploaded successfully", "agent_id": agent_id})
 
     def enroll(self, request: Request) -> Response:
         self._multipart(request)
@@ -390,37 +405,3 @@ class ApiApp(BaseApp):
         except FaultSpecError as exc:
             raise Refusal(400, str(exc)) from None
         return ok({"added": added, **self.faults.snapshot()})
-
-
-class GateApp(BaseApp):
-    """Mutual-TLS gate: the TLS layer already required a certificate the trust store accepts;
-    this re-checks it against the registry on every request."""
-
-    rules = (
-        ("/whoami", "whoami", ("GET",)),
-        ("/healthz", "healthz", ("GET",)),
-    )
-
-    def whoami(self, request: Request) -> Response:
-        pem = request.environ.get("SSL_CLIENT_CERT")
-        if not pem:
-            raise Refusal(403, "a client certificate is required")
-        cert = x509.load_pem_x509_certificate(pem.encode("ascii"))
-        now = datetime.datetime.now(datetime.UTC)
-        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-            raise Refusal(403, "the client certificate is expired or not yet valid")
-        cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-        cn = cns[0].value if len(cns) == 1 else None
-        rec = self.registry.lookup(cn) if isinstance(cn, str) else None
-        if rec is None:
-            raise Refusal(403, "no registered orchestrator has this certificate's CN")
-        if rec.deleted_at is not None:
-            raise Refusal(403, f"orchestrator {cn} was decommissioned")
-        current = self.registry.current(cn)
-        if current is not None and current.pem == canonical_pem(cert):
-            return json_response(200, {"id": cn})
-        if self.pki.issued_by_enroll_ca(cert):
-            issued = self.registry.enrollment(cert.serial_number)
-            if issued is not None and issued == (cn, fingerprint(cert)):
-                return json_response(200, {"id": cn})
-        raise Refusal(403, f"this certificate is not the one registered for {cn}")

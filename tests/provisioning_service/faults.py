@@ -29,7 +29,8 @@ Kinds and their parameters (see ``--help`` for the CLI syntax):
 - ``fixed_id``: ``/generate-orchestrator-id`` reserves ``value`` (8 upper-case hex, never
   reserved before) for real and answers it normally.
 
-Hang and stall sleeps end early when the service stops.
+``/ws`` and ``/socket.io/`` (the gate's WebSocket and Engine.IO endpoints) take only
+``status``, ``hang`` and ``malformed``. Hang and stall sleeps end early when the service stops.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import collections
 import json
 import random
 import threading
+from collections.abc import Callable
 from typing import Any
 
 KINDS = (
@@ -60,7 +62,13 @@ ENDPOINTS = (
     "/orchestrators/<id>",
     "/healthz",
     "/whoami",
+    "/ws",
+    "/socket.io/",
 )
+# A WebSocket or Engine.IO exchange has no single answer to cut short or garble: these endpoints
+# take only the faults that replace or delay the answer (a wildcard fault of another kind skips them).
+UPGRADE_ENDPOINTS = ("/ws", "/socket.io/")
+UPGRADE_KINDS = ("status", "hang", "malformed")
 WILDCARD = "*"
 NOT_WILDCARDED = ("/healthz", "/_faults")
 
@@ -126,6 +134,8 @@ def normalize(spec: dict[str, Any]) -> dict[str, Any]:
     kind = spec.get("kind")
     if kind not in KINDS:
         raise FaultSpecError(f"unknown fault kind {kind!r}; one of {', '.join(KINDS)}")
+    if endpoint in UPGRADE_ENDPOINTS and kind not in UPGRADE_KINDS:
+        raise FaultSpecError(f"{endpoint} takes only the fault kinds {', '.join(UPGRADE_KINDS)}")
     out: dict[str, Any] = {"endpoint": endpoint, "kind": kind}
     rate = spec.get("rate")
     if rate is not None:
@@ -220,7 +230,20 @@ class FaultBook:
         self._fired: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
         self._requests: collections.Counter[str] = collections.Counter()
         self._handshake_failures: collections.Counter[str] = collections.Counter()
+        self._certificate_errors: collections.Counter[str] = collections.Counter()
         self._random = random.Random()
+        self._gate_log: Callable[[], dict[str, int]] | None = None
+
+    def watch_gate_log(self, new_events: Callable[[], dict[str, int]]) -> None:
+        """Count the gate's failed handshakes and certificate errors from nginx's log:
+        ``new_events()`` returns those logged since its previous call."""
+        self._gate_log = new_events
+
+    def _read_gate_log(self) -> None:  # with the lock held
+        if self._gate_log is not None:
+            events = self._gate_log()
+            self._handshake_failures["gate"] += events["handshake_failures"]
+            self._certificate_errors["gate"] += events["certificate_errors"]
 
     def add(self, spec: dict[str, Any]) -> dict[str, Any]:
         fault = normalize(spec)
@@ -230,11 +253,13 @@ class FaultBook:
 
     def clear(self, counters: bool = True) -> None:
         with self._lock:
+            self._read_gate_log()
             self._pending.clear()
             if counters:
                 self._fired.clear()
                 self._requests.clear()
                 self._handshake_failures.clear()
+                self._certificate_errors.clear()
 
     def count_request(self, endpoint: str) -> None:
         with self._lock:
@@ -249,6 +274,8 @@ class FaultBook:
         with self._lock:
             specific = [f for f in self._pending if f["endpoint"] == endpoint]
             wild = [] if endpoint in NOT_WILDCARDED else [f for f in self._pending if f["endpoint"] == WILDCARD]
+            if endpoint in UPGRADE_ENDPOINTS:
+                wild = [f for f in wild if f["kind"] in UPGRADE_KINDS]
             for fault in specific + wild:
                 if fault["rate"] is not None and self._random.random() >= fault["rate"]:
                     continue
@@ -262,9 +289,11 @@ class FaultBook:
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
+            self._read_gate_log()
             return {
                 "pending": [dict(f) for f in self._pending],
                 "fired": {ep: dict(kinds) for ep, kinds in self._fired.items()},
                 "requests": dict(self._requests),
                 "handshake_failures": dict(self._handshake_failures),
+                "certificate_errors": dict(self._certificate_errors),
             }

@@ -6,7 +6,7 @@ Files (private keys are created 0600 from the first byte):
 - ``server.key`` and ``server-{valid,expired,wrong-host}.crt``: the listeners' certificates,
   all signed by the CA; ``--server-cert`` picks which one is served.
 - ``enroll-ca.key`` / ``enroll-ca.crt``: the enrollment CA that signs CSRs
-  (``POST /orchestrators/enroll``); the gate trusts it.
+  (``POST /orchestrators/enroll``); what it issues becomes its ID's current certificate.
 
 All keys are EC P-256 so that a first start is fast.
 """
@@ -20,7 +20,6 @@ import pathlib
 import secrets
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -113,8 +112,9 @@ def _ca_cert(key: ec.EllipticCurvePrivateKey, cn: str, now: datetime.datetime) -
 class ServicePKI:
     """Loads (or creates on first start) every key and certificate the service needs."""
 
-    def __init__(self, state_dir: pathlib.Path) -> None:
+    def __init__(self, state_dir: pathlib.Path, enrolled_days: float = ENROLLED_DAYS) -> None:
         self.dir = state_dir
+        self.enrolled_days = enrolled_days
         self.ca_path = state_dir / "ca.crt"
         self.ca_key_path = state_dir / "ca.key"
         self.server_key_path = state_dir / "server.key"
@@ -213,7 +213,7 @@ class ServicePKI:
             .public_key(csr.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=ENROLLED_DAYS))
+            .not_valid_after(now + datetime.timedelta(days=self.enrolled_days))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
@@ -237,13 +237,3 @@ class ServicePKI:
             )
             .sign(self.enroll_key, hashes.SHA256())
         )
-
-    def issued_by_enroll_ca(self, cert: x509.Certificate) -> bool:
-        """True when the enrollment CA's key really signed ``cert``."""
-        if cert.issuer != self.enroll_cert.subject:
-            return False
-        try:
-            cert.verify_directly_issued_by(self.enroll_cert)
-        except (InvalidSignature, ValueError, TypeError):
-            return False
-        return True

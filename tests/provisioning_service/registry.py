@@ -1,7 +1,6 @@
 """The SQLite registry (WAL mode): reserved IDs, current certificates, history, enrollments.
 
-One connection guarded by a lock: every read-check-write sequence is atomic. ``version``
-increases on every change that can affect the gate so it rebuilds its trust store.
+One connection guarded by a lock: every read-check-write sequence is atomic.
 
 Tables
 - ``ids``: every ID ever reserved (never reissued, deleted ones included).
@@ -93,7 +92,6 @@ class Registry:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
-        self.version = 0
 
     def close(self) -> None:
         with self._lock:
@@ -167,7 +165,6 @@ class Registry:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self.version += 1
 
     def _retire(self, agent_id: str, now: float, reason: str, skip_fingerprint: str | None = None) -> None:
         row = self._db.execute(
@@ -194,14 +191,6 @@ class Registry:
             )
         self.register(agent_id, pem, fingerprint, not_after, "enroll")
 
-    def enrollment(self, serial: int) -> tuple[str, str] | None:
-        """(agent_id, fingerprint) of the enrolled certificate with that serial."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT id, fingerprint FROM enrollments WHERE serial = ?", (format(serial, "x"),)
-            ).fetchone()
-        return (row[0], row[1]) if row else None
-
     def current(self, agent_id: str) -> CertRecord | None:
         with self._lock:
             row = self._db.execute(
@@ -209,12 +198,6 @@ class Registry:
                 (agent_id,),
             ).fetchone()
         return CertRecord(*row) if row else None
-
-    def trusted_pems(self) -> tuple[int, list[str]]:
-        """(version, PEMs of the current non-enrolled certificates) for the gate's trust store."""
-        with self._lock:
-            rows = self._db.execute("SELECT pem FROM certificates WHERE source != 'enroll' ORDER BY id").fetchall()
-            return self.version, [row[0] for row in rows]
 
     def delete(self, agent_id: str) -> None:
         now = time.time()
@@ -233,4 +216,3 @@ class Registry:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self.version += 1

@@ -1,10 +1,9 @@
-"""Threaded TLS servers driving the werkzeug apps.
+"""Threaded servers driving the werkzeug apps: the API's TLS listener, the gate app's unix socket.
 
-The listening sockets stay plain TCP; each accepted connection is wrapped (and its TLS
+The API's listening socket stays plain TCP; each accepted connection is wrapped (and its TLS
 handshake done) in its own worker thread, so a client that never finishes a handshake cannot
-block anybody else. The gate asks its context source for an SSLContext per connection: a new
-context, whose trust store holds the currently registered certificates plus the enrollment CA,
-is built whenever the registry changed.
+block anybody else. The gate's TLS is nginx's (``nginx.py``); its app speaks plain HTTP on a
+unix socket in the state directory.
 """
 
 from __future__ import annotations
@@ -13,16 +12,12 @@ import logging
 import pathlib
 import socket
 import ssl
-import threading
 from collections.abc import Callable
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 from tests.provisioning_service.faults import FaultBook
-from tests.provisioning_service.registry import Registry
 
 log = logging.getLogger("provisioning_service")
 
@@ -37,54 +32,12 @@ def server_context(cert_path: pathlib.Path, key_path: pathlib.Path) -> ssl.SSLCo
     return ctx
 
 
-class GateContexts:
-    """Callable returning the gate's SSLContext for the registry's current version."""
-
-    def __init__(
-        self,
-        registry: Registry,
-        enroll_ca_pem: str,
-        cert_path: pathlib.Path,
-        key_path: pathlib.Path,
-    ) -> None:
-        self._registry = registry
-        self._enroll_ca_pem = enroll_ca_pem
-        self._cert_path = cert_path
-        self._key_path = key_path
-        self._lock = threading.Lock()
-        self._version = -1
-        self._ctx: ssl.SSLContext | None = None
-
-    def __call__(self) -> ssl.SSLContext:
-        ctx = self._ctx
-        if ctx is not None and self._version == self._registry.version:
-            return ctx
-        with self._lock:
-            version, pems = self._registry.trusted_pems()
-            if self._ctx is None or version != self._version:
-                self._ctx = self._build(pems)
-                self._version = version
-            return self._ctx
-
-    def _build(self, pems: list[str]) -> ssl.SSLContext:
-        ctx = server_context(self._cert_path, self._key_path)
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        # A registered leaf (CA:FALSE, no keyCertSign) is itself the trust anchor.
-        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-        bundle = [self._enroll_ca_pem]
-        for pem in pems:
-            try:
-                cert = x509.load_pem_x509_certificate(pem.encode("ascii"))
-            except ValueError:
-                continue
-            bundle.append(cert.public_bytes(serialization.Encoding.PEM).decode("ascii"))
-        ctx.load_verify_locations(cadata="".join(bundle))
-        log.info("gate trust store rebuilt: %d registered certificate(s)", len(bundle) - 1)
-        return ctx
-
-
 class _Handler(WSGIRequestHandler):
     timeout = IDLE_TIMEOUT
+
+    def address_string(self) -> str:  # behind nginx: the client nginx names
+        forwarded = self.headers.get("X-Forwarded-For") if getattr(self, "headers", None) else None
+        return forwarded or super().address_string()
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         line = getattr(self, "requestline", "")
@@ -126,3 +79,11 @@ class TLSWSGIServer(ThreadedWSGIServer):
                 pass
             return
         super().process_request_thread(tls, client_address)
+
+
+class UnixWSGIServer(ThreadedWSGIServer):
+    """Plain HTTP on a unix socket: the gate app's upstream listener, which only nginx uses."""
+
+    def __init__(self, path: str, app: Any, name: str) -> None:
+        super().__init__("unix://" + path, 0, app, handler=_Handler)
+        self.listener_name = name

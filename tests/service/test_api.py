@@ -29,6 +29,14 @@ def _error(response: requests.Response, status: int) -> str:
     return body["message"]
 
 
+def _detail(response: requests.Response, status: int) -> str:
+    """An error of /agent/certificate: the real cloud's FastAPI shape, {"detail": "..."}."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"detail"} and isinstance(body["detail"], str) and body["detail"], body
+    return body["detail"]
+
+
 # -- reservations ----------------------------------------------------------------------------
 def test_generate_id_answers_the_upstream_shape(svc):
     response = svc.session().get(f"{svc.api_url}/generate-orchestrator-id", timeout=10)
@@ -194,7 +202,7 @@ def test_upload_refuses_bad_certificates(shared_service, key_pool, kind, reason)
 def test_json_upload_refuses_bad_certificates(shared_service, key_pool, kind, reason):
     agent_id = shared_service.reserve_id()
     response = shared_service.upload_json(agent_id, _make(kind, agent_id, key_pool))
-    assert reason in _error(response, 400)
+    assert reason in _detail(response, 400)
     assert agent_id not in shared_service.registrations()
 
 
@@ -250,7 +258,8 @@ def test_body_with_a_private_key_is_refused_and_nothing_kept(service, make_ident
         )
     else:
         response = service.upload_json(ident.agent_id, ident.pem + secret)
-    assert "private key" in _error(response, 400)
+    error = _detail if how == "json" else _error
+    assert "private key" in error(response, 400)
     assert service.registrations() == {}
     assert marker not in response.content
     service.stop()  # flush the WAL into the database file before looking at the bytes
@@ -266,22 +275,19 @@ def test_body_over_one_mebibyte_is_refused_with_413(shared_service, make_identit
     assert ident.agent_id not in shared_service.registrations()
 
 
-def test_json_upload_needs_the_bearer_token(shared_service, make_identity):
+def test_json_upload_needs_the_bearer_token_and_answers_the_real_cloud_shape(shared_service, make_identity):
     ident = make_identity(shared_service.reserve_id())
-    _error(shared_service.upload_json(ident.agent_id, ident.pem, token="wrong"), 403)
+    assert _detail(shared_service.upload_json(ident.agent_id, ident.pem, token="wrong"), 403) == "Forbidden"
     no_header = shared_service.session().post(
         f"{shared_service.api_url}/agent/certificate",
         json={"agent_id": ident.agent_id, "certificate": ident.pem.decode()},
         timeout=10,
     )
-    _error(no_header, 403)
+    assert _detail(no_header, 403) == "Forbidden"
     assert ident.agent_id not in shared_service.registrations()
     response = shared_service.upload_json(ident.agent_id, ident.pem)
     assert response.status_code == 200
-    assert response.json() == {
-        "statusCode": 200,
-        "data": {"message": response.json()["data"]["message"], "id": ident.agent_id},
-    }
+    assert response.json() == {"message": "Certificate uploaded successfully", "agent_id": ident.agent_id}
     assert shared_service.registrations()[ident.agent_id] == ident.fingerprint
 
 
@@ -290,7 +296,7 @@ def test_json_upload_refuses_bad_json(shared_service):
     url = f"{shared_service.api_url}/agent/certificate"
     headers = {**shared_service.auth_headers(), "Content-Type": "application/json"}
     for body in (b"{not json", b"[1, 2]", b'{"agent_id": "0A1B2C3D"}'):
-        _error(session.post(url, data=body, headers=headers, timeout=10), 400)
+        _detail(session.post(url, data=body, headers=headers, timeout=10), 400)
 
 
 # -- enrollment ------------------------------------------------------------------------------

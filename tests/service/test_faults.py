@@ -8,10 +8,12 @@ import time
 import pytest
 import requests
 
+from tests.fixtures.gate_client import GateClientError
 from tests.provisioning_service.faults import (
     HOSTILE_PRESETS,
     FaultBook,
     FaultSpecError,
+    normalize,
     parse_cli,
 )
 
@@ -180,11 +182,35 @@ def test_wildcard_applies_to_every_endpoint_but_healthz(svc, make_identity):
 
 
 def test_faults_on_the_gate(svc, registered):
+    """Through nginx: faults fire on the gate's endpoints and every request is counted."""
     ident = registered()
     svc.inject("/whoami", "status", status=503)
     assert svc.whoami(ident.crt_path, ident.key_path)[0] == 503
     assert svc.whoami(ident.crt_path, ident.key_path) == (200, {"id": ident.agent_id})
     assert svc.request_count("/whoami") == 2
+    svc.inject("/ws", "status", status=503)
+    assert svc.ws_upgrade(ident.crt_path, ident.key_path).status == 503
+    assert svc.ws_accepts(ident.crt_path, ident.key_path)
+    assert svc.request_count("/ws") == 2
+    svc.inject("/socket.io/", "malformed", body="not engine.io")
+    with pytest.raises(GateClientError, match="no Engine.IO OPEN packet"):
+        svc.socketio_connect(ident.crt_path, ident.key_path, "polling")
+    assert svc.socketio_accepts(ident.crt_path, ident.key_path, "polling")
+    assert svc.request_count("/socket.io/") == 4  # the faulted open, then open, CONNECT, its answer
+
+
+def test_upgrade_endpoints_take_only_faults_that_replace_the_answer(svc, registered):
+    """A drop or a stall has no meaning inside a WebSocket exchange: refused for /ws, and a
+    wildcard one leaves the upgrade endpoints alone while it hits the others."""
+    for kind in ("drop", "stall", "accept_then_garble", "oversized"):
+        with pytest.raises(FaultSpecError, match="takes only"):
+            normalize({"endpoint": "/ws", "kind": kind})
+    ident = registered()
+    svc.inject("*", "drop", count=0)
+    assert svc.ws_accepts(ident.crt_path, ident.key_path)
+    assert svc.socketio_accepts(ident.crt_path, ident.key_path, "websocket")
+    with pytest.raises(requests.exceptions.RequestException):  # the answer cut short (via nginx)
+        svc.whoami(ident.crt_path, ident.key_path)
 
 
 def test_cli_faults(service_factory):

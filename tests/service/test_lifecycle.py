@@ -1,9 +1,11 @@
-"""Start-up, state on disk, restart, clean stop, --help, the server certificates, slow clients."""
+"""Start-up, state on disk, restart, clean stop (nginx included, even on SIGKILL), --help, the
+server certificates, slow clients."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import pathlib
 import re
 import signal
 import socket
@@ -121,11 +123,86 @@ def test_restart_keeps_state_and_starts_fast(service, tmp_path):
     assert service.reserve_id() not in reserved
 
 
+def nginx_pids(service) -> list[int]:
+    """The gate's nginx master and its workers (from its pid file and /proc)."""
+    master = int((service.state_dir / "nginx" / "nginx.pid").read_text())
+    workers = [int(p.name) for p in pathlib.Path("/proc").iterdir() if p.name.isdigit() and _ppid(p) == master]
+    return [master, *workers]
+
+
+def _ppid(proc_dir: pathlib.Path) -> int | None:
+    try:
+        stat_line = (proc_dir / "stat").read_text()
+    except OSError:
+        return None
+    return int(stat_line.rsplit(")", 1)[1].split()[1])
+
+
+def _alive(pid: int) -> bool:
+    """Running, and not a zombie waiting to be reaped."""
+    try:
+        state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _gone_within(pids: list[int], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while any(_alive(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _gate_port_closed(service) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", service.gate_port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signals_stop_cleanly(service, sig):
+    pids = nginx_pids(service)
+    assert len(pids) == 2 and all(_alive(pid) for pid in pids)
     service.process.send_signal(sig)
-    assert service.process.wait(timeout=5) == 0
+    assert service.process.wait(timeout=10) == 0
     assert "Traceback" not in service.log_text()
+    assert _gone_within(pids, 1.0) and _gate_port_closed(service)
+
+
+def test_sigkill_of_the_service_leaves_no_nginx_behind(service):
+    """nginx's master dies with the service (PR_SET_PDEATHSIG), and takes its worker along."""
+    pids = nginx_pids(service)
+    service.process.kill()
+    service.process.wait(timeout=5)
+    assert _gone_within(pids, 5.0), [pid for pid in pids if _alive(pid)]
+    assert _gate_port_closed(service)
+    service.start()  # the same state dir and ports work again at once
+    assert service.ws_upgrade().status == 101
+
+
+def test_service_stops_when_nginx_dies(service):
+    """Half a service is worse than none: a dead gate makes the service exit with status 1,
+    and the worker a SIGKILLed nginx master leaves behind goes with it."""
+    pids = nginx_pids(service)
+    os.kill(pids[0], signal.SIGKILL)
+    assert service.process.wait(timeout=10) == 1
+    assert "nginx exited" in service.log_text()
+    assert _gone_within(pids, 5.0), [pid for pid in pids if _alive(pid)]
+
+
+def test_nginx_missing_is_a_clear_start_failure(tmp_path):
+    env = dict(os.environ, PROVISIONING_SERVICE_NGINX=str(tmp_path / "no-nginx"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.provisioning_service", "--state-dir", str(tmp_path / "s")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert "nginx" in proc.stderr and "install the nginx-light package" in proc.stderr, proc.stderr
 
 
 def test_stop_is_quick_even_with_a_hanging_request(service):
@@ -163,7 +240,8 @@ def test_help_documents_everything():
         "--fault", "--server-cert", "READY api=", "/generate-orchestrator-id",
         "/upload-orchestrator-certificate", "/agent/certificate", "/orchestrators/enroll",
         "/orchestrators/<id>", "/healthz", "/_faults", "/whoami", "retry_after", "rate=",
-        "x*", "413", "410", "404", "403", "400", "SIGTERM",
+        "x*", "413", "410", "404", "403", "400", "SIGTERM", "/ws", "/socket.io/", "nginx-light",
+        "optional_no_ca", "PROVISIONING_SERVICE_NGINX", '44{"message":"Connection rejected by server"}',
     ):  # fmt: skip
         assert needle in out, needle
     for kind in faults_module.KINDS:
@@ -188,11 +266,13 @@ def test_bad_arguments_are_refused(tmp_path):
         assert proc.stdout == ""
 
 
-def test_start_failure_is_reported(tmp_path, service):
+@pytest.mark.parametrize("listener", ["api", "gate"])
+def test_start_failure_is_reported(tmp_path, service, listener):
     """A port already in use: servicectl raises with the service's own explanation."""
     from tests.servicectl import ServiceError
 
-    other = ProvisioningService(tmp_path / "other", port=service.port)
+    taken = {"port": service.port} if listener == "api" else {"gate_port": service.gate_port}
+    other = ProvisioningService(tmp_path / "other", **taken)
     with pytest.raises(ServiceError, match="before READY"):
         other.start()
     assert "in use" in other.log_text()

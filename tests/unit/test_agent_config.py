@@ -1,5 +1,5 @@
-"""The agent configuration written by the identity run itself (one module call per host) and
-the file facts the run returns, against the real reference service."""
+"""The agent configuration written in the same module run as the identity (one module call per
+host, after the engine) and the file facts the run returns, against the real reference service."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ import stat
 
 import pytest
 
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent import (
+    check_agent_config,
+    ensure_agent_config,
+)
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import (
     ConfigError,
     FileSafetyError,
@@ -19,11 +23,17 @@ from tests.unit.helpers import NoNetwork, client_for
 CONFIG = "[tls]\ncert = client.crt\nkey = client.key\nverify = CERT_REQUIRED\n"
 
 
-def run(svc, path, check_mode=False, **kw):
+def run(svc, path, check_mode=False, agent_config=None, agent_config_name="agent-tls.ini", **kw):
+    """What library/mtls_identity.py does: the identity, then the configuration."""
     kw.setdefault("key_size", 2048)
     settings = Settings(path=str(path), **kw)
+    check_agent_config(agent_config, agent_config_name)
     factory = NoNetwork() if svc is None else (lambda: client_for(svc))
     result, _ = ensure_identity(settings, factory, check_mode=check_mode)
+    if agent_config is not None:
+        written = ensure_agent_config(settings, agent_config_name, agent_config, check_mode=check_mode)
+        result["agent_config_changed"] = written
+        result["changed"] = result["changed"] or written
     return result
 
 
@@ -89,8 +99,9 @@ def test_a_symlinked_config_is_refused_and_not_followed(svc, ident_dir, tmp_path
     {"agent_config": CONFIG, "agent_config_name": "client.key"},
 ])
 def test_bad_config_settings_are_refused(ident_dir, kw):
+    kw.setdefault("agent_config_name", "agent-tls.ini")
     with pytest.raises(ConfigError):
-        Settings(path=str(ident_dir), **kw)
+        check_agent_config(kw["agent_config"], kw["agent_config_name"])
 
 
 def test_file_facts_are_read_from_the_file_system(svc, ident_dir):
@@ -112,3 +123,14 @@ def test_an_oversized_config_on_the_device_is_replaced(svc, ident_dir):
     os.chmod(conf, 0o644)
     result = run(None, ident_dir, agent_config=CONFIG)
     assert result["agent_config_changed"] and conf.read_text() == CONFIG
+
+
+def test_a_hard_linked_config_is_replaced_not_chmodded(svc, ident_dir, tmp_path):
+    run(svc, ident_dir, agent_config=CONFIG)
+    conf = ident_dir / "agent-tls.ini"
+    os.chmod(conf, 0o600)
+    os.link(conf, tmp_path / "other-name.ini")
+    fixed = run(None, ident_dir, agent_config=CONFIG)
+    assert fixed["agent_config_changed"] and mode(conf) == 0o644 and conf.read_text() == CONFIG
+    assert os.lstat(conf).st_nlink == 1
+    assert mode(tmp_path / "other-name.ini") == 0o600  # nothing chmod-ed through the link

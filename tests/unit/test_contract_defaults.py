@@ -9,7 +9,8 @@ import pathlib
 import pytest
 import yaml
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api, identity, layout
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api, layout
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import files
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 MODULES = ("mtls_identity", "mtls_deregister", "mtls_identity_info")
@@ -51,8 +52,8 @@ def test_id_field_has_no_fixed_default_it_follows_the_format():
 
 
 def test_the_engine_uses_the_layouts_file_names():
-    for name in ("KEY", "CERT", "STAGED_KEY", "STAGED_CERT", "JOURNAL", "JOURNAL_TMP", "AGENT_CONFIG"):
-        assert getattr(identity, name) == getattr(layout, name), name
+    for name in ("KEY", "CERT", "STAGED_KEY", "STAGED_CERT", "CERT_COPY", "JOURNAL", "JOURNAL_TMP"):
+        assert getattr(files, name) == getattr(layout, name), name
         assert layout.is_managed(getattr(layout, name)), name
     assert layout.is_managed("client.key.20261127T170002Z.bak") and layout.is_managed(".agent.env.new")
     assert not layout.is_managed("notes.txt") and not layout.is_managed("client.key.bak.old")

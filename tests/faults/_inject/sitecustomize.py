@@ -4,11 +4,13 @@ The fault tests put this directory first on PYTHONPATH of the process that runs 
 module (directly through ``run_module.py`` or through Ansible's AnsiballZ wrapper), so
 Python imports it at start-up.  It does nothing unless one of these variables is set:
 
-``FLEET_FAULTS_KILL``  ``op=rename,match=client.*,nth=2,when=before``
-    SIGKILL this process before/after the nth call of ``op`` (``rename``: os.rename and
-    os.replace, matched on the destination's base name; ``fsync``: os.fsync, matched on the
-    file's base name; ``unlink``: os.unlink/os.remove; ``open``: os.open) whose base name
-    matches the glob ``match``.  A hard kill at an exact step of the transaction.
+``FLEET_FAULTS_KILL``  ``op=rename,match=client.*,nth=2,when=before[,signal=KILL]``
+    Send ``signal`` (KILL, the default; INT: what Ctrl-C or ansible-playbook's interrupted
+    worker sends, raised as KeyboardInterrupt; TERM) to this process before/after the nth call
+    of ``op`` (``rename``: os.rename and os.replace, matched on the destination's base name;
+    ``fsync``: os.fsync, matched on the file's base name; ``unlink``: os.unlink/os.remove;
+    ``open``: os.open) whose base name matches the glob ``match``.  An interruption at an
+    exact step of the transaction.
 
 ``FLEET_FAULTS_SLOWIO``  seconds (e.g. ``0.004``)
     Pause after every file-system call that changes a file's state (open, write, chmod,
@@ -49,58 +51,68 @@ def _fd_name(fd):
         return ""
 
 
-def _die():
+def _die(signum=signal.SIGKILL):
     try:
         sys.stdout.flush()
         sys.stderr.flush()
     except Exception:  # noqa: BLE001 - dying anyway
         pass
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), signum)
 
 
-def _install_kill(spec):
+def _base(path):
+    try:
+        return os.path.basename(os.fsdecode(path))
+    except TypeError:
+        return ""
+
+
+# op -> [(module attribute, base name of the file it acts on)]
+_OPS = {
+    "rename": [("rename", lambda src, dst, *a, **k: _base(dst)), ("replace", lambda src, dst, *a, **k: _base(dst))],
+    "fsync": [("fsync", lambda fd, *a, **k: _fd_name(fd if isinstance(fd, int) else fd.fileno()))],
+    "unlink": [("unlink", lambda path, *a, **k: _base(path)), ("remove", lambda path, *a, **k: _base(path))],
+    "open": [("open", lambda path, *a, **k: _base(path))],
+}
+
+
+def _hook(spec, variable, make_wrapper):
+    """Wrap the os functions of ``op``; ``make_wrapper(func, name_of, fires)`` builds each."""
     cfg = _parse(spec)
     state = {"count": 0}
 
-    def hit(name):
+    def fires(name):
         if not fnmatch.fnmatch(name, cfg["match"]):
             return False
         state["count"] += 1
         return state["count"] == cfg["nth"]
 
-    def wrap(func, name_of):
-        def wrapper(*args, **kwargs):
-            fire = hit(name_of(*args, **kwargs))
-            if fire and cfg["when"] == "before":
-                _die()
-            result = func(*args, **kwargs)
-            if fire:
-                _die()
-            return result
-
+    if cfg["op"] not in _OPS:
+        raise SystemExit("%s: unknown op %r" % (variable, cfg["op"]))
+    for attr, name_of in _OPS[cfg["op"]]:
+        func = getattr(os, attr)
+        wrapper = make_wrapper(func, name_of, fires, cfg)
         wrapper.__name__ = func.__name__
         wrapper.__doc__ = func.__doc__
+        setattr(os, attr, wrapper)
+
+
+def _install_kill(spec):
+    def make(func, name_of, fires, cfg):
+        signum = getattr(signal, "SIG" + cfg.get("signal", "KILL").upper())
+
+        def wrapper(*args, **kwargs):
+            fire = fires(name_of(*args, **kwargs))
+            if fire and cfg["when"] == "before":
+                _die(signum)
+            result = func(*args, **kwargs)
+            if fire:
+                _die(signum)
+            return result
+
         return wrapper
 
-    def base(path):
-        try:
-            return os.path.basename(os.fsdecode(path))
-        except TypeError:
-            return ""
-
-    op = cfg["op"]
-    if op == "rename":
-        os.rename = wrap(os.rename, lambda src, dst, *a, **k: base(dst))
-        os.replace = wrap(os.replace, lambda src, dst, *a, **k: base(dst))
-    elif op == "fsync":
-        os.fsync = wrap(os.fsync, lambda fd, *a, **k: _fd_name(fd if isinstance(fd, int) else fd.fileno()))
-    elif op == "unlink":
-        os.unlink = wrap(os.unlink, lambda path, *a, **k: base(path))
-        os.remove = wrap(os.remove, lambda path, *a, **k: base(path))
-    elif op == "open":
-        os.open = wrap(os.open, lambda path, *a, **k: base(path))
-    else:
-        raise SystemExit("FLEET_FAULTS_KILL: unknown op %r" % op)
+    _hook(spec, "FLEET_FAULTS_KILL", make)
 
 
 _SLOW_NAMES = frozenset(

@@ -1,0 +1,140 @@
+# -*- coding: utf-8 -*-
+"""One run of the engine: open and lock the directory, assess, recover what an interrupted run
+left, decide, carry the plan out (unless in check mode), and describe the outcome."""
+from __future__ import annotations
+
+import datetime
+
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import StateError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir, stat_facts
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.assess import assess
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.files import CERT, KEY
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.plan import UNCHANGED, decide
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.transaction import Transaction
+
+DIFF_KEYS = ("agent_id", "fingerprint_sha256", "not_after", "key_size")
+FACT_KEYS = ("agent_id", "fingerprint_sha256", "serial", "not_before", "not_after", "days_left", "key_size")
+
+
+def ensure_identity(settings, client_factory, check_mode=False, now=None, warn=None):
+    """Run the engine; returns (result dict, warnings). The result is complete (action,
+    agent_id, fingerprint, files...) before the caller does anything else with the device."""
+    engine = Engine(settings, client_factory, check_mode=check_mode, now=now, warn=warn)
+    return engine.run(), engine.warnings
+
+
+class Engine:
+    """One run of the module against one identity directory."""
+
+    def __init__(self, settings, client_factory, check_mode=False, now=None, warn=None):
+        self.s = settings
+        self._client_factory = client_factory
+        self._client = None
+        self.check_mode = check_mode
+        self.now = now or certs.utcnow()
+        self.warnings = []
+        self._warn = warn
+
+    def client(self):
+        if self._client is None:
+            self._client = self._client_factory()
+        return self._client
+
+    def warn(self, msg):
+        self.warnings.append(msg)
+        if self._warn:
+            self._warn(msg)
+
+    def run(self):
+        try:
+            return self._run()
+        except OSError as exc:
+            # A full disk, a read-only mount, EIO...: the transaction already removed what it
+            # staged; report the system's reason instead of a traceback.
+            raise StateError(
+                "cannot update the identity in %s: %s%s. Nothing was swapped in unless the "
+                "registry had accepted it; the next run resumes from what is on disk."
+                % (self.s.path, exc.strerror or exc.__class__.__name__,
+                   " (%s)" % exc.filename if isinstance(exc.filename, str) else "")
+            ) from None
+
+    def _run(self):
+        s = self.s
+        idir = IdentityDir.open(s.path, s.uid, s.gid, create=not self.check_mode)
+        try:
+            if idir is not None:
+                idir.lock(timeout=s.lock_timeout)
+            result = self._converge(idir)
+            result["files"] = file_facts(idir)
+            return result
+        finally:
+            if idir is not None:
+                idir.close()
+            if self._client is not None:
+                self._client.close()
+
+    def _converge(self, idir):
+        s = self.s
+        a = assess(idir, self.now)
+        tx = None if self.check_mode or idir is None else Transaction(idir, s, self.client, self.now, self.warn)
+        recovered, before = None, a
+        if tx is not None and a.staged:
+            recovered = tx.recover(a)
+            a = assess(idir, self.now)
+        plan = decide(a, s, self.now, rotated_already=recovered is not None)
+        if a.staged:  # check mode: nothing is resolved
+            plan.reason += " (an interrupted transaction is pending and would be resolved first)"
+        for note in plan.notes:
+            self.warn(note)
+        if recovered is not None and plan.kind == UNCHANGED:
+            action, reason = recovered
+            return self._result(action, reason, None, before, a.cert_info, True, tx.backups)
+        if recovered is not None:
+            plan.reason = recovered[1] + "; then " + plan.reason
+            before = a
+        info = tx.run(a, plan) if tx is not None else None
+        return self._result(plan.action, plan.reason, plan.agent_id, before, info,
+                            plan.kind != UNCHANGED, tx.backups if tx is not None else None)
+
+    def _result(self, action, reason, agent_id, before, after, changed, backups=None):
+        """The module result. ``after`` is the CertInfo now on disk when it changed, else None
+        (check mode, or no new certificate: the current identity is described)."""
+        before_facts = before.cert_info.facts() if before.cert_info is not None else {}
+        if after is not None:
+            facts = after.facts()
+            after_diff = {k: facts[k] for k in DIFF_KEYS}
+        else:
+            facts = dict(before_facts) if before_facts else dict.fromkeys(FACT_KEYS)
+            if action in ("created", "rotated"):
+                facts["agent_id"] = agent_id
+                after_diff = {
+                    "agent_id": agent_id or "(requested from the API)",
+                    "fingerprint_sha256": "(new key)",
+                    "not_after": certs.iso(self.now + datetime.timedelta(days=self.s.valid_days)),
+                    "key_size": self.s.key_size,
+                }
+            else:
+                after_diff = {k: before_facts.get(k) for k in DIFF_KEYS}
+        result = {
+            "changed": changed,
+            "action": action,
+            "reason": reason,
+            "cert_path": self.s.cert_path,
+            "key_path": self.s.key_path,
+            "diff": {"before": {k: before_facts[k] for k in DIFF_KEYS} if before_facts else {},
+                     "after": after_diff},
+        }
+        result.update(facts)
+        if backups:
+            result["backup_files"] = backups
+        return result
+
+
+def file_facts(idir):
+    """Mode and owner of the directory and the identity files as they are now (read from the
+    file system, not assumed), so the role can check them without another module run."""
+    if idir is None:
+        return {}
+    return {"directory": stat_facts(idir.dir_stat()), "key": stat_facts(idir.lstat(KEY)),
+            "cert": stat_facts(idir.lstat(CERT))}

@@ -1,0 +1,95 @@
+# -*- coding: utf-8 -*-
+"""The journal (``.mtls-pending.json``, no secret): "the registry may not hold client.crt for
+this ID". It is written, fsync-ed and renamed into place before anything leaves the device,
+and dropped only once device and registry are known to agree.
+
+States of the identity directory between runs (what a run leaves when it ends, fails, is
+interrupted by SIGINT/SIGTERM or killed by SIGKILL at any point), and what the next run does:
+
+=====================  ===============================  =============================  ==============================
+state                  files                            the registry may hold          the next run
+=====================  ===============================  =============================  ==============================
+settled                client.key + client.crt (or      client.crt                     decides (plan.py)
+                       nothing), no journal
+staging                .client.key.new [+ .crt.new],    the previous certificate       removes the staged files
+                       no journal                       (nothing was sent)             ("incomplete"), then decides
+sending                staged key + staged cert +       the previous or the staged     recovers: uploads the staged
+                       journal (create/rotate)          certificate                    certificate again, swaps it in
+enrolling (CSR)        staged key + journal, no         the previous or a certificate  removes the staged key; the
+                       staged certificate               issued for a key it forgets    journal then re-enrols / reuses
+                                                                                       the journaled ID
+swapping               new client.key, .client.crt.new  the staged certificate         recovers (the key is in place):
+                       + journal                                                       uploads it again, swaps it in
+swapped                new pair + journal               client.crt                     as "uncertain" (the upload is
+                                                                                       idempotent)
+uncertain              previous pair + journal (an      the previous certificate or    uploads client.crt again
+                       ambiguous failure, an            the new one that never made    (self-signed) or re-enrols
+                       interrupted rollback)            it to the device               (CSR), drops the journal
+reserved               no pair + journal (create)       a certificate for the          creates reusing the journaled
+                                                        journaled ID, or nothing       ID (never a second ID)
+stale                  journal naming another ID        --                             drops it, then decides
+copying                .client.crt.copy (a hard-linked  client.crt                     removes it, then decides
+                       certificate being replaced)
+=====================  ===============================  =============================  ==============================
+
+A definitive failure (the server surely did not act) removes the staged files and the journal
+this run wrote; an interruption once the journal exists leaves everything for the next run,
+exactly like a kill (the upload may be on its way or stored already).
+"""
+from __future__ import annotations
+
+import json
+
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.files import (
+    JOURNAL,
+    JOURNAL_TMP,
+    LEFTOVERS,
+)
+
+MAX_JOURNAL = 65536
+
+
+def read(idir):
+    """The journal as a dict ({"id": None, "corrupt": True} when unreadable), or None."""
+    data, _st = idir.read(JOURNAL, limit=MAX_JOURNAL)
+    if data is None:
+        return None
+    try:
+        journal = json.loads(data.decode("utf-8"))
+        if not isinstance(journal, dict):
+            raise ValueError
+    except (ValueError, UnicodeDecodeError):
+        return {"id": None, "corrupt": True}
+    if not isinstance(journal.get("id"), str):
+        journal["id"] = None
+    return journal
+
+
+def write(idir, agent_id, operation, fingerprint=None, now=None):
+    record = {
+        "version": 1,
+        "id": agent_id,
+        "operation": operation,
+        "registry": "uncertain",
+        "since": certs.iso(now or certs.utcnow()),
+    }
+    if fingerprint:
+        record["fingerprint_sha256"] = fingerprint
+    idir.create(JOURNAL_TMP, (json.dumps(record, sort_keys=True) + "\n").encode("ascii"), 0o600)
+    idir.rename(JOURNAL_TMP, JOURNAL)
+    idir.fsync()
+
+
+def drop(idir):
+    if idir.unlink(JOURNAL):
+        idir.fsync()
+
+
+def drop_leftovers(idir):
+    """Remove staged files (never the journal)."""
+    removed = False
+    for name in LEFTOVERS:
+        removed = idir.unlink(name) or removed
+    if removed:
+        idir.fsync()

@@ -1,0 +1,245 @@
+# -*- coding: utf-8 -*-
+"""The decision: a pure function of the assessment and the settings.
+
+``Plan.kind`` names what the transaction does; each kind is one function of the transaction:
+
+==========  =========  ==================================================================
+kind        action     what the transaction does
+==========  =========  ==================================================================
+unchanged   unchanged  nothing (a journal about another ID is dropped)
+repair      repaired   fixes modes and owners (a hard-linked certificate is replaced by a
+                       fresh copy, never chmod-ed through the link); no network, no key
+reupload    repaired   uploads the current certificate again: a journal says the registry
+                       may not hold it (after fixing modes and owners)
+create      created    new key and certificate for a new ID (requested from the API), the
+                       pre-assigned agent_id, or the ID a journal recorded
+rekey       rotated    new key and certificate for the same ID
+==========  =========  ==================================================================
+
+Files an interrupted run left are completed or removed before any decision (recovery, see
+transaction.py); the decision is then made on what recovery left.
+"""
+from __future__ import annotations
+
+import datetime
+
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs, names
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import StateError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.clock import describe_span
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.files import (
+    hard_linked,
+    mode_owner_problems,
+)
+
+UNCHANGED = "unchanged"
+REPAIR = "repair"
+REUPLOAD = "reupload"
+CREATE = "create"
+REKEY = "rekey"
+ACTIONS = {UNCHANGED: "unchanged", REPAIR: "repaired", REUPLOAD: "repaired", CREATE: "created",
+           REKEY: "rotated"}
+# When the CA issues certificates shorter than renew_before_days, renew once this fraction of
+# the issued lifetime is left (instead of on every run).
+RENEW_FRACTION = 1.0 / 3
+
+
+class Plan:
+    def __init__(self, kind, reason, agent_id=None, fixes=(), notes=(), stale_journal=False):
+        self.kind = kind
+        self.reason = reason
+        self.agent_id = agent_id          # None only for a create that requests a new ID
+        self.fixes = list(fixes)          # [files.Fix]
+        self.notes = list(notes)          # warnings for the operator
+        self.stale_journal = stale_journal  # the journal on disk is about another ID
+
+    @property
+    def action(self):
+        return ACTIONS[self.kind]
+
+    @property
+    def new_key(self):
+        return self.kind in (CREATE, REKEY)
+
+    def __repr__(self):  # for test failure output
+        return "Plan(%s, %r, agent_id=%r)" % (self.kind, self.reason, self.agent_id)
+
+
+def decide(a, settings, now=None, rotated_already=False):
+    """Plan for assessment ``a``. Raises StateError when the module must not guess."""
+    now = now or certs.utcnow()
+    s = settings
+    fixes = mode_owner_problems(a.stats, s.uid, s.gid)
+    journal_id = a.journal.get("id") if a.journal else None
+    if journal_id is not None and not s.valid_id(journal_id):
+        journal_id = None
+
+    def stale(agent_id):
+        return a.journal is not None and journal_id is not None and journal_id != agent_id
+
+    if not a.cert.exists:
+        agent_id = s.agent_id or journal_id
+        return Plan(*_without_certificate(a, s, agent_id, journal_id), agent_id=agent_id,
+                    fixes=fixes, stale_journal=stale(agent_id))
+    info = a.cert_info
+    cn = info.agent_id if info is not None else None
+    if info is None or cn is None or not s.valid_id(cn):
+        return Plan(REKEY, _unusable_certificate(a, s), s.agent_id, fixes, stale_journal=stale(s.agent_id))
+    if s.agent_id and s.agent_id != cn:
+        if s.rotate != "always":
+            raise StateError(
+                "%s belongs to agent %s but agent_id is %s. Fix agent_id (quote IDs in "
+                "inventories), or set rotate=always to re-key this device as %s."
+                % (s.cert_path, cn, s.agent_id, s.agent_id)
+            )
+        return Plan(REKEY, "rotate=always: re-keying as %s (the certificate was for %s)" % (s.agent_id, cn),
+                    s.agent_id, fixes, stale_journal=stale(s.agent_id))
+    plan = _for_certificate(a, s, now, rotated_already, uncertain=a.journal is not None and not stale(cn))
+    plan.agent_id, plan.fixes, plan.stale_journal = cn, fixes, stale(cn)
+    if plan.kind == UNCHANGED and fixes:
+        plan.kind, plan.reason = REPAIR, "fixed " + "; ".join(f.describe() for f in fixes)
+    return plan
+
+
+def _broken_never(agent_id, problems, settings):
+    return StateError(
+        "the identity of %s in %s is broken (%s) and rotate=never forbids re-keying it; "
+        "run with rotate=auto to repair it" % (agent_id, settings.path, "; ".join(problems))
+    )
+
+
+def _without_certificate(a, s, agent_id, journal_id):
+    """(kind, reason) for a directory without client.crt."""
+    if a.key.exists:
+        if not agent_id:
+            raise StateError(
+                "%s exists but %s is missing, so this device's agent ID cannot be recovered. "
+                "Set agent_id to the device's ID to re-key it, or move %s away to enroll it "
+                "as a new device." % (s.key_path, s.cert_path, s.path)
+            )
+        if s.rotate == "never":
+            raise _broken_never(agent_id, ["certificate missing"], s)
+        return REKEY, "certificate missing: re-keying %s" % agent_id
+    if agent_id and agent_id == journal_id and not s.agent_id:
+        return CREATE, "no identity on this device; reusing ID %s reserved by an interrupted run" % agent_id
+    if agent_id:
+        return CREATE, "no identity on this device; using the pre-assigned agent_id"
+    return CREATE, "no identity on this device; requesting a new ID"
+
+
+def _unusable_certificate(a, s):
+    """The reason to re-key a certificate whose ID cannot be used (only with agent_id)."""
+    if a.cert_info is None:
+        problem = "%s cannot be read (%s)" % (s.cert_path, a.cert.error)
+    else:
+        problem = "the CN of %s is not a valid agent ID" % s.cert_path
+    if not s.agent_id:
+        raise StateError(
+            "%s, so this device's agent ID is unknown. Set agent_id to the device's ID to "
+            "re-key it, or move %s away to enroll it as a new device." % (problem, s.path)
+        )
+    if s.rotate == "never":
+        raise _broken_never(s.agent_id, [problem], s)
+    return "%s: re-keying %s" % (problem, s.agent_id)
+
+
+def _for_certificate(a, s, now, rotated_already, uncertain):
+    """The plan for a certificate naming a usable ID (the ID and fixes are added by decide)."""
+    info = a.cert_info
+    broken = _broken(a)
+    due, notes = _due(info, s, now)
+    policy = _policy(a, s, bool(broken))
+    if s.rotate == "never":
+        if broken:
+            raise _broken_never(info.agent_id, broken, s)
+        if due or policy:
+            notes.append("rotation would be due (%s) but rotate=never" % "; ".join(due + policy))
+    else:
+        reasons = ["rotate=always"] if s.rotate == "always" and not rotated_already else []
+        reasons.extend(broken + due + policy)
+        if reasons:
+            return Plan(REKEY, "; ".join(reasons), notes=notes)
+    if uncertain:
+        why = "a previous run could not confirm that the registry holds this certificate"
+        if s.enrollment == "csr" and not info.self_signed:
+            if s.rotate == "never":
+                raise StateError("%s (%s) and rotate=never forbids re-enrolling; run with "
+                                 "rotate=auto" % (why, s.path))
+            return Plan(REKEY, why + ": re-enrolling", notes=notes)
+        return Plan(REUPLOAD, why + ": uploading it again", notes=notes)
+    reason = "certificate valid for %d more days" % info.days_left
+    if notes:
+        reason += "; " + "; ".join(notes)
+    return Plan(UNCHANGED, reason, notes=notes)
+
+
+def _broken(a):
+    broken = []
+    if not a.key.exists:
+        broken.append("private key missing")
+    elif a.key.error:
+        broken.append("private key unusable: %s" % a.key.error)
+    elif hard_linked(a.key.stat):
+        # Another name for the key may sit anywhere on the file system, readable by others:
+        # the key is compromised, so it is replaced, never chmod-ed through the link.
+        broken.append("private key has %d hard links (a copy may be readable elsewhere)" % a.key.stat.st_nlink)
+    elif not a.key_is_rsa:
+        broken.append("private key is not RSA")
+    elif not a.key_matches:
+        broken.append("private key does not match the certificate")
+    usage = [p for p in a.cert_info.client_auth_problems
+             if not p.startswith("expired") and not p.startswith("not valid before")]
+    if usage:
+        broken.append("certificate unusable for TLS client auth (%s)" % ", ".join(usage))
+    return broken
+
+
+def renewal_window(info, renew_before_days):
+    """(renew when less than this is left, note or None).
+
+    A CA-issued certificate carries the lifetime the CA chose, not valid_days: when
+    renew_before_days is not below it, every run would re-enrol, so the renewal follows the
+    issued lifetime instead."""
+    window = datetime.timedelta(days=renew_before_days)
+    lifetime = info.not_after - info.not_before
+    if info.self_signed or window < lifetime:
+        return window, None
+    adapted = lifetime * RENEW_FRACTION
+    return adapted, (
+        "the enrollment CA issues certificates valid for %s, not more than %s=%d: renewing when %s "
+        "are left instead (set %s below the issued lifetime)"
+        % (describe_span(lifetime), names.setting("renew_before_days"), renew_before_days,
+           describe_span(adapted), names.setting("renew_before_days")))
+
+
+def _due(info, s, now):
+    """([reasons to renew], [notes])."""
+    window, note = renewal_window(info, s.renew_before_days)
+    notes = [note] if note else []
+    if now >= info.not_after:
+        return ["certificate expired on %s" % certs.iso(info.not_after)], notes
+    if now < info.not_before:
+        return ["certificate not valid before %s" % certs.iso(info.not_before)], notes
+    if info.not_after - now >= window:
+        return [], notes
+    if note is None:
+        return ["certificate expires in %d days (renew_before_days=%d)" % (info.days_left, s.renew_before_days)], notes
+    return ["certificate expires in %s (less than a third of its issued lifetime)"
+            % describe_span(info.not_after - now)], notes
+
+
+def _policy(a, s, broken):
+    info = a.cert_info
+    policy = []
+    size = a.key_size if a.key_size else info.key_size
+    if size and size != s.key_size and not broken:
+        policy.append("key size %d differs from key_size %d" % (size, s.key_size))
+    # A CA-issued certificate carries the subject the CA chose: only compare self-signed ones.
+    differing = ["%s=%s (want %s)" % (k, info.subject.get(k), s.subject[k])
+                 for k in certs.SUBJECT_KEYS if info.subject.get(k) != s.subject[k]]
+    if differing and info.self_signed:
+        policy.append("subject differs: %s" % ", ".join(differing))
+    if s.enrollment == "csr" and info.self_signed:
+        policy.append("certificate is self-signed but enrollment=csr")
+    elif s.enrollment == "self_signed" and not info.self_signed:
+        policy.append("certificate is CA-issued but enrollment=self_signed")
+    return policy

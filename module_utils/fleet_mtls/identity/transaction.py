@@ -1,0 +1,344 @@
+# -*- coding: utf-8 -*-
+"""The writes of one run: one method per plan kind, and the recovery of an interrupted run.
+
+A new identity (``create``, ``rekey``) is one transaction::
+
+    clock check -> [ID request] -> keygen -> stage key [, stage cert], fsync -> journal
+    -> upload / enroll -> (backup links) -> rename key, rename cert -> fsync -> drop journal
+
+A definitive refusal removes the staged files and leaves the previous identity byte-for-byte
+intact. An ambiguous failure (the registry may hold the new certificate) of a rotation uploads
+the previous certificate again (rollback: the registry's last upload wins); when that fails
+too, or when a creation fails ambiguously, the journal stays so the next run converges
+(re-upload, or reuse of the journaled ID). An interruption (SIGINT, SIGTERM, SIGKILL, any
+exception) once the journal is written leaves everything as it is: the next run completes
+the transaction from the staged files (``recover``). The journal's states: journal.py.
+"""
+from __future__ import annotations
+
+import datetime
+
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs, names
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import (
+    ApiError,
+    CertificateError,
+    TransactionError,
+)
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import journal
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.clock import check_clock, describe_span
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.files import (
+    CERT,
+    CERT_COPY,
+    CERT_MODE,
+    DIR_MODE,
+    JOURNAL,
+    KEY,
+    KEY_MODE,
+    STAGED_CERT,
+    STAGED_KEY,
+)
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.plan import (
+    CREATE,
+    REKEY,
+    REPAIR,
+    REUPLOAD,
+    UNCHANGED,
+)
+
+# An issued lifetime this far from valid_days is worth a warning (the notBefore backdate of a
+# CA is not).
+LIFETIME_TOLERANCE = datetime.timedelta(days=1)
+
+
+class Transaction:
+    """Writes in one locked identity directory (never used in check mode)."""
+
+    def __init__(self, idir, settings, client, now, warn):
+        self.idir = idir
+        self.s = settings
+        self._client = client  # a callable returning the API client (opened on first use)
+        self.now = now
+        self.warn = warn
+        self.backups = []
+
+    @property
+    def client(self):
+        return self._client()
+
+    def run(self, a, plan):
+        """Carry out ``plan``; returns the CertInfo of a new certificate, else None."""
+        if plan.stale_journal:
+            journal.drop(self.idir)  # about another ID: not about this identity
+        kinds = {UNCHANGED: self.unchanged, REPAIR: self.repair, REUPLOAD: self.reupload,
+                 CREATE: self.create, REKEY: self.rekey}
+        return kinds[plan.kind](a, plan)
+
+    # ---------------------------------------------------------------- one method per kind
+    def unchanged(self, a, plan):
+        return None
+
+    def repair(self, a, plan):
+        self._fix(a, plan.fixes)
+        return None
+
+    def reupload(self, a, plan):
+        self._fix(a, plan.fixes)
+        try:
+            self.client.upload_certificate(plan.agent_id, a.cert.data)
+        except ApiError as exc:
+            raise TransactionError(
+                "%s; the registry state of %s is still uncertain (%s kept): the next run "
+                "tries again" % (exc.msg, plan.agent_id, self.idir.join(JOURNAL)), registry_uncertain=True,
+            ) from None
+        self._drop_journal_after_success()
+        return None
+
+    def create(self, a, plan):
+        check_clock(self.client, self.now, self.s.max_clock_skew)
+        agent_id = plan.agent_id or self.client.request_id()
+        return self._new_identity(a, plan, agent_id, creating=True)
+
+    def rekey(self, a, plan):
+        check_clock(self.client, self.now, self.s.max_clock_skew)
+        return self._new_identity(a, plan, plan.agent_id, creating=False)
+
+    # ---------------------------------------------------------------- files
+    def _fix(self, a, fixes):
+        """Modes and owners; a hard-linked file is replaced by a fresh copy instead (a chmod
+        or chown through the link would change the file behind its other name too)."""
+        self.idir.fix_self(DIR_MODE)
+        for fix in fixes:
+            if fix.name == ".":
+                continue
+            if fix.hard_linked:  # only the certificate: the plan re-keys a hard-linked key
+                self.idir.create(CERT_COPY, a.cert.data, fix.mode)
+                self.idir.rename(CERT_COPY, CERT)
+                self.idir.fsync()
+            else:
+                self.idir.fix_file(fix.name, fix.mode)
+
+    def _drop_journal_after_success(self):
+        try:
+            journal.drop(self.idir)
+        except OSError as exc:
+            # Device and registry agree already: the stale journal only costs the next run
+            # one more upload of client.crt.
+            self.warn("could not remove %s (%s); the next run uploads %s once more"
+                      % (self.idir.join(JOURNAL), exc.strerror, CERT))
+
+    def _swap(self, have_staged_key=True):
+        if self.s.backup:
+            self.backups = _backup(self.idir, self.now.strftime("%Y%m%dT%H%M%SZ"))
+        if have_staged_key:
+            self.idir.rename(STAGED_KEY, KEY)
+        self.idir.rename(STAGED_CERT, CERT)
+        self.idir.fsync()
+        self._drop_journal_after_success()
+
+    # ---------------------------------------------------------------- a new identity
+    def _new_identity(self, a, plan, agent_id, creating):
+        s, idir = self.s, self.idir
+        registry_was_uncertain = a.journal is not None and not plan.stale_journal
+        idir.fix_self(DIR_MODE)
+        key = certs.generate_key(s.key_size)
+        operation = "create" if creating else "rotate"
+        journaled = False
+        try:
+            idir.create(STAGED_KEY, certs.private_key_pem(key), KEY_MODE)
+            if s.enrollment == "self_signed":
+                cert = certs.build_self_signed(key, agent_id, s.subject, s.valid_days, self.now)
+                cert_pem = certs.certificate_pem(cert)
+                idir.create(STAGED_CERT, cert_pem, CERT_MODE)
+                idir.fsync()
+                journal.write(idir, agent_id, operation, certs.fingerprint_sha256(cert), self.now)
+                journaled = True
+                self.client.upload_certificate(agent_id, cert_pem)
+            else:
+                csr = certs.build_csr(key, agent_id, s.subject)
+                idir.fsync()
+                journal.write(idir, agent_id, operation, None, self.now)
+                journaled = True
+                cert = self._enroll(agent_id, key, csr)
+                idir.create(STAGED_CERT, certs.certificate_pem(cert), CERT_MODE)
+                idir.fsync()
+            self._swap()
+        except ApiError as exc:
+            journal.drop_leftovers(idir)
+            raise self._failure(a, agent_id, exc, creating, registry_was_uncertain) from None
+        except BaseException:
+            if not journaled:
+                journal.drop_leftovers(idir)  # nothing has left the device
+            # Else the upload may be on its way or stored already: the journal and the staged
+            # files stay, as after a kill, and the next run completes the transaction.
+            raise
+        return certs.CertInfo(cert, self.now)
+
+    def _enroll(self, agent_id, key, csr):
+        endpoint = self.client.enroll_endpoint
+        issued = self.client.enroll(agent_id, certs.csr_pem(csr))
+        try:
+            cert = check_issued_certificate(issued, agent_id, key, self.now)
+        except CertificateError as exc:
+            raise ApiError("POST %s: %s" % (endpoint, exc.msg), endpoint=endpoint, definitive=False) from None
+        lifetime = certs.not_after(cert) - certs.not_before(cert)
+        if abs(lifetime - datetime.timedelta(days=self.s.valid_days)) > LIFETIME_TOLERANCE:
+            self.warn("the enrollment CA issued a certificate valid for %s, not the %s=%d asked for "
+                      "(the CA decides): renewal follows the issued lifetime"
+                      % (describe_span(lifetime), names.setting("valid_days"), self.s.valid_days))
+        return cert
+
+    def _failure(self, a, agent_id, exc, creating, registry_was_uncertain):
+        """The TransactionError to raise for ``exc`` (after a rollback where one is due)."""
+        idir = self.idir
+        if exc.definitive:
+            if not registry_was_uncertain:
+                journal.drop(idir)
+            if creating and exc.status in (404, 410) and not self.s.agent_id:
+                journal.drop(idir)
+                return TransactionError(
+                    "%s: the registry does not know ID %s (its reservation is unknown or expired). "
+                    "Nothing was written; run again to request a fresh ID." % (exc.msg, agent_id))
+            return TransactionError("%s; nothing was changed: %s" % (
+                exc.msg, "no identity was written" if creating else "the previous identity is intact"))
+        # Ambiguous: the registry may hold the new certificate now.
+        if creating or not _can_roll_back(a, agent_id):
+            return TransactionError(
+                "%s; the registry may have stored the new certificate for %s. Nothing was written "
+                "to the device; %s records the pending ID so the next run %s." % (
+                    exc.msg, agent_id, idir.join(JOURNAL),
+                    "reuses it instead of requesting a new one" if creating else "converges"),
+                registry_uncertain=True)
+        try:
+            self.client.upload_certificate(agent_id, a.cert.data)
+        except ApiError as rb_exc:
+            return TransactionError(
+                "%s; the registry may hold the new certificate and uploading the previous one "
+                "again failed too (%s). The previous identity is intact on the device; the "
+                "registry state is recorded in %s and the next run uploads the current "
+                "certificate again." % (exc.msg, rb_exc.msg, idir.join(JOURNAL)), registry_uncertain=True)
+        if exc.status is None:
+            # No answer at all: the server may still be working on the new certificate and
+            # store it after the rollback. The journal stays: the next run uploads the current
+            # certificate once more.
+            return TransactionError(
+                "%s; the previous certificate was uploaded again (rollback), but the server may "
+                "still store the new one late, so %s is kept and the next run uploads the "
+                "current certificate once more. The previous identity is intact on the device."
+                % (exc.msg, idir.join(JOURNAL)), registry_uncertain=True)
+        if not registry_was_uncertain:
+            journal.drop(idir)
+        return TransactionError(
+            "%s; the registry may have stored the new certificate, so the previous one was "
+            "uploaded again (rollback succeeded): device and registry agree on the previous "
+            "identity. Nothing was changed." % exc.msg)
+
+    # ---------------------------------------------------------------- recovery
+    def recover(self, a):
+        """Complete or clean up a transaction an interrupted run left.
+
+        Returns (action, reason) when a staged identity was uploaded and swapped in, else None
+        (incomplete or foreign staged files are removed)."""
+        s, idir = self.s, self.idir
+        staged_cert_data, _ = idir.read(STAGED_CERT)
+        usable, why_not = _usable_staged(a, s, staged_cert_data, idir.read(STAGED_KEY)[0], self.now)
+        if usable is None:
+            journal.drop_leftovers(idir)
+            self.warn("removed staged files of an interrupted run in %s: %s" % (s.path, why_not))
+            return None
+        agent_id, cert, have_staged_key = usable
+        journal.write(idir, agent_id, "recover", certs.fingerprint_sha256(cert), self.now)
+        try:
+            self.client.upload_certificate(agent_id, staged_cert_data)
+        except ApiError as exc:
+            journal.drop_leftovers(idir)
+            if exc.definitive:
+                # Registry unchanged by this attempt; the journal stays: a crashed upload may
+                # have landed before, so the current certificate is uploaded again.
+                self.warn("could not complete the interrupted rotation of %s (%s); staged "
+                          "files removed" % (agent_id, exc.msg))
+                return None
+            raise TransactionError(
+                "%s; the staged identity of an interrupted run was removed and the registry "
+                "state of %s is uncertain (recorded in %s): the next run uploads the current "
+                "certificate again" % (exc.msg, agent_id, idir.join(JOURNAL)), registry_uncertain=True,
+            ) from None
+        self._swap(have_staged_key)
+        action = "rotated" if a.cert.exists else "created"
+        return action, "completed the %s of %s interrupted in a previous run" % (
+            "rotation" if action == "rotated" else "creation", agent_id)
+
+
+def _can_roll_back(a, agent_id):
+    info = a.cert_info
+    return info is not None and info.agent_id == agent_id and info.self_signed and a.key_matches
+
+
+def _usable_staged(a, s, cert_data, key_data, now):
+    """((agent_id, cert, have_staged_key) or None, why not) for the staged files."""
+    expected = s.agent_id
+    if expected is None and a.cert_info is not None and s.valid_id(a.cert_info.agent_id):
+        expected = a.cert_info.agent_id
+    if expected is None and a.journal and s.valid_id(a.journal.get("id")):
+        expected = a.journal["id"]
+    if cert_data is None:
+        return None, "incomplete"
+    try:
+        cert = certs.load_certificate(cert_data)
+        cn = certs.common_name(cert)
+        if expected is not None and cn != expected:
+            return None, "staged certificate is for another ID"
+        if expected is None and not s.valid_id(cn):
+            return None, "staged certificate has an invalid CN"
+        if certs.client_auth_problems(cert, now):
+            return None, "staged certificate is not usable"
+        if key_data is not None:
+            key = certs.load_private_key(key_data, validate=True)
+            if certs.key_matches_certificate(key, cert):
+                return (cn, cert, True), None
+            return None, "staged key and certificate do not match"
+        if (a.key_summary is not None and a.key_summary.public is not None
+                and a.key_summary.public == certs.certificate_public(cert)):
+            # The key was already renamed into place when the run stopped.
+            certs.load_private_key(a.key.data, validate=True)
+            return (cn, cert, False), None
+    except CertificateError as exc:
+        return None, "staged files unusable (%s)" % exc.msg
+    return None, "incomplete"
+
+
+def _backup(idir, stamp):
+    """Hard-link the current key and certificate to ``<name>.<stamp>.bak``; return the paths."""
+    made = []
+    for name in (KEY, CERT):
+        if not idir.exists(name):
+            continue
+        target = "%s.%s.bak" % (name, stamp)
+        n = 1
+        while idir.exists(target):
+            n += 1
+            target = "%s.%s-%d.bak" % (name, stamp, n)
+        idir.link(name, target)
+        made.append(idir.join(target))
+    return made
+
+
+def check_issued_certificate(cert_text, agent_id, key, now=None):
+    """Certificate from the enrollment endpoint: parses, CN == ID, our key, client-auth usable."""
+    try:
+        cert = certs.load_certificate(cert_text)
+    except CertificateError as exc:
+        raise CertificateError("the enrollment endpoint returned an unusable certificate: %s" % exc.msg) from None
+    cn = None
+    try:
+        cn = certs.common_name(cert)
+    except CertificateError:
+        pass
+    if cn != agent_id:
+        raise CertificateError("the enrollment endpoint returned a certificate for another CN (want %s)" % agent_id)
+    if not certs.key_matches_certificate(key, cert):
+        raise CertificateError("the enrollment endpoint returned a certificate for another key")
+    problems = certs.client_auth_problems(cert, now)
+    if problems:
+        raise CertificateError("the enrollment endpoint returned a certificate unusable for TLS "
+                               "client auth: %s" % ", ".join(problems))
+    return cert
