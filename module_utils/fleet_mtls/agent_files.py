@@ -44,6 +44,8 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 # A value in agent.env must survive docker's --env-file and systemd's EnvironmentFile= alike.
 _ENV_SAFE = re.compile(r"^[A-Za-z0-9_./@:+-]+$")
 _UNIT_NAME = re.compile(r"^[A-Za-z0-9@._:-]{1,200}$")
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+RESERVED = ("client.key", "client.crt", ENV, SERVER_CA, API_CA)
 _PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----\s+[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----")
 HEADER = "# Managed by fleet-mtls: local changes are overwritten on the next run.\n"
 
@@ -100,6 +102,9 @@ class AgentConfig:
         if not os.path.isabs(container_home or ""):
             raise ConfigError("the agent's home in its container must be an absolute path")
         self.container_home = container_home.rstrip("/") or "/"
+        if not isinstance(config_name, str) or not _FILE_NAME.match(config_name) or config_name in RESERVED:
+            raise ConfigError("agent_config_name must be a plain file name (letters, digits, '.', '_', "
+                              "'-'; not hidden) other than the identity's own files")
         self.config_name = config_name
         for path in (self.server_ca, identity_dir):
             if path and not _ENV_SAFE.match(path):
@@ -282,7 +287,8 @@ class Staging:
         for directory, name, data, agent_reads in self.config.wanted():
             handle = self._dir_for(directory, create=False)
             current, st = self._current(handle, name)
-            if current == data:
+            # A file with a second name is replaced by a fresh one, never chmod-ed through the link.
+            if current == data and (st is None or st.st_nlink == 1):
                 if handle is self.idir and not _mode_and_owner_ok(st, self.idir.uid, self.idir.gid):
                     self.mode_fixes.append(name)
                 continue
@@ -291,8 +297,8 @@ class Staging:
             self.dropin_changed = self.dropin_changed or name == DROPIN_NAME
             if not self.check_mode:
                 handle = self._dir_for(directory, create=True)
+                self._staged.append((handle, name))  # before the write: abort() removes a partial one
                 handle.create(staged_name(name), data, FILE_MODE)
-                self._staged.append((handle, name))
         return self.changed
 
     def _current(self, handle, name):
@@ -322,6 +328,7 @@ class Staging:
                 self.idir.fix_file(name, FILE_MODE)
 
     def abort(self):
+        """Remove what was staged (also after a failure half-way through prepare)."""
         for handle, name in self._staged:
             handle.unlink(staged_name(name))
         self._staged = []

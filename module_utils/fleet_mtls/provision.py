@@ -30,6 +30,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.restart i
 )
 
 NEW_PAIR_ACTIONS = ("created", "rotated", "restored")
+PHASES = ("identity", "config", "verify")
 STATUS_KEYS = ("agent_id", "action", "reason", "fingerprint_sha256", "serial", "not_before",
                "not_after", "days_left", "key_size")
 
@@ -72,12 +73,15 @@ class Restart:
 
 
 class Job:
-    """Everything one run needs. ``identity`` runs the engine on an open directory and returns
-    its result; ``check`` runs the agent-true check (keyword arguments of run_agent_check);
-    ``runner`` runs a command: argv -> (rc, stdout, stderr)."""
+    """Everything one run needs. ``identity(idir, check_mode)`` runs the engine on the open
+    directory and returns its result; ``check`` runs the agent-true check (run_agent_check's
+    arguments); ``runner`` runs a command: argv -> (rc, stdout, stderr). ``phases`` are the
+    phases to run (the role maps its tags to them); the others only report."""
 
     def __init__(self, agent, restart, verify, identity, check, runner, run_as=None,
-                 renew_before_days=30, check_mode=False, warn=None):
+                 renew_before_days=30, check_mode=False, warn=None, phases=PHASES):
+        self.phases = tuple(phases)
+        self.accepted_at = None  # set by the identity phase when the registry took a new pair
         self.agent = agent
         self.restart = restart
         self.verify = verify
@@ -93,7 +97,7 @@ class Job:
 def blank_status():
     status = dict.fromkeys(STATUS_KEYS, "")
     status.update({
-        "days_left": None, "key_size": None, "renew_after": "", "config": "", "config_changed": False,
+        "days_left": None, "key_size": None, "renew_after": "", "audit": "", "config": "", "config_changed": False,
         "restarted": False, "blackout_ms": None, "verify": "not run", "verify_failure": "",
         "verify_protocol": "", "tls_version": "", "phase": "", "error": "",
         "checked_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -120,10 +124,17 @@ def run(job, idir):
 
 
 def _identity(job, idir, status):
+    skipped = "identity" not in job.phases
     try:
-        result = job.identity(idir)
+        result = job.identity(idir, job.check_mode or skipped)
     except IdentityError as exc:
         raise PhaseFailed("identity", exc.msg) from None
+    job.accepted_at = result.pop("registry_accepted_at", None)
+    status["audit"] = result.pop("audit", "")
+    if skipped and result.get("changed"):
+        result["reason"] = "the identity phase was not run (tags): it would be %s (%s)" % (
+            result["action"], result.get("reason", ""))
+        result["action"], result["changed"] = "skipped", False
     for key in STATUS_KEYS:
         if result.get(key) is not None:
             status[key] = result[key]
@@ -133,13 +144,21 @@ def _identity(job, idir, status):
 
 def _config_restart_verify(job, idir, status, result):
     new_pair = result.get("action") in NEW_PAIR_ACTIONS and not job.check_mode
+    if "config" not in job.phases:
+        status["config"] = "skipped"
+        if new_pair and not job.check_mode:
+            _restart(job, status, result)
+        _verify(job, status, result, False, new_pair)
+        return new_pair
     staging = Staging(idir, job.agent, check_mode=job.check_mode)
     try:
         try:
             changed = staging.prepare()
         except (IdentityError, OSError) as exc:
+            staging.abort()
             _restart_after_failure(job, status, result, new_pair)
-            raise PhaseFailed("config", "cannot write the agent's configuration: %s" % _reason(exc)) from None
+            raise PhaseFailed("config", "cannot write the agent's configuration: %s%s" % (
+                _reason(exc), _identity_part(result, new_pair))) from None
         status["config"] = "changed" if changed or staging.mode_fixes else "unchanged"
         status["config_changed"] = bool(changed)
         proven = False
@@ -151,7 +170,8 @@ def _config_restart_verify(job, idir, status, result):
                 status["config_changed"] = False
                 _restart_after_failure(job, status, result, new_pair)
                 raise PhaseFailed("config", "the new agent configuration was not applied (%s), the "
-                                  "live one is unchanged: %s" % (", ".join(changed), failure))
+                                  "live one is unchanged: %s%s" % (", ".join(changed), failure,
+                                                                    _identity_part(result, new_pair)))
             proven = True
         staging.commit()
     finally:
@@ -163,6 +183,12 @@ def _config_restart_verify(job, idir, status, result):
     return bool(changed or staging.mode_fixes or restarted)
 
 
+def _identity_part(result, new_pair):
+    if not new_pair:
+        return ""
+    return ("; the identity part succeeded (%s %s, registered)" % (result.get("action"), result.get("agent_id")))
+
+
 def _restart(job, status, result, daemon_reload=False):
     r = job.restart
     try:
@@ -171,7 +197,7 @@ def _restart(job, status, result, daemon_reload=False):
     except RestartError as exc:
         raise PhaseFailed("restart", exc.msg) from None
     status["restarted"] = outcome.restarted
-    accepted = result.get("registry_accepted_at")
+    accepted = job.accepted_at
     if outcome.restarted and accepted is not None:
         status["blackout_ms"] = int(round((time.monotonic() - accepted) * 1000))
     if not outcome.restarted:
@@ -224,8 +250,9 @@ def _container_problem(job):
 
 def _check(job, status, ca_file):
     """Run the check (with the retries it deserves); record it in ``status``; return None or
-    the failure message."""
+    the failure message (naming the live CA file, not its staged copy)."""
     v = job.verify
+    status["verify_protocol"] = v.protocol
     server_url, path = split_url(job.agent.server_url, v.url)
     attempt = 0
     while True:
@@ -241,6 +268,8 @@ def _check(job, status, ca_file):
                 v.sleep(v.delay)
                 continue
             status["verify"], status["verify_failure"] = "failed", kind
+            if ca_file and job.agent.server_ca and ca_file != job.agent.server_ca:
+                return exc.msg.replace(ca_file, "%s (the new one)" % job.agent.server_ca)
             return exc.msg
         status["verify"], status["verify_failure"] = "ok", ""
         status["tls_version"] = outcome.get("tls_version", "")

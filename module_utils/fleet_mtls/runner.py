@@ -36,6 +36,7 @@ def failure_row(phase, error):
 def run(module):
     p = module.params
     names.use_role_names(p["option_names"] == "role")
+    names.use_identity_options()
     try:
         headers = _headers(module)
         uid, gid, home = options.owner_account(p["owner"])
@@ -55,7 +56,8 @@ def run(module):
             identity=_identity_runner(module, headers, ca_path, directory, uid, gid),
             check=_check, runner=lambda argv: module.run_command(argv),
             run_as=(uid, gid, home) if os.geteuid() == 0 and uid != 0 else None,
-            renew_before_days=p["renew_before_days"], check_mode=module.check_mode, warn=module.warn)
+            renew_before_days=p["renew_before_days"], check_mode=module.check_mode, warn=module.warn,
+            phases=p["phases"])
         status, result, changed = provision.run(job, idir)
     except provision.PhaseFailed as exc:
         result = dict(exc.result, status=exc.status, changed=bool(exc.result.get("changed")))
@@ -120,7 +122,7 @@ def _identity_runner(module, headers, ca_path, directory, uid, gid):
         id_pattern=p["id_pattern"], enrollment=p["enrollment"], key_size=p["key_size"],
         subject=p["subject"], valid_days=p["valid_days"], rotate=p["rotate"],
         renew_before_days=p["renew_before_days"], backup=p["backup"],
-        max_clock_skew=p["max_clock_skew"])
+        max_clock_skew=p["max_clock_skew"], ledger_id=p["ledger_id"], lost_identity=p["lost_identity"])
 
     def client_factory():
         return ProvisioningClient(
@@ -132,8 +134,8 @@ def _identity_runner(module, headers, ca_path, directory, uid, gid):
 
     client_factory().close()  # validates the network options (opens no connection)
 
-    def identity(idir):
-        result, _warnings = ensure_identity(settings, client_factory, check_mode=module.check_mode,
+    def identity(idir, check_mode):
+        result, _warnings = ensure_identity(settings, client_factory, check_mode=check_mode,
                                             warn=module.warn, idir=idir)
         return result
 

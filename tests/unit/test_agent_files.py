@@ -156,3 +156,58 @@ def test_a_symlinked_drop_in_directory_is_refused(ident, tmp_path):
 
 def pathlib_of(ident):
     return pathlib.Path(ident.path)
+
+
+def test_a_symlinked_file_is_refused_and_not_followed(ident, tmp_path):
+    target = tmp_path / "elsewhere.env"
+    target.write_text("original\n")
+    os.symlink(target, os.path.join(ident.path, ENV))
+    with pytest.raises(Exception, match="symbolic link"):
+        apply(ident, config(ident, tmp_path))
+    assert target.read_text() == "original\n"
+
+
+def test_an_oversized_file_on_the_device_is_replaced(ident, tmp_path):
+    cfg = config(ident, tmp_path)
+    path = os.path.join(ident.path, INI)
+    with open(path, "w") as handle:
+        handle.write("x" * (200 * 1024))
+    assert INI in apply(ident, cfg).changed
+    assert open(path).read() == cfg.render_ini()
+
+
+def test_a_hard_linked_file_is_replaced_never_chmodded(ident, tmp_path):
+    cfg = config(ident, tmp_path, server_ca_content=CA)
+    apply(ident, cfg)
+    live = os.path.join(ident.path, SERVER_CA)
+    os.chmod(live, 0o600)
+    os.link(live, tmp_path / "other-name.crt")
+    fixed = apply(ident, cfg)
+    assert SERVER_CA in fixed.changed and stat.S_IMODE(os.stat(live).st_mode) == 0o644
+    assert os.lstat(live).st_nlink == 1 and open(live).read() == CA
+    assert stat.S_IMODE(os.stat(tmp_path / "other-name.crt").st_mode) == 0o600  # untouched
+
+
+@pytest.mark.parametrize("name", ["../agent.ini", ".hidden", "client.key", "agent.env", "a/b"])
+def test_a_config_name_that_is_not_a_plain_free_name_is_refused(ident, tmp_path, name):
+    with pytest.raises(ConfigError, match="plain file name"):
+        config(ident, tmp_path, config_name=name)
+
+
+def test_a_failed_stage_leaves_no_staged_file(ident, tmp_path, monkeypatch):
+    apply(ident, config(ident, tmp_path))
+    before = snapshot(pathlib_of(ident))
+    original = ident.create
+
+    def fail_on_the_ca(name, data, mode):
+        if name == staged_name(SERVER_CA):
+            original(name, data[:10], mode)  # a partial file, then the disk fills
+            raise OSError(28, "No space left on device")
+        return original(name, data, mode)
+
+    monkeypatch.setattr(ident, "create", fail_on_the_ca)
+    staging = Staging(ident, config(ident, tmp_path, server_ca_content=CA, tls_min_version="TLSv1.3"))
+    with pytest.raises(OSError):
+        staging.prepare()
+    staging.abort()
+    assert snapshot(pathlib_of(ident)) == before
