@@ -30,7 +30,8 @@ options:
     type: str
     default: "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
   validate_certs:
-    description: Verify the API's certificate. C(false) is warned about (a man in the middle could register its own certificate).
+    description:
+      - Verify the API's certificate. C(false) is warned about (a man in the middle could register its own certificate).
     type: bool
     default: true
   timeout:
@@ -42,7 +43,9 @@ options:
     type: int
     default: 3
   option_names:
-    description: C(role) makes messages name the role's variables instead of these options (the action plugin sets it in the role).
+    description:
+      - C(role) makes messages name the role's variables instead of these options (the action plugin sets it in the
+        role).
     type: str
     choices: [module, role]
     default: module

@@ -47,7 +47,8 @@ options:
     type: str
     default: /generate-orchestrator-id
   upload_endpoint:
-    description: Endpoint (POST) that registers a certificate (the cloud's is C(/agent/certificate), O(upload_format=json)).
+    description:
+      - Endpoint (POST) that registers a certificate (the cloud's is C(/agent/certificate), O(upload_format=json)).
     type: str
     default: /upload-orchestrator-certificate
   enroll_endpoint:
@@ -74,10 +75,12 @@ options:
         (so the token is never a task or module argument) and handed over as O(headers).
     type: path
   ca_src:
-    description: The API's CA as a file on the controller, delivered to C(<path>/api-ca.crt) (read by the action plugin).
+    description:
+      - The API's CA as a file on the controller, delivered to C(<path>/api-ca.crt) (read by the action plugin).
     type: path
   ca_content:
-    description: The API's CA as PEM text, delivered to C(<path>/api-ca.crt) (the action plugin fills it from O(ca_src)).
+    description:
+      - The API's CA as PEM text, delivered to C(<path>/api-ca.crt) (the action plugin fills it from O(ca_src)).
     type: str
   path:
     description:
@@ -180,7 +183,8 @@ options:
     type: str
     default: system
   server_ca_src:
-    description: The server's CA as a file on the controller (read by the action plugin), delivered to C(<path>/server-ca.crt).
+    description:
+      - The server's CA as a file on the controller (read by the action plugin), delivered to C(<path>/server-ca.crt).
     type: path
   server_ca_content:
     description: The server's CA as PEM text, delivered to C(<path>/server-ca.crt).
