@@ -1,21 +1,28 @@
 # Copyright: fleet-mtls contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Controller side of the mtls_identity module (and of mtls_deregister, a symlink to this
-file): keep the request headers off the module's arguments.
+"""Controller side of the mtls_identity module (and of mtls_deregister, a symlink to this file).
 
-ansible-core prints every module's arguments under ANSIBLE_DEBUG=1, ``no_log`` ones included
-(``done with _execute_module (mtls_identity, {...})``), so a bearer token in ``headers`` would
-show there. This plugin takes ``headers`` out of the task's arguments, writes them as JSON to
-a file in Ansible's remote temporary directory (0700, made readable for an unprivileged
-``become_user`` the way Ansible shares its own files with it), runs the module with
-``headers_file`` naming that file, and removes the directory afterwards, whatever happened.
+What only the controller can do, so that one module run does the device's whole job:
 
-Without headers (the default) it runs the module exactly as the ``normal`` action does: no
-extra round trip to the device.
+- keep the API headers (the token) off the module's arguments: ansible-core prints every
+  module's arguments under ANSIBLE_DEBUG=1, ``no_log`` ones included. ``headers`` (or the JSON
+  file ``headers_src`` on the controller) go to the device on the standard input of one
+  ``umask 077; cat > file`` command in Ansible's remote temporary directory — 0600 from the
+  first byte, never in a command line — and the module reads the file it is named by
+  ``headers_file``, then deletes it. The same command removes headers files that interrupted
+  runs left behind; the directory is removed when the task ends, whatever happened.
+- read ``ca_src`` / ``server_ca_src`` on the controller and hand the module their content;
+- turn ``renew_jitter_days`` into this host's stable ``renew_before_days`` offset;
+- install the device's missing Python libraries (``install_prerequisites``) and run again;
+- name role variables in messages when the task belongs to a role (``option_names: role``);
+- return the module's ``status`` row as the fact ``mtls_identity_status`` for the report.
+
+Without headers and sources this adds no round trip to the device.
 """
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Mapping
 
 from ansible import constants as C
@@ -24,12 +31,14 @@ from ansible.module_utils.common.validation import check_type_dict
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import merge_hash
 
-HEADERS_FILE_NAME = "mtls-identity-headers.json"
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import controller, names
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
+
+SOURCES = (("ca_src", "ca_content"), ("server_ca_src", "server_ca_content"))
 
 
 def headers_for_file(value):
-    """The task's ``headers`` as a dict of str -> str (as the module would use them), or an
-    empty dict. Raises AnsibleActionFail without showing any part of the value."""
+    """The task's ``headers`` as a dict of str -> str, or {}; errors never show the value."""
     if value is None or value == "":
         return {}
     if isinstance(value, str):
@@ -52,49 +61,119 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp  # no longer has any effect
-
+        host = (task_vars or {}).get("inventory_hostname", "")
+        identity = self._task.action.rsplit(".", 1)[-1] == "mtls_identity"
+        names.use_role_names(identity and self._task._role is not None)
         module_args = dict(self._task.args)
-        headers = headers_for_file(module_args.pop("headers", None))
         wrap_async = self._task.async_val and not self._connection.has_native_async
-        if headers:
-            if module_args.get("headers_file"):
-                raise AnsibleActionFail("%s: set either headers or headers_file, not both "
-                                        "(put all the headers in the file)" % self._task.action)
-            if wrap_async:
-                raise AnsibleActionFail("%s: headers cannot be used with async (their file is removed "
-                                        "when the task returns); use headers_file" % self._task.action)
+        try:
+            headers = self._take_headers(module_args, wrap_async)
+            install = self._prepare(module_args, host) if identity else None
+            if self._task._role is not None:
+                module_args["option_names"] = "role"
+        except (ConfigError, AnsibleActionFail) as exc:
+            return self._preflight_failure(result, host, identity, str(exc))
 
         headers_path = None
         try:
             if headers:
                 headers_path = self._send_headers(headers)
                 module_args["headers_file"] = headers_path
-            result = merge_hash(result, self._execute_module(
-                module_args=module_args, task_vars=task_vars, wrap_async=wrap_async))
+            outcome = self._run_module(module_args, task_vars, wrap_async, install)
         finally:
             if not wrap_async:  # async_wrapper removes its directory itself
                 self._cleanup(headers_path)
+        result = merge_hash(result, outcome)
+        status = result.get("status") if identity else controller.decommission_status(result)
+        if isinstance(status, dict):
+            status = dict(status, host=host)
+            if result.get("failed"):
+                status = controller.failure_status(host, "identity", result.get("msg", ""), status)
+            result["status"] = status
+            if not result.get("failed"):
+                result["ansible_facts"] = {"mtls_identity_status": status}
         return result
 
+    # ------------------------------------------------------------------ before the module
+    def _take_headers(self, module_args, wrap_async):
+        headers = headers_for_file(module_args.pop("headers", None))
+        source = module_args.pop("headers_src", None)
+        if source:
+            if headers:
+                raise ConfigError("set either %s or %s, not both" % (
+                    names.setting("headers"), names.setting("headers_src")))
+            headers = controller.headers_from_source(controller.read_source(
+                self._find_needle("files", source), "headers_src"))
+        if headers:
+            if module_args.get("headers_file"):
+                raise ConfigError("set either %s or %s, not both (put all the headers in the file)"
+                                  % (names.setting("headers"), names.setting("headers_file")))
+            if wrap_async:
+                raise ConfigError("%s: headers cannot be used with async (their file is removed "
+                                  "when the task returns); use headers_file" % self._task.action)
+        return headers
+
+    def _prepare(self, module_args, host):
+        """Controller work for mtls_identity; returns the prerequisites to install if needed."""
+        for source, content in SOURCES:
+            path = module_args.pop(source, None)
+            if path:
+                if module_args.get(content):
+                    raise ConfigError("set either %s or its content, not both" % names.setting(source))
+                module_args[content] = controller.read_source(self._find_needle("files", path), source)
+        jitter = module_args.pop("renew_jitter_days", None)
+        if jitter:
+            base = int(module_args.get("renew_before_days", 30))
+            module_args["renew_before_days"] = base + controller.jitter_offset(host, jitter)
+        install = module_args.pop("install_prerequisites", False)
+        packages = module_args.pop("prerequisite_packages", None) or []
+        return packages if install else None
+
+    def _preflight_failure(self, result, host, identity, msg):
+        result.update(failed=True, msg=msg, changed=False)
+        if identity:
+            result["status"] = controller.failure_status(host, "preflight", msg)
+        return result
+
+    # ------------------------------------------------------------------ the module
+    def _run_module(self, module_args, task_vars, wrap_async, install):
+        outcome = self._execute_module(module_args=module_args, task_vars=task_vars,
+                                       wrap_async=wrap_async)
+        missing = outcome.get("missing_libraries")
+        if not (outcome.get("failed") and missing and install):
+            return outcome
+        packages = self._execute_module(module_name="ansible.builtin.package", task_vars=task_vars,
+                                        module_args={"name": install, "state": "present"})
+        if packages.get("failed"):
+            outcome["msg"] = ("%s; installing %s failed too: %s (run with become, or install them)"
+                              % (outcome.get("msg"), ", ".join(install), packages.get("msg", "")))
+            return outcome
+        again = self._execute_module(module_args=module_args, task_vars=task_vars, wrap_async=wrap_async)
+        again["changed"] = True  # the packages were installed
+        again["installed_packages"] = list(install)
+        return again
+
     def _send_headers(self, headers):
-        """Write ``headers`` to a file in the remote temporary directory; return its path."""
-        tmpdir = self._connection._shell.tmpdir
-        if tmpdir is None:
-            tmpdir = self._make_tmp_path()
-        path = self._connection._shell.join_path(tmpdir, HEADERS_FILE_NAME)
-        self._transfer_data(path, json.dumps(headers))
-        # The directory is 0700 and owned by the connection user: an unprivileged become_user
-        # gets read access to it and to the file only (ACL, or chown), never the world.
-        self._fixup_perms2([tmpdir, path], execute=False)
+        """Write ``headers`` 0600 into the remote temporary directory through the standard input
+        of one command (never a command line, never a module argument); return the path."""
+        shell = self._connection._shell
+        tmpdir = shell.tmpdir or self._make_tmp_path()
+        path = shell.join_path(tmpdir, controller.HEADERS_FILE_NAME)
+        cmd = "umask 077 && cat > %s && %s" % (
+            shlex.quote(path), controller.stale_headers_cleanup(tmpdir.rsplit("/", 1)[0], path))
+        res = self._low_level_execute_command(cmd, sudoable=False, in_data=json.dumps(headers).encode("utf-8"))
+        if res.get("rc", 0) != 0:
+            # A connection without standard input for commands: transfer, then restrict.
+            self._transfer_data(path, json.dumps(headers))
+            self._remote_chmod([path], "0600")
         return path
 
     def _cleanup(self, headers_path):
         tmpdir = self._connection._shell.tmpdir
         if headers_path is not None and (C.DEFAULT_KEEP_REMOTE_FILES or not self._should_remove_tmp_path(tmpdir)):
             # The directory is kept (ANSIBLE_KEEP_REMOTE_FILES, or not ours): the headers are not.
-            cmd = self._connection._shell.remove(headers_path)
-            res = self._low_level_execute_command(cmd, sudoable=False)
+            res = self._low_level_execute_command(self._connection._shell.remove(headers_path), sudoable=False)
             if res.get("rc", 0) != 0:
-                self._display.warning("mtls_identity: could not delete the headers file %s on the "
-                                      "device (rc %s)" % (headers_path, res.get("rc")))
+                self._display.warning("%s: could not delete the headers file %s on the device (rc %s)"
+                                      % (self._task.action, headers_path, res.get("rc")))
         self._remove_tmp_path(tmpdir)

@@ -33,6 +33,8 @@ requirements:
   - python >= 3.9
   - cryptography >= 3.3
   - requests
+extends_documentation_fragment:
+  - autonomy_edge.fleet_mtls.api
 options:
   path:
     description:
@@ -52,52 +54,15 @@ options:
       - Remove the local identity without deleting the ID on the server (the registry keeps it).
     type: bool
     default: false
-  api_url:
-    description: Base URL of the provisioning API (C(https://) only). Required unless O(local_only=true).
-    type: str
   endpoint:
     description:
       - Deletion path, C({id}) replaced by the agent ID, for example C(/orchestrators/{id}).
         Required unless O(local_only=true).
     type: str
-  id_pattern:
-    description: Regular expression a valid agent ID matches in full.
-    type: str
-    default: "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-  headers:
-    description:
-      - Extra request headers, for example C(Authorization) with a bearer token. Never logged;
-        the action plugin passes them to the module as a file (see O(headers_file)).
-    type: dict
-    default: {}
-  headers_file:
-    description:
-      - Path on the device of a JSON object of header names to string values, merged over
-        O(headers). Setting both O(headers) and O(headers_file) through the action plugin fails.
-    type: path
-  ca_path:
-    description: CA bundle (on the device) that signs the API's server certificate.
-    type: path
   ca_in_dir:
     description:
       - Verify the API with C(api-ca.crt) in the identity directory (the copy the role makes of
         C(mtls_api_ca_src)) instead of O(ca_path).
-    type: bool
-    default: false
-  validate_certs:
-    description: Verify the API's certificate. C(false) is warned about.
-    type: bool
-    default: true
-  timeout:
-    description: Timeout of each request in seconds.
-    type: float
-    default: 30
-  retries:
-    description: Retries after connection errors, timeouts, HTTP 429 and 5xx.
-    type: int
-    default: 3
-  role_names:
-    description: Name settings in messages by the mtls_identity role's variables (the role sets it).
     type: bool
     default: false
 attributes:
@@ -144,7 +109,7 @@ agent_id:
   returned: always
   type: str
   sample: "07048933"
-status:
+http_status:
   description: HTTP status of the server's answer to the deletion (null when none was sent).
   returned: always
   type: int
@@ -214,7 +179,7 @@ def argument_spec():
         "validate_certs": {"type": "bool", "default": DEFAULTS["validate_certs"]},
         "timeout": {"type": "float", "default": DEFAULTS["timeout"]},
         "retries": {"type": "int", "default": DEFAULTS["retries"]},
-        "role_names": {"type": "bool", "default": False},
+        "option_names": {"type": "str", "default": "module", "choices": ["module", "role"]},
     }
 
 
@@ -241,7 +206,7 @@ def main():
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import resolve_owner
 
     p = module.params
-    names.use_role_names(p["role_names"])
+    names.use_role_names(p["option_names"] == "role")
     if not p["validate_certs"] and not p["local_only"]:
         module.warn("validate_certs is false: the API server is not authenticated")
     clients = []
@@ -275,7 +240,7 @@ def main():
     if error is not None:
         # Outside the except block: ansible-core would otherwise attach a traceback.
         module.fail_json(msg=error.msg, action="refused" if isinstance(error, Refused) else "failed",
-                         status=getattr(error, "status", None), removed=[], deleted=False,
+                         http_status=getattr(error, "status", None), removed=[], deleted=False,
                          agent_id=result["agent_id"], path=result["path"])
     module.exit_json(**result)
 

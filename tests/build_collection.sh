@@ -40,6 +40,7 @@ cd "$REPO_DIR"
 copy library "$DEST/plugins/modules"
 copy module_utils/fleet_mtls "$DEST/plugins/module_utils"
 copy action_plugins "$DEST/plugins/action"
+copy doc_fragments "$DEST/plugins/doc_fragments"
 for item in roles playbooks meta galaxy.yml README.md LICENSE; do
     copy "$item" "$DEST/$item"
 done

@@ -101,7 +101,7 @@ def decommission(path, uid, gid, confirm, local_only, delete, check_mode=False,
     it is called with ``check=True`` and must only validate. Returns the module's result, built
     in ``result`` (a dict the caller may pass to see how far a failed run got)."""
     result = {} if result is None else result
-    result.update(changed=False, path=path, agent_id=None, status=None, deleted=False, removed=[],
+    result.update(changed=False, path=path, agent_id=None, http_status=None, deleted=False, removed=[],
                   directory_removed=False)
     idir = IdentityDir.open(path, uid, gid, create=False)
     if idir is None:
@@ -123,7 +123,7 @@ def decommission(path, uid, gid, confirm, local_only, delete, check_mode=False,
             raise Refused("Refusing to decommission: no readable identity in %s, so no ID to delete on the "
                           "server; set %s=true to wipe the directory locally" % (path, setting("local_only")))
         else:
-            result["status"], deleted = delete(agent_id, path, check=check_mode)
+            result["http_status"], deleted = delete(agent_id, path, check=check_mode)
             result["deleted"] = deleted and not check_mode
             result.update(action="decommissioned", reason=(
                 "the server deleted %s" % agent_id if deleted else

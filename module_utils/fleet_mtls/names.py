@@ -28,9 +28,20 @@ _ROLE_VARIABLES = {
     "confirm": "mtls_decommission_confirm",
     "local_only": "mtls_decommission_local_only",
     "endpoint": "mtls_decommission_endpoint",
+    "owner": "mtls_owner",
+    "server_ca_src": "mtls_server_ca_src",
+    "agent_trust": "mtls_agent_trust",
+    "server_url": "mtls_server_url",
+    "renew_jitter_days": "mtls_renew_jitter_days",
+    "headers_src": "mtls_api_headers_src",
+    "ca_src": "mtls_api_ca_src",
 }
 
-_style = {"role": False}
+# mtls_identity runs the check of mtls_check with its own option names for the same settings.
+_IDENTITY_OPTIONS = {"ca_file": "server_ca_src", "trust": "agent_trust", "protocol": "verify_protocol",
+                     "url": "verify_url", "user": "owner"}
+
+_style = {"role": False, "aliases": {}}
 
 
 def use_role_names(enabled=True):
@@ -38,8 +49,13 @@ def use_role_names(enabled=True):
     _style["role"] = bool(enabled)
 
 
+def use_identity_options():
+    """Name the check's settings by mtls_identity's options (mtls_identity calls this)."""
+    _style["aliases"] = dict(_IDENTITY_OPTIONS)
+
+
 def setting(option):
     """The name to show for ``option`` in a message."""
     if not _style["role"]:
-        return option
+        return _style["aliases"].get(option, option)
     return _ROLE_VARIABLES.get(option, "mtls_" + option)

@@ -28,6 +28,9 @@ class Device:
             "key_size": 2048,
             "timeout": 5,
             "retries": 1,
+            # The matrix is about the identity transaction: the agent's files, restart and
+            # check are phases of their own (tests/integration, molecule).
+            "phases": ["identity"],
         }
         self.defaults.update(defaults)
         self.home.mkdir(parents=True, exist_ok=True)

@@ -380,7 +380,9 @@ def test_disk_full_at_the_agent_config_reports_the_identity_part(device, svc, mo
     mounts.append(device.home)
     agent = device.seed() if phase == "rotate" else None
     _fill(device.home, 4)  # room for the identity's transaction (3 pages at most), not for 40 KiB
-    args = {"agent_config": "[tls]\n" + "# padding\n" * 4096}
+    # A server CA of ~40 KiB (a certificate and comment lines): more than the 4 pages left.
+    ca = pathlib.Path(device.service.ca_path).read_text()
+    args = {"server_ca_content": ca + "# padding\n" * 4096, "phases": ["identity", "config"]}
     if phase == "rotate":
         args["rotate"] = "always"
     result = device.run(**args)
@@ -390,7 +392,8 @@ def test_disk_full_at_the_agent_config_reports_the_identity_part(device, svc, mo
     r = result.result
     assert r["action"] == ("created" if phase == "create" else "rotated") and r["changed"] is True, r
     assert r["agent_id"] == device.agent_id and r["fingerprint_sha256"] == device.fingerprint, r
-    assert r["agent_config_changed"] is False
+    assert r["status"]["phase"] == "config" and r["status"]["config"] in ("", "changed"), r["status"]
+    assert r["status"]["action"] == r["action"] and r["status"]["agent_id"] == device.agent_id
     if agent:
         assert device.agent_id == agent
     device.assert_registered()  # the new identity is in place, registered, nothing staged

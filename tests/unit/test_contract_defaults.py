@@ -9,7 +9,7 @@ import pathlib
 import pytest
 import yaml
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api, layout
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api, layout, options
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import files
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -24,16 +24,32 @@ def load(module):
 
 
 def argspec(mod):
+    if mod.__name__ == "_doc_mtls_identity":
+        return options.argument_spec()
     if hasattr(mod, "argument_spec"):
         return mod.argument_spec()
     return {"id_pattern": {"default": api.DEFAULTS["id_pattern"]}}  # mtls_identity_info's only contract option
+
+
+def documented(mod):
+    """The module's documented options, with those of its documentation fragments."""
+    doc = yaml.safe_load(mod.DOCUMENTATION)
+    options = {}
+    for fragment in doc.get("extends_documentation_fragment", []):
+        name = fragment.rsplit(".", 1)[-1]
+        spec = importlib.util.spec_from_file_location("_fragment_" + name, REPO / "doc_fragments" / (name + ".py"))
+        frag = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(frag)
+        options.update(yaml.safe_load(frag.ModuleDocFragment.DOCUMENTATION)["options"])
+    options.update(doc["options"])
+    return options
 
 
 @pytest.mark.parametrize("module", MODULES)
 def test_argspec_and_documentation_defaults_equal_the_contracts(module):
     mod = load(module)
     spec = argspec(mod)
-    doc = yaml.safe_load(mod.DOCUMENTATION)["options"]
+    doc = documented(mod)
     checked = [name for name in api.DEFAULTS if name in spec]
     assert checked, module
     for name in checked:
@@ -41,14 +57,17 @@ def test_argspec_and_documentation_defaults_equal_the_contracts(module):
         assert doc[name].get("default") == api.DEFAULTS[name], (module, name, "DOCUMENTATION")
     for name, option in spec.items():  # every other default agrees with the docs too
         assert doc[name].get("default") == option.get("default"), (module, name)
+        assert doc[name].get("type", "str") == option.get("type", "str"), (module, name, "type")
+    if module != "mtls_identity_info":  # its argspec is built inside main()
+        assert sorted(doc) == sorted(spec), module  # nothing documented that does not exist, or the reverse
 
 
 def test_id_field_has_no_fixed_default_it_follows_the_format():
     mod = load("mtls_identity")
-    assert "default" not in mod.argument_spec()["id_field"]
-    assert "default" not in yaml.safe_load(mod.DOCUMENTATION)["options"]["id_field"]
+    assert "default" not in options.argument_spec()["id_field"]
+    assert "default" not in documented(mod)["id_field"]
     assert api.ID_FIELDS == {"multipart": "id", "json": "agent_id"}
-    assert mod.argument_spec()["upload_format"]["choices"] == list(api.ID_FIELDS)
+    assert options.argument_spec()["upload_format"]["choices"] == list(api.ID_FIELDS)
 
 
 def test_the_engine_uses_the_layouts_file_names():

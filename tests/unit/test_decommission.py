@@ -54,7 +54,7 @@ def test_removes_exactly_the_bundles_files_after_the_server_deleted_the_id(svc, 
     os.symlink(outside, ident_dir / "agent-tls.ini")  # removed as a link, never followed
     (ident_dir / "notes.txt").write_bytes(b"the operator's")
     result = run(ident_dir, deleter(svc), registered)
-    assert result["action"] == "decommissioned" and result["deleted"] and result["status"] == 200
+    assert result["action"] == "decommissioned" and result["deleted"] and result["http_status"] == 200
     assert registered in svc.deleted_ids()
     assert os.listdir(ident_dir) == ["notes.txt"] and not result["directory_removed"]
     assert sorted(result["removed"]) == sorted([
@@ -84,7 +84,7 @@ def test_nothing_is_removed_unless_the_server_confirmed(svc, registered, ident_d
 def test_an_id_the_registry_no_longer_knows_counts_as_deleted(svc, registered, ident_dir):
     assert svc.delete(registered).status_code == 200
     result = run(ident_dir, deleter(svc), "all")
-    assert result["action"] == "decommissioned" and result["status"] == 410 and not result["deleted"]
+    assert result["action"] == "decommissioned" and result["http_status"] == 410 and not result["deleted"]
     assert result["directory_removed"] and not ident_dir.exists()
 
 

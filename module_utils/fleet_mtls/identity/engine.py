@@ -17,11 +17,12 @@ DIFF_KEYS = ("agent_id", "fingerprint_sha256", "not_after", "key_size")
 FACT_KEYS = ("agent_id", "fingerprint_sha256", "serial", "not_before", "not_after", "days_left", "key_size")
 
 
-def ensure_identity(settings, client_factory, check_mode=False, now=None, warn=None):
+def ensure_identity(settings, client_factory, check_mode=False, now=None, warn=None, idir=None):
     """Run the engine; returns (result dict, warnings). The result is complete (action,
-    agent_id, fingerprint, files...) before the caller does anything else with the device."""
+    agent_id, fingerprint, files...) before the caller does anything else with the device.
+    ``idir``: the identity directory the caller opened and locked already (it stays open)."""
     engine = Engine(settings, client_factory, check_mode=check_mode, now=now, warn=warn)
-    return engine.run(), engine.warnings
+    return engine.run(idir), engine.warnings
 
 
 class Engine:
@@ -46,9 +47,9 @@ class Engine:
         if self._warn:
             self._warn(msg)
 
-    def run(self):
+    def run(self, idir=None):
         try:
-            return self._run()
+            return self._run(idir)
         except OSError as exc:
             # A full disk, a read-only mount, EIO...: the transaction already removed what it
             # staged; report the system's reason instead of a traceback.
@@ -59,17 +60,17 @@ class Engine:
                    " (%s)" % exc.filename if isinstance(exc.filename, str) else "")
             ) from None
 
-    def _run(self):
+    def _run(self, given=None):
         s = self.s
-        idir = IdentityDir.open(s.path, s.uid, s.gid, create=not self.check_mode)
+        idir = given if given is not None else IdentityDir.open(s.path, s.uid, s.gid, create=not self.check_mode)
         try:
-            if idir is not None:
+            if idir is not None and given is None:
                 idir.lock(timeout=s.lock_timeout)
             result = self._converge(idir)
             result["files"] = file_facts(idir)
             return result
         finally:
-            if idir is not None:
+            if idir is not None and given is None:
                 idir.close()
             if self._client is not None:
                 self._client.close()
@@ -89,13 +90,19 @@ class Engine:
             self.warn(note)
         if recovered is not None and plan.kind == UNCHANGED:
             action, reason = recovered
-            return self._result(action, reason, None, before, a.cert_info, True, tx.backups)
-        if recovered is not None:
-            plan.reason = recovered[1] + "; then " + plan.reason
-            before = a
-        info = tx.run(a, plan) if tx is not None else None
-        return self._result(plan.action, plan.reason, plan.agent_id, before, info,
-                            plan.kind != UNCHANGED, tx.backups if tx is not None else None)
+            result = self._result(action, reason, None, before, a.cert_info, True, tx.backups)
+        else:
+            if recovered is not None:
+                plan.reason = recovered[1] + "; then " + plan.reason
+                before = a
+            info = tx.run(a, plan) if tx is not None else None
+            result = self._result(plan.action, plan.reason, plan.agent_id, before, info,
+                                  plan.kind != UNCHANGED, tx.backups if tx is not None else None)
+        # What the device held before (for audits), and when the registry accepted a new
+        # certificate (time.monotonic(): the agent's blackout starts there).
+        result["audit"] = "broken" if recovered is not None else plan.audit
+        result["registry_accepted_at"] = tx.accepted_at if tx is not None else None
+        return result
 
     def _result(self, action, reason, agent_id, before, after, changed, backups=None):
         """The module result. ``after`` is the CertInfo now on disk when it changed, else None
@@ -106,7 +113,7 @@ class Engine:
             after_diff = {k: facts[k] for k in DIFF_KEYS}
         else:
             facts = dict(before_facts) if before_facts else dict.fromkeys(FACT_KEYS)
-            if action in ("created", "rotated"):
+            if action in ("created", "restored", "rotated"):
                 facts["agent_id"] = agent_id
                 after_diff = {
                     "agent_id": agent_id or "(requested from the API)",

@@ -13,8 +13,15 @@ reupload    repaired   uploads the current certificate again: a journal says the
                        may not hold it (after fixing modes and owners)
 create      created    new key and certificate for a new ID (requested from the API), the
                        pre-assigned agent_id, or the ID a journal recorded
+restore     restored   as create, for the ID the controller's identity ledger holds for a
+                       device that lost its identity (lost_identity=restore)
 rekey       rotated    new key and certificate for the same ID
 ==========  =========  ==================================================================
+
+``Plan.audit`` says what the device held before this run, for a read-only audit:
+``missing`` (no identity), ``broken`` (unusable, wrong modes, or the registry may not hold
+it), ``due`` (to be rotated: expiring, or a key size, subject or enrollment to change) or
+``valid``.
 
 Files an interrupted run left are completed or removed before any decision (recovery, see
 transaction.py); the decision is then made on what recovery left.
@@ -35,17 +42,19 @@ UNCHANGED = "unchanged"
 REPAIR = "repair"
 REUPLOAD = "reupload"
 CREATE = "create"
+RESTORE = "restore"
 REKEY = "rekey"
 ACTIONS = {UNCHANGED: "unchanged", REPAIR: "repaired", REUPLOAD: "repaired", CREATE: "created",
-           REKEY: "rotated"}
+           RESTORE: "restored", REKEY: "rotated"}
 # When the CA issues certificates shorter than renew_before_days, renew once this fraction of
 # the issued lifetime is left (instead of on every run).
 RENEW_FRACTION = 1.0 / 3
 
 
 class Plan:
-    def __init__(self, kind, reason, agent_id=None, fixes=(), notes=(), stale_journal=False):
+    def __init__(self, kind, reason, agent_id=None, fixes=(), notes=(), stale_journal=False, audit="valid"):
         self.kind = kind
+        self.audit = audit                # missing | broken | due | valid (see the docstring)
         self.reason = reason
         self.agent_id = agent_id          # None only for a create that requests a new ID
         self.fixes = list(fixes)          # [files.Fix]
@@ -58,7 +67,7 @@ class Plan:
 
     @property
     def new_key(self):
-        return self.kind in (CREATE, REKEY)
+        return self.kind in (CREATE, RESTORE, REKEY)
 
     def __repr__(self):  # for test failure output
         return "Plan(%s, %r, agent_id=%r)" % (self.kind, self.reason, self.agent_id)
@@ -78,12 +87,17 @@ def decide(a, settings, now=None, rotated_already=False):
 
     if not a.cert.exists:
         agent_id = s.agent_id or journal_id
-        return Plan(*_without_certificate(a, s, agent_id, journal_id), agent_id=agent_id,
-                    fixes=fixes, stale_journal=stale(agent_id))
+        kind, reason, notes = _without_certificate(a, s, agent_id, journal_id)
+        if kind == RESTORE:
+            agent_id = s.ledger_id
+        return Plan(kind, reason, agent_id=agent_id, fixes=fixes, notes=notes, stale_journal=stale(agent_id),
+                    audit="broken" if a.key.exists else "missing")
     info = a.cert_info
     cn = info.agent_id if info is not None else None
     if info is None or cn is None or not s.valid_id(cn):
-        return Plan(REKEY, _unusable_certificate(a, s), s.agent_id, fixes, stale_journal=stale(s.agent_id))
+        agent_id = s.agent_id or _restorable(s)
+        return Plan(REKEY, _unusable_certificate(a, s, agent_id), agent_id, fixes,
+                    stale_journal=stale(agent_id), audit="broken")
     if s.agent_id and s.agent_id != cn:
         if s.rotate != "always":
             raise StateError(
@@ -95,9 +109,27 @@ def decide(a, settings, now=None, rotated_already=False):
                     s.agent_id, fixes, stale_journal=stale(s.agent_id))
     plan = _for_certificate(a, s, now, rotated_already, uncertain=a.journal is not None and not stale(cn))
     plan.agent_id, plan.fixes, plan.stale_journal = cn, fixes, stale(cn)
+    if fixes and plan.audit == "valid":
+        plan.audit = "broken"
     if plan.kind == UNCHANGED and fixes:
         plan.kind, plan.reason = REPAIR, "fixed " + "; ".join(f.describe() for f in fixes)
+    if s.ledger_id and s.ledger_id != cn:
+        plan.notes.append("the identity ledger holds %s for this host but the device holds %s: the "
+                          "ledger now records %s (%s stays orphaned until it is decommissioned)"
+                          % (s.ledger_id, cn, cn, s.ledger_id))
     return plan
+
+
+def _restorable(s):
+    """The ledger's ID for a device whose own identity cannot tell its ID, by lost_identity."""
+    if not s.ledger_id or s.lost_identity == "new":
+        return None
+    if s.lost_identity == "fail":
+        raise StateError(
+            "this device lost its identity; the identity ledger says it was %s. Set %s=restore to "
+            "give it that ID back, or %s=new to enroll it as a new device"
+            % (s.ledger_id, names.setting("lost_identity"), names.setting("lost_identity")))
+    return s.ledger_id
 
 
 def _broken_never(agent_id, problems, settings):
@@ -108,8 +140,10 @@ def _broken_never(agent_id, problems, settings):
 
 
 def _without_certificate(a, s, agent_id, journal_id):
-    """(kind, reason) for a directory without client.crt."""
+    """(kind, reason, notes) for a directory without client.crt."""
+    restored = None if agent_id else _restorable(s)
     if a.key.exists:
+        agent_id = agent_id or restored
         if not agent_id:
             raise StateError(
                 "%s exists but %s is missing, so this device's agent ID cannot be recovered. "
@@ -118,28 +152,38 @@ def _without_certificate(a, s, agent_id, journal_id):
             )
         if s.rotate == "never":
             raise _broken_never(agent_id, ["certificate missing"], s)
-        return REKEY, "certificate missing: re-keying %s" % agent_id
+        return REKEY, "certificate missing: re-keying %s" % agent_id, []
     if agent_id and agent_id == journal_id and not s.agent_id:
-        return CREATE, "no identity on this device; reusing ID %s reserved by an interrupted run" % agent_id
+        return CREATE, "no identity on this device; reusing ID %s reserved by an interrupted run" % agent_id, []
     if agent_id:
-        return CREATE, "no identity on this device; using the pre-assigned agent_id"
-    return CREATE, "no identity on this device; requesting a new ID"
+        return CREATE, "no identity on this device; using the pre-assigned agent_id", []
+    if restored:
+        note = ("this device lost its identity: it gets back the ID %s the identity ledger holds for it "
+                "(a new key and certificate, registered again)" % restored)
+        return RESTORE, "no identity on this device; restoring ID %s from the identity ledger" % restored, [note]
+    notes = []
+    if s.ledger_id:
+        notes.append("this device lost its identity and %s=new: it gets a new ID; %s, which the "
+                     "ledger held for it, stays registered (orphaned) until it is decommissioned"
+                     % (names.setting("lost_identity"), s.ledger_id))
+    return CREATE, "no identity on this device; requesting a new ID", notes
 
 
-def _unusable_certificate(a, s):
-    """The reason to re-key a certificate whose ID cannot be used (only with agent_id)."""
+def _unusable_certificate(a, s, agent_id):
+    """The reason to re-key a certificate whose ID cannot be used (only with an ID from
+    agent_id or the ledger)."""
     if a.cert_info is None:
         problem = "%s cannot be read (%s)" % (s.cert_path, a.cert.error)
     else:
         problem = "the CN of %s is not a valid agent ID" % s.cert_path
-    if not s.agent_id:
+    if not agent_id:
         raise StateError(
             "%s, so this device's agent ID is unknown. Set agent_id to the device's ID to "
             "re-key it, or move %s away to enroll it as a new device." % (problem, s.path)
         )
     if s.rotate == "never":
-        raise _broken_never(s.agent_id, [problem], s)
-    return "%s: re-keying %s" % (problem, s.agent_id)
+        raise _broken_never(agent_id, [problem], s)
+    return "%s: re-keying %s" % (problem, agent_id)
 
 
 def _for_certificate(a, s, now, rotated_already, uncertain):
@@ -157,19 +201,20 @@ def _for_certificate(a, s, now, rotated_already, uncertain):
         reasons = ["rotate=always"] if s.rotate == "always" and not rotated_already else []
         reasons.extend(broken + due + policy)
         if reasons:
-            return Plan(REKEY, "; ".join(reasons), notes=notes)
+            return Plan(REKEY, "; ".join(reasons), notes=notes,
+                        audit="broken" if broken else ("due" if due or policy else "valid"))
     if uncertain:
         why = "a previous run could not confirm that the registry holds this certificate"
         if s.enrollment == "csr" and not info.self_signed:
             if s.rotate == "never":
                 raise StateError("%s (%s) and rotate=never forbids re-enrolling; run with "
                                  "rotate=auto" % (why, s.path))
-            return Plan(REKEY, why + ": re-enrolling", notes=notes)
-        return Plan(REUPLOAD, why + ": uploading it again", notes=notes)
+            return Plan(REKEY, why + ": re-enrolling", notes=notes, audit="broken")
+        return Plan(REUPLOAD, why + ": uploading it again", notes=notes, audit="broken")
     reason = "certificate valid for %d more days" % info.days_left
     if notes:
         reason += "; " + "; ".join(notes)
-    return Plan(UNCHANGED, reason, notes=notes)
+    return Plan(UNCHANGED, reason, notes=notes, audit="due" if due or policy else "valid")
 
 
 def _broken(a):

@@ -17,6 +17,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.
 
 ROTATE_CHOICES = ("auto", "always", "never")
 ENROLLMENT_CHOICES = ("self_signed", "csr")
+LOST_IDENTITY_CHOICES = ("restore", "new", "fail")
 # A device clock ahead of the server by more than the notBefore backdate makes certificates the
 # server refuses as "not valid yet"; a little more than that is tolerated (NTP jitter, the Date
 # header's one-second resolution, the time between the request and the answer).
@@ -45,7 +46,8 @@ class Settings:
     def __init__(self, path=None, owner=None, group=None, agent_id=None,
                  id_pattern=DEFAULT_ID_PATTERN, enrollment="self_signed", key_size=4096,
                  subject=None, valid_days=365, rotate="auto", renew_before_days=30,
-                 backup=False, lock_timeout=600.0, max_clock_skew=DEFAULT_MAX_CLOCK_SKEW):
+                 backup=False, lock_timeout=600.0, max_clock_skew=DEFAULT_MAX_CLOCK_SKEW,
+                 ledger_id=None, lost_identity="restore"):
         self.path = expand_path(path)
         self.uid, default_gid = resolve_owner(owner)
         self.gid = resolve_group(group, default_gid)
@@ -72,6 +74,14 @@ class Settings:
         self.backup = bool(backup)
         self.lock_timeout = lock_timeout
         self.max_clock_skew = _int_in(max_clock_skew, "max_clock_skew", 1)
+        if lost_identity not in LOST_IDENTITY_CHOICES:
+            raise ConfigError("lost_identity must be one of %s" % ", ".join(LOST_IDENTITY_CHOICES))
+        self.lost_identity = lost_identity
+        # The ID the controller's identity ledger holds for this host (a hint, used only for a
+        # device that lost its identity; never to override the certificate's CN).
+        self.ledger_id = None
+        if ledger_id:
+            self.ledger_id = check_agent_id(ledger_id, self.id_pattern, "the identity ledger's ID")
 
     @property
     def key_path(self):

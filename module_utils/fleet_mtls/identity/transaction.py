@@ -17,6 +17,7 @@ the transaction from the staged files (``recover``). The journal's states: journ
 from __future__ import annotations
 
 import datetime
+import time
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs, names
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import (
@@ -41,6 +42,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.
     CREATE,
     REKEY,
     REPAIR,
+    RESTORE,
     REUPLOAD,
     UNCHANGED,
 )
@@ -60,6 +62,7 @@ class Transaction:
         self.now = now
         self.warn = warn
         self.backups = []
+        self.accepted_at = None  # time.monotonic() when the registry accepted a new certificate
 
     @property
     def client(self):
@@ -70,7 +73,7 @@ class Transaction:
         if plan.stale_journal:
             journal.drop(self.idir)  # about another ID: not about this identity
         kinds = {UNCHANGED: self.unchanged, REPAIR: self.repair, REUPLOAD: self.reupload,
-                 CREATE: self.create, REKEY: self.rekey}
+                 CREATE: self.create, RESTORE: self.create, REKEY: self.rekey}
         return kinds[plan.kind](a, plan)
 
     # ---------------------------------------------------------------- one method per kind
@@ -153,12 +156,14 @@ class Transaction:
                 journal.write(idir, agent_id, operation, certs.fingerprint_sha256(cert), self.now)
                 journaled = True
                 self.client.upload_certificate(agent_id, cert_pem)
+                self.accepted_at = time.monotonic()
             else:
                 csr = certs.build_csr(key, agent_id, s.subject)
                 idir.fsync()
                 journal.write(idir, agent_id, operation, None, self.now)
                 journaled = True
                 cert = self._enroll(agent_id, key, csr)
+                self.accepted_at = time.monotonic()
                 idir.create(STAGED_CERT, certs.certificate_pem(cert), CERT_MODE)
                 idir.fsync()
             self._swap()
@@ -249,6 +254,7 @@ class Transaction:
         journal.write(idir, agent_id, "recover", certs.fingerprint_sha256(cert), self.now)
         try:
             self.client.upload_certificate(agent_id, staged_cert_data)
+            self.accepted_at = time.monotonic()
         except ApiError as exc:
             journal.drop_leftovers(idir)
             if exc.definitive:

@@ -1,0 +1,338 @@
+# -*- coding: utf-8 -*-
+"""The agent's configuration files: rendered here, staged beside the live ones, swapped in only
+after they were proven.
+
+What the stock agent really reads is fixed in its code: ``~/.mtls/client.crt`` and
+``client.key`` of its user, and the server trust of OpenSSL's default store, which only the
+``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` variables of its environment change. So the files that
+matter to it are:
+
+  agent.env        its environment (``SSL_CERT_FILE=...`` when it must trust a private CA);
+                   docker reads it with ``--env-file``, systemd through the drop-in below
+  server-ca.crt    the server's CA, when one is given (``SSL_CERT_FILE`` names it)
+  <drop-in>        ``/etc/systemd/system/<service>.service.d/fleet-mtls.conf``
+                   (``EnvironmentFile=`` agent.env), only with ``restart: systemd``
+
+``agent-tls.ini`` is a machine-readable record of the same settings for people and tools; the
+stock agent ignores it, so a change of it alone never restarts the agent.
+
+A change is staged as ``.<name>.new`` next to the live file (same directory, so the swap is one
+atomic rename each), checked by the caller with the staged settings, then committed or
+aborted: an aborted change leaves the live files byte-for-byte as they were.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+from urllib.parse import urlsplit
+
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError, FileSafetyError
+
+INI = "agent-tls.ini"
+ENV = "agent.env"
+SERVER_CA = "server-ca.crt"
+API_CA = "api-ca.crt"
+DROPIN_NAME = "fleet-mtls.conf"
+SYSTEMD_DIR = "/etc/systemd/system"
+FILE_MODE = 0o644
+TRUST_CHOICES = ("system", "ca_file")
+TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")
+MAX_CA_SIZE = 256 * 1024
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# A value in agent.env must survive docker's --env-file and systemd's EnvironmentFile= alike.
+_ENV_SAFE = re.compile(r"^[A-Za-z0-9_./@:+-]+$")
+_UNIT_NAME = re.compile(r"^[A-Za-z0-9@._:-]{1,200}$")
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+RESERVED = ("client.key", "client.crt", ENV, SERVER_CA, API_CA)
+_PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----\s+[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----")
+HEADER = "# Managed by fleet-mtls: local changes are overwritten on the next run.\n"
+
+
+def check_ca_content(text, what):
+    """PEM certificates only (a CA file is world-readable: never a key, never anything else)."""
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError("%s is empty" % what)
+    if len(text.encode("utf-8")) > MAX_CA_SIZE:
+        raise ConfigError("%s is larger than %d bytes" % (what, MAX_CA_SIZE))
+    if "PRIVATE KEY" in text:
+        raise ConfigError("%s contains a private key: give the CA certificate only" % what)
+    if not _PEM_CERT.search(text):
+        raise ConfigError("%s holds no PEM certificate" % what)
+    return text if text.endswith("\n") else text + "\n"
+
+
+class AgentConfig:
+    """The agent's runtime as the bundle sets it up (validated; no file system access)."""
+
+    def __init__(self, identity_dir, server_url, trust=None, server_ca=None, server_ca_content=None,
+                 tls_min_version="TLSv1.2", restart="none", service="orchestrator-agent",
+                 container_home="/root", config_name=INI, systemd_dir=SYSTEMD_DIR):
+        self.identity_dir = identity_dir
+        self.systemd_dir = systemd_dir
+        parts = urlsplit(server_url or "")
+        if parts.scheme != "https" or not parts.hostname:
+            raise ConfigError("server_url must be an https:// URL (where the agent connects), got %r"
+                              % (server_url,))
+        self.server_url = server_url.rstrip("/")
+        self.host = parts.hostname
+        self.port = parts.port or 443
+        if server_ca_content is not None:
+            server_ca_content = check_ca_content(server_ca_content, "the server CA")
+            if server_ca not in (None, "", "system"):
+                raise ConfigError("give the server CA as a file on the device or as content, not both")
+        elif server_ca not in (None, "", "system") and not os.path.isabs(server_ca):
+            raise ConfigError("server_ca must be 'system' or an absolute path on the device")
+        self.server_ca_content = server_ca_content
+        self.server_ca = (os.path.join(identity_dir, SERVER_CA) if server_ca_content is not None
+                          else (server_ca if server_ca not in (None, "", "system") else None))
+        self.trust = trust or ("ca_file" if self.server_ca else "system")
+        if self.trust not in TRUST_CHOICES:
+            raise ConfigError("agent trust must be one of %s" % ", ".join(TRUST_CHOICES))
+        if self.trust == "ca_file" and not self.server_ca:
+            raise ConfigError("agent trust ca_file needs the server's CA (a file or its content)")
+        if tls_min_version not in TLS_VERSIONS:
+            raise ConfigError("tls_min_version must be one of %s" % ", ".join(TLS_VERSIONS))
+        self.tls_min_version = tls_min_version
+        self.restart = restart
+        if restart == "systemd" and not _UNIT_NAME.match(service or ""):
+            raise ConfigError("the agent's systemd service name %r is not a unit name" % (service,))
+        self.service = service
+        if not os.path.isabs(container_home or ""):
+            raise ConfigError("the agent's home in its container must be an absolute path")
+        self.container_home = container_home.rstrip("/") or "/"
+        if not isinstance(config_name, str) or not _FILE_NAME.match(config_name) or config_name in RESERVED:
+            raise ConfigError("agent_config_name must be a plain file name (letters, digits, '.', '_', "
+                              "'-'; not hidden) other than the identity's own files")
+        self.config_name = config_name
+        for path in (self.server_ca, identity_dir):
+            if path and not _ENV_SAFE.match(path):
+                raise ConfigError("%r cannot be written to agent.env: use a path of letters, digits "
+                                  "and ./_-@:+ only" % path)
+
+    # ------------------------------------------------------------------ what the agent sees
+    def cert_file_for_agent(self):
+        """The SSL_CERT_FILE value the agent gets (a path as the agent sees it), or None."""
+        if self.trust != "ca_file":
+            return None
+        if self.restart == "docker" and os.path.dirname(self.server_ca) == self.identity_dir:
+            # The container sees the identity directory at <home>/.mtls (mounted read-only).
+            return os.path.join(self.container_home, ".mtls", os.path.basename(self.server_ca))
+        return self.server_ca
+
+    def dropin_dir(self):
+        return os.path.join(self.systemd_dir, self.service + ".service.d")
+
+    # ------------------------------------------------------------------ rendering
+    def render_env(self):
+        cert_file = self.cert_file_for_agent()
+        text = HEADER + (
+            "# The orchestrator agent's environment (docker: --env-file; systemd: EnvironmentFile=\n"
+            "# of the fleet-mtls drop-in). The agent trusts OpenSSL's default store unless\n"
+            "# SSL_CERT_FILE names another CA file.\n")
+        if cert_file:
+            text += "SSL_CERT_FILE=%s\n" % cert_file
+        return text
+
+    def render_ini(self):
+        lines = [
+            HEADER.rstrip("\n"),
+            "# A record of the agent's TLS settings for people and tools. The stock agent does not",
+            "# read this file: it uses ~/.mtls/client.crt and client.key of its user, the server",
+            "# fixed in its code, and OpenSSL's default trust store or SSL_CERT_FILE (agent.env).",
+            "[server]",
+            "url = %s" % self.server_url,
+            "host = %s" % self.host,
+            "port = %d" % self.port,
+            "ca_bundle = %s" % (self.server_ca or "system"),
+            "[tls]",
+            "min_version = %s" % self.tls_min_version,
+            "verify_mode = CERT_REQUIRED",
+            "check_hostname = true",
+            "[client]",
+            "cert = %s" % os.path.join(self.identity_dir, "client.crt"),
+            "key = %s" % os.path.join(self.identity_dir, "client.key"),
+            "[agent]",
+            "trust = %s" % self.trust,
+            "env_file = %s" % os.path.join(self.identity_dir, ENV),
+            "restart = %s" % self.restart,
+        ]
+        return "\n".join(lines) + "\n"
+
+    def render_dropin(self):
+        return HEADER + "[Service]\nEnvironmentFile=%s\n" % os.path.join(self.identity_dir, ENV)
+
+    def wanted(self):
+        """[(directory, name, bytes, agent_reads)] of every file this configuration manages."""
+        files = [
+            (self.identity_dir, self.config_name, self.render_ini(), False),
+            (self.identity_dir, ENV, self.render_env(), True),
+        ]
+        if self.server_ca_content is not None:
+            files.append((self.identity_dir, SERVER_CA, self.server_ca_content, True))
+        if self.restart == "systemd":
+            files.append((self.dropin_dir(), DROPIN_NAME, self.render_dropin(), True))
+        return [(d, n, t.encode("utf-8"), reads) for d, n, t, reads in files]
+
+
+def staged_name(name):
+    return "." + name + ".new"
+
+
+class SystemDir:
+    """A root-owned system directory (the systemd drop-in directory), opened without following
+    a symbolic link below its parent (``/etc/systemd/system``); created 0755 when missing."""
+
+    def __init__(self, path, create):
+        self.path = path
+        self.fd = None
+        parent = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _O_CLOEXEC)
+        try:
+            name = os.path.basename(path)
+            if create:
+                try:
+                    os.mkdir(name, 0o755, dir_fd=parent)
+                except FileExistsError:
+                    pass
+            try:
+                self.fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _O_CLOEXEC,
+                                  dir_fd=parent)
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise FileSafetyError("refusing to use %s: it is a symbolic link or not a "
+                                          "directory" % path) from None
+                raise
+            st = os.fstat(self.fd)
+            if st.st_uid != 0 or st.st_mode & 0o022:
+                raise FileSafetyError("refusing to use %s: it must be owned by root and writable "
+                                      "by root only" % path)
+        finally:
+            os.close(parent)
+
+    def read(self, name):
+        if self.fd is None:
+            return None
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | _O_CLOEXEC, dir_fd=self.fd)
+        except FileNotFoundError:
+            return None
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read(MAX_CA_SIZE + 1)
+
+    def create(self, name, data, mode):
+        self.unlink(name)
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _O_CLOEXEC, mode,
+                     dir_fd=self.fd)
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def rename(self, src, dst):
+        os.rename(src, dst, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+
+    def unlink(self, name):
+        try:
+            os.unlink(name, dir_fd=self.fd)
+            return True
+        except FileNotFoundError:
+            return False
+
+    def fsync(self):
+        os.fsync(self.fd)
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _mode_and_owner_ok(st, uid, gid):
+    return st is not None and stat.S_IMODE(st.st_mode) == FILE_MODE and (st.st_uid, st.st_gid) == (uid, gid)
+
+
+class Staging:
+    """The difference between the live configuration and ``config``, staged and then either
+    committed or aborted. ``idir`` is the open IdentityDir of the identity directory."""
+
+    def __init__(self, idir, config, check_mode=False):
+        self.idir = idir
+        self.config = config
+        self.check_mode = check_mode
+        self.changed = []      # names whose content differs (staged)
+        self.restart_needed = False  # a file the agent reads changed
+        self.dropin_changed = False
+        self.mode_fixes = []   # names whose content is right but mode/owner were not
+        self._sysdir = None
+        self._staged = []      # (dir handle, name)
+
+    def _dir_for(self, directory, create):
+        if directory == self.config.identity_dir:
+            return self.idir
+        if self._sysdir is None:
+            if not create and not os.path.isdir(directory):
+                return None
+            if os.geteuid() != 0:
+                raise ConfigError("writing the systemd drop-in %s needs root: run the task with "
+                                  "become" % directory)
+            self._sysdir = SystemDir(directory, create=create)
+        return self._sysdir
+
+    def prepare(self):
+        """Find what differs; outside check mode, stage it. Returns the changed names."""
+        for directory, name, data, agent_reads in self.config.wanted():
+            handle = self._dir_for(directory, create=False)
+            current, st = self._current(handle, name)
+            # A file with a second name is replaced by a fresh one, never chmod-ed through the link.
+            if current == data and (st is None or st.st_nlink == 1):
+                if handle is self.idir and not _mode_and_owner_ok(st, self.idir.uid, self.idir.gid):
+                    self.mode_fixes.append(name)
+                continue
+            self.changed.append(name)
+            self.restart_needed = self.restart_needed or agent_reads
+            self.dropin_changed = self.dropin_changed or name == DROPIN_NAME
+            if not self.check_mode:
+                handle = self._dir_for(directory, create=True)
+                self._staged.append((handle, name))  # before the write: abort() removes a partial one
+                handle.create(staged_name(name), data, FILE_MODE)
+        return self.changed
+
+    def _current(self, handle, name):
+        if handle is None:
+            return None, None
+        if handle is self.idir:
+            return self.idir.read(name)
+        return handle.read(name), None
+
+    def staged_server_ca(self):
+        """The CA file a check of the staged configuration must trust (the staged copy when the
+        CA changed), as a path on the device."""
+        server_ca = self.config.server_ca
+        if server_ca and os.path.basename(server_ca) in self.changed and \
+                os.path.dirname(server_ca) == self.config.identity_dir:
+            return os.path.join(self.config.identity_dir, staged_name(os.path.basename(server_ca)))
+        return server_ca
+
+    def commit(self):
+        for handle, name in self._staged:
+            handle.rename(staged_name(name), name)
+        for handle in {id(h): h for h, _ in self._staged}.values():
+            handle.fsync()
+        self._staged = []
+        if not self.check_mode:
+            for name in self.mode_fixes:
+                self.idir.fix_file(name, FILE_MODE)
+
+    def abort(self):
+        """Remove what was staged (also after a failure half-way through prepare)."""
+        for handle, name in self._staged:
+            handle.unlink(staged_name(name))
+        self._staged = []
+
+    def close(self):
+        if self._sysdir is not None:
+            self._sysdir.close()

@@ -1,0 +1,88 @@
+# -*- coding: utf-8 -*-
+"""Controller-side helpers of the mtls_identity action plugin: plain functions, tested alone.
+
+Nothing here runs on a device; nothing here talks to the network.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
+
+MAX_SOURCE = 256 * 1024
+HEADERS_FILE_NAME = "mtls-identity-headers.json"
+# A headers file left by an interrupted controller is removed by the next run after this long
+# (a live run reads its file within seconds of the transfer).
+STALE_HEADERS_MINUTES = 10
+
+
+def jitter_offset(host, jitter_days):
+    """A stable per-host offset in 0..jitter_days: the first 32 bits of sha1(host name), as
+    the role always computed it, so a fleet's renewal dates do not move on upgrade."""
+    jitter_days = int(jitter_days)
+    if jitter_days < 0:
+        raise ConfigError("%s must be >= 0" % setting("renew_jitter_days"))
+    digest = hashlib.sha1(host.encode("utf-8")).hexdigest()  # noqa: S324 - spreading, not security
+    return int(digest[:8], 16) % (jitter_days + 1)
+
+
+def read_source(path, option):
+    """The text of a controller file named by an ``*_src`` option (a CA, a headers file)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_SOURCE + 1)
+    except OSError as exc:
+        raise ConfigError("cannot read %s %s on the controller: %s"
+                          % (setting(option), path, exc.strerror or exc)) from None
+    if len(data) > MAX_SOURCE:
+        raise ConfigError("%s %s is larger than %d bytes" % (setting(option), path, MAX_SOURCE))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError("%s %s is not UTF-8 text" % (setting(option), path)) from None
+
+
+def headers_from_source(text, option="headers_src"):
+    """A JSON object of header names to string values; errors never show the content."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ConfigError("%s is not JSON (its content is not shown)" % setting(option)) from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                              for k, v in value.items()):
+        raise ConfigError("%s must hold a JSON object of header names to string values (its "
+                          "content is not shown)" % setting(option))
+    return value
+
+
+def stale_headers_cleanup(tmp_base, keep):
+    """A shell command removing headers files that interrupted runs left under ``tmp_base``."""
+    import shlex
+
+    return ("find %s -maxdepth 2 -type f -name %s ! -path %s -mmin +%d -exec rm -f {} + "
+            "2>/dev/null; true" % (shlex.quote(tmp_base), HEADERS_FILE_NAME, shlex.quote(keep),
+                                   STALE_HEADERS_MINUTES))
+
+
+def failure_status(host, phase, error, status=None):
+    """The report row of a host whose run failed before or inside the module. What the
+    identity phase did stays (a rotation that happened is reported as one); a host that got no
+    further is ``failed``."""
+    row = dict(status or {})
+    row.update({"host": host, "phase": row.get("phase") or phase, "error": row.get("error") or error})
+    if not row.get("action"):
+        row["action"] = "failed"
+    return row
+
+
+def decommission_status(result):
+    """The report row of an mtls_deregister run (what was deleted where)."""
+    return {
+        "agent_id": result.get("agent_id") or "", "action": result.get("action") or "failed",
+        "reason": result.get("reason") or "", "phase": "decommission" if result.get("failed") else "",
+        "error": result.get("msg", "") if result.get("failed") else "",
+        "checked_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }

@@ -1,0 +1,301 @@
+# -*- coding: utf-8 -*-
+"""One device's whole job in one module run, in the order that keeps a running agent safe.
+
+    identity     the engine: nothing to do, repair, create, rotate (one transaction)
+    config       the agent's files staged beside the live ones; when they changed, checked
+                 with the staged settings (the agent-true check) and swapped in only if the
+                 check passed: a refused configuration leaves the live one byte-for-byte
+    restart      right after this host's own swap, when the agent's pair or a file it reads
+                 changed: the registry refuses the old certificate from the moment the upload
+                 was accepted, so the time until the restart is the agent's blackout
+    verify       the agent-true check of the live settings (unless the staged check already
+                 proved exactly them)
+
+A later phase failing never hides an earlier one: the identity part is reported as it
+happened, the agent is restarted when its identity changed even if its configuration was
+refused, and the run fails on the phase that failed, with one message.
+"""
+from __future__ import annotations
+
+import datetime
+import time
+from urllib.parse import urlsplit
+
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_files import Staging
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.restart import (
+    RestartError,
+    inspect_container,
+    restart_agent,
+)
+
+NEW_PAIR_ACTIONS = ("created", "rotated", "restored")
+PHASES = ("identity", "config", "verify")
+STATUS_KEYS = ("agent_id", "action", "reason", "fingerprint_sha256", "serial", "not_before",
+               "not_after", "days_left", "key_size")
+
+
+class PhaseFailed(Exception):
+    def __init__(self, phase, msg):
+        super().__init__(msg)
+        self.phase = phase
+        self.msg = msg
+
+
+class Verify:
+    """How the agent-true check runs (see check.py)."""
+
+    # A registry may take a moment to see a new certificate, a network may blink: these are
+    # worth another try; an untrusted server or a wrong host name will not fix themselves.
+    RETRY_ON = ("refused", "connection", "timeout")
+
+    def __init__(self, enabled=True, unchanged=True, protocol="websocket", url=None, timeout=10,
+                 status_code=(200,), retries=0, delay=3.0, sleep=time.sleep):
+        self.enabled = enabled
+        self.unchanged = unchanged
+        self.protocol = protocol
+        self.url = url
+        self.timeout = timeout
+        self.status_code = tuple(status_code)
+        self.retries = max(0, int(retries))
+        self.delay = delay
+        self.sleep = sleep
+
+
+class Restart:
+    def __init__(self, method="none", container="orchestrator_agent", service="orchestrator-agent",
+                 command="", docker="docker"):
+        self.method = method
+        self.container = container
+        self.service = service
+        self.command = command
+        self.docker = docker
+
+
+class Job:
+    """Everything one run needs. ``identity(idir, check_mode)`` runs the engine on the open
+    directory and returns its result; ``check`` runs the agent-true check (run_agent_check's
+    arguments); ``runner`` runs a command: argv -> (rc, stdout, stderr). ``phases`` are the
+    phases to run (the role maps its tags to them); the others only report."""
+
+    def __init__(self, agent, restart, verify, identity, check, runner, run_as=None,
+                 renew_before_days=30, check_mode=False, warn=None, phases=PHASES):
+        self.phases = tuple(phases)
+        self.accepted_at = None  # set by the identity phase when the registry took a new pair
+        self.agent = agent
+        self.restart = restart
+        self.verify = verify
+        self.identity = identity
+        self.check = check
+        self.runner = runner
+        self.run_as = run_as
+        self.renew_before_days = renew_before_days
+        self.check_mode = check_mode
+        self.warn = warn or (lambda msg: None)
+
+
+def blank_status():
+    status = dict.fromkeys(STATUS_KEYS, "")
+    status.update({
+        "days_left": None, "key_size": None, "renew_after": "", "audit": "", "config": "", "config_changed": False,
+        "restarted": False, "blackout_ms": None, "verify": "not run", "verify_failure": "",
+        "verify_protocol": "", "tls_version": "", "phase": "", "error": "",
+        "checked_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    })
+    return status
+
+
+def run(job, idir):
+    """Run the job on the open, locked identity directory ``idir``.
+
+    Returns (status, identity result, changed). Raises PhaseFailed after recording what
+    happened in ``status`` (status is then attached to the exception as ``.status``)."""
+    status = blank_status()
+    result = {}
+    try:
+        result = _identity(job, idir, status)
+        changed = bool(result.get("changed"))
+        changed = _config_restart_verify(job, idir, status, result) or changed
+    except PhaseFailed as exc:
+        status["phase"], status["error"] = exc.phase, exc.msg
+        exc.status, exc.result = status, result
+        raise
+    return status, result, changed
+
+
+def _identity(job, idir, status):
+    skipped = "identity" not in job.phases
+    try:
+        result = job.identity(idir, job.check_mode or skipped)
+    except IdentityError as exc:
+        raise PhaseFailed("identity", exc.msg) from None
+    job.accepted_at = result.pop("registry_accepted_at", None)
+    status["audit"] = result.pop("audit", "")
+    if skipped and result.get("changed"):
+        result["reason"] = "the identity phase was not run (tags): it would be %s (%s)" % (
+            result["action"], result.get("reason", ""))
+        result["action"], result["changed"] = "skipped", False
+    for key in STATUS_KEYS:
+        if result.get(key) is not None:
+            status[key] = result[key]
+    status["renew_after"] = _renew_after(result.get("not_after"), job.renew_before_days)
+    return result
+
+
+def _config_restart_verify(job, idir, status, result):
+    new_pair = result.get("action") in NEW_PAIR_ACTIONS and not job.check_mode
+    if "config" not in job.phases:
+        status["config"] = "skipped"
+        if new_pair and not job.check_mode:
+            _restart(job, status, result)
+        _verify(job, status, result, False, new_pair)
+        return new_pair
+    staging = Staging(idir, job.agent, check_mode=job.check_mode)
+    try:
+        try:
+            changed = staging.prepare()
+        except (IdentityError, OSError) as exc:
+            staging.abort()
+            _restart_after_failure(job, status, result, new_pair)
+            raise PhaseFailed("config", "cannot write the agent's configuration: %s%s" % (
+                _reason(exc), _identity_part(result, new_pair))) from None
+        status["config"] = "changed" if changed or staging.mode_fixes else "unchanged"
+        status["config_changed"] = bool(changed)
+        proven = False
+        if changed and job.verify.enabled and not job.check_mode:
+            failure = _check(job, status, ca_file=staging.staged_server_ca())
+            if failure is not None:
+                staging.abort()
+                status["config"] = "refused"
+                status["config_changed"] = False
+                _restart_after_failure(job, status, result, new_pair)
+                raise PhaseFailed("config", "the new agent configuration was not applied (%s), the "
+                                  "live one is unchanged: %s%s" % (", ".join(changed), failure,
+                                                                    _identity_part(result, new_pair)))
+            proven = True
+        staging.commit()
+    finally:
+        staging.close()
+    restarted = False
+    if (new_pair or staging.restart_needed) and not job.check_mode:
+        restarted = _restart(job, status, result, daemon_reload=staging.dropin_changed)
+    _verify(job, status, result, proven, bool(changed) or new_pair)
+    return bool(changed or staging.mode_fixes or restarted)
+
+
+def _identity_part(result, new_pair):
+    if not new_pair:
+        return ""
+    return ("; the identity part succeeded (%s %s, registered)" % (result.get("action"), result.get("agent_id")))
+
+
+def _restart(job, status, result, daemon_reload=False):
+    r = job.restart
+    try:
+        outcome = restart_agent(r.method, job.runner, container=r.container, service=r.service,
+                                command=r.command, docker=r.docker, daemon_reload=daemon_reload)
+    except RestartError as exc:
+        raise PhaseFailed("restart", exc.msg) from None
+    status["restarted"] = outcome.restarted
+    accepted = job.accepted_at
+    if outcome.restarted and accepted is not None:
+        status["blackout_ms"] = int(round((time.monotonic() - accepted) * 1000))
+    if not outcome.restarted:
+        if result.get("action") == "rotated":
+            job.warn("%s; it keeps presenting its old certificate, which the registry now refuses, "
+                     "until it is restarted" % outcome.detail)
+    return outcome.restarted
+
+
+def _restart_after_failure(job, status, result, new_pair):
+    """The identity changed but a later phase failed: the registry already refuses the old
+    certificate, so the agent must pick up the new pair anyway."""
+    if not new_pair:
+        return
+    try:
+        _restart(job, status, result)
+    except PhaseFailed as exc:
+        job.warn("restarting the agent after its identity changed failed too: %s" % exc.msg)
+
+
+def _verify(job, status, result, proven, changed):
+    """Verify the live settings unless the staged check proved exactly them; a container agent's
+    own configuration (mount, SSL_CERT_FILE) is inspected either way."""
+    v = job.verify
+    status["verify_protocol"] = v.protocol
+    would_change = job.check_mode and (changed or result.get("action") in NEW_PAIR_ACTIONS)
+    if not proven and (not v.enabled or would_change or (not changed and not v.unchanged)):
+        status["verify"] = "skipped"  # off, not on the device yet (check mode), or unchanged
+        return
+    failure = _container_problem(job)
+    if failure is not None:
+        status["verify"], status["verify_failure"] = "failed", "container"
+    elif not proven:
+        failure = _check(job, status, ca_file=job.agent.server_ca)
+    if failure is not None:
+        raise PhaseFailed("verify", failure)
+
+
+def _container_problem(job):
+    if job.restart.method != "docker":
+        return None
+    try:
+        problem = inspect_container(job.runner, job.restart.container, job.agent.identity_dir,
+                                    job.agent.container_home, job.agent.cert_file_for_agent(),
+                                    docker=job.restart.docker)
+    except RestartError as exc:
+        problem = exc.msg
+    return problem
+
+
+def _check(job, status, ca_file):
+    """Run the check (with the retries it deserves); record it in ``status``; return None or
+    the failure message (naming the live CA file, not its staged copy)."""
+    v = job.verify
+    status["verify_protocol"] = v.protocol
+    server_url, path = split_url(job.agent.server_url, v.url)
+    attempt = 0
+    while True:
+        try:
+            outcome = job.check(
+                job.agent.identity_dir, server_url, protocol=v.protocol, path=path, trust=job.agent.trust,
+                ca_file=ca_file if job.agent.trust == "ca_file" else None, run_as=job.run_as,
+                timeout=v.timeout, status_code=v.status_code)
+        except IdentityError as exc:  # CheckError
+            kind = getattr(exc, "kind", "check")
+            if kind in v.RETRY_ON and attempt < v.retries:
+                attempt += 1
+                v.sleep(v.delay)
+                continue
+            status["verify"], status["verify_failure"] = "failed", kind
+            if ca_file and job.agent.server_ca and ca_file != job.agent.server_ca:
+                return exc.msg.replace(ca_file, "%s (the new one)" % job.agent.server_ca)
+            return exc.msg
+        status["verify"], status["verify_failure"] = "ok", ""
+        status["tls_version"] = outcome.get("tls_version", "")
+        return None
+
+
+def split_url(server_url, url):
+    """(server URL, request path): ``url``, when given, replaces both."""
+    if not url:
+        return server_url, None
+    parts = urlsplit(url)
+    return "%s://%s" % (parts.scheme, parts.netloc), (parts.path or "/") + ("?" + parts.query if parts.query else "")
+
+
+def _renew_after(not_after, renew_before_days):
+    if not not_after:
+        return ""
+    try:
+        moment = datetime.datetime.strptime(not_after, "%Y-%m-%dT%H:%M:%SZ")
+    except (TypeError, ValueError):
+        return ""
+    return (moment - datetime.timedelta(days=renew_before_days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _reason(exc):
+    if isinstance(exc, IdentityError):
+        return exc.msg
+    return "%s%s" % (exc.strerror or exc.__class__.__name__,
+                     " (%s)" % exc.filename if isinstance(getattr(exc, "filename", None), str) else "")

@@ -1,0 +1,148 @@
+# -*- coding: utf-8 -*-
+"""The mtls_identity module's run: its options turned into the objects of provision.py, the
+identity directory opened and locked once for every phase, and one result (with the report
+row) whatever happened.
+"""
+from __future__ import annotations
+
+import os
+
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import names, options, provision
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_files import API_CA, check_ca_content
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import ProvisioningClient
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import (
+    merge_headers,
+    read_headers_file,
+)
+
+HEADERS_FILE_NAME = "mtls-identity-headers.json"
+
+
+class Outcome:
+    def __init__(self, failed, msg, result):
+        self.failed = failed
+        self.msg = msg
+        self.result = result
+
+
+def failure_row(phase, error):
+    row = provision.blank_status()
+    row.update(action="failed", phase=phase, error=error)
+    return row
+
+
+def run(module):
+    p = module.params
+    names.use_role_names(p["option_names"] == "role")
+    names.use_identity_options()
+    try:
+        headers = _headers(module)
+        uid, gid, home = options.owner_account(p["owner"])
+        directory = options.identity_dir(p["path"], home)
+        agent = options.agent_config(p, directory)
+        verify = options.verify_settings(p)
+    except IdentityError as exc:
+        return Outcome(True, exc.msg, {"status": failure_row("preflight", exc.msg), "changed": False})
+    idir = None
+    try:
+        idir = IdentityDir.open(directory, uid, gid, create=not module.check_mode)
+        if idir is not None:
+            idir.lock()
+        ca_path, ca_changed = _api_ca(module, idir, directory)
+        job = provision.Job(
+            agent=agent, restart=options.restart_settings(p), verify=verify,
+            identity=_identity_runner(module, headers, ca_path, directory, uid, gid),
+            check=_check, runner=lambda argv: module.run_command(argv),
+            run_as=(uid, gid, home) if os.geteuid() == 0 and uid != 0 else None,
+            renew_before_days=p["renew_before_days"], check_mode=module.check_mode, warn=module.warn,
+            phases=p["phases"])
+        status, result, changed = provision.run(job, idir)
+    except provision.PhaseFailed as exc:
+        result = dict(exc.result, status=exc.status, changed=bool(exc.result.get("changed")))
+        return Outcome(True, exc.msg, result)
+    except IdentityError as exc:
+        return Outcome(True, exc.msg, {"status": failure_row("identity", exc.msg), "changed": False})
+    finally:
+        if idir is not None:
+            idir.close()
+    result = dict(result, status=status, changed=changed or ca_changed)
+    return Outcome(False, "", result)
+
+
+def _headers(module):
+    """The API headers: the task's (no_log) merged with the device file's. A file the action
+    plugin transferred is deleted as soon as it is read."""
+    p = module.params
+    headers = p["headers"]
+    if p["headers_file"]:
+        file_headers = read_headers_file(p["headers_file"])
+        # Masked in anything the module returns, as no_log masks the values of `headers`
+        # (short values aside: masking "1" would mangle every number in the result).
+        module.no_log_values.update(v for v in file_headers.values() if len(v) >= 4)
+        headers = merge_headers(headers, file_headers)
+        if os.path.basename(p["headers_file"]) == HEADERS_FILE_NAME:
+            try:
+                os.unlink(p["headers_file"])
+            except OSError:
+                pass  # the action plugin removes its directory anyway
+    return headers
+
+
+def _api_ca(module, idir, directory):
+    """The API's CA delivered from the controller (``ca_content``) into the identity directory
+    before the engine needs it. Returns (ca_path, changed)."""
+    p = module.params
+    if p["ca_content"] is None:
+        return p["ca_path"], False
+    wanted = check_ca_content(p["ca_content"], "the API's CA").encode("utf-8")
+    path = os.path.join(directory, API_CA)
+    if idir is None:  # check mode, no directory yet
+        return path, True
+    current, _st = idir.read(API_CA)
+    if current == wanted:
+        return path, bool(idir.fix_file(API_CA, 0o644)) if not module.check_mode else False
+    if not module.check_mode:
+        idir.create("." + API_CA + ".new", wanted, 0o644)
+        idir.rename("." + API_CA + ".new", API_CA)
+        idir.fsync()
+    return path, True
+
+
+def _identity_runner(module, headers, ca_path, directory, uid, gid):
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import (
+        Settings,
+        ensure_identity,
+    )
+
+    p = module.params
+    settings = Settings(
+        path=directory, owner=str(uid), group=str(gid), agent_id=p["agent_id"],
+        id_pattern=p["id_pattern"], enrollment=p["enrollment"], key_size=p["key_size"],
+        subject=p["subject"], valid_days=p["valid_days"], rotate=p["rotate"],
+        renew_before_days=p["renew_before_days"], backup=p["backup"],
+        max_clock_skew=p["max_clock_skew"], ledger_id=p["ledger_id"], lost_identity=p["lost_identity"])
+
+    def client_factory():
+        return ProvisioningClient(
+            p["api_url"], id_endpoint=p["id_endpoint"], upload_endpoint=p["upload_endpoint"],
+            enroll_endpoint=p["enroll_endpoint"], upload_format=p["upload_format"],
+            id_field=p["id_field"], certificate_field=p["certificate_field"], headers=headers,
+            ca_path=ca_path, validate_certs=p["validate_certs"], timeout=p["timeout"],
+            retries=p["retries"], id_pattern=p["id_pattern"])
+
+    client_factory().close()  # validates the network options (opens no connection)
+
+    def identity(idir, check_mode):
+        result, _warnings = ensure_identity(settings, client_factory, check_mode=check_mode,
+                                            warn=module.warn, idir=idir)
+        return result
+
+    return identity
+
+
+def _check(*args, **kwargs):
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.check import run_agent_check
+
+    return run_agent_check(*args, **kwargs)
