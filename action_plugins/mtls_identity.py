@@ -68,7 +68,7 @@ class ActionModule(ActionBase):
         wrap_async = self._task.async_val and not self._connection.has_native_async
         try:
             headers = self._take_headers(module_args, wrap_async)
-            install = self._prepare(module_args, host) if identity else None
+            install = self._prepare(module_args, host, task_vars or {}) if identity else None
             if self._task._role is not None:
                 module_args["option_names"] = "role"
         except (ConfigError, AnsibleActionFail) as exc:
@@ -113,8 +113,16 @@ class ActionModule(ActionBase):
                                   "when the task returns); use headers_file" % self._task.action)
         return headers
 
-    def _prepare(self, module_args, host):
+    def _prepare(self, module_args, host, task_vars):
         """Controller work for mtls_identity; returns the prerequisites to install if needed."""
+        answer = (task_vars.get("mtls_ledger") or {}).get(host) or {}
+        if answer.get("conflict"):
+            raise ConfigError(answer["conflict"])
+        if answer.get("ledger_id") and not module_args.get("ledger_id"):
+            module_args["ledger_id"] = answer["ledger_id"]
+        if self._task._role is not None and "phases" not in module_args:
+            module_args["phases"] = controller.phases_for_tags(
+                task_vars.get("ansible_run_tags"), task_vars.get("ansible_skip_tags"))
         for source, content in SOURCES:
             path = module_args.pop(source, None)
             if path:

@@ -108,13 +108,11 @@ options:
     choices: [restore, new, fail]
     default: restore
   ledger_id:
-    description: The agent ID the controller's ledger holds for this host (set by the action plugin).
-    type: str
-  ledger_path:
     description:
-      - The identity ledger on the controller, read and written by the action plugin; it refuses
-        an agent ID another host holds before anything changes, and passes O(ledger_id).
-    type: path
+      - The agent ID the controller's identity ledger holds for this host; the action plugin sets
+        it from the fact M(autonomy_edge.fleet_mtls.mtls_ledger) leaves, and refuses a host that
+        fact reports a conflicting ID for.
+    type: str
   enrollment:
     description: C(self_signed) uploads a self-signed certificate; C(csr) has the API sign a CSR.
     type: str

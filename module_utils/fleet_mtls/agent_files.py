@@ -29,6 +29,7 @@ import stat
 from urllib.parse import urlsplit
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError, FileSafetyError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
 
 INI = "agent-tls.ini"
 ENV = "agent.env"
@@ -73,38 +74,40 @@ class AgentConfig:
         self.systemd_dir = systemd_dir
         parts = urlsplit(server_url or "")
         if parts.scheme != "https" or not parts.hostname:
-            raise ConfigError("server_url must be an https:// URL (where the agent connects), got %r"
-                              % (server_url,))
+            raise ConfigError("%s must be an https:// URL (where the agent connects), got %r"
+                              % (setting("server_url"), server_url))
         self.server_url = server_url.rstrip("/")
         self.host = parts.hostname
         self.port = parts.port or 443
         if server_ca_content is not None:
             server_ca_content = check_ca_content(server_ca_content, "the server CA")
             if server_ca not in (None, "", "system"):
-                raise ConfigError("give the server CA as a file on the device or as content, not both")
+                raise ConfigError("give the server CA as a file on the device (%s) or from the controller "
+                                  "(%s), not both" % (setting("server_ca"), setting("server_ca_src")))
         elif server_ca not in (None, "", "system") and not os.path.isabs(server_ca):
-            raise ConfigError("server_ca must be 'system' or an absolute path on the device")
+            raise ConfigError("%s must be 'system' or an absolute path on the device" % setting("server_ca"))
         self.server_ca_content = server_ca_content
         self.server_ca = (os.path.join(identity_dir, SERVER_CA) if server_ca_content is not None
                           else (server_ca if server_ca not in (None, "", "system") else None))
         self.trust = trust or ("ca_file" if self.server_ca else "system")
         if self.trust not in TRUST_CHOICES:
-            raise ConfigError("agent trust must be one of %s" % ", ".join(TRUST_CHOICES))
+            raise ConfigError("%s must be one of %s" % (setting("agent_trust"), ", ".join(TRUST_CHOICES)))
         if self.trust == "ca_file" and not self.server_ca:
-            raise ConfigError("agent trust ca_file needs the server's CA (a file or its content)")
+            raise ConfigError("%s=ca_file needs the server's CA: set %s (a file on the controller) or %s (a path on "
+                              "the device)" % (setting("agent_trust"), setting("server_ca_src"), setting("server_ca")))
         if tls_min_version not in TLS_VERSIONS:
-            raise ConfigError("tls_min_version must be one of %s" % ", ".join(TLS_VERSIONS))
+            raise ConfigError("%s must be one of %s" % (setting("tls_min_version"), ", ".join(TLS_VERSIONS)))
         self.tls_min_version = tls_min_version
         self.restart = restart
         if restart == "systemd" and not _UNIT_NAME.match(service or ""):
-            raise ConfigError("the agent's systemd service name %r is not a unit name" % (service,))
+            raise ConfigError("%s %r is not a systemd unit name" % (setting("agent_service"), service))
         self.service = service
         if not os.path.isabs(container_home or ""):
-            raise ConfigError("the agent's home in its container must be an absolute path")
+            raise ConfigError("%s must be an absolute path" % setting("agent_container_home"))
         self.container_home = container_home.rstrip("/") or "/"
         if not isinstance(config_name, str) or not _FILE_NAME.match(config_name) or config_name in RESERVED:
-            raise ConfigError("agent_config_name must be a plain file name (letters, digits, '.', '_', "
-                              "'-'; not hidden) other than the identity's own files")
+            raise ConfigError("%s must be a plain file name (letters, digits, '.', '_', "
+                              "'-'; not hidden) other than the identity's own files" % setting("agent_config_name"))
         self.config_name = config_name
         for path in (self.server_ca, identity_dir):
             if path and not _ENV_SAFE.match(path):

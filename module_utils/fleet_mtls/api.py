@@ -36,6 +36,7 @@ import json
 import re
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, ConfigError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.transport import (  # noqa: F401 - re-exported for the modules
     HAS_REQUESTS,
     MAX_BODY,
@@ -87,7 +88,7 @@ def check_agent_id(value, pattern=DEFAULT_ID_PATTERN, source="agent_id"):
     try:
         ok = re.fullmatch(pattern, value) is not None
     except re.error as exc:
-        raise ConfigError("id_pattern is not a valid regular expression: %s" % exc) from None
+        raise ConfigError("%s is not a valid regular expression: %s" % (setting("id_pattern"), exc)) from None
     if not ok or not _SAFE_ID.fullmatch(value) or ".." in value:
         raise ConfigError("%s %s does not match id_pattern %s" % (source, _shown(value), pattern))
     return value
@@ -132,7 +133,7 @@ class ProvisioningClient(Transport):
             if not isinstance(value, str) or not value.startswith("/") or "://" in value:
                 raise ConfigError("%s must be a path starting with '/', got %s" % (name, _shown(value)))
         if upload_format not in UPLOAD_FORMATS:
-            raise ConfigError("upload_format must be multipart or json")
+            raise ConfigError("%s must be multipart or json" % setting("upload_format"))
         self.id_endpoint = id_endpoint
         self.upload_endpoint = upload_endpoint
         self.enroll_endpoint = enroll_endpoint

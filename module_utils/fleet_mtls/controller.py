@@ -67,6 +67,21 @@ def stale_headers_cleanup(tmp_base, keep):
                                    STALE_HEADERS_MINUTES))
 
 
+PHASES = ("identity", "config", "verify")
+
+
+def phases_for_tags(run_tags, skip_tags):
+    """The phases of the role's one module call that ``--tags``/``--skip-tags`` select:
+    ``mtls_identity``, ``mtls_config``, ``mtls_verify`` (``mtls`` or no tags: all three)."""
+    run_tags = set(run_tags or ["all"])
+    skip_tags = set(skip_tags or [])
+    if run_tags & {"all", "mtls", "always", "tagged"}:
+        wanted = list(PHASES)
+    else:
+        wanted = [phase for phase in PHASES if "mtls_" + phase in run_tags]
+    return [phase for phase in wanted if "mtls_" + phase not in skip_tags]
+
+
 def failure_status(host, phase, error, status=None):
     """The report row of a host whose run failed before or inside the module. What the
     identity phase did stays (a rotation that happened is reported as one); a host that got no

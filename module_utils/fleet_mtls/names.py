@@ -17,7 +17,7 @@ _ROLE_VARIABLES = {
     "headers": "mtls_api_headers",
     "headers_file": "mtls_api_headers_file",
     "path": "mtls_dir",
-    "server_ca": "mtls_server_ca_src (or mtls_server_ca)",
+    "server_ca": "mtls_server_ca",
     "ca_file": "mtls_server_ca_src (or mtls_server_ca)",
     "user": "mtls_owner",
     "trust": "mtls_agent_trust",

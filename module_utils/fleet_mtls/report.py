@@ -176,11 +176,16 @@ def summary(rows):
 
 def merge_into_fleet(existing, rows):
     """The fleet's rows after this run: a host's row is replaced when this run has one for it;
-    a `not run` row only fills a host that has none."""
+    a `not run` row only fills a host that has none. A failed row that could not read the
+    device (no agent ID) keeps the identity the host was last seen with."""
     fleet = {row["host"]: row for row in existing}
     for row in rows:
-        if outcome(row) != "not_run" or row["host"] not in fleet:
-            fleet[row["host"]] = row
+        previous = fleet.get(row["host"])
+        if outcome(row) == "not_run" and previous is not None:
+            continue
+        if outcome(row) == "failed" and not row["agent_id"] and previous and previous.get("agent_id"):
+            row = dict(row, **{key: previous.get(key) for key in IDENTITY})
+        fleet[row["host"]] = row
     return [fleet[host] for host in sorted(fleet)]
 
 

@@ -37,12 +37,14 @@ def run(module):
     p = module.params
     names.use_role_names(p["option_names"] == "role")
     names.use_identity_options()
-    try:
+    try:  # every option is checked before anything changes (the preflight)
         headers = _headers(module)
         uid, gid, home = options.owner_account(p["owner"])
         directory = options.identity_dir(p["path"], home)
         agent = options.agent_config(p, directory)
         verify = options.verify_settings(p)
+        settings = _settings(p, directory, uid, gid)
+        _client(p, headers, p["ca_path"] if p["ca_content"] is None else None).close()  # opens no connection
     except IdentityError as exc:
         return Outcome(True, exc.msg, {"status": failure_row("preflight", exc.msg), "changed": False})
     idir = None
@@ -53,7 +55,7 @@ def run(module):
         ca_path, ca_changed = _api_ca(module, idir, directory)
         job = provision.Job(
             agent=agent, restart=options.restart_settings(p), verify=verify,
-            identity=_identity_runner(module, headers, ca_path, directory, uid, gid),
+            identity=_identity_runner(module, settings, lambda: _client(p, headers, ca_path)),
             check=_check, runner=lambda argv: module.run_command(argv),
             run_as=(uid, gid, home) if os.geteuid() == 0 and uid != 0 else None,
             renew_before_days=p["renew_before_days"], check_mode=module.check_mode, warn=module.warn,
@@ -110,29 +112,28 @@ def _api_ca(module, idir, directory):
     return path, True
 
 
-def _identity_runner(module, headers, ca_path, directory, uid, gid):
-    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import (
-        Settings,
-        ensure_identity,
-    )
+def _settings(p, directory, uid, gid):
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import Settings
 
-    p = module.params
-    settings = Settings(
+    return Settings(
         path=directory, owner=str(uid), group=str(gid), agent_id=p["agent_id"],
         id_pattern=p["id_pattern"], enrollment=p["enrollment"], key_size=p["key_size"],
         subject=p["subject"], valid_days=p["valid_days"], rotate=p["rotate"],
         renew_before_days=p["renew_before_days"], backup=p["backup"],
         max_clock_skew=p["max_clock_skew"], ledger_id=p["ledger_id"], lost_identity=p["lost_identity"])
 
-    def client_factory():
-        return ProvisioningClient(
-            p["api_url"], id_endpoint=p["id_endpoint"], upload_endpoint=p["upload_endpoint"],
-            enroll_endpoint=p["enroll_endpoint"], upload_format=p["upload_format"],
-            id_field=p["id_field"], certificate_field=p["certificate_field"], headers=headers,
-            ca_path=ca_path, validate_certs=p["validate_certs"], timeout=p["timeout"],
-            retries=p["retries"], id_pattern=p["id_pattern"])
 
-    client_factory().close()  # validates the network options (opens no connection)
+def _client(p, headers, ca_path):
+    return ProvisioningClient(
+        p["api_url"], id_endpoint=p["id_endpoint"], upload_endpoint=p["upload_endpoint"],
+        enroll_endpoint=p["enroll_endpoint"], upload_format=p["upload_format"], id_field=p["id_field"],
+        certificate_field=p["certificate_field"], headers=headers, ca_path=ca_path,
+        validate_certs=p["validate_certs"], timeout=p["timeout"], retries=p["retries"],
+        id_pattern=p["id_pattern"])
+
+
+def _identity_runner(module, settings, client_factory):
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import ensure_identity
 
     def identity(idir, check_mode):
         result, _warnings = ensure_identity(settings, client_factory, check_mode=check_mode,

@@ -199,17 +199,17 @@ class Transport:
     def __init__(self, api_url, headers=None, ca_path=None, validate_certs=True, timeout=30, retries=3,
                  backoff_base=1.0, backoff_cap=30.0, retry_after_cap=30.0, sleep=time.sleep):
         if not isinstance(api_url, str) or not api_url:
-            raise ConfigError("api_url is required")
+            raise ConfigError("%s is required" % setting("api_url"))
         parts = urlsplit(api_url)
         if parts.scheme != "https" or not parts.hostname:
-            raise ConfigError("api_url must be an https:// URL, got %s" % display_url(api_url))
+            raise ConfigError("%s must be an https:// URL, got %s" % (setting("api_url"), display_url(api_url)))
         if parts.query or parts.fragment:
-            raise ConfigError("api_url must not carry a query or a fragment")
+            raise ConfigError("%s must not carry a query or a fragment" % setting("api_url"))
         self.base = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
         if int(retries) < 0:
-            raise ConfigError("retries must be >= 0")
+            raise ConfigError("%s must be >= 0" % setting("retries"))
         if float(timeout) <= 0:
-            raise ConfigError("timeout must be > 0")
+            raise ConfigError("%s must be > 0" % setting("timeout"))
         self.timeout = float(timeout)
         self.retries = int(retries)
         self.backoff_base = backoff_base
@@ -226,7 +226,7 @@ class Transport:
         self._headers.update({str(k): str(v) for k, v in headers.items()})
         self._session = None
         if ca_path and not os.path.exists(ca_path):
-            raise ConfigError("ca_path %s does not exist" % ca_path)
+            raise ConfigError("%s %s does not exist" % (setting("ca_path"), ca_path))
         # Passed on every request: a session-level value would lose against
         # $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE, silently ignoring ca_path.
         self.verify = ca_path if ca_path else bool(validate_certs)

@@ -343,3 +343,16 @@ def test_the_plugin_documents_exactly_its_options():
     for option, spec in plugin.SPEC.items():
         assert documented[option]["type"] == spec["type"], option
         assert documented[option].get("default") == spec.get("default"), option
+
+
+def test_a_failed_row_that_could_not_read_the_device_keeps_the_last_known_identity():
+    earlier = [typed("h1"), typed("h2")]
+    failed = typed("h1", agent_id="", fingerprint_sha256="", not_after="", renew_after="", action="failed",
+                   phase="preflight", error="agent ID would be used by h1 and h2")
+    fleet = {r["host"]: r for r in report.merge_into_fleet(earlier, [failed])}
+    assert fleet["h1"]["action"] == "failed" and fleet["h1"]["phase"] == "preflight"
+    assert fleet["h1"]["agent_id"] == "ID-h1" and fleet["h1"]["fingerprint_sha256"] == "ab" * 32
+    # A failed row that knows the identity (it changed before a later phase failed) keeps its own.
+    rotated = typed("h2", agent_id="ID-h2", fingerprint_sha256="cd" * 32, action="rotated", phase="config")
+    fleet = {r["host"]: r for r in report.merge_into_fleet(earlier, [rotated])}
+    assert fleet["h2"]["fingerprint_sha256"] == "cd" * 32

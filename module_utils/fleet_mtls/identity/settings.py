@@ -14,6 +14,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil im
     resolve_owner,
 )
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.files import CERT, KEY
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
 
 ROTATE_CHOICES = ("auto", "always", "never")
 ENROLLMENT_CHOICES = ("self_signed", "csr")
@@ -36,7 +37,7 @@ def valid_id(value, pattern):
 def _int_in(value, name, low, high=None):
     if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
         raise ConfigError("%s must be an integer %s" % (
-            name, ">= %d" % low if high is None else "between %d and %d" % (low, high)))
+            setting(name), ">= %d" % low if high is None else "between %d and %d" % (low, high)))
     return value
 
 
@@ -54,9 +55,9 @@ class Settings:
         self.id_pattern = id_pattern or DEFAULT_ID_PATTERN
         self.agent_id = None
         if agent_id is not None and agent_id != "":
-            self.agent_id = check_agent_id(agent_id, self.id_pattern, "agent_id")
+            self.agent_id = check_agent_id(agent_id, self.id_pattern, setting("agent_id"))
         if enrollment not in ENROLLMENT_CHOICES:
-            raise ConfigError("enrollment must be one of %s" % ", ".join(ENROLLMENT_CHOICES))
+            raise ConfigError("%s must be one of %s" % (setting("enrollment"), ", ".join(ENROLLMENT_CHOICES)))
         self.enrollment = enrollment
         self.key_size = _int_in(key_size, "key_size", certs.MIN_KEY_SIZE, certs.MAX_KEY_SIZE)
         try:
@@ -65,17 +66,17 @@ class Settings:
             raise ConfigError(exc.msg) from None
         self.valid_days = _int_in(valid_days, "valid_days", 1, 36500)
         if rotate not in ROTATE_CHOICES:
-            raise ConfigError("rotate must be one of %s" % ", ".join(ROTATE_CHOICES))
+            raise ConfigError("%s must be one of %s" % (setting("rotate"), ", ".join(ROTATE_CHOICES)))
         self.rotate = rotate
         self.renew_before_days = _int_in(renew_before_days, "renew_before_days", 0)
         if renew_before_days >= valid_days:
-            raise ConfigError("renew_before_days (%d) must be smaller than valid_days (%d), or every "
-                              "run would rotate" % (renew_before_days, valid_days))
+            raise ConfigError("%s (%d) must be smaller than %s (%d), or every run would rotate"
+                              % (setting("renew_before_days"), renew_before_days, setting("valid_days"), valid_days))
         self.backup = bool(backup)
         self.lock_timeout = lock_timeout
         self.max_clock_skew = _int_in(max_clock_skew, "max_clock_skew", 1)
         if lost_identity not in LOST_IDENTITY_CHOICES:
-            raise ConfigError("lost_identity must be one of %s" % ", ".join(LOST_IDENTITY_CHOICES))
+            raise ConfigError("%s must be one of %s" % (setting("lost_identity"), ", ".join(LOST_IDENTITY_CHOICES)))
         self.lost_identity = lost_identity
         # The ID the controller's identity ledger holds for this host (a hint, used only for a
         # device that lost its identity; never to override the certificate's CN).

@@ -1,0 +1,75 @@
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Controller-side action: what the identity ledger says about the hosts of a batch, once.
+
+Run once per batch (``run_once``), before the identity task: for each host, the ID the ledger
+holds for it (handed to mtls_identity as ``ledger_id``, so a device that lost its identity can
+get it back) and, when two hosts would use one agent ID (pre-assigned ``mtls_agent_id`` values,
+or an ID another host of the inventory holds in the ledger), a conflict that the mtls_identity
+action refuses before anything changes. The answer is the fact ``mtls_ledger`` (one dict for
+the batch, keyed by host). The ledger itself is written by the report, once per batch.
+"""
+from __future__ import annotations
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import ledger
+
+SPEC = {
+    "path": {"type": "path", "required": True},
+    "hosts": {"type": "list", "elements": "str"},
+    "agent_id_variable": {"type": "str", "default": "mtls_agent_id"},
+}
+
+
+def planned_ids(hostvars, hosts, variable):
+    """{host: pre-assigned ID or ""}; a value that is not a string is left to the module,
+    which refuses it with its own message."""
+    planned = {}
+    for host in hosts:
+        value = hostvars[host].get(variable) if host in hostvars else None
+        planned[host] = value if isinstance(value, str) else ""
+    return planned
+
+
+def conflicts(dups, claims_of):
+    """{host: message} for every host that shares an ID with another one."""
+    found = {}
+    for agent_id, hosts in dups.items():
+        for host in hosts:
+            others = [h for h in hosts if h != host]
+            found[host] = (
+                "agent ID %s would be used by %s and by %s (%s): refusing before any change. Give each "
+                "host its own mtls_agent_id, or decommission the other host first"
+                % (agent_id, host, ", ".join(others), claims_of(agent_id, host)))
+    return found
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _VALID_ARGS = frozenset(SPEC)
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        task_vars = task_vars or {}
+        _, args = self.validate_argument_spec(argument_spec=SPEC)
+        hosts = args["hosts"] if args["hosts"] is not None else list(task_vars.get("ansible_play_batch") or [])
+        inventory = list((task_vars.get("groups") or {}).get("all") or hosts)
+        the_ledger = ledger.Ledger(args["path"])
+        try:
+            planned = planned_ids(task_vars.get("hostvars") or {}, hosts, args["agent_id_variable"])
+            dups = the_ledger.duplicate_ids(planned, current_hosts=inventory)
+            known = the_ledger.hosts()
+        except ledger.LedgerError as exc:
+            raise AnsibleActionFail("cannot read the identity ledger: %s" % exc) from None
+
+        def claims_of(agent_id, host):
+            held = [c["host"] for c in the_ledger.claims(agent_id) if c["current"] and c["host"] != host]
+            return ("the ledger says %s holds it" % ", ".join(held)) if held else "pre-assigned in the inventory"
+
+        found = conflicts(dups, claims_of)
+        answer = {host: {"ledger_id": (known.get(host) or {}).get("agent_id") or "",
+                         "conflict": found.get(host, "")} for host in hosts}
+        result.update(changed=False, conflicts=sorted(found), ansible_facts={"mtls_ledger": answer})
+        return result

@@ -1,0 +1,72 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Documentation only: the work is done by action_plugins/mtls_ledger.py on the controller.
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: mtls_ledger
+short_description: What the controller's identity ledger says about the hosts of a batch
+version_added: "1.0.0"
+description:
+  - Reads the identity ledger (host, agent ID, fingerprint, history) on the controller, once
+    per batch (C(run_once)), and sets the fact C(mtls_ledger) - for each host, the ID the
+    ledger holds for it (C(ledger_id)) and a C(conflict) message when two hosts would use one
+    agent ID (pre-assigned IDs, or an ID the ledger says another host of the inventory holds).
+  - M(autonomy_edge.fleet_mtls.mtls_identity) refuses a host with a conflict before anything
+    changes, and hands a device that lost its identity its ledger ID (O(ignore:lost_identity)).
+  - Reads only; the ledger is written by the report (M(autonomy_edge.fleet_mtls.mtls_report_write)).
+author:
+  - fleet-mtls contributors (@fleet-mtls)
+options:
+  path:
+    description: The ledger file on the controller (a missing file is an empty ledger).
+    type: path
+    required: true
+  hosts:
+    description: The hosts to answer for. Default the batch (C(ansible_play_batch)).
+    type: list
+    elements: str
+  agent_id_variable:
+    description: The host variable holding a pre-assigned agent ID.
+    type: str
+    default: mtls_agent_id
+attributes:
+  check_mode:
+    support: full
+    description: Reads only.
+  diff_mode:
+    support: none
+    description: Nothing to compare.
+  platform:
+    platforms: all
+    support: full
+    description: Runs on the controller.
+notes:
+  - An action plugin: it runs on the controller and transfers nothing; this file holds only its
+    documentation.
+seealso:
+  - module: autonomy_edge.fleet_mtls.mtls_identity
+"""
+
+EXAMPLES = r"""
+- name: Ask the identity ledger about the batch's hosts
+  autonomy_edge.fleet_mtls.mtls_ledger:
+    path: "{{ playbook_dir }}/../reports/identity-ledger.json"
+  run_once: true
+"""
+
+RETURN = r"""
+conflicts:
+  description: The hosts that share an agent ID with another host.
+  returned: always
+  type: list
+  elements: str
+  sample: [edge-sp-02, edge-sp-03]
+ansible_facts:
+  description: C(mtls_ledger) - per host, C(ledger_id) and C(conflict).
+  returned: always
+  type: dict
+  sample: {mtls_ledger: {edge-sp-01: {ledger_id: "07048933", conflict: ""}}}
+"""
