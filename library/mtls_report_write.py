@@ -53,6 +53,13 @@ options:
   playbook:
     description: Name of the play recorded in the report; default C(ansible_play_name).
     type: str
+  metrics_file:
+    description:
+      - Also write the fleet's certificate expiry metrics to this Prometheus textfile-collector
+        file (0644, atomically, never through a symlink; the last success and rotation times are
+        read back from the file it replaces). Not written in check mode. Unset, no metrics.
+      - A failure to write it is a warning, not a failure of the report.
+    type: path
 author:
   - fleet-mtls contributors
 """
@@ -80,6 +87,11 @@ table:
   returned: success
   type: list
   elements: str
+metrics_file:
+  description: The metrics file written, or null.
+  returned: success
+  type: path
+  sample: /srv/reports/fleet-mtls.prom
 summary:
   description: Counts over the hosts (hosts, actions, verified, verify_failed, errors).
   returned: success
