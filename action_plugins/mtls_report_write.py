@@ -109,7 +109,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         task_vars = task_vars or {}
-        _, args = self.validate_argument_spec(argument_spec=SPEC)
+        args = self.validate_argument_spec(argument_spec=SPEC)[1]
         name = args["name"]
         if not _NAME.fullmatch(name):
             raise AnsibleActionFail("report name %r must be a plain file name" % name)

@@ -11,11 +11,12 @@ description:
   - Sends C(DELETE {api_url}{endpoint}) with C({id}) replaced by O(agent_id), so the cloud
     stops accepting the device's certificate. Used by the role's decommission entry point.
   - A C(404) or C(410) answer means the ID is already gone (not a failure, not a change).
-    Retries like M(mtls_identity) on connection errors, timeouts, 429 and 5xx.
+    Retries like M(autonomy_edge.fleet_mtls.mtls_identity) on connection errors, timeouts, 429
+    and 5xx.
   - Its action plugin keeps O(headers) (the bearer token) off the module's arguments, as for
-    M(mtls_identity), so not even C(ANSIBLE_DEBUG=1) prints them.
+    M(autonomy_edge.fleet_mtls.mtls_identity), so not even C(ANSIBLE_DEBUG=1) prints them.
 version_added: "1.0.0"
-author: fleet-mtls contributors
+author: fleet-mtls contributors (@autonomy-edge)
 requirements:
   - python >= 3.9
   - requests
@@ -71,9 +72,10 @@ attributes:
     support: none
   platform:
     description: Any host with Python and requests.
+    support: full
     platforms: posix
 seealso:
-  - module: mtls_identity
+  - module: autonomy_edge.fleet_mtls.mtls_identity
 """
 
 EXAMPLES = r"""
