@@ -131,7 +131,7 @@ run_pytest() {
 
 run_shellcheck() {
     local scripts=()
-    mapfile -t scripts < <(git ls-files '*.sh' .ci/run 2>/dev/null; [[ -d .git ]] || find . -path ./.venv -prune -o -name '*.sh' -print)
+    mapfile -t scripts < <(git ls-files '*.sh' .ci/run 2>/dev/null; [[ -e .git ]] || find . \( -path ./.venv -o -path ./.state \) -prune -o -name '*.sh' -print)
     ((${#scripts[@]})) || return 0
     shellcheck -x "${scripts[@]}"
 }
