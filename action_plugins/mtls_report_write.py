@@ -8,7 +8,8 @@ or every batch after a canary stop). The fleet files ``<dir>/<name>.*`` are merg
 what is there: this run's row replaces a host's row, except that a ``not run`` row only fills a
 host that has none, so ``--limit`` and canary runs keep the other hosts' last known rows. The
 run's own rows also go to ``<dir>/history/<name>-<UTC time>.json`` (created once, never
-overwritten) and to ``stats`` for set_stats.
+overwritten) and to ``stats`` for set_stats. With ``metrics_file``, the fleet's expiry metrics
+go to that Prometheus textfile (metrics.py; not in check mode: a plan is not a rotation).
 
 It runs once per serial batch (run_once). The table to print, the history copy and ``final``
 are for the batch after which the play ends: its last batch, or the one whose failures stop it
@@ -30,7 +31,7 @@ import tempfile
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import ledger, report
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import ledger, metrics, report
 
 SPEC = {
     "dir": {"type": "path", "required": True},
@@ -43,6 +44,7 @@ SPEC = {
     "due_days": {"type": "int", "default": 30},
     "history": {"type": "bool", "default": True},
     "playbook": {"type": "str"},
+    "metrics_file": {"type": "path"},
 }
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -107,7 +109,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         task_vars = task_vars or {}
-        _, args = self.validate_argument_spec(argument_spec=SPEC)
+        args = self.validate_argument_spec(argument_spec=SPEC)[1]
         name = args["name"]
         if not _NAME.fullmatch(name):
             raise AnsibleActionFail("report name %r must be a plain file name" % name)
@@ -136,6 +138,7 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("cannot write the report %s: %s" % (fleet_path, exc))
         except OSError as exc:
             raise AnsibleActionFail("cannot write the report in %s: %s" % (directory, exc.strerror or exc))
+        written["metrics_file"] = self._metrics(args, task_vars, fleet, now, warnings)
         result.update(written, changed=False, final=final, orphaned_ids=orphans, skipped=skipped)
         if warnings:
             result["warnings"] = warnings
@@ -203,6 +206,23 @@ class ActionModule(ActionBase):
             return the_ledger.orphans(current)
         except ledger.LedgerError as exc:
             warnings.append("orphaned IDs not listed: %s" % exc)
+            return None
+
+    @staticmethod
+    def _metrics(args, task_vars, fleet, now, warnings):
+        """Write the fleet's rows to the metrics file; its path, or None. A failure is a warning:
+        the report is written, and the file's generated timestamp goes stale for monitoring."""
+        path = args["metrics_file"]
+        if not path or task_vars.get("ansible_check_mode"):
+            return None
+        # The controller's own directory, chosen by the operator like the report's: resolved
+        # here, then written without following any symlink (metrics.py).
+        directory = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+        try:
+            return metrics.write(directory, fleet, name=os.path.basename(path), now=int(now.timestamp()),
+                                 keep_other_hosts=True)
+        except metrics.MetricsError as exc:
+            warnings.append("the metrics file was not written: %s" % exc)
             return None
 
     def _write(self, args, now, task_vars, fleet, rows, orphans, final):

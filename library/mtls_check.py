@@ -47,7 +47,7 @@ description:
   - Read-only. Standard library only (C(ssl), C(socket)), so it runs where C(cryptography) is
     missing; Python 3.9 or later on the device. Never reads, returns or logs key material.
 author:
-  - fleet-mtls contributors
+  - fleet-mtls contributors (@autonomy-edge)
 options:
   server_url:
     description:
@@ -109,12 +109,17 @@ attributes:
     description: The module never changes anything; it runs the same in check mode.
   diff_mode:
     support: none
+    description: Nothing changes, so there is no diff.
+  platform:
+    support: full
+    description: POSIX hosts (the agent's Linux devices).
+    platforms: posix
 notes:
   - Python's C(create_default_context) differs between versions (3.13 adds strict X.509
     checks); the check uses the device's Python, like an agent running there.
 seealso:
-  - module: mtls_identity
-  - module: mtls_identity_info
+  - module: autonomy_edge.fleet_mtls.mtls_identity
+  - module: autonomy_edge.fleet_mtls.mtls_identity_info
 """
 
 EXAMPLES = r"""
@@ -278,7 +283,8 @@ def main():
             timeout=params["timeout"], status_code=tuple(params["status_code"]),
         )
     except CheckError as exc:
-        details = dict(dict.fromkeys(RESULT_KEYS), protocol=params["protocol"], url=params["url"] or "")
+        details = dict.fromkeys(RESULT_KEYS)
+        details.update(protocol=params["protocol"], url=params["url"] or "")
         details.update(exc.details)
         module.fail_json(msg=exc.message, failure=exc.kind, changed=False, **details)
     module.exit_json(changed=False, **result)

@@ -23,12 +23,13 @@ description:
   - Removed - C(client.key), C(client.crt), their backups C(client.key.*.bak) and
     C(client.crt.*.bak), the journal C(.mtls-pending.json), staged C(.<name>.new) files,
     C(agent-tls.ini), C(agent.env), C(api-ca.crt), C(server-ca.crt). Nothing else is touched.
-    The directory is opened component by component from C(/) as M(mtls_identity) does (no
+    The directory is opened component by component from C(/) as M(autonomy_edge.fleet_mtls.mtls_identity) does (no
     symbolic link at any depth); files are unlinked through its descriptor, never through a link.
   - Its action plugin keeps O(headers) (the bearer token) off the module's arguments, as for
-    M(mtls_identity), so not even C(ANSIBLE_DEBUG=1) prints them.
+    M(autonomy_edge.fleet_mtls.mtls_identity), so not even C(ANSIBLE_DEBUG=1) prints them.
 version_added: "1.0.0"
-author: fleet-mtls contributors
+author:
+  - fleet-mtls contributors (@autonomy-edge)
 requirements:
   - python >= 3.9
   - cryptography >= 3.3
@@ -75,8 +76,9 @@ attributes:
   platform:
     description: POSIX hosts with Python, cryptography and requests.
     platforms: posix
+    support: full
 seealso:
-  - module: mtls_identity
+  - module: autonomy_edge.fleet_mtls.mtls_identity
 """
 
 EXAMPLES = r"""

@@ -10,14 +10,14 @@ DOCUMENTATION = r"""
 module: mtls_identity_info
 short_description: Report the mTLS identity held by a device, without changing anything
 description:
-  - Reads the identity directory written by M(mtls_identity) and reports the agent ID, the
+  - Reads the identity directory written by M(autonomy_edge.fleet_mtls.mtls_identity) and reports the agent ID, the
     certificate's fingerprint, serial and dates, whether the key matches the certificate,
     file modes and owners, and any problem found.
   - Never writes, never uses the network, never returns key material. Symbolic links are not
     followed; they are reported as problems.
 version_added: "1.0.0"
 author:
-  - fleet-mtls contributors
+  - fleet-mtls contributors (@autonomy-edge)
 requirements:
   - python >= 3.9
   - cryptography >= 3.3
@@ -43,9 +43,10 @@ attributes:
     support: none
   platform:
     description: POSIX hosts.
+    support: full
     platforms: posix
 seealso:
-  - module: mtls_identity
+  - module: autonomy_edge.fleet_mtls.mtls_identity
 """
 
 EXAMPLES = r"""

@@ -53,17 +53,31 @@ options:
   playbook:
     description: Name of the play recorded in the report; default C(ansible_play_name).
     type: str
+  metrics_file:
+    description:
+      - Also write the fleet's certificate expiry metrics to this Prometheus textfile-collector
+        file (0644, atomically, never through a symlink; the last success and rotation times are
+        read back from the file it replaces). Not written in check mode. Unset, no metrics.
+      - A failure to write it is a warning, not a failure of the report.
+    type: path
 author:
-  - fleet-mtls contributors
+  - fleet-mtls contributors (@autonomy-edge)
 """
 
 EXAMPLES = r"""
-- name: Write the fleet report (JSON, CSV and table)
+- name: Write the fleet report (JSON, CSV, table and metrics)
   autonomy_edge.fleet_mtls.mtls_report_write:
-    rows: "{{ __mtls_report_rows }}"
     dir: "{{ playbook_dir }}/../reports"
     name: provision-report
-    playbook: "{{ ansible_play_name }}"
+    metrics_file: "{{ playbook_dir }}/../reports/fleet-mtls.prom"
+  run_once: true
+  delegate_to: localhost
+
+- name: Merge the reports of two job slices into the fleet report
+  autonomy_edge.fleet_mtls.mtls_report_write:
+    dir: /srv/reports
+    name: provision-report
+    sources: [/srv/slices/1/provision-report.json, /srv/slices/2/]
   run_once: true
   delegate_to: localhost
 """
@@ -76,13 +90,49 @@ files:
   elements: path
   sample: [/srv/reports/provision-report.json, /srv/reports/provision-report.csv, /srv/reports/provision-report.txt]
 table:
-  description: The text table, one line per element (title, header, one line per host).
+  description:
+    - The text table of this run, one line per element (title, header, one line per host, totals),
+      for the batch after which the play ends; empty for the other batches.
   returned: success
   type: list
   elements: str
-summary:
-  description: Counts over the hosts (hosts, actions, verified, verify_failed, errors).
+final:
+  description: Whether the play ends after this batch (the table is printed then).
+  returned: success
+  type: bool
+history:
+  description: This run's timestamped copy of its rows, or null (not the final batch, or O(history=false)).
+  returned: success
+  type: str
+totals:
+  description:
+    - Counts over this run's rows - hosts, ok, changed, failed, unreachable, not_run,
+      due_for_rotation (within due_days).
   returned: success
   type: dict
-  sample: {"hosts": 2, "actions": {"created": 2}, "verified": 2, "verify_failed": 0, "errors": 0}
+  sample: {"hosts": 2, "ok": 1, "changed": 1, "failed": 0, "unreachable": 0, "not_run": 0,
+           "due_for_rotation": 0, "due_days": 30}
+fleet_totals:
+  description: The same counts over the whole fleet report.
+  returned: success
+  type: dict
+stats:
+  description: This run's report document without the table, for C(set_stats) (the AWX job artifact C(mtls_report)).
+  returned: success
+  type: dict
+orphaned_ids:
+  description: Agent IDs of the ledger that no host of the fleet holds, or null when not listed.
+  returned: success
+  type: list
+  elements: str
+skipped:
+  description: Files of source directories that are not reports (e.g. a ledger next to them).
+  returned: success
+  type: list
+  elements: str
+metrics_file:
+  description: The metrics file written, or null.
+  returned: success
+  type: str
+  sample: /srv/reports/fleet-mtls.prom
 """

@@ -6,7 +6,8 @@
 # Stages a real-file copy (no symlinks: ansible-test refuses symlinked directories) in
 # <stage>/ansible_collections/autonomy_edge/fleet_mtls/ - library/ as plugins/modules,
 # module_utils/fleet_mtls/ as plugins/module_utils, action_plugins/ as plugins/action, then
-# roles/, playbooks/, meta/, galaxy.yml, README.md, LICENSE - and runs
+# roles/, playbooks/, meta/, extensions/ (the AWX kit), changelogs/, galaxy.yml, README.md,
+# LICENSE - and runs
 # `ansible-galaxy collection build` there (galaxy.yml's build_ignore leaves out the molecule
 # scenarios). The stage is a temporary directory, removed at the end, unless
 # FLEET_MTLS_COLLECTION_STAGE names a directory to stage into and keep (for ansible-test).
@@ -41,7 +42,7 @@ copy library "$DEST/plugins/modules"
 copy module_utils/fleet_mtls "$DEST/plugins/module_utils"
 copy action_plugins "$DEST/plugins/action"
 copy doc_fragments "$DEST/plugins/doc_fragments"
-for item in roles playbooks meta galaxy.yml README.md LICENSE; do
+for item in roles playbooks meta extensions changelogs galaxy.yml README.md LICENSE; do
     copy "$item" "$DEST/$item"
 done
 

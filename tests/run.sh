@@ -3,7 +3,8 @@
 #
 #   sudo tests/run.sh
 #
-# Stages: bootstrap -> lint (ansible-lint, yamllint, ruff) -> pytest -> molecule (every scenario
+# Stages: bootstrap -> lint (ansible-lint, yamllint, ruff, shellcheck, changelog fragments,
+# ansible-test sanity of the built collection) -> pytest -> molecule (every scenario
 # under roles/mtls_identity/molecule/). A failing bootstrap stops the run (nothing else can
 # work without it); any other failing stage is recorded and the remaining stages still run, so
 # one log shows everything. The exit code is non-zero when anything failed. The last two lines
@@ -114,7 +115,9 @@ has_yaml() {
 run_ansible_lint() {
     local targets=() d
     for d in roles playbooks; do has_yaml "$d" && targets+=("$d"); done
-    ansible-lint --nocolor "${targets[@]}"
+    # Its own ANSIBLE_HOME: a copy of this collection installed in ~/.ansible/collections (an
+    # older build, say) would come first on ansible-lint's collection path and hide this tree.
+    ANSIBLE_HOME="$STATE/ansible-lint-home" ansible-lint --nocolor "${targets[@]}"
 }
 
 run_pytest() {
@@ -128,7 +131,7 @@ run_pytest() {
 
 run_shellcheck() {
     local scripts=()
-    mapfile -t scripts < <(git ls-files '*.sh' .ci/run 2>/dev/null; [[ -d .git ]] || find . -path ./.venv -prune -o -name '*.sh' -print)
+    mapfile -t scripts < <(git ls-files '*.sh' .ci/run 2>/dev/null; [[ -e .git ]] || find . \( -path ./.venv -o -path ./.state \) -prune -o -name '*.sh' -print)
     ((${#scripts[@]})) || return 0
     shellcheck -x "${scripts[@]}"
 }
@@ -240,6 +243,10 @@ if want lint; then
     stage "lint yamllint" yamllint --strict .
     stage "lint ruff" ruff check --no-cache --output-format concise .
     stage "lint shellcheck" run_shellcheck
+    stage "lint changelog" antsibull-changelog lint
+    # ansible-test sanity of the collection as it ships (tests/sanity.sh): ~40 s once its
+    # virtualenvs exist in .state/sanity-home, ~3 min (and PyPI) the first time.
+    stage "lint sanity" "$REPO_DIR/tests/sanity.sh"
 fi
 
 if want pytest; then

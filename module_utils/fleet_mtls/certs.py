@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Keys, certificates and CSRs for the device identity (python ``cryptography`` 3.3.2 .. 48).
 
 Profile of a self-signed identity: RSA ``key_size``, SHA-256, random 159-bit serial,
@@ -148,7 +150,7 @@ def _rsa_private_numbers(der):
         raise ValueError("trailing data")
     values = []
     pos = start
-    for _ in range(9):
+    for _field in range(9):
         value, pos = read_integer(der, pos)
         values.append(value)
     if pos != end:

@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Request headers read from a file on the device (the module's ``headers_file`` option).
 
 A bearer token handed to a module as an argument is printed by ansible-core's ANSIBLE_DEBUG

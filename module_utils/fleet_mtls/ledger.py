@@ -246,7 +246,7 @@ def _retired_ids(hosts):
             agent_id, when = _text(event.get("agent_id")), _text(event.get("time"))
             if agent_id and when >= last.get(agent_id, ("", ""))[0]:
                 last[agent_id] = (when, _text(event.get("action")))
-    return {agent_id for agent_id, (_, action) in last.items() if action in RETIRING_ACTIONS}
+    return {agent_id for agent_id, (_when, action) in last.items() if action in RETIRING_ACTIONS}
 
 
 class Ledger:
@@ -304,7 +304,7 @@ class Ledger:
             if agent_id in held or agent_id in retired:
                 continue
             result.append({"agent_id": agent_id, "hosts": sorted(per_host),
-                           "last_seen": max(last for _, last, _ in per_host.values())})
+                           "last_seen": max(last for _since, last, _held in per_host.values())})
         return result
 
     # ---- writing

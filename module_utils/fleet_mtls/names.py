@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """How a message names a setting: by the module's option, or by the role variable an operator
 sets when the module runs through the mtls_identity role.
 

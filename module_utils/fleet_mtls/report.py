@@ -280,8 +280,8 @@ def totals_line(counts):
 
 
 def table_lines(name, rows, counts, orphans, check_mode=False):
-    cells = [[_table_cell(row, key) for _, key in TABLE] for row in rows]
-    headers = [title for title, _ in TABLE]
+    cells = [[_table_cell(row, key) for _title, key in TABLE] for row in rows]
+    headers = [title for title, _key in TABLE]
     widths = [max([len(headers[i])] + [len(c[i]) for c in cells]) for i in range(len(headers))]
 
     def line(values):
@@ -309,9 +309,9 @@ def _csv_cell(value):
 def csv_text(rows):
     buffer = io.StringIO()
     writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n")
-    writer.writerow([name for name, _ in COLUMNS])
+    writer.writerow([name for name, _kind in COLUMNS])
     for row in rows:
-        writer.writerow([_csv_cell(row[name]) for name, _ in COLUMNS])
+        writer.writerow([_csv_cell(row[name]) for name, _kind in COLUMNS])
     return buffer.getvalue()
 
 

@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The agent check's verdicts on what went wrong below the application protocol: a network or
 TLS error classified into the check's failure classes (see ``check.py``), and the clock
 questions: is a certificate outside its validity because it is, or because the device clock is
@@ -27,6 +29,7 @@ _VERIFY_HOSTNAME = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATC
 _CERTIFICATE_ALERTS = ("BAD_CERTIFICATE", "UNKNOWN_CA", "CERTIFICATE_REQUIRED", "CERTIFICATE_UNKNOWN",
                        "CERTIFICATE_EXPIRED", "CERTIFICATE_REVOKED", "UNSUPPORTED_CERTIFICATE", "ACCESS_DENIED",
                        "DECRYPT_ERROR")
+
 
 def network_error(job, exc, phase, now):
     """The ``CheckError`` for ``exc`` raised while ``phase``."""

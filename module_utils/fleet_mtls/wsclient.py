@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The agent check's wire protocols over one established TLS connection, bounded by one deadline.
 
 - an HTTP/1.1 request and its answer (status, headers, at most ``BODY_LIMIT`` bytes of body);

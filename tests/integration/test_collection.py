@@ -34,14 +34,9 @@ def isolated_env(tmp_path, install_dir):
 
 
 @pytest.fixture(scope="module")
-def tarball(tmp_path_factory):
-    out = tmp_path_factory.mktemp("collection-build")
-    proc = subprocess.run([str(REPO / "tests" / "build_collection.sh"), str(out)], capture_output=True,
-                          text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    path = proc.stdout.strip().splitlines()[-1]
-    assert path == str(out / "autonomy_edge-fleet_mtls-1.0.0.tar.gz")
-    return path
+def tarball(collection_tarball):
+    assert collection_tarball.endswith("/autonomy_edge-fleet_mtls-1.0.0.tar.gz")
+    return collection_tarball
 
 
 def test_tarball_holds_the_collection_layout_in_real_files(tarball):
@@ -51,12 +46,15 @@ def test_tarball_holds_the_collection_layout_in_real_files(tarball):
     for name in ("plugins/modules/mtls_identity.py", "plugins/modules/mtls_report_write.py",
                  "plugins/module_utils/api.py", "plugins/action/mtls_identity.py",
                  "plugins/action/mtls_deregister.py", "roles/mtls_identity/tasks/main.yml",
-                 "roles/mtls_report/tasks/main.yml", "playbooks/provision.yml", "meta/runtime.yml",
+                 "roles/mtls_report/tasks/main.yml", "playbooks/provision.yml", "playbooks/pull.yml",
+                 "roles/mtls_pull/tasks/main.yml", "meta/runtime.yml", "meta/execution-environment.yml",
+                 "extensions/awx/execution-environment.yml", "extensions/awx/credential_type/injectors.yml",
+                 "changelogs/config.yaml",
                  "LICENSE", "README.md", "MANIFEST.json"):
         assert name in members, name
     top = {name.split("/")[0] for name in members}
-    assert top == {"plugins", "roles", "playbooks", "meta", "LICENSE", "README.md", "MANIFEST.json",
-                   "FILES.json"}
+    assert top == {"plugins", "roles", "playbooks", "meta", "extensions", "changelogs", "LICENSE", "README.md",
+                   "MANIFEST.json", "FILES.json"}
     assert not [n for n in members if "/molecule" in n or "__pycache__" in n]
 
 

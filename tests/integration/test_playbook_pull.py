@@ -11,6 +11,8 @@ import sys
 
 import pytest
 import yaml
+from cryptography import x509
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +42,12 @@ def make_source_repo(dest: pathlib.Path) -> str:
     for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], [*ident, "commit", "-q", "-m", "snapshot"]):
         subprocess.run(["git", "-C", str(dest), *cmd], check=True, capture_output=True)
     return f"file://{dest}"
+
+
+def metric_values(path: pathlib.Path) -> dict[str, tuple[dict, float]]:
+    """{sample name: (labels, value)} of a one-host metrics file, parsed by prometheus_client."""
+    return {s.name: (s.labels, s.value) for family in text_string_to_metric_families(path.read_text())
+            for s in family.samples}
 
 
 def test_ansible_pull_provisions_the_device_itself(tmp_path, service):
@@ -77,6 +85,18 @@ def test_ansible_pull_provisions_the_device_itself(tmp_path, service):
     assert (checkout / "ansible.cfg").exists()  # the playbook ran from the pulled checkout
     rows = yaml.safe_load((tmp_path / "reports" / "provision-report.json").read_text())["hosts"]
     assert [(r["host"], r["action"], r["verify"]) for r in rows] == [("localhost", "created", "ok")]
+    # The expiry metrics leave with the report: the certificate's own dates, by agent ID.
+    prom = tmp_path / "reports" / "fleet-mtls.prom"
+    certificate = x509.load_pem_x509_certificate(cert.read_bytes())
+    first_metrics = metric_values(prom)
+    labels, not_after = first_metrics["fleet_mtls_certificate_not_after_timestamp_seconds"]
+    assert labels == {"host": "localhost", "agent_id": body["id"]}
+    assert not_after == certificate.not_valid_after_utc.timestamp()
+    assert first_metrics["fleet_mtls_certificate_not_before_timestamp_seconds"][1] == \
+        certificate.not_valid_before_utc.timestamp()
+    assert first_metrics["fleet_mtls_action_info"][0]["action"] == "created"
+    rotated_at = first_metrics["fleet_mtls_last_rotation_timestamp_seconds"][1]
+    assert rotated_at == first_metrics["fleet_mtls_last_success_timestamp_seconds"][1]
 
     # The next pull (a cron job, say) finds nothing to do.
     second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=280, check=False)
@@ -84,4 +104,8 @@ def test_ansible_pull_provisions_the_device_itself(tmp_path, service):
     assert second.returncode == 0, output[-6000:]
     recap = [line for line in output.splitlines() if line.startswith("localhost ") and "ok=" in line]
     assert recap and "changed=0" in recap[-1], output[-4000:]
+    second_metrics = metric_values(prom)
+    assert second_metrics["fleet_mtls_action_info"][0]["action"] == "unchanged"
+    assert second_metrics["fleet_mtls_last_rotation_timestamp_seconds"][1] == rotated_at  # kept
+    assert second_metrics["fleet_mtls_last_run_timestamp_seconds"][1] >= rotated_at
     assert service.gate_accepts(cert, key), "the gate refused the device after the second pull"
