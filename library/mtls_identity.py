@@ -30,7 +30,7 @@ description:
   - Returns one O(ignore:status) row for the fleet report, also when it fails.
 version_added: "1.0.0"
 author:
-  - fleet-mtls contributors (@fleet-mtls)
+  - fleet-mtls contributors (@autonomy-edge)
 requirements:
   - python >= 3.9
   - cryptography >= 3.3
@@ -273,6 +273,9 @@ options:
       - A node_exporter textfile-collector directory; the run writes C(fleet_mtls.prom) there
         (expiry, last success, last rotation), atomically, 0644.
     type: path
+  host:
+    description: The inventory name of this device (the action plugin sets it), the metrics' C(host) label.
+    type: str
   phases:
     description: The phases to run; the role derives them from the tags of the run.
     type: list

@@ -18,7 +18,7 @@ description:
     changes, and hands a device that lost its identity its ledger ID (O(ignore:lost_identity)).
   - Reads only; the ledger is written by the report (M(autonomy_edge.fleet_mtls.mtls_report_write)).
 author:
-  - fleet-mtls contributors (@fleet-mtls)
+  - fleet-mtls contributors (@autonomy-edge)
 options:
   path:
     description: The ledger file on the controller (a missing file is an empty ledger).

@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The agent's configuration files: rendered here, staged beside the live ones, swapped in only
 after they were proven.
 

@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The provisioning API contract: the one place that knows it.
 
 Every default of the contract is in ``DEFAULTS``; the modules' argument specs take theirs from

@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """One device's whole job in one module run, in the order that keeps a running agent safe.
 
     identity     the engine: nothing to do, repair, create, rotate (one transaction)

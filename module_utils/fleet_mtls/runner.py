@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The mtls_identity module's run: its options turned into the objects of provision.py, the
 identity directory opened and locked once for every phase, and one result (with the report
 row) whatever happened.
@@ -63,6 +65,7 @@ def run(module):
         status, result, changed = provision.run(job, idir)
     except provision.PhaseFailed as exc:
         result = dict(exc.result, status=exc.status, changed=bool(exc.result.get("changed")))
+        _metrics(module, exc.status)
         return Outcome(True, exc.msg, result)
     except IdentityError as exc:
         return Outcome(True, exc.msg, {"status": failure_row("identity", exc.msg), "changed": False})
@@ -70,7 +73,23 @@ def run(module):
         if idir is not None:
             idir.close()
     result = dict(result, status=status, changed=changed or ca_changed)
+    _metrics(module, status)
     return Outcome(False, "", result)
+
+
+def _metrics(module, status):
+    """The device's expiry metrics for node_exporter's textfile collector (``metrics_dir``):
+    monitoring, not the job, so a failure to write them is a warning."""
+    directory = module.params["metrics_dir"]
+    if not directory or module.check_mode:
+        return
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import metrics
+
+    row = dict(status, host=module.params["host"] or os.uname()[1])
+    try:
+        metrics.write(directory, [row])
+    except (metrics.MetricsError, OSError) as exc:
+        module.warn("the expiry metrics were not written to %s: %s" % (directory, exc))
 
 
 def _headers(module):

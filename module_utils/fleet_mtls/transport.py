@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """HTTP plumbing of the provisioning API client (the contract itself is in ``api``).
 
 Retries (exponential backoff, full jitter, Retry-After honoured up to a cap) on connection

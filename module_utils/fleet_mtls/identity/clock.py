@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The device clock against the provisioning API's: checked before anything is minted or
 rotated, because a certificate made on a clock that is ahead is refused as "not valid yet"
 (and the next run would try again, forever), and one made on a clock that is behind expires

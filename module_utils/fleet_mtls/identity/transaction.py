@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The writes of one run: one method per plan kind, and the recovery of an interrupted run.
 
 A new identity (``create``, ``rekey``) is one transaction::
