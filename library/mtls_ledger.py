@@ -44,7 +44,7 @@ attributes:
     support: full
     description: Runs on the controller.
 notes:
-  - An action plugin: it runs on the controller and transfers nothing; this file holds only its
+  - An action plugin - it runs on the controller and transfers nothing; this file holds only its
     documentation.
 seealso:
   - module: autonomy_edge.fleet_mtls.mtls_identity

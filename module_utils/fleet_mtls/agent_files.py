@@ -325,7 +325,7 @@ class Staging:
     def commit(self):
         for handle, name in self._staged:
             handle.rename(staged_name(name), name)
-        for handle in {id(h): h for h, _ in self._staged}.values():
+        for handle in {id(entry[0]): entry[0] for entry in self._staged}.values():
             handle.fsync()
         self._staged = []
         if not self.check_mode:

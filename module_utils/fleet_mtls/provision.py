@@ -38,10 +38,11 @@ STATUS_KEYS = ("agent_id", "action", "reason", "fingerprint_sha256", "serial", "
 
 
 class PhaseFailed(Exception):
-    def __init__(self, phase, msg):
+    def __init__(self, phase, msg, registry_uncertain=False):
         super().__init__(msg)
         self.phase = phase
         self.msg = msg
+        self.registry_uncertain = registry_uncertain  # a journal was left (see identity/journal.py)
 
 
 class Verify:
@@ -130,7 +131,7 @@ def _identity(job, idir, status):
     try:
         result = job.identity(idir, job.check_mode or skipped)
     except IdentityError as exc:
-        raise PhaseFailed("identity", exc.msg) from None
+        raise PhaseFailed("identity", exc.msg, getattr(exc, "registry_uncertain", False)) from None
     job.accepted_at = result.pop("registry_accepted_at", None)
     status["audit"] = result.pop("audit", "")
     if skipped and result.get("changed"):
@@ -171,9 +172,9 @@ def _config_restart_verify(job, idir, status, result):
                 status["config"] = "refused"
                 status["config_changed"] = False
                 _restart_after_failure(job, status, result, new_pair)
-                raise PhaseFailed("config", "the new agent configuration was not applied (%s), the "
-                                  "live one is unchanged: %s%s" % (", ".join(changed), failure,
-                                                                    _identity_part(result, new_pair)))
+                raise PhaseFailed("config", "the new agent configuration was not applied (%s), the live one "
+                                  "is unchanged: %s%s" % (", ".join(changed), failure,
+                                                          _identity_part(result, new_pair)))
             proven = True
         staging.commit()
     finally:

@@ -58,13 +58,16 @@ def run(module):
         job = provision.Job(
             agent=agent, restart=options.restart_settings(p), verify=verify,
             identity=_identity_runner(module, settings, lambda: _client(p, headers, ca_path)),
-            check=_check, runner=lambda argv: module.run_command(argv),
+            check=_check, runner=module.run_command,
             run_as=(uid, gid, home) if os.geteuid() == 0 and uid != 0 else None,
             renew_before_days=p["renew_before_days"], check_mode=module.check_mode, warn=module.warn,
             phases=p["phases"])
         status, result, changed = provision.run(job, idir)
     except provision.PhaseFailed as exc:
-        result = dict(exc.result, status=exc.status, changed=bool(exc.result.get("changed")))
+        result = dict(exc.result, status=exc.status, changed=bool(exc.result.get("changed")),
+                      registry_uncertain=exc.registry_uncertain)
+        result.setdefault("cert_path", os.path.join(directory, "client.crt"))
+        result.setdefault("key_path", os.path.join(directory, "client.key"))
         _metrics(module, exc.status)
         return Outcome(True, exc.msg, result)
     except IdentityError as exc:

@@ -321,26 +321,21 @@ class Transport:
         ApiError otherwise (after retries)."""
         what = self._what(method, endpoint)
         session = self.session  # imports requests
-        attempts = self.retries + 1
-        for attempt in range(attempts):
-            last = attempt == attempts - 1
+        attempt = 0
+        while True:
             try:
                 with _attempt_deadline(self.timeout * ATTEMPT_DEADLINE_FACTOR):
                     return self._attempt(session, method, endpoint, what, accept, **kwargs)
             except _DeadlineExpired:
                 self.calls.append((method, endpoint, "Deadline"))
-                error = ApiError("%s: no complete answer within %gs" % (
-                    what, self.timeout * ATTEMPT_DEADLINE_FACTOR), endpoint=endpoint, definitive=False)
+                error, retry_after = ApiError("%s: no complete answer within %gs" % (
+                    what, self.timeout * ATTEMPT_DEADLINE_FACTOR), endpoint=endpoint, definitive=False), None
             except _Retry as retry:
-                error = retry.error
-                if not last:
-                    self.sleep(self._delay(attempt, retry.retry_after))
-                    continue
-                raise error from None
-            if last:
+                error, retry_after = retry.error, retry.retry_after
+            if attempt >= self.retries:
                 raise error
-            self.sleep(self._delay(attempt))
-        raise AssertionError("unreachable")  # pragma: no cover
+            self.sleep(self._delay(attempt, retry_after))
+            attempt += 1
 
     def _send(self, session, method, endpoint, what, **kwargs):
         """One request: the response (unread), or raise _Retry (retryable) or ApiError."""
@@ -381,8 +376,11 @@ class Transport:
         _import_requests()
         from requests.adapters import HTTPAdapter
 
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, check_hostname
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED
         context.verify_flags |= _X509_V_FLAG_NO_CHECK_TIME
+        # urllib3 matches the host name itself when the context does not (1.26, Debian 12's, does
+        # not even pass the name to the context for an IP address); both versions do it then.
+        context.check_hostname = False
 
         class ClockBlind(HTTPAdapter):
             def init_poolmanager(self, *args, **kwargs):

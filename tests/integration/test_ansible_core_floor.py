@@ -64,7 +64,7 @@ def test_provision_runs_on_ansible_core_2_14(core_214, service, tmp_path):
     reports = tmp_path / "reports"
     extra = {
         "mtls_api_url": service.api_url, "mtls_api_ca": str(service.ca_path), "mtls_server_url": service.gate_url,
-        "mtls_server_ca": str(service.ca_path), "mtls_verify_url": service.gate_url + "/whoami",
+        "mtls_server_ca": str(service.ca_path),
         "mtls_dir": str(device), "mtls_agent_restart": "none", "mtls_key_size": 2048,
         "mtls_install_prerequisites": False, "mtls_verify": compat.ROLE_VERIFY_WORKS, "mtls_report_dir": str(reports),
         "ansible_python_interpreter": compat.DEVICE_PYTHON,
