@@ -323,18 +323,19 @@ class Transport:
         session = self.session  # imports requests
         attempt = 0
         while True:
+            failure = None  # the _Retry of this attempt
             try:
                 with _attempt_deadline(self.timeout * ATTEMPT_DEADLINE_FACTOR):
                     return self._attempt(session, method, endpoint, what, accept, **kwargs)
             except _DeadlineExpired:
                 self.calls.append((method, endpoint, "Deadline"))
-                error, retry_after = ApiError("%s: no complete answer within %gs" % (
-                    what, self.timeout * ATTEMPT_DEADLINE_FACTOR), endpoint=endpoint, definitive=False), None
+                failure = _Retry(ApiError("%s: no complete answer within %gs" % (
+                    what, self.timeout * ATTEMPT_DEADLINE_FACTOR), endpoint=endpoint, definitive=False))
             except _Retry as retry:
-                error, retry_after = retry.error, retry.retry_after
+                failure = retry
             if attempt >= self.retries:
-                raise error
-            self.sleep(self._delay(attempt, retry_after))
+                raise failure.error
+            self.sleep(self._delay(attempt, failure.retry_after))
             attempt += 1
 
     def _send(self, session, method, endpoint, what, **kwargs):
