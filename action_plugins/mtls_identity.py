@@ -115,6 +115,7 @@ class ActionModule(ActionBase):
 
     def _prepare(self, module_args, host, task_vars):
         """Controller work for mtls_identity; returns the prerequisites to install if needed."""
+        module_args.setdefault("host", host)
         answer = (task_vars.get("mtls_ledger") or {}).get(host) or {}
         if answer.get("conflict"):
             raise ConfigError(answer["conflict"])

@@ -53,7 +53,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         task_vars = task_vars or {}
-        _, args = self.validate_argument_spec(argument_spec=SPEC)
+        args = self.validate_argument_spec(argument_spec=SPEC)[1]
         hosts = args["hosts"] if args["hosts"] is not None else list(task_vars.get("ansible_play_batch") or [])
         inventory = list((task_vars.get("groups") or {}).get("all") or hosts)
         the_ledger = ledger.Ledger(args["path"])

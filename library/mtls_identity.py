@@ -30,7 +30,7 @@ description:
   - Returns one O(ignore:status) row for the fleet report, also when it fails.
 version_added: "1.0.0"
 author:
-  - fleet-mtls contributors (@fleet-mtls)
+  - fleet-mtls contributors (@autonomy-edge)
 requirements:
   - python >= 3.9
   - cryptography >= 3.3
@@ -273,6 +273,9 @@ options:
       - A node_exporter textfile-collector directory; the run writes C(fleet_mtls.prom) there
         (expiry, last success, last rotation), atomically, 0644.
     type: path
+  host:
+    description: The inventory name of this device (the action plugin sets it), the metrics' C(host) label.
+    type: str
   phases:
     description: The phases to run; the role derives them from the tags of the run.
     type: list
@@ -335,32 +338,72 @@ status:
   returned: always
   type: dict
   contains:
-    agent_id: {description: The agent ID (the certificate CN)., type: str}
+    agent_id:
+      description: The agent ID (the certificate CN).
+      type: str
     action:
       description: C(created), C(rotated), C(restored), C(repaired), C(unchanged) (what the identity phase did).
       type: str
-    reason: {description: Why, for humans., type: str}
-    audit: {description: C(missing), C(broken), C(due) or C(valid) before this run., type: str}
-    fingerprint_sha256: {description: SHA-256 of the certificate (DER)., type: str}
-    serial: {description: Certificate serial number (hex)., type: str}
-    not_before: {description: Start of validity (ISO 8601 UTC)., type: str}
-    not_after: {description: End of validity (ISO 8601 UTC)., type: str}
-    days_left: {description: Whole days until expiry., type: int}
-    renew_after: {description: When the next rotation is due (ISO 8601 UTC)., type: str}
-    key_size: {description: RSA key size., type: int}
-    config: {description: C(changed), C(unchanged), C(refused) (the staged check failed), or empty., type: str}
-    config_changed: {description: Whether the agent's files were replaced., type: bool}
-    restarted: {description: Whether the agent was restarted., type: bool}
+    reason:
+      description: Why, for humans.
+      type: str
+    audit:
+      description: C(missing), C(broken), C(due) or C(valid) before this run.
+      type: str
+    fingerprint_sha256:
+      description: SHA-256 of the certificate (DER).
+      type: str
+    serial:
+      description: Certificate serial number (hex).
+      type: str
+    not_before:
+      description: Start of validity (ISO 8601 UTC).
+      type: str
+    not_after:
+      description: End of validity (ISO 8601 UTC).
+      type: str
+    days_left:
+      description: Whole days until expiry.
+      type: int
+    renew_after:
+      description: When the next rotation is due (ISO 8601 UTC).
+      type: str
+    key_size:
+      description: RSA key size.
+      type: int
+    config:
+      description: C(changed), C(unchanged), C(refused) (the staged check failed), or empty.
+      type: str
+    config_changed:
+      description: Whether the agent's files were replaced.
+      type: bool
+    restarted:
+      description: Whether the agent was restarted.
+      type: bool
     blackout_ms:
       description: Milliseconds from the upload being accepted to the agent restarted with the new pair.
       type: int
-    verify: {description: C(ok), C(failed), C(skipped) or C(not run)., type: str}
-    verify_failure: {description: The check's failure class (see mtls_check)., type: str}
-    verify_protocol: {description: The protocol checked., type: str}
-    tls_version: {description: TLS version of the check., type: str}
-    phase: {description: The phase that failed (identity, config, restart, verify), or empty., type: str}
-    error: {description: The failure, once., type: str}
-    checked_at: {description: When (ISO 8601 UTC)., type: str}
+    verify:
+      description: C(ok), C(failed), C(skipped) or C(not run).
+      type: str
+    verify_failure:
+      description: The check's failure class (see mtls_check).
+      type: str
+    verify_protocol:
+      description: The protocol checked.
+      type: str
+    tls_version:
+      description: TLS version of the check.
+      type: str
+    phase:
+      description: The phase that failed (identity, config, restart, verify), or empty.
+      type: str
+    error:
+      description: The failure, once.
+      type: str
+    checked_at:
+      description: When (ISO 8601 UTC).
+      type: str
   sample:
     agent_id: "07048933"
     action: rotated

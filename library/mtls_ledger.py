@@ -18,7 +18,7 @@ description:
     changes, and hands a device that lost its identity its ledger ID (O(ignore:lost_identity)).
   - Reads only; the ledger is written by the report (M(autonomy_edge.fleet_mtls.mtls_report_write)).
 author:
-  - fleet-mtls contributors (@fleet-mtls)
+  - fleet-mtls contributors (@autonomy-edge)
 options:
   path:
     description: The ledger file on the controller (a missing file is an empty ledger).
@@ -44,7 +44,7 @@ attributes:
     support: full
     description: Runs on the controller.
 notes:
-  - An action plugin: it runs on the controller and transfers nothing; this file holds only its
+  - An action plugin - it runs on the controller and transfers nothing; this file holds only its
     documentation.
 seealso:
   - module: autonomy_edge.fleet_mtls.mtls_identity

@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The agent's configuration files: rendered here, staged beside the live ones, swapped in only
 after they were proven.
 
@@ -323,7 +325,7 @@ class Staging:
     def commit(self):
         for handle, name in self._staged:
             handle.rename(staged_name(name), name)
-        for handle in {id(h): h for h, _ in self._staged}.values():
+        for handle in {id(entry[0]): entry[0] for entry in self._staged}.values():
             handle.fsync()
         self._staged = []
         if not self.check_mode:

@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The provisioning API contract: the one place that knows it.
 
 Every default of the contract is in ``DEFAULTS``; the modules' argument specs take theirs from
@@ -37,7 +39,7 @@ import re
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.transport import (  # noqa: F401 - re-exported for the modules
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.transport import (  # noqa: F401 - re-exported (__all__)
     HAS_REQUESTS,
     MAX_BODY,
     REASON_MAX,
@@ -47,6 +49,12 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.transport
     display_url,
     sanitize_reason,
 )
+
+__all__ = [
+    "DEFAULTS", "DEFAULT_ID_PATTERN", "HAS_REQUESTS", "ID_FIELDS", "MAX_BODY", "REASON_MAX",
+    "REQUESTS_IMPORT_ERROR", "UNKNOWN_ID", "UPLOAD_FORMATS", "ProvisioningClient", "check_agent_id",
+    "display_url", "is_unknown_id_answer", "sanitize_reason",
+]
 
 DEFAULT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 # Whatever id_pattern says, an ID becomes a file name and a certificate CN on the server:

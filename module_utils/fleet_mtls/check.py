@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The agent-true check: prove what the stock agent will see when it connects.
 
 The stock agent (orchestrator-agent ``src/tools/ssl.py``) reads no configuration file: it

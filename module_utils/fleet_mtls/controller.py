@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Controller-side helpers of the mtls_identity action plugin: plain functions, tested alone.
 
 Nothing here runs on a device; nothing here talks to the network.

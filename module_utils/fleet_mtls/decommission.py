@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Decommission a device in one call: read its identity, check the operator's confirmation,
 delete its ID on the server, and only then remove the files the bundle manages.
 

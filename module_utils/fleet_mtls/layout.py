@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What the bundle keeps in an identity directory: the file names, and the one list of what
 decommissioning removes (nothing else in the directory is ever touched).
 """

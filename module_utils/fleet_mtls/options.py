@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The mtls_identity module's options: the argument spec, and the objects a run is made of.
 
 Defaults of the API contract come from api.DEFAULTS (the one place that knows the contract);
@@ -92,6 +94,7 @@ def argument_spec():
         "verify_delay": {"type": "float", "default": 3},
         # the run
         "metrics_dir": {"type": "path"},
+        "host": {"type": "str"},
         "phases": {"type": "list", "elements": "str", "choices": list(PHASES), "default": list(PHASES)},
         "option_names": {"type": "str", "default": "module", "choices": ["module", "role"]},
     }

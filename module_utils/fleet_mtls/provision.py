@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """One device's whole job in one module run, in the order that keeps a running agent safe.
 
     identity     the engine: nothing to do, repair, create, rotate (one transaction)
@@ -36,10 +38,11 @@ STATUS_KEYS = ("agent_id", "action", "reason", "fingerprint_sha256", "serial", "
 
 
 class PhaseFailed(Exception):
-    def __init__(self, phase, msg):
+    def __init__(self, phase, msg, registry_uncertain=False):
         super().__init__(msg)
         self.phase = phase
         self.msg = msg
+        self.registry_uncertain = registry_uncertain  # a journal was left (see identity/journal.py)
 
 
 class Verify:
@@ -128,7 +131,7 @@ def _identity(job, idir, status):
     try:
         result = job.identity(idir, job.check_mode or skipped)
     except IdentityError as exc:
-        raise PhaseFailed("identity", exc.msg) from None
+        raise PhaseFailed("identity", exc.msg, getattr(exc, "registry_uncertain", False)) from None
     job.accepted_at = result.pop("registry_accepted_at", None)
     status["audit"] = result.pop("audit", "")
     if skipped and result.get("changed"):
@@ -169,9 +172,9 @@ def _config_restart_verify(job, idir, status, result):
                 status["config"] = "refused"
                 status["config_changed"] = False
                 _restart_after_failure(job, status, result, new_pair)
-                raise PhaseFailed("config", "the new agent configuration was not applied (%s), the "
-                                  "live one is unchanged: %s%s" % (", ".join(changed), failure,
-                                                                    _identity_part(result, new_pair)))
+                raise PhaseFailed("config", "the new agent configuration was not applied (%s), the live one "
+                                  "is unchanged: %s%s" % (", ".join(changed), failure,
+                                                          _identity_part(result, new_pair)))
             proven = True
         staging.commit()
     finally:

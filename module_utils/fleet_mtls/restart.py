@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Restarting the agent, and checking that a container agent really gets its files.
 
 The agent reads its certificate once, at start: after a rotation the registry refuses the old

@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The mtls_identity module's run: its options turned into the objects of provision.py, the
 identity directory opened and locked once for every phase, and one result (with the report
 row) whatever happened.
@@ -56,13 +58,17 @@ def run(module):
         job = provision.Job(
             agent=agent, restart=options.restart_settings(p), verify=verify,
             identity=_identity_runner(module, settings, lambda: _client(p, headers, ca_path)),
-            check=_check, runner=lambda argv: module.run_command(argv),
+            check=_check, runner=module.run_command,
             run_as=(uid, gid, home) if os.geteuid() == 0 and uid != 0 else None,
             renew_before_days=p["renew_before_days"], check_mode=module.check_mode, warn=module.warn,
             phases=p["phases"])
         status, result, changed = provision.run(job, idir)
     except provision.PhaseFailed as exc:
-        result = dict(exc.result, status=exc.status, changed=bool(exc.result.get("changed")))
+        result = dict(exc.result, status=exc.status, changed=bool(exc.result.get("changed")),
+                      registry_uncertain=exc.registry_uncertain)
+        result.setdefault("cert_path", os.path.join(directory, "client.crt"))
+        result.setdefault("key_path", os.path.join(directory, "client.key"))
+        _metrics(module, exc.status)
         return Outcome(True, exc.msg, result)
     except IdentityError as exc:
         return Outcome(True, exc.msg, {"status": failure_row("identity", exc.msg), "changed": False})
@@ -70,7 +76,23 @@ def run(module):
         if idir is not None:
             idir.close()
     result = dict(result, status=status, changed=changed or ca_changed)
+    _metrics(module, status)
     return Outcome(False, "", result)
+
+
+def _metrics(module, status):
+    """The device's expiry metrics for node_exporter's textfile collector (``metrics_dir``):
+    monitoring, not the job, so a failure to write them is a warning."""
+    directory = module.params["metrics_dir"]
+    if not directory or module.check_mode:
+        return
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import metrics
+
+    row = dict(status, host=module.params["host"] or os.uname()[1])
+    try:
+        metrics.write(directory, [row])
+    except (metrics.MetricsError, OSError) as exc:
+        module.warn("the expiry metrics were not written to %s: %s" % (directory, exc))
 
 
 def _headers(module):

@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Open a directory by walking its path from ``/``, one component at a time, through fds.
 
 Each component is opened with ``openat(parent_fd, name, O_NOFOLLOW|O_DIRECTORY)``, so no

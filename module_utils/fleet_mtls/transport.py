@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """HTTP plumbing of the provisioning API client (the contract itself is in ``api``).
 
 Retries (exponential backoff, full jitter, Retry-After honoured up to a cap) on connection
@@ -319,26 +321,22 @@ class Transport:
         ApiError otherwise (after retries)."""
         what = self._what(method, endpoint)
         session = self.session  # imports requests
-        attempts = self.retries + 1
-        for attempt in range(attempts):
-            last = attempt == attempts - 1
+        attempt = 0
+        while True:
+            failure = None  # the _Retry of this attempt
             try:
                 with _attempt_deadline(self.timeout * ATTEMPT_DEADLINE_FACTOR):
                     return self._attempt(session, method, endpoint, what, accept, **kwargs)
             except _DeadlineExpired:
                 self.calls.append((method, endpoint, "Deadline"))
-                error = ApiError("%s: no complete answer within %gs" % (
-                    what, self.timeout * ATTEMPT_DEADLINE_FACTOR), endpoint=endpoint, definitive=False)
+                failure = _Retry(ApiError("%s: no complete answer within %gs" % (
+                    what, self.timeout * ATTEMPT_DEADLINE_FACTOR), endpoint=endpoint, definitive=False))
             except _Retry as retry:
-                error = retry.error
-                if not last:
-                    self.sleep(self._delay(attempt, retry.retry_after))
-                    continue
-                raise error from None
-            if last:
-                raise error
-            self.sleep(self._delay(attempt))
-        raise AssertionError("unreachable")  # pragma: no cover
+                failure = retry
+            if attempt >= self.retries:
+                raise failure.error
+            self.sleep(self._delay(attempt, failure.retry_after))
+            attempt += 1
 
     def _send(self, session, method, endpoint, what, **kwargs):
         """One request: the response (unread), or raise _Retry (retryable) or ApiError."""
@@ -379,8 +377,11 @@ class Transport:
         _import_requests()
         from requests.adapters import HTTPAdapter
 
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, check_hostname
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED
         context.verify_flags |= _X509_V_FLAG_NO_CHECK_TIME
+        # urllib3 matches the host name itself when the context does not (1.26, Debian 12's, does
+        # not even pass the name to the context for an IP address); both versions do it then.
+        context.check_hostname = False
 
         class ClockBlind(HTTPAdapter):
             def init_poolmanager(self, *args, **kwargs):

@@ -48,4 +48,4 @@ def ansible_214() -> pathlib.Path:
 # The mtls_identity role on this branch calls mtls_check with its former arguments (config=), so
 # its verification fails on every ansible-core; tests that provision through the role turn it
 # off. The one-call role checks inside the module: set this to True with it.
-ROLE_VERIFY_WORKS = False
+ROLE_VERIFY_WORKS = True

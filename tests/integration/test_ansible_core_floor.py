@@ -25,7 +25,7 @@ REPO = compat.REPO
 FLOOR = "2.14"
 # Roles whose meta is not yet at the floor, with the value they still claim: the owner of the
 # role changes it; this test then fails until the entry goes.
-PENDING_MIN_VERSION = {"mtls_identity": "2.16"}
+PENDING_MIN_VERSION = {}
 
 
 def test_the_floor_is_the_same_everywhere():
@@ -64,7 +64,7 @@ def test_provision_runs_on_ansible_core_2_14(core_214, service, tmp_path):
     reports = tmp_path / "reports"
     extra = {
         "mtls_api_url": service.api_url, "mtls_api_ca": str(service.ca_path), "mtls_server_url": service.gate_url,
-        "mtls_server_ca": str(service.ca_path), "mtls_verify_url": service.gate_url + "/whoami",
+        "mtls_server_ca": str(service.ca_path),
         "mtls_dir": str(device), "mtls_agent_restart": "none", "mtls_key_size": 2048,
         "mtls_install_prerequisites": False, "mtls_verify": compat.ROLE_VERIFY_WORKS, "mtls_report_dir": str(reports),
         "ansible_python_interpreter": compat.DEVICE_PYTHON,

@@ -82,7 +82,7 @@ def test_the_token_authenticates_the_upload_and_appears_nowhere(tmp_path, monkey
     device, reports = tmp_path / "device" / ".mtls", tmp_path / "reports"
     extra = {
         "mtls_api_url": service.api_url, "mtls_api_ca": str(service.ca_path), "mtls_server_url": service.gate_url,
-        "mtls_server_ca": str(service.ca_path), "mtls_verify_url": service.gate_url + "/whoami",
+        "mtls_server_ca": str(service.ca_path),
         "mtls_dir": str(device), "mtls_agent_restart": "none", "mtls_key_size": 2048, "mtls_verify": ROLE_VERIFY_WORKS,
         "mtls_install_prerequisites": False, "mtls_report_dir": str(reports),
         # The cloud's JSON upload: 403 without the bearer token.

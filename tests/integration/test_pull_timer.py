@@ -170,7 +170,7 @@ def test_the_service_renews_the_device_in_a_booted_systemd_container(device_imag
         "mtls_pull_extra_args": ["--extra-vars", "fleet_mtls_probe=" + ODD_VALUE],
         "mtls_pull_vars": {
             "mtls_api_url": service.api_url, "mtls_api_ca": "/srv/ca.crt", "mtls_server_url": service.gate_url,
-            "mtls_server_ca": "/srv/ca.crt", "mtls_verify_url": service.gate_url + "/whoami",
+            "mtls_server_ca": "/srv/ca.crt",
             "mtls_verify": ROLE_VERIFY_WORKS, "mtls_key_size": 2048, "mtls_agent_restart": "none",
             # The cloud's JSON upload, which refuses a request without the bearer token.
             "mtls_upload_format": "json", "mtls_upload_endpoint": "/agent/certificate"},

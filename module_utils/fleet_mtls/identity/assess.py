@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Read-only assessment of the identity directory: what is on disk, cheaply (the key's RSA
 structure is read directly, never validated through OpenSSL on a re-run)."""
 from __future__ import annotations

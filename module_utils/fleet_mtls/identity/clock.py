@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The device clock against the provisioning API's: checked before anything is minted or
 rotated, because a certificate made on a clock that is ahead is refused as "not valid yet"
 (and the next run would try again, forever), and one made on a clock that is behind expires
@@ -8,7 +10,7 @@ from __future__ import annotations
 import datetime
 import email.utils
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ClockError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, ClockError
 
 UTC = datetime.timezone.utc
 _UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
@@ -25,7 +27,10 @@ def describe_span(span):
 def check_clock(client, now, max_skew):
     """Raise ClockError when ``now`` (the device clock) is more than ``max_skew`` seconds away
     from the server's; returns the skew in seconds, or None when the server's time is unknown."""
-    server = client.server_date()
+    try:
+        server = client.server_date()
+    except ApiError:
+        return None  # the server cannot be asked: the request that follows says why, in its own words
     if server is None:
         return None
     skew = (now - server).total_seconds()

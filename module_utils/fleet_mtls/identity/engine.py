@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """One run of the engine: open and lock the directory, assess, recover what an interrupted run
 left, decide, carry the plan out (unless in check mode), and describe the outcome."""
 from __future__ import annotations

@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What mtls_identity_info returns: facts about the identity on disk, read-only, no network."""
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The files of the identity directory: names, modes, and the one check of modes and owners.
 
 ::
@@ -22,6 +24,8 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout im
     STAGED_KEY,
 )
 
+__all__ = ["CERT", "CERT_COPY", "CERT_MODE", "DIR_MODE", "Fix", "JOURNAL", "JOURNAL_TMP", "KEY", "KEY_MODE",
+           "LEFTOVERS", "STAGED_CERT", "STAGED_KEY", "WANTED", "hard_linked", "mode_owner_problems"]
 # What an interrupted run may leave besides the journal (removed or completed by the next run).
 LEFTOVERS = (STAGED_KEY, STAGED_CERT, CERT_COPY, JOURNAL_TMP)
 

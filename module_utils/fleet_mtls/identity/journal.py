@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The journal (``.mtls-pending.json``, no secret): "the registry may not hold client.crt for
 this ID". It is written, fsync-ed and renamed into place before anything leaves the device,
 and dropped only once device and registry are known to agree.

@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The decision: a pure function of the assessment and the settings.
 
 ``Plan.kind`` names what the transaction does; each kind is one function of the transaction:

@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The writes of one run: one method per plan kind, and the recovery of an interrupted run.
 
 A new identity (``create``, ``rekey``) is one transaction::
@@ -244,7 +246,7 @@ class Transaction:
         Returns (action, reason) when a staged identity was uploaded and swapped in, else None
         (incomplete or foreign staged files are removed)."""
         s, idir = self.s, self.idir
-        staged_cert_data, _ = idir.read(STAGED_CERT)
+        staged_cert_data = idir.read(STAGED_CERT)[0]
         usable, why_not = _usable_staged(a, s, staged_cert_data, idir.read(STAGED_KEY)[0], self.now)
         if usable is None:
             journal.drop_leftovers(idir)
