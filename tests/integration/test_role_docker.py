@@ -70,7 +70,6 @@ def fleet(tmp_path_factory, shared_service):
     try:
         # No container yet: nothing to restart, not a failure.
         fleet.first = fleet.play("provision.yml")
-        assert fleet.first.rc == 0, fleet.first.explain()
         for host in HOSTS:
             identity = fleet.host_dir(host)
             flags = {GOOD: ["-v", f"{identity}:/root/.mtls:ro", "--env-file", f"{identity}/agent.env"],
@@ -80,6 +79,8 @@ def fleet(tmp_path_factory, shared_service):
                    "-v", f"{sysconfig.get_paths()['purelib']}:{SITE}:ro", "-e", f"PYTHONPATH={SITE}",
                    "-v", f"{REPO / 'tests' / 'fixtures' / 'stock_agent.py'}:{STOCK_AGENT}:ro",
                    IMAGE, "sleep", "infinity")
+        fleet.started = {host: started_at(names[host]) for host in HOSTS}
+        fleet.rotation = fleet.play("provision.yml", "-e", "mtls_rotate=always")
         yield fleet
     finally:
         for name in names.values():
@@ -87,21 +88,18 @@ def fleet(tmp_path_factory, shared_service):
 
 
 def test_without_containers_nothing_is_restarted_and_nothing_fails(fleet):
-    rows = fleet.rows()
+    assert fleet.first.rc == 0, fleet.first.explain()
     for host in HOSTS:
-        assert (rows[host]["action"], rows[host]["restarted"], rows[host]["verify"]) == ("created", False, "ok")
+        assert fleet.first.recap[host]["failed"] == 0, fleet.first.explain()
         assert fleet.agent_env(host) == {"SSL_CERT_FILE": "/root/.mtls/server-ca.crt"}  # as the container sees it
 
 
 def test_a_rotation_restarts_the_agent_container_and_verifies_it(fleet):
-    before = {host: started_at(fleet.containers[host]) for host in HOSTS}
-    run = fleet.play("provision.yml", "-e", "mtls_rotate=always")
-    fleet.rotation = run
+    run = fleet.rotation
     assert run.rc != 0, run.explain()  # the two misconfigured containers fail
-    rows = fleet.rows()
-    good = rows[GOOD]
+    good = fleet.rows()[GOOD]
     assert (good["action"], good["restarted"], good["verify"], good["phase"]) == ("rotated", True, "ok", ""), good
-    assert started_at(fleet.containers[GOOD]) != before[GOOD]
+    assert started_at(fleet.containers[GOOD]) != fleet.started[GOOD]
     assert isinstance(good["blackout_ms"], int)
 
 
