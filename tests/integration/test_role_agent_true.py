@@ -10,6 +10,8 @@ that was never uploaded.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.fixtures.playbook_fleet import RoleFleet, run_agent_process
@@ -98,3 +100,14 @@ def test_the_stock_agent_connects_with_exactly_the_environment_the_role_delivere
     assert agent_env == {"SSL_CERT_FILE": str(fleet.host_dir(CURRENT) / "server-ca.crt")}
     bare = run_agent_process(fleet.service.gate_url, {"HOME": home})
     assert bare["connected"] is False and "CERTIFICATE_VERIFY_FAILED" in bare["detail"], bare
+
+
+def test_the_audit_checks_a_due_identity_too(fleet):
+    """Due for rotation is still the pair the agent presents today: a refused one must not pass
+    the audit as "skipped"."""
+    due = {"mtls_renew_before_days": 370, "mtls_renew_jitter_days": 0, "mtls_valid_days": 800}  # 364 days left
+    run = fleet.play("verify.yml", "--limit", ROTATED_OUT, "-e", json.dumps(due))
+    row = fleet.rows("verify-report")[ROTATED_OUT]
+    assert row["action"] == "due", row
+    assert (row["verify"], row["verify_failure"]) == ("failed", "refused"), row
+    assert run.rc != 0, run.explain()
