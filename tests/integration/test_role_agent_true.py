@@ -70,7 +70,8 @@ def test_socketio_gives_the_same_verdicts(fleet):
 
 def test_a_403_for_a_missing_api_key_is_an_http_status_not_a_refusal(fleet):
     url = fleet.service.gate_url + "/"
-    run = fleet.play("verify.yml", "--limit", CURRENT, "-e", "mtls_verify_protocol=https", "-e", f"mtls_verify_url={url}")
+    run = fleet.play("verify.yml", "--limit", CURRENT, "-e", "mtls_verify_protocol=https",
+                     "-e", f"mtls_verify_url={url}")
     assert run.rc != 0, run.explain()
     row = fleet.rows("verify-report")[CURRENT]
     assert (row["verify"], row["verify_failure"], row["verify_protocol"]) == ("failed", "http_status", "https"), row
