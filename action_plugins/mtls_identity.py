@@ -169,7 +169,7 @@ class ActionModule(ActionBase):
         tmpdir = shell.tmpdir or self._make_tmp_path()
         path = shell.join_path(tmpdir, controller.HEADERS_FILE_NAME)
         cmd = "umask 077 && cat > %s && %s" % (
-            shlex.quote(path), controller.stale_headers_cleanup(tmpdir.rsplit("/", 1)[0], path))
+            shlex.quote(path), controller.stale_headers_cleanup(tmpdir.rstrip("/").rsplit("/", 1)[0], path))
         res = self._low_level_execute_command(cmd, sudoable=False, in_data=json.dumps(headers).encode("utf-8"))
         if res.get("rc", 0) != 0:
             # A connection without standard input for commands: transfer, then restrict.

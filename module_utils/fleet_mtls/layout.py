@@ -13,6 +13,8 @@ CERT = "client.crt"
 STAGED_KEY = ".client.key.new"
 STAGED_CERT = ".client.crt.new"
 CERT_COPY = ".client.crt.copy"  # a fresh copy replacing a hard-linked certificate
+# The agent still has to be restarted onto the pair in place: a restart failed after a change.
+RESTART_OWED = ".mtls-restart-owed"
 JOURNAL = ".mtls-pending.json"
 JOURNAL_TMP = ".mtls-pending.json.new"
 AGENT_CONFIG = "agent-tls.ini"
@@ -22,7 +24,8 @@ SERVER_CA = "server-ca.crt"
 
 # Each of these may also be staged as ".<name>.new" while a run writes it.
 _WRITTEN = (KEY, CERT, AGENT_CONFIG, AGENT_ENV, API_CA, SERVER_CA)
-MANAGED_FILES = _WRITTEN + tuple("." + name + ".new" for name in _WRITTEN) + (JOURNAL, JOURNAL_TMP, CERT_COPY)
+MANAGED_FILES = _WRITTEN + tuple("." + name + ".new" for name in _WRITTEN) + (
+    JOURNAL, JOURNAL_TMP, CERT_COPY, RESTART_OWED, "." + RESTART_OWED + ".new")
 # Backups kept by backup=true: <name>.<UTC timestamp>[-<n>].bak
 MANAGED_PATTERNS = ("client.key.*.bak", "client.crt.*.bak")
 

@@ -20,11 +20,13 @@ refused, and the run fails on the phase that failed, with one message.
 from __future__ import annotations
 
 import datetime
+import json
 import time
 from urllib.parse import urlsplit
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_files import Staging
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import RESTART_OWED
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.restart import (
     RestartError,
     inspect_container,
@@ -85,6 +87,8 @@ class Job:
                  renew_before_days=30, check_mode=False, warn=None, phases=PHASES):
         self.phases = tuple(phases)
         self.accepted_at = None  # set by the identity phase when the registry took a new pair
+        self.idir = None  # the open identity directory, set by run()
+        self.restart_owed = False  # a previous run's restart failed (RESTART_OWED in the directory)
         self.agent = agent
         self.restart = restart
         self.verify = verify
@@ -109,12 +113,15 @@ def blank_status():
 
 
 def run(job, idir):
-    """Run the job on the open, locked identity directory ``idir``.
+    """Run the job on the open, locked identity directory ``idir`` (None in check mode when it
+    does not exist yet).
 
     Returns (status, identity result, changed). Raises PhaseFailed after recording what
     happened in ``status`` (status is then attached to the exception as ``.status``)."""
     status = blank_status()
     result = {}
+    job.idir = idir
+    job.restart_owed = idir is not None and idir.exists(RESTART_OWED)
     try:
         result = _identity(job, idir, status)
         changed = bool(result.get("changed"))
@@ -149,10 +156,9 @@ def _config_restart_verify(job, idir, status, result):
     new_pair = result.get("action") in NEW_PAIR_ACTIONS and not job.check_mode
     if "config" not in job.phases:
         status["config"] = "skipped"
-        if new_pair and not job.check_mode:
-            _restart(job, status, result)
+        restarted = (new_pair or job.restart_owed) and not job.check_mode and _restart(job, status, result)
         _verify(job, status, result, False, new_pair)
-        return new_pair
+        return bool(new_pair or restarted)
     staging = Staging(idir, job.agent, check_mode=job.check_mode)
     try:
         try:
@@ -180,7 +186,7 @@ def _config_restart_verify(job, idir, status, result):
     finally:
         staging.close()
     restarted = False
-    if (new_pair or staging.restart_needed) and not job.check_mode:
+    if (new_pair or staging.restart_needed or job.restart_owed) and not job.check_mode:
         restarted = _restart(job, status, result, daemon_reload=staging.dropin_changed)
     _verify(job, status, result, proven, bool(changed) or new_pair)
     return bool(changed or staging.mode_fixes or restarted)
@@ -193,12 +199,21 @@ def _identity_part(result, new_pair):
 
 
 def _restart(job, status, result, daemon_reload=False):
+    """Restart the agent; a failed restart is recorded in the identity directory, so the next
+    run restarts it even when nothing changes any more (the agent still holds the old pair)."""
     r = job.restart
     try:
         outcome = restart_agent(r.method, job.runner, container=r.container, service=r.service,
                                 command=r.command, docker=r.docker, daemon_reload=daemon_reload)
     except RestartError as exc:
-        raise PhaseFailed("restart", exc.msg) from None
+        _owe_restart(job, exc.msg)
+        raise PhaseFailed("restart", exc.msg + "; the next run restarts the agent again") from None
+    if job.restart_owed:
+        job.idir.unlink(RESTART_OWED)
+        job.restart_owed = False
+        result["reason"] = (result.get("reason", "") + "; the agent was restarted: a previous run's restart "
+                            "had failed").lstrip("; ")
+        status["reason"] = result["reason"]
     status["restarted"] = outcome.restarted
     accepted = job.accepted_at
     if outcome.restarted and accepted is not None:
@@ -208,6 +223,15 @@ def _restart(job, status, result, daemon_reload=False):
             job.warn("%s; it keeps presenting its old certificate, which the registry now refuses, "
                      "until it is restarted" % outcome.detail)
     return outcome.restarted
+
+
+def _owe_restart(job, why):
+    if job.idir is None or job.check_mode:
+        return
+    record = json.dumps({"since": blank_status()["checked_at"], "why": why[:300]}) + "\n"
+    job.idir.create("." + RESTART_OWED + ".new", record.encode("utf-8"), 0o600)
+    job.idir.rename("." + RESTART_OWED + ".new", RESTART_OWED)
+    job.idir.fsync()
 
 
 def _restart_after_failure(job, status, result, new_pair):
@@ -226,7 +250,9 @@ def _verify(job, status, result, proven, changed):
     own configuration (mount, SSL_CERT_FILE) is inspected either way."""
     v = job.verify
     status["verify_protocol"] = v.protocol
-    would_change = job.check_mode and (changed or result.get("action") in NEW_PAIR_ACTIONS)
+    # In check mode the live pair and files are checked as they are; only a device without an
+    # identity has nothing to check.
+    would_change = job.check_mode and status.get("audit") == "missing"
     if not proven and (not v.enabled or would_change or (not changed and not v.unchanged)):
         status["verify"] = "skipped"  # off, not on the device yet (check mode), or unchanged
         return

@@ -51,7 +51,12 @@ def run(module):
         return Outcome(True, exc.msg, {"status": failure_row("preflight", exc.msg), "changed": False})
     idir = None
     try:
-        idir = IdentityDir.open(directory, uid, gid, create=not module.check_mode)
+        idir = IdentityDir.open(directory, uid, gid, create=False)
+        if idir is None and not module.check_mode:
+            # Decide on the missing directory first: a refusal (lost_identity=fail, an ID that
+            # cannot be recovered) must not leave even an empty directory behind.
+            _identity_runner(module, settings, lambda: _client(p, headers, p["ca_path"]))(None, True)
+            idir = IdentityDir.open(directory, uid, gid, create=True)
         if idir is not None:
             idir.lock()
         ca_path, ca_changed = _api_ca(module, idir, directory)
