@@ -472,16 +472,64 @@ _CHECK_MUTATIONS = [
 for _name, _what, _file, _old, _new, _cases in _CHECK_MUTATIONS:
     MUTATIONS[_name] = (_what, [(_CHECK + _file, _old, _new)], [_CHECK_CASES + case for case in _cases])
 
+# The role's protections, proven through ansible-playbook runs of the real role (the mutant's
+# collection holds the mutated modules, module_utils and action plugins, and the real roles).
+_R = "tests/integration/test_role_"
+_ROLE_MUTATIONS = [
+    ("swap-unproven-config", "a staged configuration the check refused is never swapped in",
+     "module_utils/fleet_mtls/provision.py", "if failure is not None:\n                staging.abort()",
+     "if False:\n                staging.abort()",
+     ["rollout.py::test_a_wrong_server_ca_is_refused_before_it_touches_any_agent"]),
+    ("check-live-ca", "the staged configuration is checked with the staged CA, not the live one",
+     "module_utils/fleet_mtls/provision.py", "failure = _check(job, status, ca_file=staging.staged_server_ca())",
+     "failure = _check(job, status, ca_file=job.agent.server_ca)",
+     ["rollout.py::test_a_wrong_server_ca_is_refused_before_it_touches_any_agent"]),
+    ("no-restart-on-rotation", "the agent is restarted right after its own rotation",
+     "module_utils/fleet_mtls/provision.py",
+     "if (new_pair or staging.restart_needed or job.restart_owed) and not job.check_mode:",
+     "if (staging.restart_needed or job.restart_owed) and not job.check_mode:",
+     ["rollout.py::test_a_rotation_restarts_each_agent_once_and_reports_its_blackout"]),
+    ("forget-failed-restart", "a failed restart is owed to the next run",
+     "module_utils/fleet_mtls/provision.py", "        _owe_restart(job, exc.msg)\n", "",
+     ["systemd.py::test_a_failed_restart_is_tried_again_by_the_next_run"]),
+    ("audit-skips-due", "the audit checks a due or broken identity's live files",
+     "module_utils/fleet_mtls/provision.py", 'would_change = job.check_mode and status.get("audit") == "missing"',
+     'would_change = job.check_mode and status.get("audit") != "valid"',
+     ["agent_true.py::test_the_audit_checks_a_due_identity_too"]),
+    ("ignore-ledger-conflict", "two hosts with one agent ID are refused before any change",
+     "action_plugins/mtls_identity.py", 'if answer.get("conflict"):', "if False:",
+     ["ledger.py::test_two_hosts_with_one_agent_id_are_both_refused_before_any_request"]),
+    ("no-restore", "a lost identity gets its ledger ID back",
+     "module_utils/fleet_mtls/identity/plan.py", 'if not s.ledger_id or s.lost_identity == "new":', "if True:",
+     ["ledger.py::test_a_lost_identity_gets_its_id_back_with_a_warning"]),
+    ("dir-before-decision", "a refused run leaves no directory behind",
+     "module_utils/fleet_mtls/runner.py",
+     '_identity_runner(module, settings, lambda: _client(p, headers, p["ca_path"]))(None, True)', "pass",
+     ["ledger.py::test_lost_identity_fail_stops_before_any_change"]),
+    ("headers-world-readable", "the headers file is 0600 from its first byte",
+     "action_plugins/mtls_identity.py", 'cmd = "umask 077 && cat > %s && %s"', 'cmd = "cat > %s && %s"',
+     ["headers.py::test_the_headers_file_is_0600_from_its_first_byte"]),
+    ("stale-headers-kept", "a headers file an interrupted run left is removed by the next run",
+     "module_utils/fleet_mtls/controller.py", '    return ("find %s -maxdepth 2',
+     '    return "true" or ("find %s -maxdepth 2',
+     ["headers.py::test_a_headers_file_an_interrupted_run_left_is_removed"]),
+]
+for _name, _what, _file, _old, _new, _cases in _ROLE_MUTATIONS:
+    MUTATIONS[_name] = (_what, [(_file, _old, _new)], [_R + case for case in _cases])
+
 PLUGIN = '''"""pytest plugin: the mutant's module_utils first, for in-process tests."""
 import sys
 sys.path.insert(0, {path!r})
 '''
 # The mutant's collection layout, as in the repository's collections/ (relative symlinks).
-LAYOUT = {"plugins/modules": "../../../../../library", "plugins/module_utils": "../../../../../module_utils/fleet_mtls"}
+LAYOUT = {"plugins/modules": "../../../../../library", "plugins/module_utils": "../../../../../module_utils/fleet_mtls",
+          "plugins/action": "../../../../../action_plugins", "plugins/doc_fragments": str(REPO / "doc_fragments"),
+          "roles": str(REPO / "roles"), "playbooks": str(REPO / "playbooks"), "meta": str(REPO / "meta"),
+          "galaxy.yml": str(REPO / "galaxy.yml")}
 
 
 def make_mutant(root: pathlib.Path, edits) -> str | None:
-    for sub in ("library", "module_utils"):
+    for sub in ("library", "module_utils", "action_plugins"):
         shutil.copytree(REPO / sub, root / sub, symlinks=True)
     for rel, old, new in edits:
         path = root / rel
