@@ -399,7 +399,24 @@ class Transport:
         certificate and host name are verified, its validity dates not (they are judged by the
         very clock being checked)."""
         what = self._what("HEAD", endpoint)
-        session = self.session if self.verify is False else self._clock_blind_session()
+        if self.verify is not False:
+            try:  # the session of the requests that follow: its connection is kept for them
+                return self._head_date_with(self.session, endpoint, what)
+            except ApiError as exc:
+                if "TLS handshake failed" not in exc.msg:
+                    raise
+            # Verified TLS failed, perhaps on the certificate's dates as this very clock sees
+            # them: ask again checking the chain and the host name only.
+            session = self._clock_blind_session()
+        else:
+            session = self.session
+        try:
+            return self._head_date_with(session, endpoint, what)
+        finally:
+            if session is not self._session:
+                session.close()
+
+    def _head_date_with(self, session, endpoint, what):
         try:
             with _attempt_deadline(self.timeout * ATTEMPT_DEADLINE_FACTOR):
                 resp = self._send(session, "HEAD", endpoint, what)
@@ -412,9 +429,6 @@ class Transport:
                            endpoint=endpoint, definitive=True) from None
         except _Retry as retry:
             raise retry.error from None
-        finally:
-            if session is not self._session:
-                session.close()
         return http_date(value)
 
     def _attempt(self, session, method, endpoint, what, accept=(), **kwargs):
