@@ -205,6 +205,23 @@ def test_missing_libraries_fail_with_ansible_message(svc, tmp_path):
     assert (run.result["status"]["phase"], run.result["status"]["action"]) == ("preflight", "failed")
 
 
+def test_install_prerequisites_installs_through_the_package_action(svc, tmp_path):
+    """install_prerequisites: the action plugin installs the packages, then runs the module
+    again. ``coreutils`` is installed on every Debian: the package step changes nothing here,
+    and the bare interpreter still lacks the libraries, so the second run fails the same way."""
+    bare = tmp_path / "bare-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    args = base_args(svc, tmp_path / "m", install_prerequisites=True, prerequisite_packages=["coreutils"])
+    run = run_task(tmp_path, "mtls_identity", args, python=str(bare / "bin" / "python"))
+    assert run.failed
+    if "missing interpreter line" in run.result["msg"]:
+        pytest.xfail("product: the action plugin runs ansible.builtin.package with _execute_module, but "
+                     "package is an action plugin: %r" % run.result["msg"])
+    assert "Failed to import the required Python library" in run.result["msg"], run.result
+    assert run.result["installed_packages"] == ["coreutils"], run.result
+    assert not (tmp_path / "m").exists()
+
+
 def _system_python_has_only_cryptography() -> bool:
     probe = "import importlib.util as u; print(bool(u.find_spec('cryptography')), bool(u.find_spec('requests')))"
     proc = subprocess.run(["/usr/bin/python3", "-c", probe], capture_output=True, text=True, check=False)
