@@ -291,14 +291,37 @@ def edge_fixture():
         server.stop()
 
 
-@pytest.fixture(scope="module", name="gate")
-def gate_fixture(pki, tmp_path_factory):
-    """The gate the acceptance tests meet (nginx + the cloud's rules, ``gate_standin.py``)."""
-    from tests.integration.gate_standin import GateStandIn
+class ServiceGate:
+    """The reference service's gate (real nginx, ``/ws`` and Socket.IO, the cloud's acceptance
+    rule) as the acceptance tests use it: ``gate_url``, ``ca_path``, ``upload`` (the ID is
+    reserved first when the registry has never seen it: fixed IDs keep the tests readable),
+    ``delete``, and the stock agent stand-in (``run_stock_agent``)."""
 
-    stand_in = GateStandIn(tmp_path_factory.mktemp("gate"), pki.server, pki.ca)
-    yield stand_in
-    stand_in.stop()
+    def __init__(self, service):
+        self.service = service
+        self.gate_url = service.gate_url
+        self.ca_path = service.ca_path
+
+    def upload(self, agent_id, certificate):
+        if agent_id not in self.service.reserved_ids():
+            self.service.inject("/generate-orchestrator-id", "fixed_id", value=agent_id)
+            assert self.service.reserve_id() == agent_id
+        response = self.service.upload(agent_id, certificate)
+        assert response.status_code == 200, response.text
+
+    def delete(self, agent_id):
+        response = self.service.delete(agent_id)
+        assert response.status_code == 200, response.text
+
+    def run_stock_agent(self, home, env=None):
+        return self.service.run_stock_agent(home, env)
+
+
+@pytest.fixture(name="gate")
+def gate_fixture(svc):
+    """The gate the acceptance tests meet: the reference service's (``svc``, shared by the
+    session). IDs must be 8 upper-case hex characters, each test its own."""
+    return ServiceGate(svc)
 
 
 def expect(kind, *args, **kwargs):

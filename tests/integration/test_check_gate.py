@@ -1,24 +1,17 @@
-"""Acceptance of the agent check at a gate that follows the real cloud's rules: real nginx
-(``ssl_verify_client optional_no_ca``) in front of ``/ws`` (101 / 403) and ``/socket.io/``
-(python-socketio: 40 / 44), plain routes 403 without the API key (``gate_standin.py``).
-
-To point these tests at the reference service's gate, make the ``gate`` fixture
-(``check_helpers.py``) return ``svc``: ``gate_url``, ``ca_path``, ``upload``, ``delete`` have the
-same meaning there.
+"""Acceptance of the agent check at the reference service's gate, which follows the real
+cloud's rules: real nginx (``ssl_verify_client optional_no_ca``) in front of ``/ws`` (101 / 403)
+and ``/socket.io/`` (python-socketio: 40 / 44), plain routes 403 without the API key; the
+registry is the service's (uploads through its API, deletions as decommissioning does).
 
 Also here: the check runs as the agent's user with the agent's HOME (``run_as``), and agrees
-with a real Socket.IO client built the way the stock agent builds it (``agent_client.py``).
+with the stock agent's own connection (``tests/fixtures/stock_agent.py``).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import pathlib
 import pwd
 import shutil
-import subprocess
-import sys
 import tempfile
 
 import pytest
@@ -35,7 +28,6 @@ from tests.integration.check_helpers import (
 )
 
 PROTOCOLS = ["websocket", "socketio"]
-AGENT_CLIENT = pathlib.Path(__file__).with_name("agent_client.py")
 
 
 class Device:
@@ -103,7 +95,7 @@ def test_never_uploaded_certificate_with_the_right_cn_is_refused(pki, gate, prot
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_deleted_id_is_refused(pki, gate, protocol):
-    device = Device(pki, "C0000004" + protocol[0])
+    device = Device(pki, {"websocket": "C0000041", "socketio": "C0000042"}[protocol])
     identity, cert = device.identity()
     gate.upload(device.agent_id, pem(cert))
     assert _check(gate, identity, protocol)["status"] == 101
@@ -123,10 +115,10 @@ def test_get_answered_403_for_a_missing_api_key_is_not_a_certificate_refusal(pki
 
 @pytest.mark.parametrize("protocol", PROTOCOLS + ["https"])
 def test_front_end_refuses_a_certificate_not_for_client_auth(pki, gate, protocol):
-    """nginx optional_no_ca still checks the purpose: 400 The SSL certificate error."""
+    """nginx optional_no_ca still checks the purpose: 400 The SSL certificate error, before any
+    registry could be asked (the registry refuses to store such a certificate anyway)."""
     device = Device(pki, "C0000006")
-    identity, cert = device.identity(client=False)  # extendedKeyUsage serverAuth only
-    gate.upload(device.agent_id, pem(cert))
+    identity, _cert = device.identity(client=False)  # extendedKeyUsage serverAuth only
     error = _expect("refused", gate, identity, protocol)
     assert "TLS front end" in error.message and error.details["status"] == 400
 
@@ -221,13 +213,8 @@ def test_ca_file_the_agent_cannot_read_is_a_config_failure(pki, gate, agent):
 
 
 def _agent_connects(gate, identity, ca_file):
-    """Run agent_client.py with only the agent's environment: HOME and, given, SSL_CERT_FILE."""
-    env = {"PATH": os.environ["PATH"], "HOME": os.path.dirname(identity)}
-    if ca_file:
-        env["SSL_CERT_FILE"] = ca_file
-    proc = subprocess.run([sys.executable, str(AGENT_CLIENT), gate.gate_url], env=env, capture_output=True,
-                          text=True, timeout=60, check=False)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    """The stock agent stand-in with only the agent's environment: HOME and, given, SSL_CERT_FILE."""
+    return gate.run_stock_agent(os.path.dirname(identity), {"SSL_CERT_FILE": ca_file} if ca_file else {})
 
 
 @pytest.mark.parametrize("case", ["current", "rotated_out", "system_trust"])

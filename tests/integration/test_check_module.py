@@ -1,5 +1,5 @@
-"""mtls_check through Ansible itself (ansible-playbook, local connection), against the gate
-stand-in: arguments, check mode, the result and failure keys, and its documentation."""
+"""mtls_check through Ansible itself (ansible-playbook, local connection), against the reference
+service's gate: arguments, check mode, the result and failure keys, and its documentation."""
 
 from __future__ import annotations
 

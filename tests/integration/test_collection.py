@@ -79,14 +79,14 @@ def test_installed_collection_runs_a_fqcn_only_playbook(tarball, service, tmp_pa
              f"{COLLECTION}.mtls_identity": {
                  "api_url": service.api_url, "ca_path": str(service.ca_path), "path": str(module_dir),
                  "key_size": 2048, "upload_format": "json", "upload_endpoint": "/agent/certificate",
-                 "id_field": "agent_id",
+                 "id_field": "agent_id", "server_url": service.gate_url, "server_ca": str(service.ca_path),
                  # Refused without the token: through the collection's action plugin (a file).
                  "headers": {"Authorization": "Bearer " + service.token}}},
             {"name": "Apply the role", "ansible.builtin.include_role": {"name": f"{COLLECTION}.mtls_identity"},
              "vars": {
                  "mtls_api_url": service.api_url, "mtls_api_ca": str(service.ca_path),
                  "mtls_server_url": service.gate_url, "mtls_server_ca": str(service.ca_path),
-                 "mtls_verify_url": service.gate_url + "/whoami", "mtls_dir": str(role_dir),
+                 "mtls_dir": str(role_dir),
                  "mtls_key_size": 2048, "mtls_agent_restart": "none", "mtls_install_prerequisites": False}},
             {"name": "Write the report", "ansible.builtin.include_role": {"name": f"{COLLECTION}.mtls_report"},
              "vars": {"mtls_report_dir": str(reports), "mtls_report_name": "collection-report"}},
@@ -115,5 +115,7 @@ def test_installed_collection_runs_a_fqcn_only_playbook(tarball, service, tmp_pa
     assert {done["module"]["agent_id"], status["agent_id"]} <= set(service.registrations())
     http, body = service.whoami(role_dir / "client.crt", role_dir / "client.key")
     assert http == 200 and body["id"] == status["agent_id"]
+    assert status["verify_protocol"] == "websocket" and status["config"] == "changed", status
+    assert f"SSL_CERT_FILE={service.ca_path}\n" in (role_dir / "agent.env").read_text()
     report = json.loads((reports / "collection-report.json").read_text())
     assert [(h["host"], h["action"]) for h in report["hosts"]] == [("localhost", "created")]

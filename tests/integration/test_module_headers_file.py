@@ -27,7 +27,8 @@ MODULE_ARGS_LINE = re.compile(r"done with _execute_module \(mtls_identity, (.*)\
 
 def json_args(svc, path, **kw):
     args = {"api_url": svc.api_url, "ca_path": str(svc.ca_path), "path": str(path), "key_size": 2048,
-            "upload_format": "json", "upload_endpoint": AGENT_EP, "id_field": "agent_id"}
+            "upload_format": "json", "upload_endpoint": AGENT_EP, "id_field": "agent_id",
+            "server_url": svc.gate_url, "server_ca": str(svc.ca_path)}
     args.update(kw)
     return args
 
@@ -131,11 +132,16 @@ def test_action_plugin_never_hands_headers_to_the_module(svc, tmp_path, debug_en
     printed = MODULE_ARGS_LINE.findall(run.output)
     assert len(printed) == 1, run.output[-3000:]
     assert HEADERS_FILE_NAME in printed[0] and "'headers'" not in printed[0]
-    # Pipelined: the module is not transferred; the headers cost a mkdir, a PUT and a rm.
+    # Pipelined: the module is not transferred; the headers go on the standard input of one
+    # `umask 077 && cat > FILE` command (never in a command line, no PUT): they cost a mkdir,
+    # that command and a rm.
     execs, puts = commands(task_output(run))
-    assert len(puts) == 1 and puts[0].endswith("/" + HEADERS_FILE_NAME), puts
-    assert len(execs) == 3, execs
-    assert "mkdir" in execs[0] and "rm -f -r" in execs[2], execs
+    assert puts == [], puts
+    assert len(execs) == 4, execs
+    assert "mkdir" in execs[0] and "rm -f -r" in execs[3], execs
+    assert "umask 077 && cat > " in execs[1] and execs[1].split("cat > ", 1)[1].startswith(
+        str(debug_env)), execs[1]
+    assert HEADERS_FILE_NAME in execs[1] and "Bearer" not in execs[1]
     assert svc.token not in run.output
     # The remote temporary directory (with the headers file) is gone.
     assert leftovers(debug_env) == []
@@ -221,7 +227,7 @@ def test_the_collection_carries_the_action_plugin(svc, tmp_path, debug_env):
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]
     assert "config file = None" in output or "No config file found" in output  # not the repo's
-    assert re.search(r"PUT \S+ TO \S+/%s" % re.escape(HEADERS_FILE_NAME), output), output[-3000:]
+    assert re.search(r"EXEC .*umask 077 && cat > \S+/%s" % re.escape(HEADERS_FILE_NAME), output), output[-3000:]
     assert svc.token not in output
     assert svc.request_count(AGENT_EP) == 1
     assert leftovers(debug_env) == []

@@ -59,7 +59,6 @@ def test_ansible_pull_provisions_the_device_itself(tmp_path, service):
         "mtls_api_ca": str(service.ca_path),
         "mtls_server_url": service.gate_url,
         "mtls_server_ca": str(service.ca_path),
-        "mtls_verify_url": service.gate_url + "/whoami",
         "mtls_dir": str(device / ".mtls"),
         "mtls_agent_restart": "none",
         "mtls_install_prerequisites": False,
@@ -84,7 +83,13 @@ def test_ansible_pull_provisions_the_device_itself(tmp_path, service):
     assert status == 200 and body["id"] in service.registrations()
     assert (checkout / "ansible.cfg").exists()  # the playbook ran from the pulled checkout
     rows = yaml.safe_load((tmp_path / "reports" / "provision-report.json").read_text())["hosts"]
-    assert [(r["host"], r["action"], r["verify"]) for r in rows] == [("localhost", "created", "ok")]
+    assert [(r["host"], r["action"], r["verify"], r["verify_protocol"]) for r in rows] == [
+        ("localhost", "created", "ok", "websocket")]
+    # The agent's environment names the device's CA file (mtls_server_ca), and with it the
+    # stock agent connects.
+    agent_env = (device / ".mtls" / "agent.env").read_text()
+    assert f"SSL_CERT_FILE={service.ca_path}\n" in agent_env
+    assert service.run_stock_agent(device, {"SSL_CERT_FILE": str(service.ca_path)})["connected"] is True
     # The expiry metrics leave with the report: the certificate's own dates, by agent ID.
     prom = tmp_path / "reports" / "fleet-mtls.prom"
     certificate = x509.load_pem_x509_certificate(cert.read_bytes())

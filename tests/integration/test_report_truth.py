@@ -1,10 +1,14 @@
 """The fleet report is the truth about every host, through real ansible-playbook runs.
 
-The runs use tests/integration/report/provision_fixture.yml: shaped like provision.yml, it sets
-``mtls_identity_status`` for every host the way DESIGN.md "Status row" says (the module's status
-on success, a row with ``phase`` and ``error`` built by the rescue on failure), with a stand-in
-for the module, so no device or service is needed. Point REPORT_PLAYBOOK at
-playbooks/provision.yml once that playbook sets the same facts.
+``test_provision_playbook_reports_every_host_of_a_mixed_fleet`` runs playbooks/provision.yml
+itself against the reference service: a host that is provisioned, one that fails argument
+validation, one whose agent configuration is refused before the swap, one that is unreachable.
+
+The other runs use tests/integration/report/provision_fixture.yml: shaped like provision.yml, it
+sets ``mtls_identity_status`` for every host the way DESIGN.md "Status row" says, with a
+stand-in for the module, for what a real run cannot produce on demand: exact values (a blackout
+of 420 ms, fingerprints an identity ledger already knows), a host the play forgot, canary
+stops and serial batches of many hosts, without a device or a service.
 """
 
 from __future__ import annotations
@@ -200,6 +204,54 @@ def test_a_limit_run_keeps_the_other_hosts_and_updates_its_own(fleet):
     new = next(p for p in copies if p not in copies_before)
     assert [r["host"] for r in json.loads(new.read_text())["hosts"]] == ["ok-02"]
     assert "6 host(s), 5 kept from earlier runs" in run.output
+
+
+# --------------------------------------------------------------------------- the real playbook
+
+
+def test_provision_playbook_reports_every_host_of_a_mixed_fleet(tmp_path, service):
+    from tests.integration.test_playbook_fleet import write_inventory
+
+    other_ca = str(service.state_dir / "enroll-ca.crt")  # a real CA, not the gate's
+    inventory = write_inventory(tmp_path / "real-inventory.yml", {
+        "real-ok": {},
+        "real-args": {"mtls_rotate": "sometimes"},
+        "real-config": {"mtls_server_ca": other_ca, "mtls_server_ca_src": ""},
+        "real-gone": {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 9,
+                      "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"},
+    }, mtls_key_size=2048)
+    fleet = ReportFleet(tmp_path, {})
+    fleet.inventory = pathlib.Path(inventory)
+    env = service.demo_env(tmp_path / "fleet")
+    run = fleet.play("-e", "mtls_report_dir=%s" % fleet.reports, playbook=REPO / "playbooks" / "provision.yml", **env)
+    assert run.rc != 0, explain(run)
+    rows = fleet.rows()
+    assert sorted(rows) == ["real-args", "real-config", "real-gone", "real-ok"], rows
+    ok = rows["real-ok"]
+    assert (ok["action"], ok["config"], ok["restarted"], ok["verify"], ok["phase"]) == (
+        "created", "changed", True, "ok", ""), ok
+    assert ok["blackout_ms"] >= 0 and ok["agent_id"] in service.registrations()
+    args = rows["real-args"]
+    assert (args["action"], args["phase"]) == ("failed", "arguments"), args
+    assert "mtls_rotate" in args["error"] and "sometimes" in args["error"], args
+    refused = rows["real-config"]
+    assert (refused["action"], refused["phase"], refused["config"], refused["verify_failure"]) == (
+        "created", "config", "refused", "untrusted_server"), refused
+    assert refused["agent_id"] in service.registrations()  # the identity part succeeded
+    gone = rows["real-gone"]
+    assert (gone["action"], gone["phase"], gone["verify"]) == ("unreachable", "unreachable", "not run"), gone
+    line = "totals: 4 host(s): 0 ok, 1 changed, 2 failed, 1 unreachable, 0 not run"
+    assert run.output.count(line) == 1 and run.output.count(TITLE) == 1, explain(run)
+    assert run.recap["real-args"]["failed"] == run.recap["real-config"]["failed"] == 1, explain(run)
+    # The ledger (mtls_ledger_path) records the identities the run registered, and only those.
+    path = fleet.reports / "identity-ledger.json"
+    if not path.exists():
+        pytest.xfail("product: the mtls_identity action plugin never reads or writes the identity ledger "
+                     "(ledger_path reaches the module unused): no record, no duplicate-ID refusal, no restore")
+    ledger = Ledger(str(path))
+    assert ledger.lookup("real-ok")["agent_id"] == ok["agent_id"]
+    assert ledger.lookup("real-config")["agent_id"] == refused["agent_id"]
+    assert ledger.lookup("real-args") is None
 
 
 # --------------------------------------------------------------------------- serial batches

@@ -5,7 +5,12 @@ Runs inside the test containers (ansible.builtin.script, Python 3.9 .. 3.13, cry
 3.3.2 .. 43). Independent of the role's modules on purpose. Never prints key material: the key
 file is only hashed (to compare it byte for byte before and after a run) and never parsed.
 
-    inspect_identity.py DIR [--ca CA_PEM] [--cert EXTRA_CERT]... [--file PATH]... [--count-lines PATH]
+    inspect_identity.py DIR [--ca CA_PEM] [--cert EXTRA_CERT]... [--file PATH]... [--restart-log PATH]
+
+The agent's files of the directory are described too: agent.env (and the variables it sets),
+server-ca.crt, api-ca.crt, the record agent-tls.ini, and ``loaded_sha256``: the SHA-256 of
+client.crt followed by server-ca.crt, what a restarted agent loads (the molecule restart
+command logs the same digest, so a verifier sees which files the restart found).
 """
 
 import argparse
@@ -30,7 +35,28 @@ EKU_NAMES = {
     ExtendedKeyUsageOID.CODE_SIGNING.dotted_string: "codeSigning",
     ExtendedKeyUsageOID.EMAIL_PROTECTION.dotted_string: "emailProtection",
 }
-STAGED = (".client.key.new", ".client.crt.new")
+AGENT_FILES = {"env": "agent.env", "server_ca": "server-ca.crt", "api_ca": "api-ca.crt"}
+
+
+def staged_names(directory):
+    """Files a run stages beside the live ones (``.<name>.new``): none after a finished run."""
+    return sorted(name for name in os.listdir(directory) if name.startswith(".") and name.endswith(".new"))
+
+
+def env_vars(path):
+    with open(path, encoding="utf-8") as handle:
+        lines = [line.strip() for line in handle]
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#") and "=" in line)
+
+
+def loaded_sha256(directory):
+    digest = hashlib.sha256()
+    for name in ("client.crt", "server-ca.crt"):
+        path = os.path.join(directory, name)
+        if os.path.exists(path):
+            with open(path, "rb") as handle:
+                digest.update(handle.read())
+    return digest.hexdigest()
 
 
 def file_facts(path):
@@ -132,7 +158,7 @@ def main():
     parser.add_argument("--ca", help="CA certificate (PEM) the client certificate should be issued by")
     parser.add_argument("--cert", action="append", default=[], help="another certificate to describe")
     parser.add_argument("--file", action="append", default=[], help="another file to describe (mode, owner, SHA-256)")
-    parser.add_argument("--count-lines", help="a file whose lines to count (the restart handler's evidence)")
+    parser.add_argument("--restart-log", help="the restart command's evidence: one line per restart")
     args = parser.parse_args()
 
     ca = load_cert(args.ca) if args.ca else None
@@ -141,8 +167,11 @@ def main():
         "key": file_facts(os.path.join(args.dir, "client.key")),
         "cert": file_facts(os.path.join(args.dir, "client.crt")),
         "config": file_facts(os.path.join(args.dir, "agent-tls.ini")),
-        "staged": sorted(name for name in STAGED if os.path.lexists(os.path.join(args.dir, name))),
+        "staged": staged_names(args.dir) if os.path.isdir(args.dir) else [],
         "listing": sorted(os.listdir(args.dir)) if os.path.isdir(args.dir) else None,
+        "env_vars": None,
+        "loaded_sha256": loaded_sha256(args.dir) if os.path.isdir(args.dir) else None,
+        "restarts": [],
         "certificate": None,
         "config_header": None,
         "config_sections": None,
@@ -150,9 +179,14 @@ def main():
         "files": {path: file_facts(path) for path in args.file},
         "lines": None,
     }
-    if args.count_lines and os.path.exists(args.count_lines):
-        with open(args.count_lines, encoding="utf-8") as handle:
-            result["lines"] = len(handle.read().splitlines())
+    for name, filename in AGENT_FILES.items():
+        result[name] = file_facts(os.path.join(args.dir, filename))
+    if result["env"] is not None and result["env"]["type"] == "file":
+        result["env_vars"] = env_vars(result["env"]["path"])
+    if args.restart_log and os.path.exists(args.restart_log):
+        with open(args.restart_log, encoding="utf-8") as handle:
+            result["restarts"] = handle.read().splitlines()
+        result["lines"] = len(result["restarts"])
     if result["config"] is not None and result["config"]["type"] == "file":
         with open(result["config"]["path"], encoding="utf-8") as handle:
             text = handle.read()
