@@ -133,7 +133,15 @@ class ActionModule(ActionBase):
         jitter = module_args.pop("renew_jitter_days", None)
         if jitter:
             base = int(module_args.get("renew_before_days", 30))
-            module_args["renew_before_days"] = base + controller.jitter_offset(host, jitter)
+            offset = controller.jitter_offset(host, jitter)
+            valid = int(module_args.get("valid_days", 365))
+            if base < valid <= base + offset:
+                raise ConfigError(
+                    "%s (%d) plus this host's jitter (%d, from %s=%s) must be smaller than %s (%d), or "
+                    "every run would rotate" % (names.setting("renew_before_days"), base, offset,
+                                                names.setting("renew_jitter_days"), jitter,
+                                                names.setting("valid_days"), valid))
+            module_args["renew_before_days"] = base + offset
         install = module_args.pop("install_prerequisites", False)
         packages = module_args.pop("prerequisite_packages", None) or []
         return packages if install else None
@@ -151,8 +159,10 @@ class ActionModule(ActionBase):
         missing = outcome.get("missing_libraries")
         if not (outcome.get("failed") and missing and install):
             return outcome
-        packages = self._execute_module(module_name="ansible.builtin.package", task_vars=task_vars,
-                                        module_args={"name": install, "state": "present"})
+        # apt, as the package names are Debian's (ansible.builtin.package is an action of its own).
+        packages = self._execute_module(module_name="ansible.builtin.apt", task_vars=task_vars,
+                                        module_args={"name": install, "state": "present",
+                                                     "update_cache": True, "cache_valid_time": 86400})
         if packages.get("failed"):
             outcome["msg"] = ("%s; installing %s failed too: %s (run with become, or install them)"
                               % (outcome.get("msg"), ", ".join(install), packages.get("msg", "")))
@@ -168,11 +178,12 @@ class ActionModule(ActionBase):
         shell = self._connection._shell
         tmpdir = shell.tmpdir or self._make_tmp_path()
         path = shell.join_path(tmpdir, controller.HEADERS_FILE_NAME)
-        cmd = "umask 077 && cat > %s && %s" % (
-            shlex.quote(path), controller.stale_headers_cleanup(tmpdir.rstrip("/").rsplit("/", 1)[0], path))
+        cleanup = controller.stale_headers_cleanup(tmpdir.rstrip("/").rsplit("/", 1)[0], path)
+        cmd = "%s; umask 077 && cat > %s && test -s %s" % (cleanup, shlex.quote(path), shlex.quote(path))
         res = self._low_level_execute_command(cmd, sudoable=False, in_data=json.dumps(headers).encode("utf-8"))
         if res.get("rc", 0) != 0:
-            # A connection without standard input for commands: transfer, then restrict.
+            # A connection that gives commands no standard input (podman exec without -i): the
+            # file is empty. Transfer it (from a 0600 local temporary file), then restrict it.
             self._transfer_data(path, json.dumps(headers))
             self._remote_chmod([path], "0600")
         return path

@@ -432,6 +432,58 @@ not_after:
   returned: success
   type: str
   sample: "2027-11-27T17:00:02Z"
+reason:
+  description: Why the identity phase did what it did, for humans.
+  returned: success
+  type: str
+  sample: certificate valid for 364 more days
+serial:
+  description: Serial number of the certificate (hex).
+  returned: success
+  type: str
+  sample: 3A5F0C9B2D4E6F8011223344556677889900AABB
+not_before:
+  description: Start of validity (ISO 8601, UTC).
+  returned: success
+  type: str
+  sample: "2026-11-27T16:55:02Z"
+days_left:
+  description: Whole days until the certificate expires.
+  returned: success
+  type: int
+  sample: 364
+key_size:
+  description: RSA key size in bits.
+  returned: success
+  type: int
+  sample: 4096
+cert_path:
+  description: Path of the certificate.
+  returned: always
+  type: str
+  sample: /home/agent/.mtls/client.crt
+key_path:
+  description: Path of the private key (never its content).
+  returned: always
+  type: str
+  sample: /home/agent/.mtls/client.key
+backup_files:
+  description: Backups made by O(backup=true) during this run.
+  returned: when backups were made
+  type: list
+  elements: str
+  sample: ["/home/agent/.mtls/client.key.20261127T170002Z.bak"]
+registry_uncertain:
+  description: The registry may not hold the certificate on the device; a journal makes the next run converge.
+  returned: failure
+  type: bool
+  sample: false
+installed_packages:
+  description: Packages the action plugin installed before running the module again.
+  returned: when it installed them
+  type: list
+  elements: str
+  sample: [python3-cryptography]
 files:
   description: Mode and owner of the directory, key and certificate as found at the end of the run.
   returned: success

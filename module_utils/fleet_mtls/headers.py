@@ -18,6 +18,7 @@ import stat
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import read_at_most
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
 
 MAX_HEADERS_FILE = 64 * 1024
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -38,9 +39,9 @@ def read_headers_file(path):
     message contains any byte of the file.
     """
     if not isinstance(path, str) or not path:
-        raise ConfigError("headers_file must be a path")
+        raise ConfigError("%s must be a path" % setting("headers_file"))
     if not os.path.isabs(path):
-        raise ConfigError("headers_file must be an absolute path, got %r" % path)
+        raise ConfigError("%s must be an absolute path, got %r" % (setting("headers_file"), path))
     what = "headers_file %s" % path
     try:
         fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC)

@@ -219,6 +219,7 @@ def _restart(job, status, result, daemon_reload=False):
     if outcome.restarted and accepted is not None:
         status["blackout_ms"] = int(round((time.monotonic() - accepted) * 1000))
     if not outcome.restarted:
+        status["reason"] = "; ".join(part for part in (status.get("reason"), outcome.detail) if part)
         if result.get("action") == "rotated":
             job.warn("%s; it keeps presenting its old certificate, which the registry now refuses, "
                      "until it is restarted" % outcome.detail)

@@ -43,6 +43,8 @@ def _run(runner, argv):
         return runner(argv)
     except FileNotFoundError:
         return None, "", ""
+    except OSError as exc:
+        raise RestartError("%s cannot be run: %s" % (argv[0], exc.strerror or exc)) from None
 
 
 def subprocess_runner(argv):

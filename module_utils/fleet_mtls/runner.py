@@ -63,7 +63,7 @@ def run(module):
         job = provision.Job(
             agent=agent, restart=options.restart_settings(p), verify=verify,
             identity=_identity_runner(module, settings, lambda: _client(p, headers, ca_path)),
-            check=_check, runner=module.run_command,
+            check=_check, runner=_runner(module),
             run_as=(uid, gid, home) if os.geteuid() == 0 and uid != 0 else None,
             renew_before_days=p["renew_before_days"], check_mode=module.check_mode, warn=module.warn,
             phases=p["phases"])
@@ -168,6 +168,15 @@ def _identity_runner(module, settings, client_factory):
         return result
 
     return identity
+
+
+def _runner(module):
+    """argv -> (rc, out, err); a program that cannot be started raises OSError (restart.py says
+    what it means) instead of failing the module and its report row."""
+    def run(argv):
+        return module.run_command(argv, handle_exceptions=False)
+
+    return run
 
 
 def _check(*args, **kwargs):

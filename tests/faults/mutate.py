@@ -507,7 +507,7 @@ _ROLE_MUTATIONS = [
      '_identity_runner(module, settings, lambda: _client(p, headers, p["ca_path"]))(None, True)', "pass",
      ["ledger.py::test_lost_identity_fail_stops_before_any_change"]),
     ("headers-world-readable", "the headers file is 0600 from its first byte",
-     "action_plugins/mtls_identity.py", 'cmd = "umask 077 && cat > %s && %s"', 'cmd = "cat > %s && %s"',
+     "action_plugins/mtls_identity.py", 'cmd = "%s; umask 077 && cat > %s', 'cmd = "%s; cat > %s',
      ["headers.py::test_the_headers_file_is_0600_from_its_first_byte"]),
     ("stale-headers-kept", "a headers file an interrupted run left is removed by the next run",
      "module_utils/fleet_mtls/controller.py", '    return ("find %s -maxdepth 2',

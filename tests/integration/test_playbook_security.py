@@ -86,12 +86,12 @@ def run_preflight(extra_vars: dict, tmp_path: pathlib.Path) -> subprocess.Comple
     )
 
 
-def xfail_on_product_gaps(what: str, gaps: list[tuple[str, bool]]) -> None:
-    """After the assertions that hold: xfail (naming each gap) where the product still falls
+def assert_no_product_gaps(what: str, gaps: list[tuple[str, bool]]) -> None:
+    """After the assertions that hold: fail (naming each gap) where the product falls
     short of what the role promised before it became one module call."""
     wrong = [gap for gap, present in gaps if present]
     if wrong:
-        pytest.xfail("product: %s: %s" % (what, "; ".join(wrong)))
+        pytest.fail("product: %s: %s" % (what, "; ".join(wrong)))
 
 
 @pytest.mark.parametrize(
@@ -106,7 +106,7 @@ def test_numeric_agent_ids_are_refused_not_converted(tmp_path, value, shown):
     assert shown in output and "quote it" in output, output
     row = json.loads((tmp_path / "reports" / "provision-report.json").read_text())["hosts"][0]
     assert row["action"] == "failed" and "must be a string" in row["error"], row
-    xfail_on_product_gaps("a numeric mtls_agent_id", [
+    assert_no_product_gaps("a numeric mtls_agent_id", [
         ("the identity directory was created", (tmp_path / "fleet" / "edge-sp-01" / ".mtls").exists()),
         ("the message names agent_id, not mtls_agent_id", "mtls_agent_id" not in row["error"]),
         ("reported in phase %r, not as an argument" % row["phase"], row["phase"] not in ("arguments", "preflight")),
@@ -136,7 +136,7 @@ def test_preflight_refuses_bad_inputs(tmp_path, extra, words, role_words):
     assert row["action"] == "failed" and row["phase"], row
     # Through the role, the message names the variable to change (DESIGN: messages name what
     # the reader sets), and nothing is written on the device.
-    xfail_on_product_gaps("bad input %s" % sorted(extra), [
+    assert_no_product_gaps("bad input %s" % sorted(extra), [
         ("the identity directory was created", (tmp_path / "fleet" / "edge-sp-01" / ".mtls").exists()),
         ("the message does not name %s: %r" % (role_words, row["error"]), role_words not in row["error"]),
     ])

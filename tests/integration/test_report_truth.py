@@ -246,7 +246,7 @@ def test_provision_playbook_reports_every_host_of_a_mixed_fleet(tmp_path, servic
     # The ledger (mtls_ledger_path) records the identities the run registered, and only those.
     path = fleet.reports / "identity-ledger.json"
     if not path.exists():
-        pytest.xfail("product: the mtls_identity action plugin never reads or writes the identity ledger "
+        pytest.fail("product: the mtls_identity action plugin never reads or writes the identity ledger "
                      "(ledger_path reaches the module unused): no record, no duplicate-ID refusal, no restore")
     ledger = Ledger(str(path))
     assert ledger.lookup("real-ok")["agent_id"] == ok["agent_id"]

@@ -97,7 +97,7 @@ def test_device_without_docker_is_provisioned_and_says_why_nothing_was_restarted
     fleet = docker_fleet({"edge-nodocker": {"mtls_agent_container": "orchestrator_agent"}}, path)
     run = fleet.play("provision.yml")
     if run.rc != 0 and RUN_COMMAND_ENOENT in run.output:
-        pytest.xfail("product: runner.py runs docker with module.run_command, which fails the module on a "
+        pytest.fail("product: runner.py runs docker with module.run_command, which fails the module on a "
                      "missing program instead of raising FileNotFoundError for restart._run")
     assert run.rc == 0, explain(run)
     assert run.recap["edge-nodocker"]["failed"] == 0, explain(run)
