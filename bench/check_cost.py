@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import check  # noqa: E402
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import CheckError  # noqa: E402
-from tests.integration.check_helpers import AGENT_ID, CheckPKI, make_cert, pem, write_pair  # noqa: E402
+from tests.fixtures.check_helpers import AGENT_ID, CheckPKI, make_cert, pem, write_pair  # noqa: E402
 from tests.integration.gate_standin import GateStandIn  # noqa: E402
 
 

@@ -82,7 +82,7 @@ class Service:
 
     def start(self) -> Service:
         sys.path.insert(0, str(REPO))
-        from tests.servicectl import ProvisioningService
+        from tests.fixtures.servicectl import ProvisioningService
 
         self._svc = ProvisioningService(state_dir=self.state_dir, token=self.token)
         self._svc.start()

@@ -25,7 +25,7 @@ mtls_test_service_start() {
     token="$("$python" -c 'import secrets; print(secrets.token_hex(16))')"
     # The token goes through the environment, not the command line (ps shows that).
     (cd "$_MTLS_TEST_REPO" &&
-        PROVISIONING_SERVICE_TOKEN="$token" exec "$python" -m tests.provisioning_service \
+        PROVISIONING_SERVICE_TOKEN="$token" exec "$python" -m tests.fixtures.provisioning_service \
             --state-dir "$state" --host 127.0.0.1 --port 0 --gate-port 0 >"$out" 2>"$log" </dev/null) &
     pid=$!
     for ((i = 0; i < 300; i++)); do

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.faults import helpers as h
+from tests.fixtures import module_runner as h
 
 
 class Device:

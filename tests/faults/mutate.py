@@ -343,7 +343,7 @@ MUTATIONS = {
         "a JSON upload sends agent_id unless id_field says otherwise",
         [("module_utils/fleet_mtls/api.py", "self.id_field = id_field or ID_FIELDS[upload_format]",
           'self.id_field = id_field or "id"')],
-        ["tests/unit/test_api_contract.py::test_json_upload_sends_agent_id_when_id_field_is_not_given"],
+        ["tests/module/test_api_contract.py::test_json_upload_sends_agent_id_when_id_field_is_not_given"],
     ),
     "contract-drift": (
         "the modules' defaults and their docs follow api.DEFAULTS",
@@ -354,8 +354,8 @@ MUTATIONS = {
         "a server certificate not valid at the device's clock is reported as a clock problem",
         [("module_utils/fleet_mtls/transport.py", "    if code in _CLOCK_CODES:", "    if False:")],
         [
-            "tests/unit/test_api_contract.py::test_an_expired_server_certificate_is_a_clock_problem",
-            "tests/unit/test_api_contract.py::test_a_device_clock_two_years_off_is_named",
+            "tests/module/test_api_contract.py::test_an_expired_server_certificate_is_a_clock_problem",
+            "tests/module/test_api_contract.py::test_a_device_clock_two_years_off_is_named",
         ],
     ),
     "date-needs-right-clock": (
@@ -363,15 +363,15 @@ MUTATIONS = {
         [("module_utils/fleet_mtls/transport.py",
           "session = self.session if self.verify is False else self._clock_blind_session()",
           "session = self.session")],
-        ["tests/unit/test_api_contract.py::test_a_device_clock_two_years_off_is_named"],
+        ["tests/module/test_api_contract.py::test_a_device_clock_two_years_off_is_named"],
     ),
     "any-404-is-gone": (
         "only the registry's own unknown-ID answer counts as already deleted",
         [("module_utils/fleet_mtls/api.py", "        if is_unknown_id_answer(status, body, agent_id):",
           "        if True:")],
         [
-            "tests/unit/test_api_contract.py::test_a_mistyped_deletion_endpoint_fails",
-            "tests/integration/test_playbook_decommission.py::test_mistyped_endpoint_404_keeps_the_identity",
+            "tests/module/test_api_contract.py::test_a_mistyped_deletion_endpoint_fails",
+            "tests/playbook/test_playbook_decommission.py::test_mistyped_endpoint_404_keeps_the_identity",
         ],
     ),
     "wipe-before-confirm": (
@@ -381,8 +381,8 @@ MUTATIONS = {
           '            try:\n                result["status"], deleted = delete(agent_id, path, check=check_mode)\n'
           '            except IdentityError:\n                result["status"], deleted = None, True')],
         [
-            "tests/unit/test_decommission.py::test_nothing_is_removed_unless_the_server_confirmed",
-            "tests/integration/test_playbook_decommission.py::test_server_error_keeps_the_identity",
+            "tests/module/test_decommission.py::test_nothing_is_removed_unless_the_server_confirmed",
+            "tests/playbook/test_playbook_decommission.py::test_server_error_keeps_the_identity",
         ],
     ),
 }
@@ -390,7 +390,7 @@ MUTATIONS = {
 # The agent check (module_utils/fleet_mtls/check.py, wsclient.py, verdicts.py): its protections,
 # then each failure class, removed in turn. (name, what, file, old, new, cases)
 _CHECK = "module_utils/fleet_mtls/"
-_CHECK_CASES = "tests/integration/test_check_"
+_CHECK_CASES = "tests/module/test_check_"
 MUTATIONS["check-no-deadline"] = (
     "the check has one total deadline (a trickling gate cannot hold it)",
     [
@@ -474,7 +474,7 @@ for _name, _what, _file, _old, _new, _cases in _CHECK_MUTATIONS:
 
 # The role's protections, proven through ansible-playbook runs of the real role (the mutant's
 # collection holds the mutated modules, module_utils and action plugins, and the real roles).
-_R = "tests/integration/test_role_"
+_R = "tests/playbook/test_role_"
 _ROLE_MUTATIONS = [
     ("swap-unproven-config", "a staged configuration the check refused is never swapped in",
      "module_utils/fleet_mtls/provision.py", "if failure is not None:\n                staging.abort()",

@@ -18,8 +18,8 @@ import time
 
 import pytest
 
-from tests.faults import helpers as h
-from tests.integration.ansible_runner import REPO, ansible_env, run_task, task_command
+from tests.fixtures import module_runner as h
+from tests.fixtures.ansible_runner import REPO, ansible_env, run_task, task_command
 
 ID_EP = "/generate-orchestrator-id"
 UPLOAD_EP = "/upload-orchestrator-certificate"

@@ -12,8 +12,8 @@ import tempfile
 
 import pytest
 
-from tests.faults import helpers as h
 from tests.faults.conftest import Device
+from tests.fixtures import module_runner as h
 
 
 def no_requests(svc) -> bool:

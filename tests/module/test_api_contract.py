@@ -19,7 +19,7 @@ import pytest
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api, certs, names
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError
-from tests.unit.helpers import build_cert, client_for
+from tests.fixtures.identities import build_cert, client_for
 
 ID_EP = "/generate-orchestrator-id"
 UP_EP = "/upload-orchestrator-certificate"

@@ -17,7 +17,7 @@ import tempfile
 import pytest
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import check
-from tests.integration.check_helpers import (
+from tests.fixtures.check_helpers import (
     expect,
     gate_fixture,  # noqa: F401 - a fixture
     make_cert,

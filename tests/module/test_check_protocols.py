@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import check
-from tests.integration.check_helpers import (
+from tests.fixtures.check_helpers import (
     OPEN,
     accept_for,
     answer,

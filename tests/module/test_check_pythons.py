@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from tests.integration.check_helpers import (  # noqa: F401 - the *_fixture are fixtures
+from tests.fixtures.check_helpers import (  # noqa: F401 - the *_fixture are fixtures
     OPEN,
     edge_fixture,
     engineio,

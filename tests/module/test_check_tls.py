@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import check, names
-from tests.integration.check_helpers import (
+from tests.fixtures.check_helpers import (
     AGENT_ID,
     accept_for,
     edge_fixture,  # noqa: F401 - a fixture

@@ -11,8 +11,8 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import ce
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import ProvisioningClient
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.decommission import Refused, decommission
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError
-from tests.faults.helpers import closed_port
-from tests.unit.helpers import build_cert, client_for, snapshot, write_identity
+from tests.fixtures.identities import build_cert, client_for, snapshot, write_identity
+from tests.fixtures.module_runner import closed_port
 
 UID, GID = os.geteuid(), os.getegid()
 EP = "/orchestrators/{id}"

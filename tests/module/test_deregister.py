@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, ConfigError
-from tests.unit.helpers import client_for
+from tests.fixtures.identities import client_for
 
 EP = "/orchestrators/{id}"
 

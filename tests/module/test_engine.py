@@ -21,7 +21,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity 
     Settings,
     ensure_identity,
 )
-from tests.unit.helpers import NoNetwork, build_cert, client_for, snapshot, write_identity
+from tests.fixtures.identities import NoNetwork, build_cert, client_for, snapshot, write_identity
 
 ID_EP = "/generate-orchestrator-id"
 UP_EP = "/upload-orchestrator-certificate"

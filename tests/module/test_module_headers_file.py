@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 
-from tests.integration.ansible_runner import BIN, REPO, VENV_PYTHON, ansible_env, run_task
+from tests.fixtures.ansible_runner import BIN, REPO, VENV_PYTHON, ansible_env, run_task
 
 pytestmark = pytest.mark.integration
 

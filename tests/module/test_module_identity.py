@@ -13,7 +13,7 @@ import textwrap
 import pytest
 import yaml
 
-from tests.integration.ansible_runner import BIN, REPO, ansible_env, run_task
+from tests.fixtures.ansible_runner import BIN, REPO, ansible_env, run_task
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.integration.ansible_runner import run_task
+from tests.fixtures.ansible_runner import run_task
 
 BARE = pathlib.Path("/root/.pyenv/versions/3.13.0/bin/python3")
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.integration.ansible_runner import REPO
+from tests.fixtures.ansible_runner import REPO
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import yaml
 from cryptography import x509
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration import compat
+from tests.fixtures import compat
 
 pytestmark = pytest.mark.integration
 

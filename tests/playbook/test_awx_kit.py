@@ -18,8 +18,8 @@ from awx_plugins.interfaces._temporary_private_api import ManagedCredentialType
 from awx_plugins.interfaces._temporary_private_credential_api import Credential
 from awx_plugins.interfaces._temporary_private_inject_api import inject_credential
 
-from tests.integration.ansible_runner import ansible_env
-from tests.integration.compat import ROLE_VERIFY_WORKS
+from tests.fixtures.ansible_runner import ansible_env
+from tests.fixtures.compat import ROLE_VERIFY_WORKS
 
 pytestmark = pytest.mark.integration
 

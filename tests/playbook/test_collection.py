@@ -12,7 +12,7 @@ import tarfile
 
 import pytest
 
-from tests.integration.ansible_runner import BIN, REPO, VENV_PYTHON, ansible_env
+from tests.fixtures.ansible_runner import BIN, REPO, VENV_PYTHON, ansible_env
 
 pytestmark = pytest.mark.integration
 

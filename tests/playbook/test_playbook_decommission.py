@@ -9,9 +9,9 @@ import secrets
 
 import pytest
 
-from tests.faults import helpers as h
-from tests.integration.test_playbook_fleet import Fleet, explain, write_inventory
-from tests.servicectl import ProvisioningService
+from tests.fixtures import module_runner as h
+from tests.fixtures.servicectl import ProvisioningService
+from tests.playbook.test_playbook_fleet import Fleet, explain, write_inventory
 
 pytestmark = pytest.mark.integration
 

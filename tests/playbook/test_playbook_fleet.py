@@ -25,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
-from tests.servicectl import ProvisioningService
+from tests.fixtures.servicectl import ProvisioningService
 
 pytestmark = pytest.mark.integration
 

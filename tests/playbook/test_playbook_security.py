@@ -72,7 +72,7 @@ def run_preflight(extra_vars: dict, tmp_path: pathlib.Path) -> subprocess.Comple
     """provision.yml on one demo host; the preflight must stop it before any network use
     (the API URL points at a closed loopback port; the CA is a real PEM file, so that reading
     mtls_server_ca_src on the controller is not what stops the run)."""
-    from tests.servicectl import cert_pem, make_key, make_self_signed
+    from tests.fixtures.servicectl import cert_pem, make_key, make_self_signed
 
     ca = tmp_path / "ca.crt"
     ca.write_bytes(cert_pem(make_self_signed("Some CA", make_key())))

@@ -23,14 +23,14 @@ import yaml
 from cryptography import x509
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.compat import DEVICE_PYTHON, ROLE_VERIFY_WORKS, ansible_214
-from tests.integration.test_playbook_pull import make_source_repo
+from tests.fixtures.compat import DEVICE_PYTHON, ROLE_VERIFY_WORKS, ansible_214
+from tests.playbook.test_playbook_pull import make_source_repo
 
 pytestmark = pytest.mark.integration
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(sys.executable).parent
-CONTAINERFILE = REPO / "tests" / "integration" / "pull" / "Containerfile"
+CONTAINERFILE = REPO / "tests" / "fixtures" / "pull" / "Containerfile"
 BASE_IMAGE = "localhost/debian-py:bookworm"
 # Passed through every layer (unit quoting, ansible-pull, ansible-playbook) as one literal value.
 ODD_VALUE = "100%-$HOME-'quoted'"

@@ -11,7 +11,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.test_report_truth import FP, ReportFleet, explain, healthy
+from tests.playbook.test_report_truth import FP, ReportFleet, explain, healthy
 
 pytestmark = pytest.mark.integration
 

@@ -25,13 +25,13 @@ import pytest
 import yaml
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.ledger import Ledger
-from tests.integration.ansible_runner import ansible_env
+from tests.fixtures.ansible_runner import ansible_env
 
 pytestmark = pytest.mark.integration
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(sys.executable).parent
-REPORT_PLAYBOOK = REPO / "tests" / "integration" / "report" / "provision_fixture.yml"
+REPORT_PLAYBOOK = REPO / "tests" / "fixtures" / "report" / "provision_fixture.yml"
 MERGE_PLAYBOOK = REPO / "playbooks" / "report-merge.yml"
 TITLE = "fleet-mtls report provision-report:"
 RECAP_RE = re.compile(r"^(?P<host>\S+)\s+:\s+ok=\d+\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
@@ -210,7 +210,7 @@ def test_a_limit_run_keeps_the_other_hosts_and_updates_its_own(fleet):
 
 
 def test_provision_playbook_reports_every_host_of_a_mixed_fleet(tmp_path, service):
-    from tests.integration.test_playbook_fleet import write_inventory
+    from tests.playbook.test_playbook_fleet import write_inventory
 
     other_ca = str(service.state_dir / "enroll-ca.crt")  # a real CA, not the gate's
     inventory = write_inventory(tmp_path / "real-inventory.yml", {

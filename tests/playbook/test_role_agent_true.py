@@ -15,7 +15,7 @@ import json
 import pytest
 
 from tests.fixtures.playbook_fleet import RoleFleet, run_agent_process
-from tests.servicectl import cert_pem, make_key, make_self_signed, write_identity
+from tests.fixtures.servicectl import cert_pem, make_key, make_self_signed, write_identity
 
 pytestmark = pytest.mark.integration
 

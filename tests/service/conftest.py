@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from tests.servicectl import (
+from tests.fixtures.servicectl import (
     ProvisioningService,
     cert_pem,
     fingerprint,

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import der
-from tests.unit.helpers import AGENT_ID, build_cert
+from tests.fixtures.identities import AGENT_ID, build_cert
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 DER_PY = REPO / "module_utils" / "fleet_mtls" / "der.py"
