@@ -4,6 +4,7 @@ identity directories)."""
 
 from __future__ import annotations
 
+import os
 import pathlib
 import secrets
 import sys
@@ -66,13 +67,29 @@ def svc(shared_service):
     shared_service.clear_faults()
 
 
+@pytest.fixture
+def umask():
+    """Sets the process umask to 022 for the test (``umask(value)`` changes it), restored after."""
+    old = os.umask(0o022)
+    yield os.umask
+    os.umask(old)
+
+
+@pytest.fixture
+def role_names():
+    """Messages name role variables (as through the role) during the test."""
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import names
+
+    names.use_role_names(True)
+    yield
+    names.use_role_names(False)
+
+
 # ---- throw-away accounts (tests about who may write a directory) ----
 @pytest.fixture
 def accounts():
     """Create real users and groups for one test (``accounts.user()``, ``accounts.group()``),
     removed at teardown; skips the test when not root."""
-    import os
-
     from tests.fixtures.accounts import Accounts
 
     if os.geteuid() != 0:

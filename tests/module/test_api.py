@@ -7,13 +7,12 @@ import socket
 import pytest
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import MAX_BODY, ProvisioningClient
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import ProvisioningClient
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, ConfigError
 from tests.fixtures.identities import build_cert, client_for
 
 ID_EP = "/generate-orchestrator-id"
 UP_EP = "/upload-orchestrator-certificate"
-
 
 
 class Sleeps(list):
@@ -49,10 +48,6 @@ def test_unusable_answers_are_ambiguous_errors(svc, kind, params, message):
         client_for(svc).request_id()
     assert info.value.ambiguous
     assert svc.request_count(ID_EP) == 1  # never retried
-
-
-def test_oversized_limit_is_one_mebibyte():
-    assert MAX_BODY == 1024 * 1024
 
 
 def test_5xx_is_retried_with_backoff_then_succeeds(svc):

@@ -115,12 +115,6 @@ def test_json_upload_sends_agent_id_when_id_field_is_not_given(svc, keys):
     assert svc.registered_pem(agent_id) == pem.decode()
 
 
-def test_an_explicit_id_field_wins():
-    client = api.ProvisioningClient("https://127.0.0.1:9", upload_format="json", id_field="device")
-    assert (client.id_field, client.enroll_id_field) == ("device", "device")
-    assert api.ProvisioningClient("https://127.0.0.1:9").id_field == "id"
-
-
 # ----------------------------------------------------------------------------- deletion
 
 def test_the_registrys_unknown_id_answers_count_as_gone(svc):
@@ -145,16 +139,6 @@ def test_a_mistyped_deletion_endpoint_fails(svc):
     agent_id = svc.reserve_id()
     with pytest.raises(ApiError, match="HTTP 404: no such endpoint, which is not the registry's"):
         client_for(svc, headers=svc.auth_headers()).delete_agent(agent_id, "/orchestrator/{id}")
-
-
-@pytest.mark.parametrize("body", [b'{"detail": "Not Found"}', b'{"statusCode": 404, "message": "no such endpoint"}',
-                                  b'{"statusCode": 410, "message": "unknown ID 0000ABCD"}', b"<html>404</html>",
-                                  b'{"statusCode": 404, "message": "unknown ID 0000ABCDE"}'])
-def test_unknown_id_recognition_is_exact(body):
-    assert not api.is_unknown_id_answer(404, body, "0000ABCD")
-    assert api.is_unknown_id_answer(404, b'{"statusCode": 404, "message": "unknown ID 0000ABCD"}', "0000ABCD")
-    assert api.is_unknown_id_answer(410, b'{"statusCode": 410, "message": "ID 0000ABCD was decommissioned"}',
-                                    "0000ABCD")
 
 
 # ----------------------------------------------------------------------------- TLS reasons

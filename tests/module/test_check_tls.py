@@ -14,7 +14,7 @@ import time
 import pytest
 from cryptography.hazmat.primitives import hashes
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import check, names
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import check
 from tests.fixtures.check_helpers import (
     AGENT_ID,
     accept_for,
@@ -31,13 +31,6 @@ from tests.fixtures.check_helpers import (
 
 UTC = datetime.UTC
 TWO_YEARS = datetime.timedelta(days=730)
-
-
-@pytest.fixture
-def role_names():
-    names.use_role_names(True)
-    yield
-    names.use_role_names(False)
 
 
 # --------------------------------------------------------------------------- success
