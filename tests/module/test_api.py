@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import ProvisioningClient
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, ConfigError
 from tests.fixtures.identities import build_cert, client_for
+from tests.fixtures.module_runner import closed_port
 
 ID_EP = "/generate-orchestrator-id"
 UP_EP = "/upload-orchestrator-certificate"
@@ -176,17 +175,9 @@ def test_accept_then_garble_upload_is_ambiguous(svc, keys):
     assert svc.registered_pem(agent_id) == pem.decode()  # it was stored after all
 
 
-def _closed_port():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
-
-
 def test_refused_connection_is_definitive_and_retried():
     sleeps = Sleeps()
-    client = ProvisioningClient("https://127.0.0.1:%d" % _closed_port(), retries=2, sleep=sleeps)
+    client = ProvisioningClient("https://127.0.0.1:%d" % closed_port(), retries=2, sleep=sleeps)
     with pytest.raises(ApiError, match="cannot connect") as info:
         client.request_id()
     assert info.value.definitive and len(sleeps) == 2

@@ -10,8 +10,8 @@ import secrets
 import pytest
 
 from tests.fixtures import module_runner as h
+from tests.fixtures.playbook_fleet import Fleet, explain, write_inventory
 from tests.fixtures.servicectl import ProvisioningService
-from tests.playbook.test_playbook_fleet import Fleet, explain, write_inventory
 
 pytestmark = pytest.mark.integration
 

@@ -7,157 +7,24 @@ one host, decommission. Failure cases use their own small fleets. Every run is a
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import pathlib
 import re
 import secrets
-import subprocess
 import sys
 import textwrap
-import time
-from dataclasses import dataclass
 
 import pytest
-import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.x509.oid import NameOID
 
+from tests.fixtures.playbook_fleet import Fleet, explain, write_inventory
 from tests.fixtures.servicectl import ProvisioningService
 
 pytestmark = pytest.mark.integration
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-BIN = pathlib.Path(sys.executable).parent
 DEMO_HOSTS = ("edge-sp-01", "edge-sp-02", "edge-sp-03", "edge-cps-01", "edge-cps-02")
-RECAP_RE = re.compile(
-    r"^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
-    r"\s+failed=(?P<failed>\d+)\s+skipped=(?P<skipped>\d+)\s+rescued=(?P<rescued>\d+)\s+ignored=(?P<ignored>\d+)",
-    re.MULTILINE,
-)
 PEM_KEY_RE = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-@dataclass
-class Run:
-    rc: int
-    output: str
-    seconds: float
-
-    @property
-    def recap(self) -> dict[str, dict[str, int]]:
-        return {
-            m["host"]: {k: int(v) for k, v in m.groupdict().items() if k != "host"}
-            for m in RECAP_RE.finditer(self.output)
-        }
-
-    def changed(self) -> int:
-        return sum(r["changed"] for r in self.recap.values())
-
-
-class Fleet:
-    """A demo fleet: the demo inventory, a scratch root with one home per host, a service."""
-
-    def __init__(
-        self,
-        root: pathlib.Path,
-        service: ProvisioningService,
-        inventory: str | None = None,
-        env: dict[str, str] | None = None,
-    ):
-        self.root = root
-        self.service = service
-        self.extra_env = dict(env or {})  # applied last, e.g. a PATH without docker
-        self.demo_root = root / "fleet"
-        self.reports = root / "reports"
-        self.tmp = root / "ansible-tmp"
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        self.inventory = inventory or str(REPO / "inventory" / "demo")
-
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(self.service.demo_env(self.demo_root))
-        env.update({
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_FORCE_COLOR": "0",
-            "ANSIBLE_LOCAL_TEMP": str(self.tmp / "local"),
-            "ANSIBLE_REMOTE_TEMP": str(self.tmp / "remote"),
-            "ANSIBLE_DEPRECATION_WARNINGS": "0",
-            "PATH": str(BIN) + os.pathsep + os.environ.get("PATH", ""),
-        })
-        env.update(self.extra_env)
-        return env
-
-    def play(self, playbook: str, *args: str, verbosity: int = 0, timeout: int = 280) -> Run:
-        cmd = [str(BIN / "ansible-playbook"), "-i", self.inventory, f"playbooks/{playbook}",
-               "-e", f"mtls_report_dir={self.reports}", *args]
-        if verbosity:
-            cmd.append("-" + "v" * verbosity)
-        started = time.monotonic()
-        proc = subprocess.run(cmd, cwd=REPO, env=self.env(), capture_output=True, text=True,
-                              timeout=timeout, check=False)
-        return Run(proc.returncode, proc.stdout + proc.stderr, time.monotonic() - started)
-
-    def host_dir(self, host: str) -> pathlib.Path:
-        return self.demo_root / host / ".mtls"
-
-    def cert(self, host: str) -> pathlib.Path:
-        return self.host_dir(host) / "client.crt"
-
-    def key(self, host: str) -> pathlib.Path:
-        return self.host_dir(host) / "client.key"
-
-    def restart_log(self, host: str) -> list[str]:
-        """The demo agent's restarts: one line each, ending with the SHA-256 of what a restarted
-        agent loads (client.crt, then server-ca.crt) as it was at that moment."""
-        log = self.demo_root / host / "agent-restarts.log"
-        return log.read_text().splitlines() if log.exists() else []
-
-    def restarts(self, host: str) -> int:
-        return len(self.restart_log(host))
-
-    def loaded(self, host: str) -> str:
-        """The SHA-256 a restart logs for the files live now (inventory/demo's restart command)."""
-        data = self.cert(host).read_bytes()
-        ca = self.host_dir(host) / "server-ca.crt"
-        if ca.exists():
-            data += ca.read_bytes()
-        return hashlib.sha256(data).hexdigest()
-
-    def agent_env(self, host: str) -> dict[str, str]:
-        """agent.env, the environment the agent gets (docker --env-file, systemd drop-in)."""
-        lines = (self.host_dir(host) / "agent.env").read_text().splitlines()
-        return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
-
-    def stock_agent(self, host: str) -> dict:
-        """The stock agent's own connection (Socket.IO over the websocket transport) with this
-        host's HOME and the environment agent.env gives it."""
-        return self.service.run_stock_agent(self.demo_root / host, self.agent_env(host))
-
-    def report(self, name: str = "provision-report") -> dict:
-        return json.loads((self.reports / f"{name}.json").read_text())
-
-    def rows(self, name: str = "provision-report") -> dict[str, dict]:
-        return {row["host"]: row for row in self.report(name)["hosts"]}
-
-    def agent_id(self, host: str) -> str:
-        cert = x509.load_pem_x509_certificate(self.cert(host).read_bytes())
-        return cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
-
-    def fingerprint(self, host: str) -> str:
-        return x509.load_pem_x509_certificate(self.cert(host).read_bytes()).fingerprint(hashes.SHA256()).hex()
-
-    def gate_accepts(self, cert: pathlib.Path, key: pathlib.Path) -> bool:
-        return self.service.gate_accepts(cert, key)
-
-
-def explain(run: Run) -> str:
-    return f"rc={run.rc} after {run.seconds:.1f}s\n{run.output[-6000:]}"
 
 
 def key_material(fleet: Fleet, hosts) -> list[str]:
@@ -470,14 +337,6 @@ def test_decommission_deletes_the_id_and_the_local_identity(fleet, tmp_path):
 
 
 # --------------------------------------------------------------------------- failures
-
-
-def write_inventory(path: pathlib.Path, hosts: dict[str, dict], **group_vars) -> str:
-    """A small YAML fleet in the shape of inventory/demo (its group_vars are not loaded)."""
-    demo_vars = yaml.safe_load((REPO / "inventory" / "demo" / "group_vars" / "all.yml").read_text())
-    demo_vars.update(group_vars)
-    path.write_text(yaml.safe_dump({"all": {"vars": demo_vars, "hosts": hosts}}, sort_keys=False))
-    return str(path)
 
 
 @pytest.fixture

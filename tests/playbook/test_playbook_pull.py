@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 
@@ -14,34 +13,11 @@ import yaml
 from cryptography import x509
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.fixtures.source_repo import make_source_repo
+
 pytestmark = pytest.mark.integration
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(sys.executable).parent
-
-
-def make_source_repo(dest: pathlib.Path) -> str:
-    """A git repository holding the working tree (tracked and new files, not ignored ones)."""
-    listing = subprocess.run(
-        ["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        capture_output=True, check=False,
-    )
-    if listing.returncode != 0:
-        pytest.skip("not a git checkout")
-    dest.mkdir()
-    for name in sorted(set(listing.stdout.decode().split("\0")) - {""}):
-        src, dst = REPO / name, dest / name
-        if not src.exists() and not src.is_symlink():
-            continue  # deleted in the working tree
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_symlink():
-            os.symlink(os.readlink(src), dst)
-        else:
-            shutil.copy2(src, dst)
-    ident = ["-c", "user.name=fleet-mtls tests", "-c", "user.email=tests@fleet-mtls.invalid"]
-    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], [*ident, "commit", "-q", "-m", "snapshot"]):
-        subprocess.run(["git", "-C", str(dest), *cmd], check=True, capture_output=True)
-    return f"file://{dest}"
 
 
 def metric_values(path: pathlib.Path) -> dict[str, tuple[dict, float]]:

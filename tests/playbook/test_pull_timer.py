@@ -24,7 +24,7 @@ from cryptography import x509
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.compat import DEVICE_PYTHON, ROLE_VERIFY_WORKS, ansible_214
-from tests.playbook.test_playbook_pull import make_source_repo
+from tests.fixtures.source_repo import make_source_repo
 
 pytestmark = pytest.mark.integration
 

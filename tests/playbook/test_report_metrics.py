@@ -1,5 +1,5 @@
 """The mtls_report role's fleet-wide metrics file, through real ansible-playbook runs of the
-report fixture (tests/integration/report/provision_fixture.yml: the module's status rows
+report fixture (tests/fixtures/report/provision_fixture.yml: the module's status rows
 without devices), parsed with prometheus_client. The values against a real certificate are
 asserted where a real provisioning runs (test_playbook_pull.py, the pull container test)."""
 
@@ -11,7 +11,8 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.playbook.test_report_truth import FP, ReportFleet, explain, healthy
+from tests.fixtures.playbook_fleet import explain
+from tests.fixtures.report_fleet import FP, ReportFleet, healthy
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@
 itself against the reference service: a host that is provisioned, one that fails argument
 validation, one whose agent configuration is refused before the swap, one that is unreachable.
 
-The other runs use tests/integration/report/provision_fixture.yml: shaped like provision.yml, it
+The other runs use tests/fixtures/report/provision_fixture.yml: shaped like provision.yml, it
 sets ``mtls_identity_status`` for every host the way DESIGN.md "Status row" says, with a
 stand-in for the module, for what a real run cannot produce on demand: exact values (a blackout
 of 420 ms, fingerprints an identity ledger already knows), a host the play forgot, canary
@@ -16,81 +16,19 @@ from __future__ import annotations
 import json
 import pathlib
 import re
-import subprocess
-import sys
 import time
-from dataclasses import dataclass
 
 import pytest
-import yaml
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.ledger import Ledger
-from tests.fixtures.ansible_runner import ansible_env
+from tests.fixtures.playbook_fleet import explain
+from tests.fixtures.report_fleet import FP, ReportFleet, healthy
 
 pytestmark = pytest.mark.integration
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-BIN = pathlib.Path(sys.executable).parent
-REPORT_PLAYBOOK = REPO / "tests" / "fixtures" / "report" / "provision_fixture.yml"
 MERGE_PLAYBOOK = REPO / "playbooks" / "report-merge.yml"
 TITLE = "fleet-mtls report provision-report:"
-RECAP_RE = re.compile(r"^(?P<host>\S+)\s+:\s+ok=\d+\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
-                      r"\s+failed=(?P<failed>\d+)", re.MULTILINE)
-FP = {name: name * 64 for name in "abcdef"}
-
-
-@dataclass
-class Run:
-    rc: int
-    output: str
-
-    @property
-    def recap(self):
-        return {m["host"]: {k: int(v) for k, v in m.groupdict().items() if k != "host"}
-                for m in RECAP_RE.finditer(self.output)}
-
-    def custom_stats(self):
-        line = next(line for line in self.output.splitlines() if line.startswith("\tRUN: "))
-        return json.loads(line[len("\tRUN: "):])
-
-
-def explain(run):
-    return "rc=%d\n%s" % (run.rc, run.output[-5000:])
-
-
-class ReportFleet:
-    """An inventory of local hosts (plus whatever the test adds) and a report directory."""
-
-    def __init__(self, root: pathlib.Path, hosts: dict[str, dict]):
-        self.root = root
-        self.reports = root / "reports"
-        self.inventory = root / "inventory.yml"
-        self.inventory.write_text(yaml.safe_dump({"all": {
-            "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
-            "hosts": hosts}}, sort_keys=False))
-
-    def play(self, *args, playbook=REPORT_PLAYBOOK, **env):
-        cmd = [str(BIN / "ansible-playbook"), "-i", str(self.inventory), str(playbook),
-               "-e", "mtls_report_dir=%s" % self.reports, *args]
-        proc = subprocess.run(cmd, cwd=REPO, env=ansible_env(ANSIBLE_LOCAL_TEMP=str(self.root / "tmp"), **env),
-                              capture_output=True, text=True, timeout=240, check=False)
-        return Run(proc.returncode, proc.stdout + proc.stderr)
-
-    def report(self, name="provision-report"):
-        return json.loads((self.reports / ("%s.json" % name)).read_text())
-
-    def rows(self, name="provision-report"):
-        return {row["host"]: row for row in self.report(name)["hosts"]}
-
-    def history(self):
-        return sorted((self.reports / "history").glob("provision-report-*.json"))
-
-
-def healthy(agent_id, fingerprint, **values):
-    status = {"agent_id": agent_id, "fingerprint_sha256": fingerprint, "not_after": "2099-01-01T00:00:00Z",
-              "renew_after": "2098-12-01T00:00:00Z", "key_size": 4096, "serial": "3a5f"}
-    status.update(values)
-    return {"fixture_status": status}
 
 
 def next_second():
@@ -210,7 +148,7 @@ def test_a_limit_run_keeps_the_other_hosts_and_updates_its_own(fleet):
 
 
 def test_provision_playbook_reports_every_host_of_a_mixed_fleet(tmp_path, service):
-    from tests.playbook.test_playbook_fleet import write_inventory
+    from tests.fixtures.playbook_fleet import write_inventory
 
     other_ca = str(service.state_dir / "enroll-ca.crt")  # a real CA, not the gate's
     inventory = write_inventory(tmp_path / "real-inventory.yml", {

@@ -14,8 +14,8 @@ import json
 
 import pytest
 
-from tests.fixtures.playbook_fleet import RoleFleet, run_agent_process
-from tests.fixtures.servicectl import cert_pem, make_key, make_self_signed, write_identity
+from tests.fixtures.playbook_fleet import RoleFleet
+from tests.fixtures.servicectl import cert_pem, make_key, make_self_signed, run_agent_process, write_identity
 
 pytestmark = pytest.mark.integration
 

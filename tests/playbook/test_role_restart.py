@@ -24,7 +24,7 @@ import textwrap
 
 import pytest
 
-from tests.playbook.test_playbook_fleet import BIN, Fleet, explain, write_inventory
+from tests.fixtures.playbook_fleet import BIN, Fleet, explain, write_inventory
 
 pytestmark = pytest.mark.integration
 
