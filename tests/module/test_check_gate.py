@@ -19,11 +19,9 @@ import pytest
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import check
 from tests.fixtures.check_helpers import (
     expect,
-    gate_fixture,  # noqa: F401 - a fixture
     make_cert,
     make_key,
     pem,
-    pki_fixture,  # noqa: F401 - a fixture
     write_pair,
 )
 

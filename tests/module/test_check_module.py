@@ -7,7 +7,7 @@ import subprocess
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.check import RESULT_KEYS
 from tests.fixtures.ansible_runner import BIN, REPO, ansible_env, run_task
-from tests.fixtures.check_helpers import AGENT_ID, gate_fixture, pem, pki_fixture  # noqa: F401 - fixtures
+from tests.fixtures.check_helpers import AGENT_ID, pem
 
 
 def test_socketio_in_check_mode(pki, gate, tmp_path):

@@ -11,11 +11,9 @@ from tests.fixtures.check_helpers import (
     OPEN,
     accept_for,
     answer,
-    edge_fixture,  # noqa: F401 - a fixture
     engineio,
     expect,
     header,
-    pki_fixture,  # noqa: F401 - a fixture
     status_handler,
     switching,
     ws_accept,

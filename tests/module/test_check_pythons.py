@@ -11,11 +11,9 @@ import textwrap
 
 import pytest
 
-from tests.fixtures.check_helpers import (  # noqa: F401 - the *_fixture are fixtures
+from tests.fixtures.check_helpers import (
     OPEN,
-    edge_fixture,
     engineio,
-    pki_fixture,
     ws_accept,
 )
 

@@ -18,11 +18,9 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import ch
 from tests.fixtures.check_helpers import (
     AGENT_ID,
     accept_for,
-    edge_fixture,  # noqa: F401 - a fixture
     expect,
     make_cert,
     make_key,
-    pki_fixture,  # noqa: F401 - a fixture
     server_frame,
     switching,
     trickle,
