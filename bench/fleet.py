@@ -73,7 +73,7 @@ def log(msg: str) -> None:
 
 # --------------------------------------------------------------------------- service
 class Service:
-    """The reference provisioning service: tests/servicectl.py's ProvisioningService."""
+    """The reference provisioning service: tests/fixtures/servicectl.py's ProvisioningService."""
 
     def __init__(self, state_dir: Path, token: str):
         self.state_dir = state_dir

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Start the reference provisioning service on the host for molecule scenarios and export the
-# MTLS_TEST_* variables the scenarios read (see tests/README-molecule.md).
+# MTLS_TEST_* variables the scenarios read (see tests/playbook/README.md).
 #
 # Sourced by tests/run.sh for every scenario. By hand, from the repository root:
 #     source tests/molecule-env.sh && mtls_test_service_start

@@ -29,7 +29,7 @@ Environment:
   Any FLEET_MTLS_* variable of tests/bootstrap.sh (see tests/bootstrap.sh --help).
 
 Each molecule scenario gets a fresh reference provisioning service on 127.0.0.1 (see
-tests/README-molecule.md). Logs: .state/run/ (pytest) and .state/molecule/<scenario>/.
+tests/playbook/README.md). Logs: .state/run/ (pytest) and .state/molecule/<scenario>/.
 EOF
 }
 

@@ -3,7 +3,7 @@ ansible-playbook's interrupted worker forwards) and SIGTERM of the module at eac
 transaction, then a re-run that must converge to a consistent registered pair; Ctrl-C of
 ansible-playbook itself while the upload hangs; and two runs at once on one device.
 
-The interruption points are exact: a hook loaded into the module's process (tests/faults/_inject)
+The interruption points are exact: a hook loaded into the module's process (tests/fixtures/inject)
 signals it at a given file operation, or the test signals it while the service holds the
 upload (hang: the upload has not been processed yet, the service stores it a moment later;
 stall: it has been stored, the answer is held back).
