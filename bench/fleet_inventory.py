@@ -25,7 +25,6 @@ def write_inventory(path: Path, svc, ca_path: Path, connection: dict, hosts: dic
         "mtls_api_ca": str(ca_path),
         "mtls_server_url": svc.gate_url,
         "mtls_server_ca": str(ca_path),
-        "mtls_verify_url": svc.gate_url + "/whoami",
         "mtls_install_prerequisites": False,
         "mtls_agent_restart": "none",
         "mtls_report_dir": str(path.parent / "reports"),

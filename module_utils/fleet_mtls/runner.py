@@ -69,6 +69,8 @@ def run(module):
             phases=p["phases"])
         status, result, changed = provision.run(job, idir)
     except provision.PhaseFailed as exc:
+        if exc.phase == "identity":
+            _identity_as_it_is(exc.status, directory, p)
         result = dict(exc.result, status=exc.status, changed=bool(exc.result.get("changed")),
                       registry_uncertain=exc.registry_uncertain)
         result.setdefault("cert_path", os.path.join(directory, "client.crt"))
@@ -83,6 +85,20 @@ def run(module):
     result = dict(result, status=status, changed=changed or ca_changed)
     _metrics(module, status)
     return Outcome(False, "", result)
+
+
+def _identity_as_it_is(status, directory, p):
+    """A failed identity phase left the device's identity as it was (or converging): report
+    that one, read without the network, rather than none."""
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import identity_facts
+
+    try:
+        facts = identity_facts(directory, id_pattern=p["id_pattern"], renew_before_days=p["renew_before_days"])
+    except IdentityError:
+        return
+    for key in provision.STATUS_KEYS:
+        if facts.get(key) is not None and key not in ("action", "reason"):
+            status[key] = facts[key]
 
 
 def _metrics(module, status):
