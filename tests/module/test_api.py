@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
@@ -99,8 +101,10 @@ def test_other_4xx_are_never_retried(svc, status):
 
 def test_upload_refusals_carry_the_server_reason(svc, keys):
     client = client_for(svc)
+    # An ID this session's service has never issued (fixed ones are pre-assigned by other tests).
+    unknown = uuid.uuid4().hex[:8].upper()
     with pytest.raises(ApiError, match="HTTP 404") as info:
-        client.upload_certificate("0A1B2C3D", certs.certificate_pem(build_cert(keys.get(0), "0A1B2C3D")))
+        client.upload_certificate(unknown, certs.certificate_pem(build_cert(keys.get(0), unknown)))
     assert info.value.definitive and info.value.reason
     agent_id = client.request_id()
     with pytest.raises(ApiError, match="HTTP 400") as info:  # CN != id
