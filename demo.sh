@@ -86,7 +86,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 MTLS_DEMO_TOKEN=$("$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(24))')
-PROVISIONING_SERVICE_TOKEN=$MTLS_DEMO_TOKEN "$VENV/bin/python" -m tests.provisioning_service \
+PROVISIONING_SERVICE_TOKEN=$MTLS_DEMO_TOKEN "$VENV/bin/python" -m tests.fixtures.provisioning_service \
     --state-dir "$SCRATCH/service" >"$SCRATCH/service.out" 2>"$SCRATCH/service.log" &
 SERVICE_PID=$!
 for _ in $(seq 1 300); do

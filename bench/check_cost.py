@@ -4,8 +4,8 @@ Run from the repository root with the venv's Python:
 
     .venv/bin/python bench/check_cost.py [--repeat 30]
 
-Starts the gate stand-in (nginx optional_no_ca + the cloud's /ws and /socket.io/ rules,
-tests/integration/gate_standin.py) with an RSA-4096 client identity registered, then measures
+Starts the reference service (tests/fixtures/servicectl.py: its gate is nginx optional_no_ca + the
+cloud's /ws and /socket.io/ rules) with an RSA-4096 client identity registered, then measures
 (wall time, median and spread of --repeat runs; CPU time of the caller and of the check's child):
 
   fork          the forked child alone (fork, pipe, JSON verdict, kill + reap; no network)
@@ -37,8 +37,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import check  # noqa: E402
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import CheckError  # noqa: E402
-from tests.integration.check_helpers import AGENT_ID, CheckPKI, make_cert, pem, write_pair  # noqa: E402
-from tests.integration.gate_standin import GateStandIn  # noqa: E402
+from tests.fixtures.check_helpers import AGENT_ID, ServiceGate, make_cert, pem, write_pair  # noqa: E402
+from tests.fixtures.servicectl import ProvisioningService  # noqa: E402
 
 
 def _children_cpu():
@@ -65,17 +65,13 @@ def main():
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="check-cost-") as tmp:
         root = pathlib.Path(tmp)
-        pki = CheckPKI(root)
         key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
         cert = make_cert(key, AGENT_ID, client=True, days=365)
         identity = write_pair(root / "agent" / ".mtls", cert, key)
-        (root / "gate").mkdir()
-        gate = GateStandIn(root / "gate", pki.server, pki.ca)
-        try:
+        with ProvisioningService(root / "service") as service:
+            gate = ServiceGate(service)
             gate.upload(AGENT_ID, pem(cert))
-            results = run_all(args.repeat, gate, identity, pki.ca)
-        finally:
-            gate.stop()
+            results = run_all(args.repeat, gate, identity, str(service.ca_path))
     floor = results["tls_inline"]["median_ms"]
     for name, row in results.items():
         row["ratio_to_tls_inline"] = round(row["median_ms"] / floor, 2)

@@ -73,7 +73,7 @@ def log(msg: str) -> None:
 
 # --------------------------------------------------------------------------- service
 class Service:
-    """The reference provisioning service: tests/servicectl.py's ProvisioningService."""
+    """The reference provisioning service: tests/fixtures/servicectl.py's ProvisioningService."""
 
     def __init__(self, state_dir: Path, token: str):
         self.state_dir = state_dir
@@ -82,7 +82,7 @@ class Service:
 
     def start(self) -> Service:
         sys.path.insert(0, str(REPO))
-        from tests.servicectl import ProvisioningService
+        from tests.fixtures.servicectl import ProvisioningService
 
         self._svc = ProvisioningService(state_dir=self.state_dir, token=self.token)
         self._svc.start()

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Start the reference provisioning service on the host for molecule scenarios and export the
-# MTLS_TEST_* variables the scenarios read (see tests/README-molecule.md).
+# MTLS_TEST_* variables the scenarios read (see tests/playbook/README.md).
 #
 # Sourced by tests/run.sh for every scenario. By hand, from the repository root:
 #     source tests/molecule-env.sh && mtls_test_service_start
@@ -25,7 +25,7 @@ mtls_test_service_start() {
     token="$("$python" -c 'import secrets; print(secrets.token_hex(16))')"
     # The token goes through the environment, not the command line (ps shows that).
     (cd "$_MTLS_TEST_REPO" &&
-        PROVISIONING_SERVICE_TOKEN="$token" exec "$python" -m tests.provisioning_service \
+        PROVISIONING_SERVICE_TOKEN="$token" exec "$python" -m tests.fixtures.provisioning_service \
             --state-dir "$state" --host 127.0.0.1 --port 0 --gate-port 0 >"$out" 2>"$log" </dev/null) &
     pid=$!
     for ((i = 0; i < 300; i++)); do

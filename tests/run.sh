@@ -29,7 +29,7 @@ Environment:
   Any FLEET_MTLS_* variable of tests/bootstrap.sh (see tests/bootstrap.sh --help).
 
 Each molecule scenario gets a fresh reference provisioning service on 127.0.0.1 (see
-tests/README-molecule.md). Logs: .state/run/ (pytest) and .state/molecule/<scenario>/.
+tests/playbook/README.md). Logs: .state/run/ (pytest) and .state/molecule/<scenario>/.
 EOF
 }
 
@@ -244,6 +244,8 @@ if want lint; then
     stage "lint ruff" ruff check --no-cache --output-format concise .
     stage "lint shellcheck" run_shellcheck
     stage "lint changelog" antsibull-changelog lint
+    # Each role README's variable table is generated from its meta/argument_specs.yml.
+    stage "lint role docs" python tests/tools/role_docs.py --check
     # ansible-test sanity of the collection as it ships (tests/sanity.sh): ~40 s once its
     # virtualenvs exist in .state/sanity-home, ~3 min (and PyPI) the first time.
     stage "lint sanity" "$REPO_DIR/tests/sanity.sh"

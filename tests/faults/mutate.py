@@ -268,7 +268,7 @@ MUTATIONS = {
         [("module_utils/fleet_mtls/safepath.py", "writers = _foreign_writers(st, fd, self.uid)", "writers = None")],
         [
             "tests/unit/test_safepath.py::test_world_writable_parent_without_sticky_bit_is_refused",
-            "tests/unit/test_safepath.py::test_group_writable_by_a_group_with_another_member_is_refused",
+            "tests/module/test_safepath.py::test_group_writable_by_a_group_with_another_member_is_refused",
         ],
     ),
     "chown-roots-files": (
@@ -277,7 +277,7 @@ MUTATIONS = {
           "        if st.st_uid != self.uid and st.st_uid != 0:\n            if st.st_uid == 0:")],
         [
             F + "test_device_state.py::test_root_owned_identity_is_not_handed_to_another_owner",
-            "tests/unit/test_safepath.py::test_root_owned_entries_are_not_handed_to_another_owner",
+            "tests/module/test_safepath.py::test_root_owned_entries_are_not_handed_to_another_owner",
         ],
     ),
     "chmod-through-links": (
@@ -313,7 +313,7 @@ MUTATIONS = {
         [("module_utils/fleet_mtls/safepath.py", "if st.st_uid not in (0, self.uid):", "if False:")],
         [
             F + "test_device_state.py::test_directory_owned_by_another_user_refused",
-            "tests/unit/test_safepath.py::test_a_directory_of_another_user_on_the_path_is_refused",
+            "tests/module/test_safepath.py::test_a_directory_of_another_user_on_the_path_is_refused",
         ],
     ),
     "lenient-success": (
@@ -343,7 +343,7 @@ MUTATIONS = {
         "a JSON upload sends agent_id unless id_field says otherwise",
         [("module_utils/fleet_mtls/api.py", "self.id_field = id_field or ID_FIELDS[upload_format]",
           'self.id_field = id_field or "id"')],
-        ["tests/unit/test_api_contract.py::test_json_upload_sends_agent_id_when_id_field_is_not_given"],
+        ["tests/module/test_api_contract.py::test_json_upload_sends_agent_id_when_id_field_is_not_given"],
     ),
     "contract-drift": (
         "the modules' defaults and their docs follow api.DEFAULTS",
@@ -354,8 +354,8 @@ MUTATIONS = {
         "a server certificate not valid at the device's clock is reported as a clock problem",
         [("module_utils/fleet_mtls/transport.py", "    if code in _CLOCK_CODES:", "    if False:")],
         [
-            "tests/unit/test_api_contract.py::test_an_expired_server_certificate_is_a_clock_problem",
-            "tests/unit/test_api_contract.py::test_a_device_clock_two_years_off_is_named",
+            "tests/module/test_api_contract.py::test_an_expired_server_certificate_is_a_clock_problem",
+            "tests/module/test_api_contract.py::test_a_device_clock_two_years_off_is_named",
         ],
     ),
     "date-needs-right-clock": (
@@ -363,15 +363,15 @@ MUTATIONS = {
         [("module_utils/fleet_mtls/transport.py",
           "session = self.session if self.verify is False else self._clock_blind_session()",
           "session = self.session")],
-        ["tests/unit/test_api_contract.py::test_a_device_clock_two_years_off_is_named"],
+        ["tests/module/test_api_contract.py::test_a_device_clock_two_years_off_is_named"],
     ),
     "any-404-is-gone": (
         "only the registry's own unknown-ID answer counts as already deleted",
         [("module_utils/fleet_mtls/api.py", "        if is_unknown_id_answer(status, body, agent_id):",
           "        if True:")],
         [
-            "tests/unit/test_api_contract.py::test_a_mistyped_deletion_endpoint_fails",
-            "tests/integration/test_playbook_decommission.py::test_mistyped_endpoint_404_keeps_the_identity",
+            "tests/module/test_api_contract.py::test_a_mistyped_deletion_endpoint_fails",
+            "tests/playbook/test_playbook_decommission.py::test_mistyped_endpoint_404_keeps_the_identity",
         ],
     ),
     "wipe-before-confirm": (
@@ -381,8 +381,8 @@ MUTATIONS = {
           '            try:\n                result["status"], deleted = delete(agent_id, path, check=check_mode)\n'
           '            except IdentityError:\n                result["status"], deleted = None, True')],
         [
-            "tests/unit/test_decommission.py::test_nothing_is_removed_unless_the_server_confirmed",
-            "tests/integration/test_playbook_decommission.py::test_server_error_keeps_the_identity",
+            "tests/module/test_decommission.py::test_nothing_is_removed_unless_the_server_confirmed",
+            "tests/playbook/test_playbook_decommission.py::test_server_error_keeps_the_identity",
         ],
     ),
 }
@@ -390,7 +390,7 @@ MUTATIONS = {
 # The agent check (module_utils/fleet_mtls/check.py, wsclient.py, verdicts.py): its protections,
 # then each failure class, removed in turn. (name, what, file, old, new, cases)
 _CHECK = "module_utils/fleet_mtls/"
-_CHECK_CASES = "tests/integration/test_check_"
+_CHECK_CASES = "tests/module/test_check_"
 MUTATIONS["check-no-deadline"] = (
     "the check has one total deadline (a trickling gate cannot hold it)",
     [
@@ -474,7 +474,7 @@ for _name, _what, _file, _old, _new, _cases in _CHECK_MUTATIONS:
 
 # The role's protections, proven through ansible-playbook runs of the real role (the mutant's
 # collection holds the mutated modules, module_utils and action plugins, and the real roles).
-_R = "tests/integration/test_role_"
+_R = "tests/playbook/test_role_"
 _ROLE_MUTATIONS = [
     ("swap-unproven-config", "a staged configuration the check refused is never swapped in",
      "module_utils/fleet_mtls/provision.py", "if failure is not None:\n                staging.abort()",
@@ -582,6 +582,8 @@ def run(name: str) -> tuple[str, float, str]:
         )
         elapsed = time.monotonic() - started
         last = (proc.stdout.strip().splitlines() or [""])[-1]
+        if proc.returncode in (4, 5):  # a case id that names no test (moved or renamed) proves nothing
+            return "stale", elapsed, (proc.stderr.strip().splitlines() or [last])[-1]
         return ("killed" if proc.returncode != 0 else "SURVIVED"), elapsed, last
 
 

@@ -3,7 +3,7 @@ ansible-playbook's interrupted worker forwards) and SIGTERM of the module at eac
 transaction, then a re-run that must converge to a consistent registered pair; Ctrl-C of
 ansible-playbook itself while the upload hangs; and two runs at once on one device.
 
-The interruption points are exact: a hook loaded into the module's process (tests/faults/_inject)
+The interruption points are exact: a hook loaded into the module's process (tests/fixtures/inject)
 signals it at a given file operation, or the test signals it while the service holds the
 upload (hang: the upload has not been processed yet, the service stores it a moment later;
 stall: it has been stored, the answer is held back).
@@ -18,8 +18,8 @@ import time
 
 import pytest
 
-from tests.faults import helpers as h
-from tests.integration.ansible_runner import REPO, ansible_env, run_task, task_command
+from tests.fixtures import module_runner as h
+from tests.fixtures.ansible_runner import REPO, ansible_env, run_task, task_command
 
 ID_EP = "/generate-orchestrator-id"
 UPLOAD_EP = "/upload-orchestrator-certificate"

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from tests.faults import helpers as h
+from tests.fixtures import module_runner as h
 
 ID_EP = "/generate-orchestrator-id"
 UPLOAD_EP = "/upload-orchestrator-certificate"

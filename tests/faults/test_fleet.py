@@ -14,9 +14,9 @@ import collections
 
 import pytest
 
-from tests.faults import helpers as h
-from tests.faults.fleet import LocalFleet
-from tests.servicectl import ProvisioningService
+from tests.fixtures import module_runner as h
+from tests.fixtures.local_fleet import LocalFleet
+from tests.fixtures.servicectl import ProvisioningService
 
 N_HOSTS = 50
 # ~20% of requests on every endpoint (API and gate) misbehave, in four different ways

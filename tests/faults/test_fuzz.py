@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api, identity
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir
-from tests.faults import helpers as h
+from tests.fixtures import module_runner as h
 
 PROFILE = {
     "derandomize": True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults import helpers as h
+from tests.fixtures import module_runner as h
 
 UP_EP = "/upload-orchestrator-certificate"
 JSON_EP = "/agent/certificate"

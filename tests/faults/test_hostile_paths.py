@@ -12,8 +12,8 @@ import tempfile
 
 import pytest
 
-from tests.faults import helpers as h
-from tests.faults.conftest import Device
+from tests.fixtures import module_runner as h
+from tests.fixtures.device import Device
 
 
 def no_requests(svc) -> bool:

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from tests.faults import helpers as h
+from tests.fixtures import module_runner as h
 
 ID_EP = "/generate-orchestrator-id"
 UPLOAD_EP = "/upload-orchestrator-certificate"
@@ -350,7 +350,7 @@ def test_5xx_after_retries_on_create_journal_then_converge(device, svc, registry
 
 @pytest.fixture(scope="module")
 def short_ttl_service(tmp_path_factory):
-    from tests.servicectl import ProvisioningService
+    from tests.fixtures.servicectl import ProvisioningService
 
     with ProvisioningService(tmp_path_factory.mktemp("ttl-service"), reservation_ttl=1) as svc:
         yield svc

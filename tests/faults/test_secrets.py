@@ -25,9 +25,9 @@ import time
 
 import pytest
 
-from tests.faults import helpers as h
-from tests.faults.fleet import LocalFleet
-from tests.servicectl import ProvisioningService
+from tests.fixtures import module_runner as h
+from tests.fixtures.local_fleet import LocalFleet
+from tests.fixtures.servicectl import ProvisioningService
 
 KEY_HEADER = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 

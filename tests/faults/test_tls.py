@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults import helpers as h
-from tests.servicectl import ProvisioningService
+from tests.fixtures import module_runner as h
+from tests.fixtures.servicectl import ProvisioningService
 
 ID_EP = "/generate-orchestrator-id"
 UPLOAD_EP = "/upload-orchestrator-certificate"

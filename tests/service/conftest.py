@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from tests.servicectl import (
+from tests.fixtures.servicectl import (
     ProvisioningService,
     cert_pem,
     fingerprint,
@@ -96,11 +96,3 @@ def registered(svc: ProvisioningService, make_identity: IdentityFactory):
         return ident
 
     return register
-
-
-@pytest.fixture
-def svc(shared_service: ProvisioningService):
-    """The session's shared service with no pending fault and all counters at zero."""
-    shared_service.clear_faults()
-    yield shared_service
-    shared_service.clear_faults()

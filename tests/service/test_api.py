@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.servicectl import cert_pem, fingerprint, key_pem, make_csr, make_key, make_self_signed
+from tests.fixtures.servicectl import cert_pem, fingerprint, key_pem, make_csr, make_key, make_self_signed
 
 NOW = datetime.datetime.now(datetime.UTC)
 

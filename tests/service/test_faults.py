@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from tests.fixtures.gate_client import GateClientError
-from tests.provisioning_service.faults import (
+from tests.fixtures.provisioning_service.faults import (
     HOSTILE_PRESETS,
     FaultBook,
     FaultSpecError,

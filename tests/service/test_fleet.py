@@ -5,7 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 
-from tests.servicectl import cert_pem, fingerprint, make_self_signed, write_identity
+from tests.fixtures.servicectl import cert_pem, fingerprint, make_self_signed, write_identity
 
 CLIENTS = 50
 

@@ -21,7 +21,7 @@ import pytest
 import requests
 from cryptography import x509
 
-from tests.servicectl import SOCKETIO_REFUSAL, make_csr, make_key, make_self_signed, write_identity
+from tests.fixtures.servicectl import SOCKETIO_REFUSAL, make_csr, make_key, make_self_signed, write_identity
 
 CHECKS = ("whoami", "ws", "socketio-polling", "socketio-websocket")
 ACCEPTED = dict.fromkeys(CHECKS, True)
@@ -266,7 +266,7 @@ def _ca_true_cert(agent_id: str, key) -> x509.Certificate:
     """What `openssl req -x509` makes with Debian's default openssl.cnf (v3_ca)."""
     from cryptography.hazmat.primitives import hashes
 
-    from tests.servicectl import upstream_subject
+    from tests.fixtures.servicectl import upstream_subject
 
     now = datetime.datetime.now(datetime.UTC)
     name = upstream_subject(agent_id)

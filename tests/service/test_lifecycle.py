@@ -20,8 +20,8 @@ import pytest
 import requests
 from cryptography import x509
 
-from tests.provisioning_service import faults as faults_module
-from tests.servicectl import REPO, ProvisioningService
+from tests.fixtures.provisioning_service import faults as faults_module
+from tests.fixtures.servicectl import REPO, ProvisioningService
 
 KEY_FILES = ("ca.key", "server.key", "enroll-ca.key")
 
@@ -40,7 +40,7 @@ def test_ready_line_and_files(service):
 
 def test_ready_is_the_only_stdout_line(tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.provisioning_service", "--state-dir", str(tmp_path / "s")],
+        [sys.executable, "-m", "tests.fixtures.provisioning_service", "--state-dir", str(tmp_path / "s")],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -99,7 +99,7 @@ def _handshake(ctx: ssl.SSLContext, port: int) -> None:
 
 
 def test_restart_keeps_state_and_starts_fast(service, tmp_path):
-    from tests.servicectl import make_key, make_self_signed, write_identity
+    from tests.fixtures.servicectl import make_key, make_self_signed, write_identity
 
     agent_id = service.reserve_id()
     key = make_key(2048)
@@ -198,7 +198,7 @@ def test_service_stops_when_nginx_dies(service):
 def test_nginx_missing_is_a_clear_start_failure(tmp_path):
     env = dict(os.environ, PROVISIONING_SERVICE_NGINX=str(tmp_path / "no-nginx"))
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.provisioning_service", "--state-dir", str(tmp_path / "s")],
+        [sys.executable, "-m", "tests.fixtures.provisioning_service", "--state-dir", str(tmp_path / "s")],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert proc.returncode == 1 and proc.stdout == ""
@@ -232,7 +232,7 @@ def test_a_client_stuck_in_the_handshake_blocks_nobody(service):
 
 def test_help_documents_everything():
     out = subprocess.run(
-        [sys.executable, "-m", "tests.provisioning_service", "--help"],
+        [sys.executable, "-m", "tests.fixtures.provisioning_service", "--help"],
         cwd=REPO, capture_output=True, text=True, timeout=30, check=True,
     ).stdout  # fmt: skip
     for needle in (
@@ -258,7 +258,7 @@ def test_bad_arguments_are_refused(tmp_path):
         ["--reservation-ttl", "0"],
     ):
         proc = subprocess.run(
-            [sys.executable, "-m", "tests.provisioning_service", "--state-dir",
+            [sys.executable, "-m", "tests.fixtures.provisioning_service", "--state-dir",
              str(tmp_path / "s"), *args],
             cwd=REPO, capture_output=True, text=True, timeout=30,
         )  # fmt: skip
@@ -269,7 +269,7 @@ def test_bad_arguments_are_refused(tmp_path):
 @pytest.mark.parametrize("listener", ["api", "gate"])
 def test_start_failure_is_reported(tmp_path, service, listener):
     """A port already in use: servicectl raises with the service's own explanation."""
-    from tests.servicectl import ServiceError
+    from tests.fixtures.servicectl import ServiceError
 
     taken = {"port": service.port} if listener == "api" else {"gate_port": service.gate_port}
     other = ProvisioningService(tmp_path / "other", **taken)

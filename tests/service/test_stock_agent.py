@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.servicectl import write_identity
+from tests.fixtures.servicectl import write_identity
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import CertificateError
-from tests.unit.helpers import AGENT_ID, UTC, build_cert, ec_key
+from tests.fixtures.identities import AGENT_ID, UTC, build_cert, ec_key
 
 SUBJECT = certs.normalize_subject(None)
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import check, names, verdicts, wsclient
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import check, verdicts, wsclient
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import CheckError
 
 
@@ -22,13 +22,6 @@ def pair():
     yield wsclient.Wire(client, time.monotonic() + 5), server
     client.close()
     server.close()
-
-
-@pytest.fixture
-def role_names():
-    names.use_role_names(True)
-    yield
-    names.use_role_names(False)
 
 
 # --------------------------------------------------------------------------- targets and arguments

@@ -14,7 +14,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import ce
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import StateError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import assess, decide
-from tests.unit.helpers import AGENT_ID, UTC, build_cert, ec_key, write_identity
+from tests.fixtures.identities import AGENT_ID, UTC, build_cert, ec_key, write_identity
 
 OTHER_ID = "FFFF0001"
 NOW = datetime.datetime.now(UTC)

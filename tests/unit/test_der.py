@@ -8,21 +8,14 @@ are used only for the malformed encodings no library would produce.
 from __future__ import annotations
 
 import datetime
-import os
-import pathlib
-import subprocess
-import sys
-import textwrap
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import der
-from tests.unit.helpers import AGENT_ID, build_cert
+from tests.fixtures.identities import AGENT_ID, build_cert
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-DER_PY = REPO / "module_utils" / "fleet_mtls" / "der.py"
 OID_RSA_ENCRYPTION = bytes.fromhex("2a864886f70d010101")
 OID_EC_PUBLIC_KEY = bytes.fromhex("2a8648ce3d0201")
 OID_COMMON_NAME = bytes.fromhex("550403")
@@ -207,66 +200,6 @@ def test_errors_never_carry_the_bytes_read(keys):
     with pytest.raises(ValueError) as caught:
         der.read_expected(damaged, 0, der.SEQUENCE)
     assert str(caught.value) == "truncated DER"
-
-
-# --------------------------------------------------------------------------- device side
-
-
-CHECK_DER = textwrap.dedent(
-    """
-    import importlib.util, sys
-    sys.modules["cryptography"] = None  # as on a device without the library
-    spec = importlib.util.spec_from_file_location("der", sys.argv[1])
-    der = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(der)
-    data = bytes.fromhex(sys.argv[2])
-    tag, start, end = der.read_tlv(data, 0)
-    print(tag, end == len(data), len(der.read_children(data, start, end)))
-    """
-)
-
-
-def _pyenv_python(version: str) -> str | None:
-    root = pathlib.Path(os.environ.get("PYENV_ROOT", pathlib.Path.home() / ".pyenv")) / "versions"
-    found = sorted(root.glob(f"{version}.*/bin/python{version}"))
-    return str(found[-1]) if found else None
-
-
-@pytest.mark.parametrize("version", ["3.9", "3.13"])
-def test_der_runs_on_device_pythons_without_cryptography(keys, version):
-    """The oldest and newest supported device Pythons (from pyenv, when this machine has them)."""
-    python = _pyenv_python(version)
-    if python is None:
-        pytest.skip(f"no Python {version} under pyenv on this machine")
-    data = _cert_der(keys.get(0))
-    proc = subprocess.run([python, "-I", "-c", CHECK_DER, str(DER_PY), data.hex()], capture_output=True, text=True,
-                          timeout=60, check=False)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == [str(der.SEQUENCE), "True", "3"]
-
-
-def test_mtls_check_imports_and_parses_without_cryptography(keys):
-    """mtls_check (check.py, der.py and the rest it imports) must load where cryptography is missing."""
-    pem = build_cert(keys.get(0)).public_bytes(serialization.Encoding.PEM).decode()
-    script = textwrap.dedent(
-        """
-        import importlib.util, sys
-        sys.modules["cryptography"] = None
-        sys.path.insert(0, sys.argv[1])
-        spec = importlib.util.spec_from_file_location("mtls_check", sys.argv[2])
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import der
-        print(der.parse_certificate(sys.stdin.read())["cn"])
-        print(sorted(name for name in sys.modules if name.startswith("cryptography")))
-        """
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", script, str(REPO / "collections"), str(REPO / "library" / "mtls_check.py")],
-        input=pem, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == [AGENT_ID, "['cryptography']"]  # only the blocked entry
 
 
 # --------------------------------------------------------------------------- X.509 reader

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs, metrics
-from tests.unit.helpers import build_cert
+from tests.fixtures.identities import build_cert
 
 UTC = datetime.timezone.utc  # noqa: UP017 - mirrors the device-side code
 T0 = int(datetime.datetime(2026, 12, 1, 10, 0, tzinfo=UTC).timestamp())

@@ -1,10 +1,9 @@
-"""Restarting the agent with real commands, and the container check's verdicts on real
-`inspect` answers (the shape docker and podman print)."""
+"""The restart methods that run nothing, and the container check's verdicts on real `inspect`
+answers (the shape docker and podman print); tests/module/test_restart.py runs real commands."""
 
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
@@ -19,29 +18,9 @@ IDENTITY = "/home/agent/.mtls"
 CERT_FILE = "/root/.mtls/server-ca.crt"
 
 
-def test_command_restart_runs_the_command_without_a_shell(tmp_path):
-    log = tmp_path / "restarts.log"
-    script = tmp_path / "restart"
-    script.write_text("#!/bin/sh\necho \"$@\" >> %s\n" % log)
-    script.chmod(0o755)
-    outcome = restart_agent("command", subprocess_runner, command="%s one 'two words' ;echo" % script)
-    assert outcome.restarted and outcome.seconds >= 0
-    assert log.read_text() == "one two words ;echo\n"  # no shell: ';' is an argument
-
-
-def test_a_failing_restart_command_is_an_error(tmp_path):
-    with pytest.raises(RestartError, match="rc 3"):
-        restart_agent("command", subprocess_runner, command="%s -c 'import sys; sys.exit(3)'" % sys.executable)
-
-
 def test_an_empty_restart_command_is_an_error():
     with pytest.raises(RestartError, match="empty"):
         restart_agent("command", subprocess_runner, command="  ")
-
-
-def test_no_docker_command_means_no_container_to_restart():
-    outcome = restart_agent("docker", subprocess_runner, docker="/nonexistent/docker")
-    assert not outcome.restarted and "no /nonexistent/docker command" in outcome.detail
 
 
 def test_none_restarts_nothing_and_says_so():

@@ -1,0 +1,71 @@
+"""The controller's identity ledger written by several processes at once: nothing lost, the
+file always whole JSON (tests/unit/test_ledger.py tests records, queries and merge)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import ledger as ledger_mod
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.ledger import Ledger, LedgerError
+
+WRITERS, HOSTS_EACH, SHARED = 6, 15, 4
+
+
+def _row(agent_id, fingerprint, action):
+    return {"agent_id": agent_id, "fingerprint_sha256": fingerprint, "action": action}
+
+
+def _writer(path, number, start):
+    led = Ledger(path)
+    start.wait()
+    for i in range(HOSTS_EACH):
+        led.record("w%d-h%02d" % (number, i), _row("W%d%02d" % (number, i), "%064x" % (number * 1000 + i), "created"))
+        shared = "shared-%d" % (i % SHARED)
+        led.record(shared, _row("S%d" % (i % SHARED), "%064x" % (10 ** 6 + number * 1000 + i), "rotated"))
+
+
+def _reader(path, start, stop, result):
+    start.wait()
+    reads = 0
+    while not stop.is_set():
+        try:
+            with open(path) as handle:
+                text = handle.read()
+        except FileNotFoundError:
+            continue
+        try:
+            ledger_mod.parse(text, path)
+        except LedgerError as exc:
+            result.put("broken read after %d good ones: %s" % (reads, exc))
+            return
+        reads += 1
+    result.put(reads)
+
+
+def test_concurrent_writers_lose_nothing_and_readers_always_see_a_whole_file(tmp_path):
+    path = str(tmp_path / "reports" / "identity-ledger.json")
+    os.makedirs(os.path.dirname(path))
+    ctx = multiprocessing.get_context("fork")
+    start, stop, result = ctx.Event(), ctx.Event(), ctx.Queue()
+    reader = ctx.Process(target=_reader, args=(path, start, stop, result))
+    writers = [ctx.Process(target=_writer, args=(path, n, start)) for n in range(WRITERS)]
+    for proc in [reader, *writers]:
+        proc.start()
+    start.set()
+    for proc in writers:
+        proc.join(120)
+        assert proc.exitcode == 0
+    stop.set()
+    reader.join(30)
+    reads = result.get(timeout=10)
+    assert isinstance(reads, int) and reads > 0, reads
+
+    hosts = Ledger(path).hosts()
+    own = {"w%d-h%02d" % (n, i) for n in range(WRITERS) for i in range(HOSTS_EACH)}
+    assert own <= set(hosts)
+    for host in own:
+        assert len(hosts[host]["history"]) == 1
+    # Every record of a shared host was a new certificate: each one is an event, none lost.
+    total = sum(len(hosts["shared-%d" % s]["history"]) for s in range(SHARED))
+    assert total == WRITERS * HOSTS_EACH
