@@ -101,9 +101,9 @@ MUTATIONS = {
     "no-sanitize": (
         "server reasons stripped of secrets",
         [
-            ("module_utils/fleet_mtls/transport.py", 'text = text.replace(secret, "********")', "pass"),
+            ("module_utils/fleet_mtls/reasons.py", 'text = text.replace(secret, "********")', "pass"),
             (
-                "module_utils/fleet_mtls/transport.py",
+                "module_utils/fleet_mtls/reasons.py",
                 '"[private key removed]", text, flags=re.DOTALL)',
                 '"[private key removed]", "", flags=re.DOTALL) or text',
             ),
@@ -352,7 +352,7 @@ MUTATIONS = {
     ),
     "clock-hidden": (
         "a server certificate not valid at the device's clock is reported as a clock problem",
-        [("module_utils/fleet_mtls/transport.py", "    if code in _CLOCK_CODES:", "    if False:")],
+        [("module_utils/fleet_mtls/reasons.py", "    if code in _CLOCK_CODES:", "    if False:")],
         [
             "tests/module/test_api_contract.py::test_an_expired_server_certificate_is_a_clock_problem",
             "tests/module/test_api_contract.py::test_a_device_clock_two_years_off_is_named",
