@@ -30,7 +30,8 @@ the identity engine rolls back or journals. A 404 or 410 to a deletion that is n
 registry's "unknown ID" answer (a mistyped endpoint, another application's ``Not Found``) is
 a failure: nothing says the ID is gone.
 
-The HTTP plumbing (retries, deadlines, bounded answers, TLS failure reasons) is ``transport``.
+The HTTP plumbing (retries, deadlines, bounded answers) is ``transport``; what its errors say
+(the server's reason sanitized, why TLS failed) is ``reasons``.
 """
 from __future__ import annotations
 
@@ -39,15 +40,17 @@ import re
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.transport import (  # noqa: F401 - re-exported (__all__)
-    HAS_REQUESTS,
-    MAX_BODY,
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.reasons import (  # noqa: F401 - re-exported (__all__)
     REASON_MAX,
-    REQUESTS_IMPORT_ERROR,
-    Transport,
     _shown,
     display_url,
     sanitize_reason,
+)
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.transport import (  # noqa: F401 - re-exported (__all__)
+    HAS_REQUESTS,
+    MAX_BODY,
+    REQUESTS_IMPORT_ERROR,
+    Transport,
 )
 
 __all__ = [

@@ -5,7 +5,7 @@
 INTEGERs, and what the check needs of a certificate (CN, validity, fingerprint).
 
 Standard library only, on purpose: the agent check (``check.py``) uses it on devices where the
-``cryptography`` library may be missing, and ``certs.py`` uses it to look at a private key
+``cryptography`` library may be missing, and ``keys.py`` uses it to look at a private key
 without an OpenSSL load. Runs on Python 3.9 or later.
 
 Only what X.509 certificates and PKCS#1/PKCS#8 keys need: single-byte tags and definite lengths

@@ -9,18 +9,15 @@ errors, timeouts, 429 and 5xx; never on other answers. Answers are streamed and 
 server's reason, sanitized and truncated; request headers are never echoed. Each error says
 whether it is definitive (the server surely did not act) or ambiguous (it may have). A TLS
 failure says why the server certificate was refused: a certificate not yet valid or expired
-at the device's clock is a clock problem, not a trust one.
+at the device's clock is a clock problem, not a trust one. The texts are ``reasons``.
 """
 from __future__ import annotations
 
 import contextlib
-import datetime
-import email.utils
 import importlib.util
 import json
 import os
 import random
-import re
 import signal
 import ssl
 import threading
@@ -29,6 +26,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.reasons import (
+    _not_sent,
+    display_url,
+    http_date,
+    sanitize_reason,
+    tls_failure,
+)
 
 # requests is imported when the first request is made: importing it costs more than the whole
 # of an unchanged re-run (~100-200 ms on small devices), which makes no request at all.
@@ -38,7 +42,6 @@ requests = None
 NewConnectionError = ()
 
 MAX_BODY = 1024 * 1024
-REASON_MAX = 200
 USER_AGENT = "fleet-mtls"
 # requests' timeout bounds each socket read, not an answer: a server trickling one byte per
 # read would hold the run forever. Each attempt gets this many `timeout`s in total.
@@ -77,40 +80,6 @@ def _attempt_deadline(seconds):
         signal.signal(signal.SIGALRM, previous)
 
 
-def _shown(value, limit=80):
-    text = repr(value)
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    return text
-
-
-def sanitize_reason(text, secrets=(), limit=REASON_MAX):
-    """Printable, single-line, truncated text with any secret value and key block removed."""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    text = str(text)
-    text = re.sub(r"-----BEGIN[^-]*PRIVATE KEY-----.*?(-----END[^-]*PRIVATE KEY-----|$)",
-                  "[private key removed]", text, flags=re.DOTALL)
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "********")
-    text = "".join(ch if 32 <= ord(ch) < 127 else " " for ch in text)
-    text = " ".join(text.split())
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    return text
-
-
-def display_url(url):
-    """URL without userinfo, query or fragment (safe to show)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = "[%s]" % host
-    netloc = host + (":%d" % parts.port if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
 def _import_requests():
     global requests, NewConnectionError
     if requests is None:
@@ -128,71 +97,7 @@ def _import_requests():
     return requests
 
 
-def _causes(exc):
-    """``exc`` and every exception it wraps (args, reason, cause, context), each once."""
-    seen = set()
-    stack = [exc]
-    while stack:
-        cur = stack.pop()
-        if cur is None or id(cur) in seen:
-            continue
-        seen.add(id(cur))
-        if isinstance(cur, BaseException):
-            yield cur
-            stack.extend(a for a in cur.args if isinstance(a, BaseException))
-            stack.extend((getattr(cur, "reason", None), cur.__cause__, cur.__context__))
-
-
-def _not_sent(exc):
-    """True when a ConnectionError happened before the request could reach the server."""
-    return bool(NewConnectionError) and any(isinstance(cur, NewConnectionError) for cur in _causes(exc))
-
-
-# OpenSSL's verify codes that mean "the certificate is not valid at this clock's time".
-_CLOCK_CODES = {9: "CERT_NOT_YET_VALID", 10: "CERT_HAS_EXPIRED"}
-_HOST_MISMATCH = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
 _X509_V_FLAG_NO_CHECK_TIME = 0x200000
-
-
-def _verification_error(exc):
-    """The ssl.SSLCertVerificationError somewhere in the chain of ``exc``, or None."""
-    return next((cur for cur in _causes(exc) if isinstance(cur, ssl.SSLCertVerificationError)), None)
-
-
-def tls_failure(exc, now=None):
-    """Why the TLS handshake failed, for the person who must fix it."""
-    error = _verification_error(exc)
-    code = getattr(error, "verify_code", None)
-    reason = sanitize_reason(getattr(error, "verify_message", "") or "")
-    if code in _CLOCK_CODES:
-        now = now or datetime.datetime.now(datetime.timezone.utc)  # noqa: UP017 - Python 3.9
-        return ("the server certificate is %s at this device's current time %s (verify code %s): "
-                "check the device clock (NTP)" % (
-                    "not valid yet" if code == 9 else "expired", now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    _CLOCK_CODES[code]))
-    if code in _HOST_MISMATCH:
-        return ("the server certificate is for another host name: %s; check api_url, or set %s to "
-                "the CA that signed the right server's certificate" % (reason, setting("ca_path")))
-    if error is not None:
-        return ("server certificate not trusted: %s (verify code %s); set %s to the CA that signed it"
-                % (reason, code, setting("ca_path")))
-    return ("server certificate not trusted or wrong host name; set %s to the CA that signed it"
-            % setting("ca_path"))
-
-
-def http_date(value):
-    """An HTTP ``Date`` header as an aware UTC datetime, or None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.timezone.utc)  # noqa: UP017 - Python 3.9
-    return when.astimezone(datetime.timezone.utc)  # noqa: UP017
 
 
 class Transport:
@@ -359,7 +264,7 @@ class Transport:
                                   endpoint=endpoint, definitive=False)) from None
         except requests.exceptions.ConnectionError as exc:
             self.calls.append((method, endpoint, "ConnectionError"))
-            if _not_sent(exc):
+            if _not_sent(exc, NewConnectionError):
                 error = ApiError("%s: cannot connect (refused or host unknown)" % what,
                                  endpoint=endpoint, definitive=True)
             else:

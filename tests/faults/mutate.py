@@ -101,9 +101,9 @@ MUTATIONS = {
     "no-sanitize": (
         "server reasons stripped of secrets",
         [
-            ("module_utils/fleet_mtls/transport.py", 'text = text.replace(secret, "********")', "pass"),
+            ("module_utils/fleet_mtls/reasons.py", 'text = text.replace(secret, "********")', "pass"),
             (
-                "module_utils/fleet_mtls/transport.py",
+                "module_utils/fleet_mtls/reasons.py",
                 '"[private key removed]", text, flags=re.DOTALL)',
                 '"[private key removed]", "", flags=re.DOTALL) or text',
             ),
@@ -184,12 +184,12 @@ MUTATIONS = {
         [
             (
                 "module_utils/fleet_mtls/identity/plan.py",
-                "return Plan(REKEY, _unusable_certificate(a, s), s.agent_id,",
-                "return Plan(REKEY if s.agent_id else CREATE, _unusable_certificate(a, s), s.agent_id,",
+                "return Plan(REKEY, _unusable_certificate(a, s, agent_id), agent_id, fixes,",
+                "return Plan(REKEY if agent_id else CREATE, _unusable_certificate(a, s, agent_id), agent_id, fixes,",
             ),
             (
                 "module_utils/fleet_mtls/identity/plan.py",
-                "    if not s.agent_id:\n        raise StateError(\n            \"%s, so this device's",
+                "    if not agent_id:\n        raise StateError(\n            \"%s, so this device's",
                 "    if False:\n        raise StateError(\n            \"%s, so this device's",
             ),
         ],
@@ -231,7 +231,8 @@ MUTATIONS = {
     ),
     "hide-identity-on-later-failure": (
         "a failure after the identity part still reports what it did",
-        [("library/mtls_identity.py", "    if identity_result is None:", "    if True:")],
+        [("module_utils/fleet_mtls/provision.py", "def _identity_part(result, new_pair):\n    if not new_pair:",
+          "def _identity_part(result, new_pair):\n    if True:")],
         [F + "test_device_state.py::test_disk_full_at_the_agent_config_reports_the_identity_part"],
     ),
     "follow-links": (
@@ -352,7 +353,7 @@ MUTATIONS = {
     ),
     "clock-hidden": (
         "a server certificate not valid at the device's clock is reported as a clock problem",
-        [("module_utils/fleet_mtls/transport.py", "    if code in _CLOCK_CODES:", "    if False:")],
+        [("module_utils/fleet_mtls/reasons.py", "    if code in _CLOCK_CODES:", "    if False:")],
         [
             "tests/module/test_api_contract.py::test_an_expired_server_certificate_is_a_clock_problem",
             "tests/module/test_api_contract.py::test_a_device_clock_two_years_off_is_named",
@@ -361,8 +362,8 @@ MUTATIONS = {
     "date-needs-right-clock": (
         "the server's Date is read even when the device's clock fails the certificate dates",
         [("module_utils/fleet_mtls/transport.py",
-          "session = self.session if self.verify is False else self._clock_blind_session()",
-          "session = self.session")],
+          "            session = self._clock_blind_session()\n        else:",
+          "            session = self.session\n        else:")],
         ["tests/module/test_api_contract.py::test_a_device_clock_two_years_off_is_named"],
     ),
     "any-404-is-gone": (
@@ -377,9 +378,9 @@ MUTATIONS = {
     "wipe-before-confirm": (
         "the local identity is removed only once the server confirmed the deletion",
         [("module_utils/fleet_mtls/decommission.py",
-          '            result["status"], deleted = delete(agent_id, path, check=check_mode)',
-          '            try:\n                result["status"], deleted = delete(agent_id, path, check=check_mode)\n'
-          '            except IdentityError:\n                result["status"], deleted = None, True')],
+          '            result["http_status"], deleted = delete(agent_id, path, check=check_mode)',
+          '            try:\n                result["http_status"], deleted = delete(agent_id, path, check=check_mode)\n'
+          '            except IdentityError:\n                result["http_status"], deleted = None, True')],
         [
             "tests/module/test_decommission.py::test_nothing_is_removed_unless_the_server_confirmed",
             "tests/playbook/test_playbook_decommission.py::test_server_error_keeps_the_identity",
@@ -589,12 +590,12 @@ def run(name: str) -> tuple[str, float, str]:
 
 def main(argv: list[str]) -> int:
     names = argv or list(MUTATIONS)
-    survived = 0
+    proven_nothing = 0
     for name in names:
         verdict, elapsed, detail = run(name)
-        survived += verdict == "SURVIVED"
+        proven_nothing += verdict != "killed"  # a stale mutation proves no more than a survivor
         print(f"{name:20} {verdict:9} {elapsed:6.1f}s  {MUTATIONS[name][0]}  [{detail}]", flush=True)
-    return 1 if survived else 0
+    return 1 if proven_nothing else 0
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ import pytest
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import ProvisioningClient
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, ConfigError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.keys import (
+    key_matches_certificate,
+    private_key_pem,
+)
 from tests.fixtures.identities import build_cert, client_for
 from tests.fixtures.module_runner import closed_port
 
@@ -141,7 +145,7 @@ def test_bad_token_error_never_echoes_the_token(svc, keys):
 
 def test_upload_refuses_anything_with_a_private_key(svc, keys):
     with pytest.raises(ConfigError, match="private key"):
-        client_for(svc).upload_certificate("0A1B2C3D", certs.private_key_pem(keys.get(0)))
+        client_for(svc).upload_certificate("0A1B2C3D", private_key_pem(keys.get(0)))
     assert svc.request_count(UP_EP) == 0
 
 
@@ -236,5 +240,5 @@ def test_enroll_returns_a_certificate_for_our_key(svc, keys):
     pem = client.enroll(agent_id, certs.csr_pem(certs.build_csr(key, agent_id, certs.normalize_subject(None))))
     cert = certs.load_certificate(pem)
     assert certs.common_name(cert) == agent_id
-    assert certs.key_matches_certificate(key, cert)
+    assert key_matches_certificate(key, cert)
     assert not certs.is_self_signed(cert)

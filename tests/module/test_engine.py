@@ -21,6 +21,11 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity 
     Settings,
     ensure_identity,
 )
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.keys import (
+    key_matches_certificate,
+    load_private_key,
+    private_key_pem,
+)
 from tests.fixtures.identities import NoNetwork, build_cert, client_for, snapshot
 
 ID_EP = "/generate-orchestrator-id"
@@ -42,9 +47,9 @@ def device_fp(path):
 
 def assert_consistent(svc, path, agent_id=None):
     """Key matches cert, registry holds exactly client.crt, the gate accepts the device."""
-    key = certs.load_private_key((path / "client.key").read_bytes(), validate=True)
+    key = load_private_key((path / "client.key").read_bytes(), validate=True)
     cert = certs.load_certificate((path / "client.crt").read_bytes())
-    assert certs.key_matches_certificate(key, cert)
+    assert key_matches_certificate(key, cert)
     cn = certs.common_name(cert)
     if agent_id:
         assert cn == agent_id
@@ -251,7 +256,7 @@ def _stage(path, key, cert, key_name=".client.key.new", cert_name=".client.crt.n
     if key is not None:
         fd = os.open(path / key_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(certs.private_key_pem(key))
+            handle.write(private_key_pem(key))
     if cert is not None:
         (path / cert_name).write_bytes(certs.certificate_pem(cert))
 

@@ -13,6 +13,15 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import CertificateError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.keys import (
+    certificate_public,
+    generate_key,
+    key_matches_certificate,
+    load_private_key,
+    private_key_pem,
+    public_numbers_of,
+    summarize_private_key,
+)
 from tests.fixtures.identities import AGENT_ID, UTC, build_cert, ec_key
 
 SUBJECT = certs.normalize_subject(None)
@@ -132,7 +141,7 @@ def test_canonical_form_refuses_chains_and_keys(made, keys):
     with pytest.raises(CertificateError, match="exactly one"):
         certs.canonical_certificate_pem(pem + pem)
     with pytest.raises(CertificateError, match="private key") as info:
-        certs.load_certificate(pem + certs.private_key_pem(key))
+        certs.load_certificate(pem + private_key_pem(key))
     assert b"PRIVATE" not in str(info.value).encode()
     with pytest.raises(CertificateError):
         certs.load_certificate(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
@@ -142,11 +151,11 @@ def test_canonical_form_refuses_chains_and_keys(made, keys):
 
 def test_private_key_is_pkcs8_unencrypted_and_never_in_errors(keys):
     key = keys.get(0)
-    pem = certs.private_key_pem(key)
+    pem = private_key_pem(key)
     assert pem.startswith(b"-----BEGIN PRIVATE KEY-----\n")
     garbled = pem[:200] + b"garbage" + pem[200:]
     with pytest.raises(CertificateError) as info:
-        certs.load_private_key(garbled)
+        load_private_key(garbled)
     assert pem[40:80].decode() not in str(info.value)
 
 
@@ -154,11 +163,11 @@ def test_private_key_is_pkcs8_unencrypted_and_never_in_errors(keys):
 def test_load_private_key_roundtrip_and_match(keys, validate):
     key, other = keys.get(0), keys.get(1)
     cert = build_cert(key)
-    loaded = certs.load_private_key(certs.private_key_pem(key), validate=validate)
-    assert certs.key_matches_certificate(loaded, cert)
-    assert not certs.key_matches_certificate(keys.get(1), cert)
-    assert not certs.key_matches_certificate(ec_key(), cert)
-    assert certs.public_numbers_of(other) != certs.public_numbers_of(cert)
+    loaded = load_private_key(private_key_pem(key), validate=validate)
+    assert key_matches_certificate(loaded, cert)
+    assert not key_matches_certificate(keys.get(1), cert)
+    assert not key_matches_certificate(ec_key(), cert)
+    assert public_numbers_of(other) != public_numbers_of(cert)
 
 
 def test_traditional_rsa_format_loads(keys):
@@ -167,21 +176,21 @@ def test_traditional_rsa_format_loads(keys):
                                serialization.PrivateFormat.TraditionalOpenSSL,
                                serialization.NoEncryption())
     assert legacy.startswith(b"-----BEGIN RSA PRIVATE KEY-----")
-    assert certs.load_private_key(legacy).key_size == 2048
+    assert load_private_key(legacy).key_size == 2048
 
 
 def test_encrypted_key_is_reported_as_such(keys):
     enc = keys.get(0).private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.BestAvailableEncryption(b"secret"))
     with pytest.raises(CertificateError, match="passphrase"):
-        certs.load_private_key(enc)
+        load_private_key(enc)
 
 
 def test_key_size_bounds():
     with pytest.raises(CertificateError):
-        certs.generate_key(1024)
+        generate_key(1024)
     with pytest.raises(CertificateError):
-        certs.generate_key(32768)
+        generate_key(32768)
 
 
 @pytest.mark.parametrize(("kwargs", "problem"), [
@@ -254,21 +263,21 @@ def test_key_summary_matches_the_library(keys, fmt):
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8 if fmt == "pkcs8" else serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption())
-    summary = certs.summarize_private_key(pem)
+    summary = summarize_private_key(pem)
     numbers = key.public_key().public_numbers()
     assert summary.is_rsa and summary.key_size == 2048
     assert summary.public == (numbers.n, numbers.e)
-    assert summary.public == certs.certificate_public(build_cert(key))
-    assert summary.public != certs.certificate_public(build_cert(keys.get(1)))
+    assert summary.public == certificate_public(build_cert(key))
+    assert summary.public != certificate_public(build_cert(keys.get(1)))
 
 
 def test_key_summary_of_a_4096_bit_key_is_fast(keys):
     import time
 
-    pem = certs.private_key_pem(keys.get(0, 4096))
+    pem = private_key_pem(keys.get(0, 4096))
     started = time.perf_counter()
     for _ in range(20):
-        summary = certs.summarize_private_key(pem)
+        summary = summarize_private_key(pem)
     assert summary.key_size == 4096
     assert (time.perf_counter() - started) / 20 < 0.02  # OpenSSL's full check: ~0.3 s
 
@@ -276,7 +285,7 @@ def test_key_summary_of_a_4096_bit_key_is_fast(keys):
 def test_key_summary_of_other_algorithms():
     pem = ec_key().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                  serialization.NoEncryption())
-    summary = certs.summarize_private_key(pem)
+    summary = summarize_private_key(pem)
     assert summary.is_rsa is False and summary.public is None
 
 
@@ -284,7 +293,7 @@ def test_key_summary_detects_any_damaged_byte(keys):
     import base64
     import random
 
-    pem = certs.private_key_pem(keys.get(0))
+    pem = private_key_pem(keys.get(0))
     lines = pem.split(b"\n")
     der = bytearray(base64.b64decode(b"".join(lines[1:-2])))
     rng = random.Random(7)
@@ -293,15 +302,15 @@ def test_key_summary_detects_any_damaged_byte(keys):
         damaged[pos] ^= 1 << rng.randrange(8)
         body = base64.encodebytes(bytes(damaged))
         with pytest.raises(CertificateError):
-            certs.summarize_private_key(b"-----BEGIN PRIVATE KEY-----\n" + body + b"-----END PRIVATE KEY-----\n")
+            summarize_private_key(b"-----BEGIN PRIVATE KEY-----\n" + body + b"-----END PRIVATE KEY-----\n")
 
 
 def test_key_summary_of_encrypted_and_garbage_keys(keys):
     enc = keys.get(0).private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.BestAvailableEncryption(b"secret"))
     with pytest.raises(CertificateError, match="passphrase"):
-        certs.summarize_private_key(enc)
+        summarize_private_key(enc)
     with pytest.raises(CertificateError):
-        certs.summarize_private_key(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+        summarize_private_key(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
     with pytest.raises(CertificateError):
-        certs.summarize_private_key(b"hello")
+        summarize_private_key(b"hello")

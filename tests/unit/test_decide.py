@@ -10,10 +10,10 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import StateError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import assess, decide
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.keys import load_private_key
 from tests.fixtures.identities import AGENT_ID, UTC, build_cert, ec_key, write_identity
 
 OTHER_ID = "FFFF0001"
@@ -164,13 +164,13 @@ def test_assess_is_cheap_and_does_not_load_the_key_through_openssl(ident_dir, ke
     cost whatever the cryptography version."""
     valid(ident_dir, keys)
     seen = []
-    real = certs.load_private_key
+    real = load_private_key
 
     def spy(data, validate=False):
         seen.append(validate)
         return real(data, validate=validate)
 
-    monkeypatch.setattr(certs, "load_private_key", spy)
+    monkeypatch.setattr("ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.keys.load_private_key", spy)
     with IdentityDir.open(str(ident_dir), os.geteuid(), os.getegid()) as idir:
         a = assess(idir)
     assert seen == []

@@ -8,6 +8,7 @@ import pytest
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import ensure_identity
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.keys import private_key_pem
 from tests.fixtures.identities import NoNetwork, build_cert, write_identity
 
 
@@ -34,7 +35,7 @@ def test_issued_certificate_is_checked_before_the_swap(keys, variant):
         "server-auth-only": lambda: certs.certificate_pem(
             build_cert(key, "0A1B2C3D", client_auth=False, **ca_kw)).decode(),
         "garbage": lambda: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
-        "with-private-key": lambda: good + certs.private_key_pem(key).decode(),
+        "with-private-key": lambda: good + private_key_pem(key).decode(),
     }[variant]()
     with pytest.raises(CertificateError, match="enrollment endpoint returned") as info:
         check_issued_certificate(bad, "0A1B2C3D", key)

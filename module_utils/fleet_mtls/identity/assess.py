@@ -5,7 +5,7 @@
 structure is read directly, never validated through OpenSSL on a re-run)."""
 from __future__ import annotations
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs, keys
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import CertificateError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import journal
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.files import (
@@ -74,13 +74,13 @@ def assess(idir, now=None):
     a.key.exists = a.key.data is not None
     if a.key.exists:
         try:
-            a.key_summary = certs.summarize_private_key(a.key.data)
+            a.key_summary = keys.summarize_private_key(a.key.data)
             a.key_is_rsa = a.key_summary.is_rsa
             a.key_size = a.key_summary.key_size
         except CertificateError as exc:
             a.key.error = exc.msg
     if a.key_summary is not None and a.cert_info is not None:
-        public = certs.certificate_public(a.cert_info.cert)
+        public = keys.certificate_public(a.cert_info.cert)
         a.key_matches = public is not None and a.key_summary.public == public
 
     a.journal = journal.read(idir)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime
 import os
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs, keys
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import DEFAULT_ID_PATTERN, check_agent_id
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import CertificateError, ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import (
@@ -61,7 +61,7 @@ class Settings:
         if enrollment not in ENROLLMENT_CHOICES:
             raise ConfigError("%s must be one of %s" % (setting("enrollment"), ", ".join(ENROLLMENT_CHOICES)))
         self.enrollment = enrollment
-        self.key_size = _int_in(key_size, "key_size", certs.MIN_KEY_SIZE, certs.MAX_KEY_SIZE)
+        self.key_size = _int_in(key_size, "key_size", keys.MIN_KEY_SIZE, keys.MAX_KEY_SIZE)
         try:
             self.subject = certs.normalize_subject(subject)
         except CertificateError as exc:

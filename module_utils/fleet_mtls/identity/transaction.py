@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime
 import time
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs, names
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs, keys, names
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import (
     ApiError,
     CertificateError,
@@ -145,11 +145,11 @@ class Transaction:
         s, idir = self.s, self.idir
         registry_was_uncertain = a.journal is not None and not plan.stale_journal
         idir.fix_self(DIR_MODE)
-        key = certs.generate_key(s.key_size)
+        key = keys.generate_key(s.key_size)
         operation = "create" if creating else "rotate"
         journaled = False
         try:
-            idir.create(STAGED_KEY, certs.private_key_pem(key), KEY_MODE)
+            idir.create(STAGED_KEY, keys.private_key_pem(key), KEY_MODE)
             if s.enrollment == "self_signed":
                 cert = certs.build_self_signed(key, agent_id, s.subject, s.valid_days, self.now)
                 cert_pem = certs.certificate_pem(cert)
@@ -300,14 +300,14 @@ def _usable_staged(a, s, cert_data, key_data, now):
         if certs.client_auth_problems(cert, now):
             return None, "staged certificate is not usable"
         if key_data is not None:
-            key = certs.load_private_key(key_data, validate=True)
-            if certs.key_matches_certificate(key, cert):
+            key = keys.load_private_key(key_data, validate=True)
+            if keys.key_matches_certificate(key, cert):
                 return (cn, cert, True), None
             return None, "staged key and certificate do not match"
         if (a.key_summary is not None and a.key_summary.public is not None
-                and a.key_summary.public == certs.certificate_public(cert)):
+                and a.key_summary.public == keys.certificate_public(cert)):
             # The key was already renamed into place when the run stopped.
-            certs.load_private_key(a.key.data, validate=True)
+            keys.load_private_key(a.key.data, validate=True)
             return (cn, cert, False), None
     except CertificateError as exc:
         return None, "staged files unusable (%s)" % exc.msg
@@ -343,7 +343,7 @@ def check_issued_certificate(cert_text, agent_id, key, now=None):
         pass
     if cn != agent_id:
         raise CertificateError("the enrollment endpoint returned a certificate for another CN (want %s)" % agent_id)
-    if not certs.key_matches_certificate(key, cert):
+    if not keys.key_matches_certificate(key, cert):
         raise CertificateError("the enrollment endpoint returned a certificate for another key")
     problems = certs.client_auth_problems(cert, now)
     if problems:
