@@ -31,6 +31,7 @@ import stat
 from urllib.parse import urlsplit
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError, FileSafetyError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import DirFd
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
 
 INI = "agent-tls.ini"
@@ -185,7 +186,7 @@ def staged_name(name):
     return "." + name + ".new"
 
 
-class SystemDir:
+class SystemDir(DirFd):
     """A root-owned system directory (the systemd drop-in directory), opened without following
     a symbolic link below its parent (``/etc/systemd/system``); created 0755 when missing."""
 
@@ -236,19 +237,6 @@ class SystemDir:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-
-    def rename(self, src, dst):
-        os.rename(src, dst, src_dir_fd=self.fd, dst_dir_fd=self.fd)
-
-    def unlink(self, name):
-        try:
-            os.unlink(name, dir_fd=self.fd)
-            return True
-        except FileNotFoundError:
-            return False
-
-    def fsync(self):
-        os.fsync(self.fd)
 
     def close(self):
         if self.fd is not None:

@@ -133,7 +133,27 @@ def stat_facts(st):
     }
 
 
-class IdentityDir:
+class DirFd:
+    """Renames, unlinks and fsyncs relative to an open directory (``self.fd``): never through a
+    path, so a directory swapped for a link meanwhile is never acted through."""
+
+    fd = None
+
+    def rename(self, src, dst):
+        os.rename(src, dst, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+
+    def unlink(self, name):
+        try:
+            os.unlink(name, dir_fd=self.fd)
+            return True
+        except FileNotFoundError:
+            return False
+
+    def fsync(self):
+        os.fsync(self.fd)
+
+
+class IdentityDir(DirFd):
     """An open, verified identity directory. Use ``IdentityDir.open``; close when done."""
 
     def __init__(self, path, fd, uid, gid, trusted_uids):
@@ -302,21 +322,8 @@ class IdentityDir:
             raise
         os.close(fd)
 
-    def rename(self, src, dst):
-        os.rename(src, dst, src_dir_fd=self.fd, dst_dir_fd=self.fd)
-
     def link(self, src, dst):
         os.link(src, dst, src_dir_fd=self.fd, dst_dir_fd=self.fd, follow_symlinks=False)
-
-    def unlink(self, name):
-        try:
-            os.unlink(name, dir_fd=self.fd)
-            return True
-        except FileNotFoundError:
-            return False
-
-    def fsync(self):
-        os.fsync(self.fd)
 
     def fix_file(self, name, mode):
         """Set mode and owner of ``name`` (no symlink follow). Returns the list of changes."""
