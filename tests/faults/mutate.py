@@ -379,7 +379,8 @@ MUTATIONS = {
         "the local identity is removed only once the server confirmed the deletion",
         [("module_utils/fleet_mtls/decommission.py",
           '            result["http_status"], deleted = delete(agent_id, path, check=check_mode)',
-          '            try:\n                result["http_status"], deleted = delete(agent_id, path, check=check_mode)\n'
+          '            try:\n'
+          '                result["http_status"], deleted = delete(agent_id, path, check=check_mode)\n'
           '            except IdentityError:\n                result["http_status"], deleted = None, True')],
         [
             "tests/module/test_decommission.py::test_nothing_is_removed_unless_the_server_confirmed",
