@@ -72,7 +72,7 @@ def _causes(exc):
             stack.extend((getattr(cur, "reason", None), cur.__cause__, cur.__context__))
 
 
-def _not_sent(exc, not_sent_types):
+def never_sent(exc, not_sent_types):
     """True when a ConnectionError happened before the request could reach the server: an
     exception of ``not_sent_types`` (urllib3's NewConnectionError; () when unknown) is in its chain."""
     return bool(not_sent_types) and any(isinstance(cur, not_sent_types) for cur in _causes(exc))

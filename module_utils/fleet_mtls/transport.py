@@ -27,9 +27,9 @@ from urllib.parse import urlsplit, urlunsplit
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.reasons import (
-    _not_sent,
     display_url,
     http_date,
+    never_sent,
     sanitize_reason,
     tls_failure,
 )
@@ -264,7 +264,7 @@ class Transport:
                                   endpoint=endpoint, definitive=False)) from None
         except requests.exceptions.ConnectionError as exc:
             self.calls.append((method, endpoint, "ConnectionError"))
-            if _not_sent(exc, NewConnectionError):
+            if never_sent(exc, NewConnectionError):
                 error = ApiError("%s: cannot connect (refused or host unknown)" % what,
                                  endpoint=endpoint, definitive=True)
             else:
