@@ -40,12 +40,7 @@ import re
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.reasons import (  # noqa: F401 - re-exported (__all__)
-    REASON_MAX,
-    _shown,
-    display_url,
-    sanitize_reason,
-)
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.reasons import _shown
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.transport import (  # noqa: F401 - re-exported (__all__)
     HAS_REQUESTS,
     MAX_BODY,
@@ -54,9 +49,9 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.transport
 )
 
 __all__ = [
-    "DEFAULTS", "DEFAULT_ID_PATTERN", "HAS_REQUESTS", "ID_FIELDS", "MAX_BODY", "REASON_MAX",
+    "DEFAULTS", "DEFAULT_ID_PATTERN", "HAS_REQUESTS", "ID_FIELDS", "MAX_BODY",
     "REQUESTS_IMPORT_ERROR", "UNKNOWN_ID", "UPLOAD_FORMATS", "ProvisioningClient", "check_agent_id",
-    "display_url", "is_unknown_id_answer", "sanitize_reason",
+    "is_unknown_id_answer",
 ]
 
 DEFAULT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"

@@ -28,7 +28,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api, identity
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api, identity, reasons
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir
 from tests.fixtures import module_runner as h
@@ -168,7 +168,7 @@ def test_server_reason_is_sanitized(pool, body, secret):
     elif secret == "key":
         body = json.dumps({"message": "oops " + pool.key_pems[0].decode()}).encode()
     reason = _client()._reason_of(body)
-    assert isinstance(reason, str) and len(reason) <= api.REASON_MAX + 3
+    assert isinstance(reason, str) and len(reason) <= reasons.REASON_MAX + 3
     assert all(32 <= ord(c) < 127 for c in reason), repr(reason)
     assert_clean_message(reason, pool)
 

@@ -9,10 +9,9 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api impor
     DEFAULT_ID_PATTERN,
     ProvisioningClient,
     check_agent_id,
-    display_url,
-    sanitize_reason,
 )
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.reasons import display_url, sanitize_reason
 
 
 @pytest.mark.parametrize("value", [
