@@ -1,1 +1,18 @@
-mtls_identity.py
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Controller side of the mtls_deregister module: the API headers are sent to the device as a
+0600 file, never as a module argument (plugin_utils/api_action.py), and the result becomes the
+host's decommission report row, the fact ``mtls_identity_status``."""
+from __future__ import annotations
+
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import controller
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.plugin_utils.api_action import ApiAction
+
+
+class ActionModule(ApiAction):
+
+    def status_row(self, result, host):
+        row = dict(controller.decommission_status(result), host=host)
+        if result.get("failed"):
+            row = controller.failure_status(host, "decommission", result.get("msg", ""), row)
+        return row

@@ -1,119 +1,43 @@
 # Copyright: fleet-mtls contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Controller side of the mtls_identity module (and of mtls_deregister, a symlink to this file).
+"""Controller side of the mtls_identity module: what only the controller can do, so that one
+module run does the device's whole job.
 
-What only the controller can do, so that one module run does the device's whole job:
-
-- keep the API headers (the token) off the module's arguments: ansible-core prints every
-  module's arguments under ANSIBLE_DEBUG=1, ``no_log`` ones included. ``headers`` (or the JSON
-  file ``headers_src`` on the controller) go to the device on the standard input of one
-  ``umask 077; cat > file`` command in Ansible's remote temporary directory — 0600 from the
-  first byte, never in a command line — and the module reads the file it is named by
-  ``headers_file``, then deletes it. The same command removes headers files that interrupted
-  runs left behind; the directory is removed when the task ends, whatever happened.
+- keep the API headers (the token) off the module's arguments (plugin_utils/api_action.py);
 - read ``ca_src`` / ``server_ca_src`` on the controller and hand the module their content;
 - turn ``renew_jitter_days`` into this host's stable ``renew_before_days`` offset;
+- refuse an agent ID the identity ledger's answer says another host holds, and hand the module
+  the ID the ledger holds for this host (``ledger_id``);
+- select the phases the role's tags ask for;
 - install the device's missing Python libraries (``install_prerequisites``) and run again;
-- name role variables in messages when the task belongs to a role (``option_names: role``);
 - return the module's ``status`` row as the fact ``mtls_identity_status`` for the report.
-
-Without headers and sources this adds no round trip to the device.
 """
 from __future__ import annotations
 
-import json
-import shlex
-from collections.abc import Mapping
-
-from ansible import constants as C
-from ansible.errors import AnsibleActionFail
-from ansible.module_utils.common.validation import check_type_dict
-from ansible.plugins.action import ActionBase
-from ansible.utils.vars import merge_hash
-
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import controller, names
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.plugin_utils.api_action import ApiAction
 
 SOURCES = (("ca_src", "ca_content"), ("server_ca_src", "server_ca_content"))
 
 
-def headers_for_file(value):
-    """The task's ``headers`` as a dict of str -> str, or {}; errors never show the value."""
-    if value is None or value == "":
-        return {}
-    if isinstance(value, str):
-        try:
-            value = check_type_dict(value)
-        except (TypeError, ValueError):
-            raise AnsibleActionFail("headers must be a dictionary of header names to values "
-                                    "(the value given is not shown)") from None
-    if not isinstance(value, Mapping):
-        raise AnsibleActionFail("headers must be a dictionary of header names to values, not a %s"
-                                % type(value).__name__)
-    return {str(name): str(item) for name, item in value.items()}
+class ActionModule(ApiAction):
 
+    names_role_variables = True
 
-class ActionModule(ActionBase):
+    def status_row(self, result, host):
+        status = result.get("status")
+        if not isinstance(status, dict):
+            return None
+        status = dict(status, host=host)
+        if result.get("failed"):
+            status = controller.failure_status(host, "identity", result.get("msg", ""), status)
+        return status
 
-    _supports_check_mode = True
-    _supports_async = True
+    def preflight_row(self, host, msg):
+        return controller.failure_status(host, "preflight", msg)
 
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        del tmp  # no longer has any effect
-        host = (task_vars or {}).get("inventory_hostname", "")
-        identity = self._task.action.rsplit(".", 1)[-1] == "mtls_identity"
-        names.use_role_names(identity and self._task._role is not None)
-        module_args = dict(self._task.args)
-        wrap_async = self._task.async_val and not self._connection.has_native_async
-        try:
-            headers = self._take_headers(module_args, wrap_async)
-            install = self._prepare(module_args, host, task_vars or {}) if identity else None
-            if self._task._role is not None:
-                module_args["option_names"] = "role"
-        except (ConfigError, AnsibleActionFail) as exc:
-            return self._preflight_failure(result, host, identity, str(exc))
-
-        headers_path = None
-        try:
-            if headers:
-                headers_path = self._send_headers(headers)
-                module_args["headers_file"] = headers_path
-            outcome = self._run_module(module_args, task_vars, wrap_async, install)
-        finally:
-            if not wrap_async:  # async_wrapper removes its directory itself
-                self._cleanup(headers_path)
-        result = merge_hash(result, outcome)
-        status = result.get("status") if identity else controller.decommission_status(result)
-        if isinstance(status, dict):
-            status = dict(status, host=host)
-            if result.get("failed"):
-                status = controller.failure_status(host, "identity", result.get("msg", ""), status)
-            result["status"] = status
-            if not result.get("failed"):
-                result["ansible_facts"] = {"mtls_identity_status": status}
-        return result
-
-    # ------------------------------------------------------------------ before the module
-    def _take_headers(self, module_args, wrap_async):
-        headers = headers_for_file(module_args.pop("headers", None))
-        source = module_args.pop("headers_src", None)
-        if source:
-            if headers:
-                raise ConfigError("set either %s or %s, not both" % (
-                    names.setting("headers"), names.setting("headers_src")))
-            headers = controller.headers_from_source(controller.read_source(
-                self._find_needle("files", source), "headers_src"))
-        if headers:
-            if module_args.get("headers_file"):
-                raise ConfigError("set either %s or %s, not both (put all the headers in the file)"
-                                  % (names.setting("headers"), names.setting("headers_file")))
-            if wrap_async:
-                raise ConfigError("%s: headers cannot be used with async (their file is removed "
-                                  "when the task returns); use headers_file" % self._task.action)
-        return headers
-
-    def _prepare(self, module_args, host, task_vars):
+    def prepare(self, module_args, host, task_vars):
         """Controller work for mtls_identity; returns the prerequisites to install if needed."""
         module_args.setdefault("host", host)
         answer = (task_vars.get("mtls_ledger") or {}).get(host) or {}
@@ -145,55 +69,3 @@ class ActionModule(ActionBase):
         install = module_args.pop("install_prerequisites", False)
         packages = module_args.pop("prerequisite_packages", None) or []
         return packages if install else None
-
-    def _preflight_failure(self, result, host, identity, msg):
-        result.update(failed=True, msg=msg, changed=False)
-        if identity:
-            result["status"] = controller.failure_status(host, "preflight", msg)
-        return result
-
-    # ------------------------------------------------------------------ the module
-    def _run_module(self, module_args, task_vars, wrap_async, install):
-        outcome = self._execute_module(module_args=module_args, task_vars=task_vars,
-                                       wrap_async=wrap_async)
-        missing = outcome.get("missing_libraries")
-        if not (outcome.get("failed") and missing and install):
-            return outcome
-        # apt, as the package names are Debian's (ansible.builtin.package is an action of its own).
-        packages = self._execute_module(module_name="ansible.builtin.apt", task_vars=task_vars,
-                                        module_args={"name": install, "state": "present",
-                                                     "update_cache": True, "cache_valid_time": 86400})
-        if packages.get("failed"):
-            outcome["msg"] = ("%s; installing %s failed too: %s (run with become, or install them)"
-                              % (outcome.get("msg"), ", ".join(install), packages.get("msg", "")))
-            return outcome
-        again = self._execute_module(module_args=module_args, task_vars=task_vars, wrap_async=wrap_async)
-        again["changed"] = True  # the packages were installed
-        again["installed_packages"] = list(install)
-        return again
-
-    def _send_headers(self, headers):
-        """Write ``headers`` 0600 into the remote temporary directory through the standard input
-        of one command (never a command line, never a module argument); return the path."""
-        shell = self._connection._shell
-        tmpdir = shell.tmpdir or self._make_tmp_path()
-        path = shell.join_path(tmpdir, controller.HEADERS_FILE_NAME)
-        cleanup = controller.stale_headers_cleanup(tmpdir.rstrip("/").rsplit("/", 1)[0], path)
-        cmd = "%s; umask 077 && cat > %s && test -s %s" % (cleanup, shlex.quote(path), shlex.quote(path))
-        res = self._low_level_execute_command(cmd, sudoable=False, in_data=json.dumps(headers).encode("utf-8"))
-        if res.get("rc", 0) != 0:
-            # A connection that gives commands no standard input (podman exec without -i): the
-            # file is empty. Transfer it (from a 0600 local temporary file), then restrict it.
-            self._transfer_data(path, json.dumps(headers))
-            self._remote_chmod([path], "0600")
-        return path
-
-    def _cleanup(self, headers_path):
-        tmpdir = self._connection._shell.tmpdir
-        if headers_path is not None and (C.DEFAULT_KEEP_REMOTE_FILES or not self._should_remove_tmp_path(tmpdir)):
-            # The directory is kept (ANSIBLE_KEEP_REMOTE_FILES, or not ours): the headers are not.
-            res = self._low_level_execute_command(self._connection._shell.remove(headers_path), sudoable=False)
-            if res.get("rc", 0) != 0:
-                self._display.warning("%s: could not delete the headers file %s on the device (rc %s)"
-                                      % (self._task.action, headers_path, res.get("rc")))
-        self._remove_tmp_path(tmpdir)
