@@ -3,7 +3,8 @@
 #
 #   ./demo.sh
 #
-#  1. creates .venv (python3 -m venv) and installs requirements-demo.txt into it
+#  1. creates .venv (python3 -m venv), installs requirements-demo.txt into it, and builds and
+#     installs the collection into .state/collections (where ansible.cfg looks)
 #  2. starts the reference provisioning service on 127.0.0.1: its API, and its gate, a real
 #     nginx as in the cloud (installed with apt-get when missing and run as root)
 #  3. provisions the five demo devices of inventory/demo with playbooks/provision.yml
@@ -54,6 +55,9 @@ fi
 version=$("$VENV/bin/ansible-playbook" --version) || die "ansible-playbook does not run from $VENV"
 echo "${version%%$'\n'*}"
 export PATH="$VENV/bin:$PATH"
+# The collection as an operator gets it: built from this tree, installed where ansible.cfg looks.
+FLEET_MTLS_VENV="$VENV" tests/build_collection.sh --install >/dev/null
+echo "collection autonomy_edge.fleet_mtls built and installed into .state/collections"
 
 # ------------------------------------------------------------------ 2. reference service
 say "2/7 Reference provisioning service"

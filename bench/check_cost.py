@@ -31,7 +31,10 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "collections"))
+
+from tests.fixtures.collection import import_source  # noqa: E402
+
+import_source()
 
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 

@@ -58,6 +58,9 @@ from crypto_collection import ensure_community_crypto  # noqa: E402
 from fleet_inventory import Inventory, write_inventory  # noqa: E402
 
 REPO = BENCH.parent
+sys.path.insert(1, str(REPO))
+from tests.fixtures.collection import build_and_install  # noqa: E402
+
 RESULTS = BENCH / "results"
 PROVISION = REPO / "playbooks" / "provision.yml"
 BASELINE = BENCH / "baseline" / "provision.yml"
@@ -165,9 +168,10 @@ class Runner:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.env = dict(os.environ)
         self.env.update({
-            # The repository's own collection first (it overrides ansible.cfg's collections_path).
+            # This tree's collection as built and installed (as an operator runs it), first: it
+            # overrides ansible.cfg's collections_path.
             "ANSIBLE_COLLECTIONS_PATH": os.pathsep.join(
-                [str(REPO / "collections"), str(collections_root)]
+                [str(build_and_install(scratch / "collections")), str(collections_root)]
                 + [p for p in os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(os.pathsep) if p]),
             "ANSIBLE_CALLBACK_PLUGINS": str(BENCH / "callback_plugins"),
             "ANSIBLE_CALLBACKS_ENABLED": "bench_timer",
@@ -450,8 +454,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"note: running from {Path.cwd()}; playbooks run with cwd={REPO} (its ansible.cfg)")
     if "provision" in args.blocks and not PROVISION.exists():
         raise SystemExit(f"{PROVISION} does not exist yet (use --only baseline,ping,keygen)")
-    if "module" in args.blocks and not (REPO / "library" / "mtls_identity.py").exists():
-        raise SystemExit("library/mtls_identity.py does not exist yet (leave out 'module' from --only)")
+    if "module" in args.blocks and not (REPO / "plugins" / "modules" / "mtls_identity.py").exists():
+        raise SystemExit("plugins/modules/mtls_identity.py does not exist yet (leave out 'module' from --only)")
     names = ["local", "ssh"] if args.connection == "both" else [args.connection]
     if "ssh" in names and (why := sshfleet.unavailable()):
         raise SystemExit(f"--connection {args.connection}: the SSH fleet {why}")
@@ -563,7 +567,7 @@ def _versions(crypto_ver: str) -> dict:
         except (OSError, subprocess.CalledProcessError):
             return None
 
-    dirty = git("status", "--porcelain", "--", "roles", "playbooks", "library", "module_utils")
+    dirty = git("status", "--porcelain", "--", "roles", "playbooks", "plugins")
     return {"git_head": git("rev-parse", "--short", "HEAD"), "bundle_dirty": bool(dirty),
             "ansible_core": ansible.release.__version__, "cryptography": cryptography.__version__,
             "community_crypto": crypto_ver}

@@ -27,8 +27,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 CHILD = r"""
 import importlib.abc, importlib.machinery, importlib.util, json, os, runpy, sys, time
-sys.path.insert(0, sys.argv[1] + "/collections")  # the collection's parent packages
-PACKAGE = "ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils"
+COLLECTION = "ansible_collections.autonomy_edge.fleet_mtls"  # sys.argv[1]: the repository, i.e. the collection
+PACKAGE = COLLECTION + ".plugins.module_utils"
 
 
 class _NoCacheLoader(importlib.machinery.SourceFileLoader):
@@ -40,9 +40,14 @@ class _NoCacheLoader(importlib.machinery.SourceFileLoader):
 
 class _BundleFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
+        if name in ("ansible_collections", "ansible_collections.autonomy_edge", COLLECTION, COLLECTION + ".plugins"):
+            spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+            parts = name.split(".")[3:]  # [] for the collection itself, ["plugins"]
+            spec.submodule_search_locations = [os.path.join(sys.argv[1], *parts)] if "fleet_mtls" in name else []
+            return spec
         if name != PACKAGE and not name.startswith(PACKAGE + "."):
             return None
-        base = os.path.join(sys.argv[1], "module_utils", "fleet_mtls", *name.split(".")[5:])
+        base = os.path.join(sys.argv[1], "plugins", "module_utils", *name.split(".")[5:])
         for candidate, pkg in ((os.path.join(base, "__init__.py"), True), (base + ".py", False)):
             if os.path.exists(candidate):
                 loader = _NoCacheLoader(name, candidate)
@@ -94,11 +99,11 @@ def _cpu() -> float:
 
 def call(args: dict, profile: str | None = None, module: str | None = None, python: str | None = None,
          ansible_path: str | None = None) -> dict:
-    """One module run in a fresh process; module: a module file (default library/mtls_identity.py).
+    """One module run in a fresh process; module: a module file (default plugins/modules/mtls_identity.py).
     python: the interpreter (default this one); ansible_path: a directory holding only an
     `ansible` package, for an interpreter without Ansible (a device's /usr/bin/python3: AnsiballZ
     brings ansible.module_utils, the device brings cryptography and requests)."""
-    module = module or str(REPO / "library" / "mtls_identity.py")
+    module = module or str(REPO / "plugins" / "modules" / "mtls_identity.py")
     cmd = [python or sys.executable, "-c", CHILD, str(REPO), json.dumps(args), module]
     if profile:
         cmd.append(profile)

@@ -1,4 +1,4 @@
-"""Shared pytest setup: make the bundle's module_utils importable as Ansible ships them, and the
+"""Shared pytest setup: the collection importable and installed as Ansible ships it, and the
 fixtures more than one directory uses (the reference service, throw-away accounts, real keys and
 identity directories)."""
 
@@ -7,20 +7,35 @@ from __future__ import annotations
 import os
 import pathlib
 import secrets
-import sys
+import shutil
+import tempfile
 
 import pytest
 
+from tests.fixtures.collection import build_and_install, import_source
 from tests.fixtures.servicectl import ProvisioningService
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
-# Modules import `ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.*`; AnsiballZ
-# bundles them on the device. collections/ is the tree in the collection layout (symlinks): on
-# sys.path, as plain namespace packages, it gives the tests the very same import names. Appended,
-# so that a mutant's collections/ put first (tests/faults/mutate.py) wins.
-if str(REPO / "collections") not in sys.path:
-    sys.path.append(str(REPO / "collections"))
+# In-process tests import the source under the collection's own name; every Ansible run of the
+# session uses the collection built from it and installed, as an operator's project does.
+import_source()
+
+
+def pytest_configure(config):
+    dest = pathlib.Path(tempfile.mkdtemp(prefix="fleet-mtls-collections-"))
+    dest.chmod(0o755)  # tests run code as other users (the agent's, nobody) from here too
+    config._fleet_mtls_collections = dest
+    build_and_install(dest)
+    os.environ["FLEET_MTLS_TEST_COLLECTIONS"] = str(dest)
+    os.environ["ANSIBLE_COLLECTIONS_PATH"] = os.pathsep.join(
+        [str(dest), "~/.ansible/collections", "/usr/share/ansible/collections"])
+
+
+def pytest_unconfigure(config):
+    dest = getattr(config, "_fleet_mtls_collections", None)
+    if dest is not None:
+        shutil.rmtree(dest, ignore_errors=True)
 
 
 # ---- the reference provisioning service (tests/fixtures/provisioning_service, driven by servicectl) ----

@@ -233,6 +233,12 @@ if want bootstrap; then
     fi
 fi
 [[ -x "$VENV/bin/python" ]] || { echo "run.sh: no virtualenv at $VENV: run tests/bootstrap.sh" >&2; exit 1; }
+# The collection built from this tree, installed where ansible.cfg looks (ansible-lint, molecule;
+# pytest builds its own per session).
+if ! stage collection "$REPO_DIR/tests/build_collection.sh" --install >/dev/null; then
+    echo "run.sh: the collection does not build: nothing else can run" >&2
+    exit 1
+fi
 
 if want lint; then
     if has_yaml roles playbooks; then

@@ -124,14 +124,14 @@ seealso:
 
 EXAMPLES = r"""
 - name: Prove the agent's certificate is accepted by the cloud's WebSocket endpoint
-  mtls_check:
+  autonomy_edge.fleet_mtls.mtls_check:
     server_url: https://api.example.com:3001
     user: agent
   become: true
   register: mtls_check_result
 
 - name: Check the way the stock agent connects (Socket.IO), trusting a private server CA
-  mtls_check:
+  autonomy_edge.fleet_mtls.mtls_check:
     server_url: https://gate.example.internal
     protocol: socketio
     user: agent
@@ -140,7 +140,7 @@ EXAMPLES = r"""
   become: true
 
 - name: Only a TLS handshake and a status (a 403 here is no certificate verdict)
-  mtls_check:
+  autonomy_edge.fleet_mtls.mtls_check:
     server_url: https://api.example.com
     protocol: https
     url: https://api.example.com/health

@@ -83,7 +83,7 @@ seealso:
 
 EXAMPLES = r"""
 - name: Decommission this device (its ID is 07048933)
-  mtls_deregister:
+  autonomy_edge.fleet_mtls.mtls_deregister:
     api_url: https://api.example.com
     endpoint: /orchestrators/{id}
     confirm: "07048933"
@@ -92,7 +92,7 @@ EXAMPLES = r"""
       Authorization: "Bearer {{ registry_token }}"
 
 - name: Wipe the local identity only (the registry keeps the ID)
-  mtls_deregister:
+  autonomy_edge.fleet_mtls.mtls_deregister:
     confirm: all
     local_only: true
 """

@@ -51,7 +51,7 @@ seealso:
 
 EXAMPLES = r"""
 - name: Read the identity of the device
-  mtls_identity_info:
+  autonomy_edge.fleet_mtls.mtls_identity_info:
     path: /home/agent/.mtls
   register: identity_info
 

@@ -2,11 +2,12 @@
 
     .venv/bin/python -m tests.faults.mutate [NAME ...]
 
-Each mutation copies library/ and module_utils/ to a scratch directory, removes one
-protection there by a textual edit (the repository is never touched), and runs the cases
-that guard it against the mutant: through $FLEET_FAULTS_CODE for the module's own process,
-ANSIBLE_LIBRARY/ANSIBLE_MODULE_UTILS for runs through Ansible, and a path hook for the
-in-process property tests. A mutation is "killed" when at least one of its cases fails.
+Each mutation copies the collection's content (plugins/, roles/, playbooks/, meta/, galaxy.yml)
+to a scratch directory, removes one protection there by a textual edit (the repository is never
+touched), and runs the cases that guard it against the mutant: $FLEET_MTLS_SOURCE makes the
+test session import the mutant in-process (tests/fixtures/collection.py), run it in the
+module's own process (tests/fixtures/inject/run_module.py) and build and install it for every
+Ansible run (tests/conftest.py). A mutation is "killed" when at least one of its cases fails.
 A mutation whose text is no longer found is reported as "stale" (the code moved on).
 """
 
@@ -22,20 +23,20 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 F = "tests/faults/"
-API = "module_utils/fleet_mtls/api.py"
+API = "plugins/module_utils/api.py"
 
 MUTATIONS = {
     "size-cap": (
         "answers above 1 MiB refused without reading them",
         [
-            ("module_utils/fleet_mtls/transport.py", "if length is not None and int(length) > MAX_BODY:", "if False:"),
-            ("module_utils/fleet_mtls/transport.py", "if total > MAX_BODY:", "if False:"),
+            ("plugins/module_utils/transport.py", "if length is not None and int(length) > MAX_BODY:", "if False:"),
+            ("plugins/module_utils/transport.py", "if total > MAX_BODY:", "if False:"),
         ],
         [F + "test_network.py::test_oversized_answer_refused"],
     ),
     "retry-4xx": (
         "4xx answers are not retried",
-        [("module_utils/fleet_mtls/transport.py", "if status == 429 or 500 <= status <= 599:", "if status >= 400:")],
+        [("plugins/module_utils/transport.py", "if status == 429 or 500 <= status <= 599:", "if status >= 400:")],
         [
             F + "test_network.py::test_4xx_on_id_not_retried",
             F + "test_network.py::test_404_unknown_preassigned_id_not_retried",
@@ -43,15 +44,15 @@ MUTATIONS = {
     ),
     "ignore-retry-after": (
         "Retry-After honoured",
-        [("module_utils/fleet_mtls/transport.py", "if retry_after is not None:", "if False:")],
+        [("plugins/module_utils/transport.py", "if retry_after is not None:", "if False:")],
         [F + "test_network.py::test_503_retry_after_honoured"],
     ),
     "accept-any-id": (
         "IDs validated against id_pattern and the safe-name rule",
         [
-            ("module_utils/fleet_mtls/api.py", "ok = re.fullmatch(pattern, value) is not None", "ok = True"),
+            ("plugins/module_utils/api.py", "ok = re.fullmatch(pattern, value) is not None", "ok = True"),
             (
-                "module_utils/fleet_mtls/api.py",
+                "plugins/module_utils/api.py",
                 'if not ok or not _SAFE_ID.fullmatch(value) or ".." in value:',
                 "if False:",
             ),
@@ -64,9 +65,9 @@ MUTATIONS = {
     "no-timeout": (
         "connect and read timeouts (and the per-attempt deadline)",
         [
-            ("module_utils/fleet_mtls/transport.py", "timeout=self.timeout, stream=True", "timeout=None, stream=True"),
+            ("plugins/module_utils/transport.py", "timeout=self.timeout, stream=True", "timeout=None, stream=True"),
             (
-                "module_utils/fleet_mtls/transport.py",
+                "plugins/module_utils/transport.py",
                 "with _attempt_deadline(self.timeout * ATTEMPT_DEADLINE_FACTOR):\n                    return",
                 "with contextlib.nullcontext():\n                    return",
             ),
@@ -77,7 +78,7 @@ MUTATIONS = {
         "a total deadline per attempt (a trickling server cannot hold a run)",
         [
             (
-                "module_utils/fleet_mtls/transport.py",
+                "plugins/module_utils/transport.py",
                 "with _attempt_deadline(self.timeout * ATTEMPT_DEADLINE_FACTOR):\n                    return",
                 "with contextlib.nullcontext():\n                    return",
             )
@@ -88,7 +89,7 @@ MUTATIONS = {
         "server certificate verified",
         [
             (
-                "module_utils/fleet_mtls/transport.py",
+                "plugins/module_utils/transport.py",
                 "allow_redirects=False, verify=self.verify,",
                 "allow_redirects=False, verify=False,",
             )
@@ -101,11 +102,11 @@ MUTATIONS = {
     "no-sanitize": (
         "server reasons stripped of secrets",
         [
-            ("module_utils/fleet_mtls/reasons.py", 'text = text.replace(secret, "********")', "pass"),
+            ("plugins/module_utils/reasons.py", 'text = text.replace(secret, "********")', "pass"),
             (
-                "module_utils/fleet_mtls/reasons.py",
-                '"[private key removed]", text, flags=re.DOTALL)',
-                '"[private key removed]", "", flags=re.DOTALL) or text',
+                "plugins/module_utils/reasons.py",
+                '"[private key removed]", text)\n    text = re.sub(r"PRIVATE\\s+KEY", "[private key removed]", text)',
+                '"[private key removed]", "") or text',
             ),
         ],
         [
@@ -117,7 +118,7 @@ MUTATIONS = {
         "ambiguous rotation uploads the previous certificate again",
         [
             (
-                "module_utils/fleet_mtls/identity/transaction.py",
+                "plugins/module_utils/identity/transaction.py",
                 "if creating or not _can_roll_back(a, agent_id):",
                 "if True:",
             )
@@ -128,7 +129,7 @@ MUTATIONS = {
         "journal of an uncertain registry",
         [
             (
-                "module_utils/fleet_mtls/identity/journal.py",
+                "plugins/module_utils/identity/journal.py",
                 "def write(idir, agent_id, operation, fingerprint=None, now=None):\n",
                 "def write(idir, agent_id, operation, fingerprint=None, now=None):\n    return\n",
             )
@@ -142,7 +143,7 @@ MUTATIONS = {
         "staged files removed after a failure",
         [
             (
-                "module_utils/fleet_mtls/identity/journal.py",
+                "plugins/module_utils/identity/journal.py",
                 "def drop_leftovers(idir):\n",
                 "def drop_leftovers(idir):\n    return\n",
             )
@@ -156,7 +157,7 @@ MUTATIONS = {
         "an interruption once the journal exists leaves the journal and the staged files",
         [
             (
-                "module_utils/fleet_mtls/identity/transaction.py",
+                "plugins/module_utils/identity/transaction.py",
                 "if not journaled:\n                journal.drop_leftovers(idir)  # nothing has left",
                 "if True:\n                journal.drop(idir)\n                journal.drop_leftovers(idir)  #",
             )
@@ -168,7 +169,7 @@ MUTATIONS = {
     ),
     "no-recover": (
         "a staged pair found at start is re-uploaded and swapped",
-        [("module_utils/fleet_mtls/identity/engine.py", "recovered = tx.recover(a)", "recovered = None")],
+        [("plugins/module_utils/identity/engine.py", "recovered = tx.recover(a)", "recovered = None")],
         [
             F + "test_crash.py::test_interrupted_rotation_keeps_gate_access_until_rerun",
             F + "test_crash.py::test_kill_then_rerun_converges[between-renames-rotate-SIGKILL]",
@@ -176,19 +177,19 @@ MUTATIONS = {
     ),
     "no-lock": (
         "exclusive lock on the identity directory",
-        [("module_utils/fleet_mtls/identity/engine.py", "idir.lock(timeout=s.lock_timeout)", "pass")],
+        [("plugins/module_utils/identity/engine.py", "idir.lock(timeout=s.lock_timeout)", "pass")],
         [F + "test_crash.py::test_two_concurrent_runs_one_identity"],
     ),
     "mint-new-device": (
         "an unreadable certificate is refused, never replaced by a new device",
         [
             (
-                "module_utils/fleet_mtls/identity/plan.py",
+                "plugins/module_utils/identity/plan.py",
                 "return Plan(REKEY, _unusable_certificate(a, s, agent_id), agent_id, fixes,",
                 "return Plan(REKEY if agent_id else CREATE, _unusable_certificate(a, s, agent_id), agent_id, fixes,",
             ),
             (
-                "module_utils/fleet_mtls/identity/plan.py",
+                "plugins/module_utils/identity/plan.py",
                 "    if not agent_id:\n        raise StateError(\n            \"%s, so this device's",
                 "    if False:\n        raise StateError(\n            \"%s, so this device's",
             ),
@@ -202,7 +203,7 @@ MUTATIONS = {
         "wrong modes repaired without a new key",
         [
             (
-                "module_utils/fleet_mtls/identity/plan.py",
+                "plugins/module_utils/identity/plan.py",
                 "plan.kind, plan.reason = REPAIR, ",
                 "plan.kind, plan.reason = REKEY, ",
             )
@@ -211,27 +212,27 @@ MUTATIONS = {
     ),
     "keep-hard-linked-key": (
         "a hard-linked key is rotated, never chmod-ed through the link",
-        [("module_utils/fleet_mtls/identity/plan.py", "    elif hard_linked(a.key.stat):", "    elif False:")],
+        [("plugins/module_utils/identity/plan.py", "    elif hard_linked(a.key.stat):", "    elif False:")],
         [F + "test_device_state.py::test_hard_linked_key_is_rotated_never_chmodded"],
     ),
     "chmod-hard-linked-cert": (
         "a hard-linked certificate is replaced by a fresh copy, never chmod-ed through the link",
-        [("module_utils/fleet_mtls/identity/transaction.py", "if fix.hard_linked:", "if False:")],
+        [("plugins/module_utils/identity/transaction.py", "if fix.hard_linked:", "if False:")],
         [F + "test_device_state.py::test_hard_linked_certificate_is_replaced_never_chmodded"],
     ),
     "ignore-clock": (
         "nothing is minted or rotated on a clock far from the API's",
-        [("module_utils/fleet_mtls/identity/clock.py", "    if abs(skew) <= max_skew:", "    if True:")],
+        [("plugins/module_utils/identity/clock.py", "    if abs(skew) <= max_skew:", "    if True:")],
         [F + "test_time.py::test_skewed_clock_refuses_to_mint_or_rotate"],
     ),
     "nominal-lifetime": (
         "renewal follows the issued lifetime when the CA issues less than renew_before_days",
-        [("module_utils/fleet_mtls/identity/plan.py", "    if info.self_signed or window < lifetime:", "    if True:")],
+        [("plugins/module_utils/identity/plan.py", "    if info.self_signed or window < lifetime:", "    if True:")],
         [F + "test_time.py::test_ca_lifetime_shorter_than_the_renewal_window_does_not_reenrol_every_run"],
     ),
     "hide-identity-on-later-failure": (
         "a failure after the identity part still reports what it did",
-        [("module_utils/fleet_mtls/provision.py", "def _identity_part(result, new_pair):\n    if not new_pair:",
+        [("plugins/module_utils/provision.py", "def _identity_part(result, new_pair):\n    if not new_pair:",
           "def _identity_part(result, new_pair):\n    if True:")],
         [F + "test_device_state.py::test_disk_full_at_the_agent_config_reports_the_identity_part"],
     ),
@@ -239,11 +240,11 @@ MUTATIONS = {
         "symlinks refused for the directory, key and certificate",
         [
             (
-                "module_utils/fleet_mtls/safepath.py",
+                "plugins/module_utils/safepath.py",
                 "flags = (os.O_RDONLY if last else _O_SEARCH) | os.O_DIRECTORY | os.O_NOFOLLOW | _O_CLOEXEC",
                 "flags = (os.O_RDONLY if last else _O_SEARCH) | os.O_DIRECTORY | _O_CLOEXEC",
             ),
-            ("module_utils/fleet_mtls/fsutil.py", "flags | os.O_NOFOLLOW | os.O_NONBLOCK", "flags | os.O_NONBLOCK"),
+            ("plugins/module_utils/fsutil.py", "flags | os.O_NOFOLLOW | os.O_NONBLOCK", "flags | os.O_NONBLOCK"),
         ],
         [
             F + "test_device_state.py::test_symlinked_file_refused",
@@ -254,7 +255,7 @@ MUTATIONS = {
         "a symlink at any depth above the identity directory is refused (openat + O_NOFOLLOW)",
         [
             (
-                "module_utils/fleet_mtls/safepath.py",
+                "plugins/module_utils/safepath.py",
                 "flags = (os.O_RDONLY if last else _O_SEARCH) | os.O_DIRECTORY | os.O_NOFOLLOW | _O_CLOEXEC",
                 "flags = (os.O_RDONLY if last else _O_SEARCH) | os.O_DIRECTORY | _O_CLOEXEC",
             ),
@@ -266,7 +267,7 @@ MUTATIONS = {
     ),
     "trust-writable-parents": (
         "a directory on the path writable by others (no sticky bit) is refused",
-        [("module_utils/fleet_mtls/safepath.py", "writers = _foreign_writers(st, fd, self.uid)", "writers = None")],
+        [("plugins/module_utils/safepath.py", "writers = _foreign_writers(st, fd, self.uid)", "writers = None")],
         [
             "tests/unit/test_safepath.py::test_world_writable_parent_without_sticky_bit_is_refused",
             "tests/module/test_safepath.py::test_group_writable_by_a_group_with_another_member_is_refused",
@@ -274,7 +275,7 @@ MUTATIONS = {
     ),
     "chown-roots-files": (
         "root's entries are never handed to another owner",
-        [("module_utils/fleet_mtls/fsutil.py", "        if st.st_uid != self.uid:\n            if st.st_uid == 0:",
+        [("plugins/module_utils/fsutil.py", "        if st.st_uid != self.uid:\n            if st.st_uid == 0:",
           "        if st.st_uid != self.uid and st.st_uid != 0:\n            if st.st_uid == 0:")],
         [
             F + "test_device_state.py::test_root_owned_identity_is_not_handed_to_another_owner",
@@ -283,7 +284,7 @@ MUTATIONS = {
     ),
     "chmod-through-links": (
         "a file with more than one link is never chmod-ed",
-        [("module_utils/fleet_mtls/fsutil.py", "if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:", "if False:")],
+        [("plugins/module_utils/fsutil.py", "if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:", "if False:")],
         [
             F + "test_hostile_paths.py::test_hard_linked_identity_file_is_never_chmod_ed",
             "tests/unit/test_safepath.py::test_a_hard_linked_file_is_never_chmod_ed",
@@ -293,12 +294,12 @@ MUTATIONS = {
         "keys are 0600 from their first byte",
         [
             (
-                "module_utils/fleet_mtls/fsutil.py",
+                "plugins/module_utils/fsutil.py",
                 "_O_CLOEXEC, mode,\n            dir_fd=self.fd,",
                 "_O_CLOEXEC, 0o666,\n            dir_fd=self.fd,",
             ),
             (
-                "module_utils/fleet_mtls/fsutil.py",
+                "plugins/module_utils/fsutil.py",
                 "            if stat.S_IMODE(st.st_mode) != mode:\n                os.fchmod(fd, mode)\n"
                 "            view = memoryview(data)\n            while view:\n"
                 "                written = os.write(fd, view)\n                view = view[written:]\n",
@@ -311,7 +312,7 @@ MUTATIONS = {
     ),
     "untrusted-owner": (
         "a directory owned by another user is refused",
-        [("module_utils/fleet_mtls/safepath.py", "if st.st_uid not in (0, self.uid):", "if False:")],
+        [("plugins/module_utils/safepath.py", "if st.st_uid not in (0, self.uid):", "if False:")],
         [
             F + "test_device_state.py::test_directory_owned_by_another_user_refused",
             "tests/module/test_safepath.py::test_a_directory_of_another_user_on_the_path_is_refused",
@@ -342,18 +343,18 @@ MUTATIONS = {
     ),
     "id-field-fixed": (
         "a JSON upload sends agent_id unless id_field says otherwise",
-        [("module_utils/fleet_mtls/api.py", "self.id_field = id_field or ID_FIELDS[upload_format]",
+        [("plugins/module_utils/api.py", "self.id_field = id_field or ID_FIELDS[upload_format]",
           'self.id_field = id_field or "id"')],
         ["tests/module/test_api_contract.py::test_json_upload_sends_agent_id_when_id_field_is_not_given"],
     ),
     "contract-drift": (
         "the modules' defaults and their docs follow api.DEFAULTS",
-        [("module_utils/fleet_mtls/api.py", '    "retries": 3,\n', '    "retries": 4,\n')],
+        [("plugins/module_utils/api.py", '    "retries": 3,\n', '    "retries": 4,\n')],
         ["tests/unit/test_contract_defaults.py::test_argspec_and_documentation_defaults_equal_the_contracts"],
     ),
     "clock-hidden": (
         "a server certificate not valid at the device's clock is reported as a clock problem",
-        [("module_utils/fleet_mtls/reasons.py", "    if code in _CLOCK_CODES:", "    if False:")],
+        [("plugins/module_utils/reasons.py", "    if code in _CLOCK_CODES:", "    if False:")],
         [
             "tests/module/test_api_contract.py::test_an_expired_server_certificate_is_a_clock_problem",
             "tests/module/test_api_contract.py::test_a_device_clock_two_years_off_is_named",
@@ -361,14 +362,14 @@ MUTATIONS = {
     ),
     "date-needs-right-clock": (
         "the server's Date is read even when the device's clock fails the certificate dates",
-        [("module_utils/fleet_mtls/transport.py",
+        [("plugins/module_utils/transport.py",
           "            session = self._clock_blind_session()\n        else:",
           "            session = self.session\n        else:")],
         ["tests/module/test_api_contract.py::test_a_device_clock_two_years_off_is_named"],
     ),
     "any-404-is-gone": (
         "only the registry's own unknown-ID answer counts as already deleted",
-        [("module_utils/fleet_mtls/api.py", "        if is_unknown_id_answer(status, body, agent_id):",
+        [("plugins/module_utils/api.py", "        if is_unknown_id_answer(status, body, agent_id):",
           "        if True:")],
         [
             "tests/module/test_api_contract.py::test_a_mistyped_deletion_endpoint_fails",
@@ -377,7 +378,7 @@ MUTATIONS = {
     ),
     "wipe-before-confirm": (
         "the local identity is removed only once the server confirmed the deletion",
-        [("module_utils/fleet_mtls/decommission.py",
+        [("plugins/module_utils/decommission.py",
           '            result["http_status"], deleted = delete(agent_id, path, check=check_mode)',
           '            try:\n'
           '                result["http_status"], deleted = delete(agent_id, path, check=check_mode)\n'
@@ -389,9 +390,9 @@ MUTATIONS = {
     ),
 }
 
-# The agent check (module_utils/fleet_mtls/check.py, wsclient.py, verdicts.py): its protections,
+# The agent check (plugins/module_utils/check.py, wsclient.py, verdicts.py): its protections,
 # then each failure class, removed in turn. (name, what, file, old, new, cases)
-_CHECK = "module_utils/fleet_mtls/"
+_CHECK = "plugins/module_utils/"
 _CHECK_CASES = "tests/module/test_check_"
 MUTATIONS["check-no-deadline"] = (
     "the check has one total deadline (a trickling gate cannot hold it)",
@@ -479,71 +480,64 @@ for _name, _what, _file, _old, _new, _cases in _CHECK_MUTATIONS:
 _R = "tests/playbook/test_role_"
 _ROLE_MUTATIONS = [
     ("swap-unproven-config", "a staged configuration the check refused is never swapped in",
-     "module_utils/fleet_mtls/provision.py", "if failure is not None:\n                staging.abort()",
+     "plugins/module_utils/provision.py", "if failure is not None:\n                staging.abort()",
      "if False:\n                staging.abort()",
      ["rollout.py::test_a_wrong_server_ca_is_refused_before_it_touches_any_agent"]),
     ("check-live-ca", "the staged configuration is checked with the staged CA, not the live one",
-     "module_utils/fleet_mtls/provision.py", "failure = _check(job, status, ca_file=staging.staged_server_ca())",
+     "plugins/module_utils/provision.py", "failure = _check(job, status, ca_file=staging.staged_server_ca())",
      "failure = _check(job, status, ca_file=job.agent.server_ca)",
      ["rollout.py::test_a_wrong_server_ca_is_refused_before_it_touches_any_agent"]),
     ("no-restart-on-rotation", "the agent is restarted right after its own rotation",
-     "module_utils/fleet_mtls/provision.py",
+     "plugins/module_utils/provision.py",
      "if (new_pair or staging.restart_needed or job.restart_owed) and not job.check_mode:",
      "if (staging.restart_needed or job.restart_owed) and not job.check_mode:",
      ["rollout.py::test_a_rotation_restarts_each_agent_once_and_reports_its_blackout"]),
     ("forget-failed-restart", "a failed restart is owed to the next run",
-     "module_utils/fleet_mtls/provision.py", "        _owe_restart(job, exc.msg)\n", "",
+     "plugins/module_utils/provision.py", "        _owe_restart(job, exc.msg)\n", "",
      ["systemd.py::test_a_failed_restart_is_tried_again_by_the_next_run"]),
     ("audit-skips-due", "the audit checks a due or broken identity's live files",
-     "module_utils/fleet_mtls/provision.py", 'would_change = job.check_mode and status.get("audit") == "missing"',
+     "plugins/module_utils/provision.py", 'would_change = job.check_mode and status.get("audit") == "missing"',
      'would_change = job.check_mode and status.get("audit") != "valid"',
      ["agent_true.py::test_the_audit_checks_a_due_identity_too"]),
     ("ignore-ledger-conflict", "two hosts with one agent ID are refused before any change",
-     "action_plugins/mtls_identity.py", 'if answer.get("conflict"):', "if False:",
+     "plugins/action/mtls_identity.py", 'if answer.get("conflict"):', "if False:",
      ["ledger.py::test_two_hosts_with_one_agent_id_are_both_refused_before_any_request"]),
     ("no-restore", "a lost identity gets its ledger ID back",
-     "module_utils/fleet_mtls/identity/plan.py", 'if not s.ledger_id or s.lost_identity == "new":', "if True:",
+     "plugins/module_utils/identity/plan.py", 'if not s.ledger_id or s.lost_identity == "new":', "if True:",
      ["ledger.py::test_a_lost_identity_gets_its_id_back_with_a_warning"]),
     ("dir-before-decision", "a refused run leaves no directory behind",
-     "module_utils/fleet_mtls/runner.py",
+     "plugins/module_utils/runner.py",
      '_identity_runner(module, settings, lambda: _client(p, headers, p["ca_path"]))(None, True)', "pass",
      ["ledger.py::test_lost_identity_fail_stops_before_any_change"]),
     ("headers-world-readable", "the headers file is 0600 from its first byte",
-     "action_plugins/mtls_identity.py", 'cmd = "%s; umask 077 && cat > %s', 'cmd = "%s; cat > %s',
+     "plugins/plugin_utils/api_action.py", 'cmd = "%s; umask 077 && cat > %s', 'cmd = "%s; cat > %s',
      ["headers.py::test_the_headers_file_is_0600_from_its_first_byte"]),
     ("stale-headers-kept", "a headers file an interrupted run left is removed by the next run",
-     "module_utils/fleet_mtls/controller.py", '    return ("find %s -maxdepth 2',
+     "plugins/module_utils/controller.py", '    return ("find %s -maxdepth 2',
      '    return "true" or ("find %s -maxdepth 2',
      ["headers.py::test_a_headers_file_an_interrupted_run_left_is_removed"]),
 ]
 for _name, _what, _file, _old, _new, _cases in _ROLE_MUTATIONS:
     MUTATIONS[_name] = (_what, [(_file, _old, _new)], [_R + case for case in _cases])
 
-PLUGIN = '''"""pytest plugin: the mutant's module_utils first, for in-process tests."""
-import sys
-sys.path.insert(0, {path!r})
-'''
-# The mutant's collection layout, as in the repository's collections/ (relative symlinks).
-LAYOUT = {"plugins/modules": "../../../../../library", "plugins/module_utils": "../../../../../module_utils/fleet_mtls",
-          "plugins/action": "../../../../../action_plugins", "plugins/doc_fragments": str(REPO / "doc_fragments"),
-          "roles": str(REPO / "roles"), "playbooks": str(REPO / "playbooks"), "meta": str(REPO / "meta"),
-          "galaxy.yml": str(REPO / "galaxy.yml")}
+# What a mutant holds: the collection's content (built by the test session like the repository).
+CONTENT = ("plugins", "roles", "playbooks", "meta", "galaxy.yml", "README.md", "LICENSE")
 
 
 def make_mutant(root: pathlib.Path, edits) -> str | None:
-    for sub in ("library", "module_utils", "action_plugins"):
-        shutil.copytree(REPO / sub, root / sub, symlinks=True)
+    for name in CONTENT:
+        source = REPO / name
+        if source.is_dir():
+            skip = shutil.ignore_patterns("__pycache__", "molecule")
+            shutil.copytree(source, root / name, symlinks=True, ignore=skip)
+        else:
+            shutil.copy2(source, root / name)
     for rel, old, new in edits:
         path = root / rel
         text = path.read_text()
         if old not in text:
             return f"stale: {old[:60]!r} not found in {rel}"
         path.write_text(text.replace(old, new, 1))
-    collection = root / "collections" / "ansible_collections" / "autonomy_edge" / "fleet_mtls"
-    for link, target in LAYOUT.items():
-        (collection / link).parent.mkdir(parents=True, exist_ok=True)
-        (collection / link).symlink_to(target)
-    (root / "mutant_path.py").write_text(PLUGIN.format(path=str(root / "collections")))
     return None
 
 
@@ -554,13 +548,7 @@ def run(name: str) -> tuple[str, float, str]:
         stale = make_mutant(root, edits)
         if stale:
             return "stale", 0.0, stale
-        env = dict(
-            os.environ,
-            FLEET_FAULTS_CODE=str(root),
-            PYTHONPATH=str(root),
-            ANSIBLE_LIBRARY=str(root / "library"),
-            ANSIBLE_COLLECTIONS_PATH=str(root / "collections"),
-        )
+        env = dict(os.environ, FLEET_MTLS_SOURCE=str(root))
         started = time.monotonic()
         proc = subprocess.run(
             [
@@ -571,8 +559,6 @@ def run(name: str) -> tuple[str, float, str]:
                 "-q",
                 "-p",
                 "no:cacheprovider",
-                "-p",
-                "mutant_path",
                 "--timeout=120",
                 *tests,
             ],

@@ -170,7 +170,7 @@ def test_untrusted_and_wrong_host_keep_their_advice(svc, service_factory, monkey
 FAKETIME = shutil.which("faketime")
 PROBE = textwrap.dedent("""
     import json, sys, datetime
-    sys.path.insert(0, sys.argv[3] + "/collections")
+    sys.path.insert(0, sys.argv[3])
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import ProvisioningClient
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError
     client = ProvisioningClient(sys.argv[1], ca_path=sys.argv[2], retries=0, timeout=10)
@@ -189,7 +189,7 @@ PROBE = textwrap.dedent("""
 @pytest.mark.parametrize(("offset", "verdict", "code"), [
     ("+730d", "expired", "CERT_HAS_EXPIRED"), ("-730d", "not valid yet", "CERT_NOT_YET_VALID")])
 def test_a_device_clock_two_years_off_is_named(svc, offset, verdict, code):
-    code_root = os.environ.get("FLEET_FAULTS_CODE", REPO)  # the mutation tests' copy, when they run it
+    code_root = os.environ["FLEET_MTLS_TEST_COLLECTIONS"]  # the collection as built for this session
     argv = [FAKETIME, "-f", offset, sys.executable, "-c", PROBE, svc.api_url, str(svc.ca_path), code_root]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr

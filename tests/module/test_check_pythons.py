@@ -16,6 +16,7 @@ from tests.fixtures.check_helpers import (
     engineio,
     ws_accept,
 )
+from tests.fixtures.collection import source_root
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -52,7 +53,7 @@ def bare_ansible(tmp_path_factory):
     root = tmp_path_factory.mktemp("bare")
     plugins = root / "ansible_collections" / "autonomy_edge" / "fleet_mtls" / "plugins"
     plugins.mkdir(parents=True)
-    (plugins / "module_utils").symlink_to(REPO / "module_utils" / "fleet_mtls")
+    (plugins / "module_utils").symlink_to(source_root() / "plugins" / "module_utils")
     return str(root)
 
 

@@ -16,7 +16,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import de
 from tests.fixtures.identities import AGENT_ID, build_cert
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-DER_PY = REPO / "module_utils" / "fleet_mtls" / "der.py"
+DER_PY = REPO / "plugins" / "module_utils" / "der.py"
 
 
 CHECK_DER = textwrap.dedent(
@@ -69,7 +69,8 @@ def test_mtls_check_imports_and_parses_without_cryptography(keys):
         """
     )
     proc = subprocess.run(
-        [sys.executable, "-c", script, str(REPO / "collections"), str(REPO / "library" / "mtls_check.py")],
+        [sys.executable, "-c", script, os.environ["FLEET_MTLS_TEST_COLLECTIONS"],
+         str(REPO / "plugins" / "modules" / "mtls_check.py")],
         input=pem, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

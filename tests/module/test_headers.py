@@ -10,8 +10,6 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
-
 SECRET = "s3cr3t-TOKEN-0123456789abcdef"
 
 
@@ -25,7 +23,7 @@ def test_unreadable_file_says_permission_denied(tmp_path):
     os.chmod(path, 0o600)
     script = (
         "import sys\n"
-        f"sys.path.insert(0, {str(REPO / 'collections')!r})\n"
+        f"sys.path.insert(0, {os.environ['FLEET_MTLS_TEST_COLLECTIONS']!r})\n"
         "from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import read_headers_file\n"
         "from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError\n"
         "try:\n"

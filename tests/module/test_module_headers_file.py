@@ -22,7 +22,8 @@ pytestmark = pytest.mark.integration
 
 AGENT_EP = "/agent/certificate"
 HEADERS_FILE_NAME = "mtls-identity-headers.json"
-MODULE_ARGS_LINE = re.compile(r"done with _execute_module \(mtls_identity, (.*)\)$", re.MULTILINE)
+MODULE_ARGS_LINE = re.compile(r"done with _execute_module \((?:autonomy_edge\.fleet_mtls\.)?mtls_identity, (.*)\)$",
+                              re.MULTILINE)
 
 
 def json_args(svc, path, **kw):
@@ -146,12 +147,11 @@ def test_action_plugin_never_hands_headers_to_the_module(svc, tmp_path, debug_en
     # The remote temporary directory (with the headers file) is gone.
     assert leftovers(debug_env) == []
 
-    # Control: the same task through the plain module (no action plugin) does print the
-    # token, so the scan above looks at the right output.
-    empty = tmp_path / "no-action-plugins"
-    empty.mkdir()
-    monkeypatch.setenv("ANSIBLE_ACTION_PLUGINS", str(empty))
-    plain = run_task(tmp_path, "mtls_identity", args, verbosity=4)
+    # Control: the same task through the plain module (no action plugin: the module file as a
+    # playbook-adjacent library module) does print the token, so the scan above looks at the
+    # right output.
+    monkeypatch.setenv("ANSIBLE_LIBRARY", str(REPO / "plugins" / "modules"))
+    plain = run_task(tmp_path, "ansible.legacy.mtls_identity", args, verbosity=4)
     assert not plain.failed and plain.result["action"] == "unchanged"
     assert svc.token in plain.output
 
@@ -209,8 +209,8 @@ def test_action_plugin_refuses_headers_that_are_not_a_dict(svc, tmp_path, header
 
 
 def test_the_collection_carries_the_action_plugin(svc, tmp_path, debug_env):
-    """Without the repository's ansible.cfg (molecule, a playbook elsewhere), the collection
-    layout (collections/) still puts the plugin in front of the module."""
+    """Without the repository's ansible.cfg (molecule, a playbook elsewhere), the installed
+    collection still puts the plugin in front of the module."""
     ident = tmp_path / "mtls"
     args = json_args(svc, ident, headers={"Authorization": "Bearer " + svc.token})
     play = [{
@@ -219,7 +219,7 @@ def test_the_collection_carries_the_action_plugin(svc, tmp_path, debug_env):
     }]
     playbook = tmp_path / "play.yml"
     playbook.write_text(json.dumps(play))
-    env = ansible_env(ANSIBLE_COLLECTIONS_PATH=str(REPO / "collections"))
+    env = ansible_env()
     env.pop("ANSIBLE_CONFIG", None)
     proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", "-vvv",
                            "-e", json.dumps({"ansible_python_interpreter": VENV_PYTHON}), str(playbook)],

@@ -274,7 +274,7 @@ def test_ansible_doc_renders(module):
 
 
 def _examples(module: str) -> str:
-    tree = ast.parse((REPO / "library" / f"{module}.py").read_text())
+    tree = ast.parse((REPO / "plugins" / "modules" / f"{module}.py").read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "EXAMPLES":
             return node.value.value

@@ -2,7 +2,7 @@
 ``ansible-galaxy collection install`` puts it in an empty directory, and a playbook that names
 everything by FQCN (the mtls_identity module, the mtls_identity and mtls_report roles) runs
 against the reference service from a scratch directory, with an empty ansible.cfg: nothing of
-the repository (its ansible.cfg, library/, roles/, collections/) is in effect."""
+the repository (its ansible.cfg, plugins/, roles/, .state/collections) is in effect."""
 
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def test_installed_collection_runs_a_fqcn_only_playbook(tarball, service, tmp_pa
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
     assert "Using %s as config file" % env["ANSIBLE_CONFIG"] in output
-    for part in ("ansible.cfg", "collections", "library", "action_plugins", "roles", "playbooks"):
+    for part in ("ansible.cfg", ".state", "library", "plugins", "roles", "playbooks"):
         assert str(REPO / part) not in output  # nothing resolved from the repository
     assert str(install_dir / "ansible_collections" / "autonomy_edge" / "fleet_mtls") in output
     assert "/%s" % HEADERS_FILE_NAME in output and service.token not in output

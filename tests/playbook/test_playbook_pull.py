@@ -40,7 +40,7 @@ def test_ansible_pull_provisions_the_device_itself(tmp_path, service):
         "mtls_install_prerequisites": False,
         "mtls_report_dir": str(tmp_path / "reports"),
     }))
-    checkout = tmp_path / "checkout"
+    checkout = tmp_path / "ansible_collections" / "autonomy_edge" / "fleet_mtls"  # the checkout is the collection
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", PATH=str(BIN) + os.pathsep + os.environ.get("PATH", ""))
     env.pop("ANSIBLE_CONFIG", None)
     cmd = [

@@ -200,8 +200,9 @@ def wait_for_boot(name, seconds=90):
 
 def check_device(name, service):
     # The device installs its own timer, with Debian's ansible-core, from the repository.
+    checkout = "/var/lib/fleet-mtls/bootstrap/ansible_collections/autonomy_edge/fleet_mtls"  # the collection
     installed = podman("exec", name, "ansible-pull", "-U", "file:///srv/fleet-mtls", "-C", "main",
-                       "-d", "/var/lib/fleet-mtls/bootstrap", "-i", "localhost,", "-e", "@/srv/bootstrap.yml",
+                       "-d", checkout, "-i", "localhost,", "-e", "@/srv/bootstrap.yml",
                        "playbooks/pull.yml", timeout=300, check=False)
     assert installed.returncode == 0, (installed.stdout + installed.stderr)[-5000:]
     assert "ansible-pull [core 2.14." in podman("exec", name, "ansible-pull", "--version").stdout

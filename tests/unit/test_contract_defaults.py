@@ -17,7 +17,7 @@ MODULES = ("mtls_identity", "mtls_deregister", "mtls_identity_info")
 
 
 def load(module):
-    spec = importlib.util.spec_from_file_location("_doc_" + module, REPO / "library" / (module + ".py"))
+    spec = importlib.util.spec_from_file_location("_doc_" + module, REPO / "plugins" / "modules" / (module + ".py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -37,7 +37,8 @@ def documented(mod):
     options = {}
     for fragment in doc.get("extends_documentation_fragment", []):
         name = fragment.rsplit(".", 1)[-1]
-        spec = importlib.util.spec_from_file_location("_fragment_" + name, REPO / "doc_fragments" / (name + ".py"))
+        path = REPO / "plugins" / "doc_fragments" / (name + ".py")
+        spec = importlib.util.spec_from_file_location("_fragment_" + name, path)
         frag = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(frag)
         options.update(yaml.safe_load(frag.ModuleDocFragment.DOCUMENTATION)["options"])

@@ -24,7 +24,7 @@ HOSTS = ["h1", "h2", "h3", "h4"]
 
 
 def load_plugin():
-    path = REPO / "action_plugins" / "mtls_report_write.py"
+    path = REPO / "plugins" / "action" / "mtls_report_write.py"
     spec = importlib.util.spec_from_file_location("mtls_report_write", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -337,7 +337,7 @@ def test_sources_name_reports_and_directories_of_them(tmp_path):
 
 
 def test_the_plugin_documents_exactly_its_options():
-    stub = (REPO / "library" / "mtls_report_write.py").read_text()
+    stub = (REPO / "plugins" / "modules" / "mtls_report_write.py").read_text()
     documented = yaml.safe_load(stub.split('DOCUMENTATION = r"""', 1)[1].split('"""', 1)[0])["options"]
     assert sorted(documented) == sorted(plugin.SPEC)
     for option, spec in plugin.SPEC.items():
