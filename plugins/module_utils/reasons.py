@@ -34,13 +34,14 @@ def sanitize_reason(text, secrets=(), limit=REASON_MAX):
     """Printable, single-line, truncated text with any secret value and key block removed."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
-    text = str(text)
+    # Printable first: a marker split by a control character ("PRIVATE\0KEY") would come back.
+    text = "".join(ch if 32 <= ord(ch) < 127 else " " for ch in str(text))
     text = re.sub(r"-----BEGIN[^-]*PRIVATE KEY-----.*?(-----END[^-]*PRIVATE KEY-----|$)",
-                  "[private key removed]", text, flags=re.DOTALL)
+                  "[private key removed]", text)
+    text = re.sub(r"PRIVATE\s+KEY", "[private key removed]", text)
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "********")
-    text = "".join(ch if 32 <= ord(ch) < 127 else " " for ch in text)
     text = " ".join(text.split())
     if len(text) > limit:
         text = text[:limit] + "..."
