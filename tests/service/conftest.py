@@ -12,6 +12,7 @@ from cryptography import x509
 
 from tests.fixtures.servicectl import (
     ProvisioningService,
+    StandInAgent,
     cert_pem,
     fingerprint,
     make_key,
@@ -96,3 +97,19 @@ def registered(svc: ProvisioningService, make_identity: IdentityFactory):
         return ident
 
     return register
+
+
+@pytest.fixture
+def start_agent():
+    """``start_agent(service, home, **options)``: the long-lived stand-in agent
+    (``servicectl.StandInAgent``) for ``home`` on ``service``'s gate; stopped at teardown."""
+    started: list[StandInAgent] = []
+
+    def start(service: ProvisioningService, home: pathlib.Path, **options: Any) -> StandInAgent:
+        agent = service.start_agent(home, **options)
+        started.append(agent)
+        return agent
+
+    yield start
+    for agent in started:
+        agent.stop()

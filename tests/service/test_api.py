@@ -53,6 +53,44 @@ def test_generate_id_answers_the_upstream_shape(svc):
     assert svc.reserved_ids()[-1] == data["id"]
 
 
+def test_orchestrators_id_answers_the_current_installers_shape(svc):
+    """``{"data": {"id", "expiresAt", "expiresIn"}}``: no statusCode envelope."""
+    response = svc.session().get(f"{svc.api_url}/orchestrators/id", timeout=10)
+    assert response.status_code == 200
+    body = response.json()
+    assert list(body) == ["data"] and list(body["data"]) == ["id", "expiresAt", "expiresIn"]
+    data = body["data"]
+    assert re.fullmatch(r"[0-9A-F]{8}", data["id"])
+    assert data["expiresIn"] == 600
+    expires = datetime.datetime.fromisoformat(data["expiresAt"].replace("Z", "+00:00"))
+    assert 590 < (expires - datetime.datetime.now(datetime.UTC)).total_seconds() <= 600
+    assert svc.reserved_ids()[-1] == data["id"]
+
+
+def test_a_lapsed_reservation_is_refused_by_every_registration_route(service_factory, make_identity):
+    """Reserved through /orchestrators/id with a 1 s TTL: once it lapsed unused, the legacy
+    upload, the JSON upload and the enrollment all answer the registry's 410; a reservation
+    used in time no longer lapses."""
+    service = service_factory(reservation_ttl=1)
+
+    def reserve() -> dict:
+        return service.session().get(f"{service.api_url}/orchestrators/id", timeout=10).json()["data"]
+
+    used, unused = reserve(), reserve()
+    assert unused["expiresIn"] == 1
+    assert service.enroll(make_csr(used["id"], make_key(2048))).status_code == 200
+    lapse = datetime.datetime.fromisoformat(unused["expiresAt"].replace("Z", "+00:00"))
+    while datetime.datetime.now(datetime.UTC) <= lapse + datetime.timedelta(milliseconds=2):
+        time.sleep(0.05)  # a reservation lapses only as time passes
+    expected = f"the reservation of ID {unused['id']} expired at {unused['expiresAt'][:19]}Z unused; reserve a new ID"
+    late = make_identity(unused["id"])
+    assert _error(service.upload(late.agent_id, late.pem), 410) == expected
+    assert _detail(service.upload_json(late.agent_id, late.pem), 410) == expected
+    assert _error(service.enroll(make_csr(late.agent_id, late.key)), 410) == expected
+    assert unused["id"] not in service.registrations()
+    assert service.enroll(make_csr(used["id"], make_key(2048))).status_code == 200  # rotation still works
+
+
 def test_ids_are_unique_and_kept_forever(service):
     ids = [service.reserve_id() for _ in range(30)]
     assert len(set(ids)) == 30

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import time
 
 import pytest
@@ -149,6 +150,28 @@ def test_accept_then_garble_stores_the_upload(svc, make_identity):
         response.json()
     assert svc.registrations()[ident.agent_id] == ident.fingerprint
     assert svc.fired(UPLOAD, "accept_then_garble") == 1
+
+
+def test_reservation_faults_answer_in_the_shape_of_orchestrators_id(svc):
+    """The installer's current route has no statusCode envelope: neither have its faults."""
+    route = f"{svc.api_url}/orchestrators/id"
+    svc.inject("/orchestrators/id", "hostile_id", preset="traversal")
+    body = svc.session().get(route, timeout=10).json()
+    assert list(body) == ["data"] and body["data"]["id"] == "../../etc/passwd"
+    svc.inject("/orchestrators/id", "no_id")
+    assert list(svc.session().get(route, timeout=10).json()["data"]) == ["expiresAt", "expiresIn"]
+    value = secrets.token_hex(4).upper()
+    svc.inject("/orchestrators/id", "fixed_id", value=value)
+    assert svc.session().get(route, timeout=10).json()["data"]["id"] == value
+    assert svc.reserved_ids()[-1] == value
+    assert svc.fired("/orchestrators/id") == 3
+
+
+def test_heartbeat_route_takes_faults(svc):
+    svc.inject("/agent/heartbeat", "status", status=503)
+    assert svc.heartbeat("0A1B2C3D")[0] == 503
+    assert svc.heartbeat("0A1B2C3D", listener="gate")[0] == 404  # one fault, one request
+    assert svc.request_count("/agent/heartbeat") == 2  # both listeners count
 
 
 def test_fixed_id_reserves_that_value(service, make_identity):

@@ -29,6 +29,55 @@ echo "$ID"
 """
 
 
+# The current installer's enrollment (orchestrator-agent install/install.sh, steps 2 to 5): an
+# ID from /orchestrators/id, an RSA key, a CSR from its own config (OU=Production, keyUsage
+# keyEncipherment + dataEncipherment, EKU clientAuth), POST /orchestrators/enroll with the one
+# field csr, then it requires "SSL client : Yes" from openssl x509 -purpose.
+ENROLLING_INSTALLER = r"""
+set -euo pipefail
+MTLS_DIR="$HOME/.mtls"
+KEY_PATH="$MTLS_DIR/client.key"; CRT_PATH="$MTLS_DIR/client.crt"
+CSR_PATH="$MTLS_DIR/client.csr"; CSR_CONFIG_FILE="$MTLS_DIR/client.conf"
+response=$(curl -fsSL --cacert "$CA" "$API/orchestrators/id")
+echo "$response" | jq empty
+CUSTOM_ID=$(echo "$response" | jq -r '.data.id')
+EXPIRES_IN=$(echo "$response" | jq -r '.data.expiresIn')
+[[ -n "$CUSTOM_ID" && "$CUSTOM_ID" != "null" && "$EXPIRES_IN" -gt 0 ]]
+mkdir -p "$MTLS_DIR"; chmod 700 "$MTLS_DIR"
+openssl genrsa -out "$KEY_PATH" "$BITS" 2>/dev/null
+chmod 600 "$KEY_PATH"
+cat << CONF > "$CSR_CONFIG_FILE"
+[req]
+distinguished_name = req_distinguished_name
+req_extensions = v3_req
+prompt = no
+
+[req_distinguished_name]
+C=BR
+ST=SP
+L=SaoPaulo
+O=AutonomyLogic
+OU=Production
+CN=${CUSTOM_ID}
+
+[v3_req]
+keyUsage = keyEncipherment, dataEncipherment
+extendedKeyUsage = clientAuth
+CONF
+openssl req -new -key "$KEY_PATH" -out "$CSR_PATH" -config "$CSR_CONFIG_FILE" 2>/dev/null
+http_code=$(curl -sS --cacert "$CA" -w "%{http_code}" -o "$MTLS_DIR/enroll_resp.json" \
+    -X POST "$API/orchestrators/enroll" -F "csr=@$CSR_PATH")
+if [[ "$http_code" -ne 200 ]]; then cat "$MTLS_DIR/enroll_resp.json" >&2; exit 1; fi
+[[ "$(jq -r '.statusCode' "$MTLS_DIR/enroll_resp.json")" == "200" ]]
+jq -r '.data.certificate' "$MTLS_DIR/enroll_resp.json" > "$CRT_PATH"
+chmod 644 "$CRT_PATH"
+openssl x509 -in "$CRT_PATH" -noout -purpose 2>/dev/null | grep -q "SSL client : Yes"
+[[ "$(jq -r '.data.id' "$MTLS_DIR/enroll_resp.json")" == "$CUSTOM_ID" ]]
+rm -f "$CSR_PATH" "$CSR_CONFIG_FILE" "$MTLS_DIR/enroll_resp.json"
+echo "$CUSTOM_ID"
+"""
+
+
 def run_installer(service, workdir, bits=4096, openssl_conf=None):
     workdir.mkdir()
     env = dict(
@@ -89,3 +138,38 @@ def test_curl_sees_the_gate_refuse_an_impostor(service, tmp_path):
     assert proc.returncode == 0, proc.stderr
     body, status = proc.stdout.rsplit("\n", 1)
     assert status == "403" and agent_id in body and '"id"' not in body
+
+
+def run_enrolling_installer(service, home, bits=4096):
+    home.mkdir()
+    env = dict(os.environ, HOME=str(home), CA=str(service.ca_path), API=service.api_url, BITS=str(bits))
+    return subprocess.run(["bash", "-c", ENROLLING_INSTALLER], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_current_installer_enrolls_through_orchestrators_id(service, tmp_path):
+    """The installer's own CSR (OU=Production, keyUsage keyEncipherment + dataEncipherment,
+    only the csr field) is enrolled; the certificate passes its "SSL client : Yes" check and the
+    stock agent's connection with it is accepted."""
+    home = tmp_path / "device"
+    proc = run_enrolling_installer(service, home, bits=2048)  # the installer's 4096: seconds, same answer
+    assert proc.returncode == 0, proc.stderr
+    agent_id = proc.stdout.strip()
+    assert service.reserved_ids() == [agent_id]
+    crt = home / ".mtls" / "client.crt"
+    assert list(service.registrations()) == [agent_id]
+    assert service.registered_pem(agent_id).strip() == crt.read_text().strip()  # jq adds a newline
+    assert service.enrollments(agent_id) == [service.registrations()[agent_id]]
+    result = service.run_stock_agent(home, {"SSL_CERT_FILE": str(service.ca_path)})
+    assert result["connected"] is True, result
+    assert b"PRIVATE KEY" not in service.log_path.read_bytes()
+
+
+def test_current_installer_fails_on_a_lapsed_reservation(service_factory, tmp_path):
+    """The ID lapses before the enrollment reaches the registry (a slow device): the installer
+    gets the registry's 410 and stops there."""
+    service = service_factory(reservation_ttl=1)
+    service.inject("/orchestrators/enroll", "hang", seconds=1.5)  # then handled for real
+    proc = run_enrolling_installer(service, tmp_path / "device", bits=2048)
+    assert proc.returncode != 0
+    assert "expired at" in proc.stderr and "unused; reserve a new ID" in proc.stderr, proc.stderr
+    assert service.registrations() == {}
