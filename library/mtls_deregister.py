@@ -13,11 +13,13 @@ description:
     C(DELETE {api_url}{endpoint}) with C({id}) replaced by the ID, and only when the server
     confirmed removes the files the bundle manages from the directory, then the directory when
     nothing else is left in it.
-  - The server confirmed when it answered 2xx, or 404/410 with the registry's own "unknown ID"
-    answer (statusCode 404 and the message C(unknown ID <id>), or statusCode 410 and
-    C(ID <id> was already decommissioned)). Any other answer - API down, 5xx after the
-    retries, a wrong token (403), a 404 of a mistyped O(endpoint) - fails with the server's
-    answer and leaves every file as it was.
+  - The server confirmed when it answered the contract's proof of deletion (a 2xx whose JSON is
+    C({"statusCode": 2xx, "data": {"id": <id>, ...}})), or 404/410 with the registry's own
+    "unknown ID" answer (statusCode 404 and the message C(unknown ID <id>), or statusCode 410
+    and C(ID <id> was already decommissioned)). Any other answer - API down, 5xx after the
+    retries, a wrong token (403), a 404 of a mistyped O(endpoint), a 2xx that does not name
+    the ID (C({"statusCode": 200, "message": "ok"})), which is quoted - fails with the
+    server's answer and leaves every file as it was.
   - O(local_only=true) wipes the local identity without asking the server (the registry keeps
     the ID); the result says so.
   - Removed - C(client.key), C(client.crt), their backups C(client.key.*.bak) and

@@ -18,17 +18,24 @@ upload      POST {upload_endpoint}, JSON                    the real cloud's {"m
             PEM}
 enroll      POST {enroll_endpoint}, multipart: file         {"statusCode": 2xx, "data": {"certificate":
             ``csr``, field ``id_field`` (id)                PEM, ...}}, data.id equal to ID when present
-delete      DELETE {endpoint}, ``{id}`` replaced by ID      any 2xx. "Unknown ID" (``UNKNOWN_ID``): 404
-                                                            {"statusCode": 404, "message": "unknown ID
-                                                            ID..."}, 410 {"statusCode": 410, "message":
-                                                            "ID ID was [already] decommissioned"}
+delete      DELETE {endpoint}, ``{id}`` replaced by ID      {"statusCode": 2xx, "data": {"id": ID, ...}},
+                                                            data.id equal to ID (the reference answers
+                                                            "message": "Orchestrator decommissioned"
+                                                            in data). "Unknown ID" (``UNKNOWN_ID``, the
+                                                            ID is gone already): 404 {"statusCode":
+                                                            404, "message": "unknown ID ID..."}, 410
+                                                            {"statusCode": 410, "message": "ID ID was
+                                                            [already] decommissioned"}
 ==========  ==============================================  ===========================================
 
 A 2xx answer of any other shape (``{"statusCode": "500"}``, ``{"status": "error"}``,
 ``{"error": ...}``, ``{}``, another ID) is an ambiguous failure: the server may have acted, so
-the identity engine rolls back or journals. A 404 or 410 to a deletion that is not the
-registry's "unknown ID" answer (a mistyped endpoint, another application's ``Not Found``) is
-a failure: nothing says the ID is gone.
+the identity engine rolls back or journals. A deletion is believed only on its proof: a 2xx
+without ``data.id`` equal to the ID (``{"statusCode": 200, "message": "ok"}``, ``{"data":
+{"message": "deleted"}}``, another ID, not JSON) is ambiguous, quoted in the error, and the
+device keeps its files. A 404 or 410 to a deletion that is not the registry's "unknown ID"
+answer (a mistyped endpoint, another application's ``Not Found``) is a failure: nothing says
+the ID is gone.
 
 The HTTP plumbing (retries, deadlines, bounded answers) is ``transport``; what its errors say
 (the server's reason sanitized, why TLS failed) is ``reasons``.
@@ -40,7 +47,7 @@ import re
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.reasons import _shown
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.reasons import _shown, sanitize_reason
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.transport import (  # noqa: F401 - re-exported (__all__)
     HAS_REQUESTS,
     MAX_BODY,
@@ -271,12 +278,14 @@ class ProvisioningClient(Transport):
     def delete_agent(self, agent_id, endpoint):
         """Delete ``agent_id``: ``DELETE {api_url}{endpoint}`` with ``{id}`` replaced.
 
-        Returns (status, deleted): (2xx, True) when the server deleted it, (404|410, False)
-        when its answer is the registry's "unknown ID" (already gone). Any other answer,
-        a 404 of a wrong endpoint included, raises ApiError."""
+        Returns (status, deleted): (2xx, True) when the server proved it deleted it (the
+        contract's success shape naming the ID), (404|410, False) when its answer is the
+        registry's "unknown ID" (already gone). Any other answer, another 2xx or a 404 of a
+        wrong endpoint included, raises ApiError."""
         path = self.deletion_path(agent_id, endpoint)
         status, body = self._request("DELETE", path, accept=tuple(UNKNOWN_ID))
         if 200 <= status < 300:
+            self._check_deletion_proof(path, status, body, agent_id)
             return status, True
         if is_unknown_id_answer(status, body, agent_id):
             return status, False
@@ -285,3 +294,23 @@ class ProvisioningClient(Transport):
                        "deletion endpoint): nothing says the ID is gone" % (
                            self._what("DELETE", path), status, (": " + reason) if reason else ""),
                        endpoint=path, status=status, reason=reason, definitive=True)
+
+    def _check_deletion_proof(self, path, status, body, agent_id):
+        """Raise an ambiguous ApiError unless ``body`` is ``{"statusCode": 2xx, "data": {"id":
+        agent_id, ...}}``: any other 2xx may come from a proxy, a stub or a registry that kept
+        the ID, and wiping the device on it would leave a registered pair nobody holds."""
+        try:
+            payload = json.loads(body.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            payload = None
+        code = payload.get("statusCode") if isinstance(payload, dict) else None
+        data = payload.get("data") if isinstance(payload, dict) else None
+        if isinstance(code, int) and not isinstance(code, bool) and 200 <= code < 300 \
+                and isinstance(data, dict) and data.get("id") == agent_id:
+            return
+        raise ApiError(
+            "%s: HTTP %d but the answer (%s) is not the contract's proof of deletion "
+            "({\"statusCode\": 2xx, \"data\": {\"id\": \"%s\"}}): the registry may still hold %s"
+            % (self._what("DELETE", path), status, sanitize_reason(body, self._secrets) or "empty",
+               agent_id, agent_id),
+            endpoint=path, status=status, definitive=False)

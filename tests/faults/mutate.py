@@ -387,6 +387,11 @@ MUTATIONS = {
             "tests/playbook/test_playbook_decommission.py::test_server_error_keeps_the_identity",
         ],
     ),
+    "any-2xx-is-deleted": (
+        "a deletion is believed only on the contract's proof (data.id names the ID)",
+        [(API, "            self._check_deletion_proof(path, status, body, agent_id)\n", "")],
+        [F + "test_hostile_round.py::test_decommission_believes_only_the_proof_of_deletion"],
+    ),
 }
 
 # The agent check (module_utils/fleet_mtls/check.py, wsclient.py, verdicts.py): its protections,
