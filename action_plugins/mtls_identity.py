@@ -63,11 +63,14 @@ class ActionModule(ActionBase):
         del tmp  # no longer has any effect
         host = (task_vars or {}).get("inventory_hostname", "")
         identity = self._task.action.rsplit(".", 1)[-1] == "mtls_identity"
-        names.use_role_names(identity and self._task._role is not None)
+        names.use_role_names(self._task._role is not None)
         module_args = dict(self._task.args)
         wrap_async = self._task.async_val and not self._connection.has_native_async
-        try:
+        try:  # the task's own arguments, checked on the controller before the device is touched
             headers = self._take_headers(module_args, wrap_async)
+        except (ConfigError, AnsibleActionFail) as exc:
+            return self._preflight_failure(result, host, identity, str(exc), phase="arguments")
+        try:
             install = self._prepare(module_args, host, task_vars or {}) if identity else None
             if self._task._role is not None:
                 module_args["option_names"] = "role"
@@ -96,7 +99,10 @@ class ActionModule(ActionBase):
 
     # ------------------------------------------------------------------ before the module
     def _take_headers(self, module_args, wrap_async):
-        headers = headers_for_file(module_args.pop("headers", None))
+        """The headers to send to the device (from ``headers`` or ``headers_src``), checked as
+        HTTP fields: a refusal names the setting and the header, never the value."""
+        headers = controller.check_headers(headers_for_file(module_args.pop("headers", None)),
+                                           names.setting("headers"))
         source = module_args.pop("headers_src", None)
         if source:
             if headers:
@@ -146,10 +152,10 @@ class ActionModule(ActionBase):
         packages = module_args.pop("prerequisite_packages", None) or []
         return packages if install else None
 
-    def _preflight_failure(self, result, host, identity, msg):
+    def _preflight_failure(self, result, host, identity, msg, phase="preflight"):
         result.update(failed=True, msg=msg, changed=False)
         if identity:
-            result["status"] = controller.failure_status(host, "preflight", msg)
+            result["status"] = controller.failure_status(host, phase, msg)
         return result
 
     # ------------------------------------------------------------------ the module

@@ -15,11 +15,11 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api impor
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import (
+    HEADERS_FILE_NAME,
+    check_headers,
     merge_headers,
     read_headers_file,
 )
-
-HEADERS_FILE_NAME = "mtls-identity-headers.json"
 
 
 class Outcome:
@@ -39,8 +39,11 @@ def run(module):
     p = module.params
     names.use_role_names(p["option_names"] == "role")
     names.use_identity_options()
-    try:  # every option is checked before anything changes (the preflight)
+    try:  # the API's credentials: the identity phase's, checked before any request
         headers = _headers(module)
+    except IdentityError as exc:
+        return Outcome(True, exc.msg, {"status": failure_row("identity", exc.msg), "changed": False})
+    try:  # every option is checked before anything changes (the preflight)
         uid, gid, home = options.owner_account(p["owner"])
         directory = options.identity_dir(p["path"], home)
         agent = options.agent_config(p, directory)
@@ -117,21 +120,26 @@ def _metrics(module, status):
 
 
 def _headers(module):
-    """The API headers: the task's (no_log) merged with the device file's. A file the action
-    plugin transferred is deleted as soon as it is read."""
+    """The API headers: the task's (no_log) merged with the device file's, each checked as
+    HTTP fields. A file the action plugin transferred is deleted as soon as it is read; its
+    errors name the settings it came from, not its temporary path."""
     p = module.params
-    headers = p["headers"]
+    headers = check_headers(p["headers"], names.setting("headers"))
     if p["headers_file"]:
-        file_headers = read_headers_file(p["headers_file"])
+        transferred = os.path.basename(p["headers_file"]) == HEADERS_FILE_NAME
+        label = "%s (or %s)" % (names.setting("headers"), names.setting("headers_src")) if transferred else None
+        try:
+            file_headers = read_headers_file(p["headers_file"], label)
+        finally:
+            if transferred:
+                try:
+                    os.unlink(p["headers_file"])
+                except OSError:
+                    pass  # the action plugin removes its directory anyway
         # Masked in anything the module returns, as no_log masks the values of `headers`
         # (short values aside: masking "1" would mangle every number in the result).
         module.no_log_values.update(v for v in file_headers.values() if len(v) >= 4)
         headers = merge_headers(headers, file_headers)
-        if os.path.basename(p["headers_file"]) == HEADERS_FILE_NAME:
-            try:
-                os.unlink(p["headers_file"])
-            except OSError:
-                pass  # the action plugin removes its directory anyway
     return headers
 
 

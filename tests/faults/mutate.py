@@ -392,6 +392,23 @@ MUTATIONS = {
         [(API, "            self._check_deletion_proof(path, status, body, agent_id)\n", "")],
         [F + "test_hostile_round.py::test_decommission_believes_only_the_proof_of_deletion"],
     ),
+    "any-header-value": (
+        "header values are RFC 9110 field values of visible ASCII, refused before any request",
+        [("module_utils/fleet_mtls/headers.py", "        problem = _value_problem(value)\n",
+          "        problem = None\n")],
+        [
+            F + "test_hostile_round.py::test_a_headers_file_on_the_device_names_itself_and_fails_the_identity_phase",
+            F + "test_hostile_round.py::test_a_module_user_is_told_the_options_name",
+        ],
+    ),
+    "headers-checked-on-the-device-only": (
+        "headers and headers_src are checked on the controller, naming the variable the user set",
+        [("action_plugins/mtls_identity.py",
+          "        headers = controller.check_headers(headers_for_file(module_args.pop(\"headers\", None)),\n"
+          "                                           names.setting(\"headers\"))\n",
+          "        headers = headers_for_file(module_args.pop(\"headers\", None))\n")],
+        [F + "test_hostile_round.py::test_a_non_ascii_token_is_refused_before_any_request_naming_the_role_variable"],
+    ),
 }
 
 # The agent check (module_utils/fleet_mtls/check.py, wsclient.py, verdicts.py): its protections,
