@@ -252,7 +252,7 @@ class ActionModule(ActionBase):
             table = report.table_lines(name, rows, run_totals, orphans, check_mode) + [
                 "fleet report %s: %d host(s), %d kept from earlier runs%s"
                 % (files[0], len(fleet), kept, "; this run: %s" % history if history else "")]
-        stats = {key: run_doc[key] for key in ("report", "playbook", "generated_at", "check_mode", "totals",
-                                               "orphaned_ids", "hosts")}
+        stats = report.artifact(run_doc, ("report", "playbook", "generated_at", "check_mode", "totals",
+                                          "orphaned_ids", "hosts"))
         return {"files": files, "history": history, "table": table, "totals": run_totals,
                 "fleet_totals": fleet_totals, "stats": stats}

@@ -318,8 +318,8 @@ class Ledger:
         def change(data, now):
             events, changed = {}, False
             for host, row in rows.items():
-                host = _text(host)
-                if not host:
+                host = "" if host is None else str(host)  # the inventory's name, as it is
+                if not host.strip():
                     raise LedgerError("a ledger record needs a host name")
                 before = data["hosts"].get(host)
                 after = apply_row(before, row, now, self.last_seen_resolution)

@@ -6,7 +6,8 @@
 Device-side (one row: the module's ``status``, in ``mtls_metrics_dir``) and controller-side
 (every row of the fleet report, ``<mtls_report_dir>/fleet-mtls.prom``). Standard library only.
 
-Per host, labelled ``host`` and ``agent_id``::
+Per host, labelled ``host`` and ``agent_id`` (control characters written as visible escapes,
+``visible.py``: a host name cannot forge a sample line)::
 
     fleet_mtls_certificate_not_before_timestamp_seconds   the certificate's notBefore
     fleet_mtls_certificate_not_after_timestamp_seconds    its notAfter
@@ -38,6 +39,8 @@ import re
 import secrets
 import stat
 import time
+
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.visible import visible
 
 PREFIX = "fleet_mtls_"
 DEFAULT_NAME = "fleet-mtls.prom"
@@ -86,6 +89,12 @@ def epoch(value):
     return seconds
 
 
+def host_label(row):
+    """The row's host as its ``host`` label: control characters written visibly (``visible``),
+    so a name cannot forge a line of the file, and a name is read back as it was written."""
+    return visible(row.get("host") or "")
+
+
 def succeeded(row):
     """The report's rule (report.outcome): no failure, phase or error, and the run reached the host."""
     action = row.get("action") or ""
@@ -113,8 +122,8 @@ def host_series(row, now, previous=None):
         earlier = (previous or {}).get("values", {}).get(name)
         if earlier is not None and (values.get(name) is None or earlier > values[name]):
             values[name] = earlier
-    series = {"labels": {"host": str(row.get("host") or ""), "agent_id": str(row.get("agent_id") or "")},
-              "action": action, "values": {k: v for k, v in values.items() if v is not None}}
+    series = {"labels": {"host": host_label(row), "agent_id": visible(row.get("agent_id") or "")},
+              "action": visible(action), "values": {k: v for k, v in values.items() if v is not None}}
     return newer(series, previous)
 
 
@@ -134,7 +143,7 @@ def merge(rows, now, previous, keep_other_hosts=False):
     ``previous`` that no row names (a file shared by several reports)."""
     hosts = {}
     for row in rows:
-        host = str(row.get("host") or "")
+        host = host_label(row)  # as the file being replaced holds it
         hosts[host] = host_series(row, now, previous.get(host))
     if keep_other_hosts:
         for host, series in previous.items():

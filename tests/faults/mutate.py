@@ -409,6 +409,29 @@ MUTATIONS = {
           "        headers = headers_for_file(module_args.pop(\"headers\", None))\n")],
         [F + "test_hostile_round.py::test_a_non_ascii_token_is_refused_before_any_request_naming_the_role_variable"],
     ),
+    "raw-controls-in-reports": (
+        "control characters of report cells are written visibly (table, CSV, .prom, AWX artifact)",
+        [("module_utils/fleet_mtls/visible.py", 'return _INVISIBLE.sub(_escape, "" if text is None else str(text))',
+          'return "" if text is None else str(text)')],
+        [
+            F + "test_hostile_round.py::test_the_text_table_has_one_line_per_host",
+            F + "test_hostile_round.py::test_the_printed_table_has_one_line_per_host",
+            F + "test_hostile_round.py::test_the_prom_labels_carry_visible_names",
+            F + "test_hostile_round.py::test_the_awx_artifact_carries_no_control_character",
+        ],
+    ),
+    "csv-tab-cr-formulas": (
+        "a CSV cell starting with TAB or CR is neutralised like = + - @ (OWASP)",
+        [("module_utils/fleet_mtls/report.py", '_FORMULA_START = ("=", "+", "-", "@", "\\t", "\\r")',
+          '_FORMULA_START = ("=", "+", "-", "@")')],
+        [F + "test_hostile_round.py::test_the_csv_has_one_neutralised_row_per_host"],
+    ),
+    "ledger-strips-host-names": (
+        "the ledger records a host under its inventory name, whatever its name",
+        [("module_utils/fleet_mtls/ledger.py", 'host = "" if host is None else str(host)  # the inventory',
+          'host = _text(host)  # the inventory')],
+        [F + "test_hostile_round.py::test_the_json_report_and_the_ledger_keep_each_name_exactly"],
+    ),
 }
 
 # The agent check (module_utils/fleet_mtls/check.py, wsclient.py, verdicts.py): its protections,

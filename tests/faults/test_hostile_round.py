@@ -105,3 +105,117 @@ def test_a_headers_file_on_the_device_names_itself_and_fails_the_identity_phase(
     assert MARK not in result.output
     assert_nothing_sent(svc)
     assert not device.path.exists()
+
+
+# --------------------------------------------------------------------------- the reports
+
+HOSTILE_HOSTS = {
+    "newline": "evil\nFAKEHOST  AAAAAAAA  created  ok",
+    "terminal": "\x1b]0;pwned\x07\x1bc",  # OSC window title, then RIS (terminal reset)
+    "csv-tab": '\t=HYPERLINK("http://x.invalid")',
+    "csv-cr": "\r@SUM(1)",
+    "del-c1-bidi": "del\x7fc1\x85\x9bbidi\u202e",
+}
+# What any control (C0, DEL, C1) looks like in a text: never there raw.
+CONTROL = "[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+
+
+@pytest.fixture(scope="module")
+def hostile_report(tmp_path_factory):
+    """One real ansible-playbook run of the report fixture over hosts with hostile names (and a
+    hostile error), with the AWX artifact printed."""
+    from tests.fixtures.report_fleet import FP, ReportFleet, healthy
+
+    hosts = {"ok-01": healthy("A1", FP["a"])}  # first: run_once tasks print under its name
+    hosts.update({name: healthy("B%d" % n, FP["b"]) for n, name in enumerate(HOSTILE_HOSTS.values())})
+    hosts[HOSTILE_HOSTS["terminal"]] = {"fixture_fail_phase": "verify", "fixture_error": "refused \x1b[2J\x1b]0;x\x07"}
+    fleet = ReportFleet(tmp_path_factory.mktemp("hostile-report"), hosts)
+    fleet.run = fleet.play(ANSIBLE_SHOW_CUSTOM_STATS="1")
+    fleet.names = list(hosts)
+    return fleet
+
+
+def no_control(text, what):
+    import re
+
+    found = re.search(CONTROL, text)
+    assert found is None, "%s holds a raw control character %r" % (what, found.group(0))
+
+
+def test_the_json_report_and_the_ledger_keep_each_name_exactly(hostile_report):
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.ledger import Ledger
+    from tests.fixtures.playbook_fleet import explain
+
+    fleet = hostile_report
+    assert fleet.run.rc != 0, explain(fleet.run)  # the failed host fails the play after the report
+    assert sorted(fleet.rows()) == sorted(fleet.names)  # one row per host, names exactly
+    no_control((fleet.reports / "provision-report.json").read_text().replace("\n", " "), "the JSON")
+    # The ledger holds each host under its inventory name (a stripped "\t=..." was another host).
+    ledger = Ledger(str(fleet.reports / "identity-ledger.json"))
+    assert sorted(ledger.hosts()) == sorted(n for n in fleet.names if n != HOSTILE_HOSTS["terminal"])
+    assert ledger.orphans(fleet.names) == []
+
+
+def test_the_csv_has_one_neutralised_row_per_host(hostile_report):
+    import csv
+
+    text = (hostile_report.reports / "provision-report.csv").read_text()
+    no_control(text.replace("\n", " "), "the CSV")
+    rows = list(csv.DictReader(text.splitlines()))
+    assert len(text.splitlines()) == len(rows) + 1 == len(hostile_report.names) + 1
+    cells = {row["host"] for row in rows}
+    assert "'\\t=HYPERLINK(\"http://x.invalid\")" in cells and "'\\r@SUM(1)" in cells, cells
+    assert not any(cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row.values()
+                   if not cell.lstrip("-").isdigit())
+
+
+def table_rows(lines, names):
+    """The table lines of the hosts (each starts with its visible name): exactly one each."""
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.visible import visible
+
+    for name in names:
+        assert sum(line.startswith(visible(name) + " ") for line in lines) == 1, (name, lines)
+    assert not any(line.startswith("FAKEHOST") for line in lines), lines
+
+
+def test_the_text_table_has_one_line_per_host(hostile_report):
+    text = (hostile_report.reports / "provision-report.txt").read_text()
+    no_control(text.replace("\n", " "), "provision-report.txt")
+    lines = text.splitlines()
+    table_rows(lines, hostile_report.names)
+    assert len(lines) == 2 + len(hostile_report.names) + 1  # title, header, hosts, totals (no orphan)
+    assert "\\x1b[2J\\x1b]0;x\\x07" in text  # the error, visibly
+
+
+def test_the_printed_table_has_one_line_per_host(hostile_report):
+    import json
+
+    section = next(out for name, out in hostile_report.run.sections() if name.endswith("Print the fleet report"))
+    assert section.startswith("\nok: [ok-01] => "), section
+    lines = json.loads(section[len("\nok: [ok-01] => "):])["msg"]
+    for line in lines:
+        no_control(line, "a printed line")
+    table_rows(lines, hostile_report.names)
+
+
+def test_the_prom_labels_carry_visible_names(hostile_report):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.visible import visible
+
+    text = (hostile_report.reports / "fleet-mtls.prom").read_text()
+    no_control(text.replace("\n", " "), "fleet-mtls.prom")
+    assert all(line.startswith(("fleet_mtls_", "# ")) for line in text.splitlines())
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    hosts = [s.labels["host"] for s in families["fleet_mtls_action_info"].samples]
+    assert sorted(hosts) == sorted(visible(name) for name in hostile_report.names)
+
+
+def test_the_awx_artifact_carries_no_control_character(hostile_report):
+    import json
+
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.visible import visible
+
+    artifact = hostile_report.run.custom_stats()["mtls_report"]
+    no_control(json.dumps(artifact, ensure_ascii=False), "the artifact")
+    assert sorted(row["host"] for row in artifact["hosts"]) == sorted(visible(n) for n in hostile_report.names)
