@@ -22,7 +22,9 @@ directory, fsynced and renamed over the ledger. Readers take no lock: a rename r
 whole file at once, so a reader sees one complete version or the other.
 
 A file at the path that is not a ledger (not JSON, another document, a newer version) is never
-overwritten: every call fails with ``LedgerError`` saying so.
+overwritten: every call fails with ``LedgerError`` saying so. The ledger's directory is opened
+once (``statedir``) and the ledger, its lock and its temporary files only through it: a
+symlink at any of them is refused, never followed.
 
 Controller-side, standard library only.
 """
@@ -31,11 +33,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime
-import fcntl
 import json
 import os
-import tempfile
-import time
+
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.statedir import StateDir, StateDirError
 
 FORMAT = "fleet-mtls identity ledger"
 VERSION = 1
@@ -65,51 +66,29 @@ def _seconds_between(earlier, later):
         return float("inf")
 
 
+MAX_LEDGER = 256 * 1024 * 1024  # ~300 bytes per host and event: far beyond any fleet
+
+
+def _state_dir(path, create):
+    """(the open directory of ``path``, or None when it is missing, the file's name)."""
+    directory, name = os.path.split(os.path.abspath(path))
+    return StateDir.open(directory, create=create, resolve=True), name
+
+
 @contextlib.contextmanager
 def locked(path, timeout=LOCK_TIMEOUT):
-    """Hold an exclusive flock on ``<path>.lock`` (created 0644 when missing)."""
-    lock_path = path + ".lock"
+    """Hold an exclusive flock on ``<path>.lock`` (created 0644 when missing, never through a
+    symlink)."""
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        state, name = _state_dir(path, create=True)
     except OSError as exc:
-        raise LedgerError("cannot open the lock file %s: %s" % (lock_path, exc.strerror or exc))
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise LedgerError("%s is locked by another run for more than %d s (its lock: %s)"
-                                      % (path, timeout, lock_path))
-                time.sleep(0.02)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
-def write_atomic(path, text, mode=0o644):
-    """Replace ``path`` with ``text``: temporary file in the same directory, fsync, rename,
-    fsync of the directory. A reader sees the old or the new file, never a part."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        raise LedgerError("cannot open the directory of %s: %s" % (path, exc.strerror or exc)) from None
+    with state:
+        try:
+            with state.locked(name + ".lock", timeout, what=path):
+                yield state
+        except StateDirError as exc:
+            raise LedgerError(str(exc)) from None
 
 
 def empty_ledger():
@@ -153,16 +132,22 @@ def parse(text, path="the ledger"):
     return data
 
 
-def load(path):
-    """The ledger at ``path`` (missing file: an empty ledger)."""
+def load(path, state=None):
+    """The ledger at ``path`` (missing file: an empty ledger), read through its directory
+    (``state``, when the caller holds it open)."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        return empty_ledger()
+        if state is not None:
+            data = state.read(os.path.basename(path), MAX_LEDGER)
+        else:
+            opened, name = _state_dir(path, create=False)
+            if opened is None:
+                return empty_ledger()
+            with opened:
+                data = opened.read(name, MAX_LEDGER)
+        text = "" if data is None else data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise _refuse(path, "cannot be read (%s)" % (getattr(exc, "strerror", None) or exc))
-    return parse(text, path)
+    return parse(text, path) if data is not None else empty_ledger()
 
 
 def _text(value):
@@ -356,19 +341,14 @@ class Ledger:
     def _update(self, change):
         """Read the ledger under the lock, apply ``change(data, now) -> (result, changed)``,
         write the ledger when it changed, return the result."""
-        directory = os.path.dirname(os.path.abspath(self.path))
-        try:
-            os.makedirs(directory, mode=0o755, exist_ok=True)
-        except OSError as exc:
-            raise LedgerError("cannot create the ledger directory %s: %s" % (directory, exc.strerror or exc))
-        with locked(self.path, self.lock_timeout):
-            data = load(self.path)
+        with locked(self.path, self.lock_timeout) as state:
+            data = load(self.path, state)
             now = self.clock()
             result, changed = change(data, now)
             if changed:
                 data["updated_at"] = now
                 try:
-                    write_atomic(self.path, render(data))
+                    state.write_atomic(os.path.basename(self.path), render(data))
                 except OSError as exc:
                     raise LedgerError("cannot write the ledger %s: %s" % (self.path, exc.strerror or exc))
             return result

@@ -432,6 +432,18 @@ MUTATIONS = {
           'host = _text(host)  # the inventory')],
         [F + "test_hostile_round.py::test_the_json_report_and_the_ledger_keep_each_name_exactly"],
     ),
+    "report-dir-follows-links": (
+        "the report directory's files, locks and folders are opened through its fd with O_NOFOLLOW",
+        [
+            ("module_utils/fleet_mtls/statedir.py",
+             "_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _O_CLOEXEC",
+             "_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | _O_CLOEXEC"),
+            ("module_utils/fleet_mtls/statedir.py",
+             "return os.open(name, flags | os.O_NOFOLLOW | _O_CLOEXEC, mode, dir_fd=self.fd)",
+             "return os.open(name, flags | _O_CLOEXEC, mode, dir_fd=self.fd)"),
+        ],
+        [F + "test_hostile_round.py::test_a_symlink_in_the_report_directory_is_refused_never_followed"],
+    ),
 }
 
 # The agent check (module_utils/fleet_mtls/check.py, wsclient.py, verdicts.py): its protections,

@@ -219,3 +219,40 @@ def test_the_awx_artifact_carries_no_control_character(hostile_report):
     artifact = hostile_report.run.custom_stats()["mtls_report"]
     no_control(json.dumps(artifact, ensure_ascii=False), "the artifact")
     assert sorted(row["host"] for row in artifact["hosts"]) == sorted(visible(n) for n in hostile_report.names)
+
+
+# --------------------------------------------------------------------------- the report directory
+
+# A symlink planted in the report directory, and what it points at (outside, under "victim/").
+LINKS = {
+    "ledger-lock": ("identity-ledger.json.lock", "created-by-root.lock"),
+    "report-lock": ("provision-report.json.lock", "created-by-root.lock"),
+    "history": ("history", "history-elsewhere"),
+    "report-read-back": ("provision-report.json", "someone-elses-report.json"),
+    "ledger": ("identity-ledger.json", "someone-elses-ledger.json"),
+}
+
+
+@pytest.mark.parametrize(("link", "target"), list(LINKS.values()), ids=list(LINKS))
+def test_a_symlink_in_the_report_directory_is_refused_never_followed(tmp_path, link, target):
+    import json
+
+    from tests.fixtures.playbook_fleet import explain
+    from tests.fixtures.report_fleet import FP, ReportFleet, healthy
+
+    fleet = ReportFleet(tmp_path, {"ok-01": healthy("A1", FP["a"])})
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    if target.startswith("history"):
+        (victim / target).mkdir()
+    elif target.endswith(".json"):  # a report / a ledger of someone else's, to be neither read nor written
+        (victim / target).write_text(json.dumps({"report": "x", "hosts": [{"host": "stolen-01"}]}))
+    before = h.snapshot(victim)
+    fleet.reports.mkdir()
+    (fleet.reports / link).symlink_to(victim / target)
+    run = fleet.play()
+    assert run.rc != 0, explain(run)
+    assert "refusing to follow %s: it is a symbolic link" % (fleet.reports / link) in run.output, explain(run)
+    assert h.snapshot(victim) == before  # nothing created, read into a report, or written there
+    assert (fleet.reports / link).is_symlink()
+    assert "stolen-01" not in run.output

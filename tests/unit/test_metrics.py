@@ -171,7 +171,7 @@ def test_never_through_a_symlink(tmp_path, cert):
     real = tmp_path / "real"
     real.mkdir()
     (tmp_path / "link").symlink_to(real)
-    with pytest.raises(metrics.MetricsError, match="link is a symlink"):
+    with pytest.raises(metrics.MetricsError, match="link: it is a symbolic link"):
         metrics.write(str(tmp_path / "link" / "sub"), [status_row(cert)])
     assert list(real.iterdir()) == []
 
