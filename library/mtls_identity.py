@@ -154,6 +154,17 @@ options:
     description: Keep hard-linked copies (C(<name>.<UTC time>.bak)) of the previous key and certificate.
     type: bool
     default: false
+  backup_keep:
+    description:
+      - With O(backup=true), after a successful swap the backups beyond the newest this many
+        pairs (key and certificate of one rotation) are removed, so retired private keys do not
+        pile up in the directory.
+      - Only regular files named C(client.key.<UTC time>[-<n>].bak) or
+        C(client.crt.<UTC time>[-<n>].bak) count; each is unlinked through the directory's
+        descriptor (a symbolic link is never followed, nor removed).
+      - C(0) keeps every backup.
+    type: int
+    default: 3
   max_clock_skew:
     description:
       - Seconds the device clock may differ from the API's C(Date) before the module refuses
@@ -328,6 +339,7 @@ EXAMPLES = r"""
     headers_src: /run/secrets/fleet-api-headers.json
     rotate: always
     backup: true
+    backup_keep: 2
 """
 
 RETURN = r"""
@@ -473,6 +485,12 @@ backup_files:
   type: list
   elements: str
   sample: ["/home/agent/.mtls/client.key.20261127T170002Z.bak"]
+backups_removed:
+  description: Older backups removed during this run, beyond the newest O(backup_keep) pairs.
+  returned: when backups were removed
+  type: list
+  elements: str
+  sample: ["/home/agent/.mtls/client.key.20250101T000000Z.bak"]
 registry_uncertain:
   description: The registry may not hold the certificate on the device; a journal makes the next run converge.
   returned: failure

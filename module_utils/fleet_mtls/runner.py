@@ -170,7 +170,7 @@ def _settings(p, directory, uid, gid):
         path=directory, owner=str(uid), group=str(gid), agent_id=p["agent_id"],
         id_pattern=p["id_pattern"], enrollment=p["enrollment"], key_size=p["key_size"],
         subject=p["subject"], valid_days=p["valid_days"], rotate=p["rotate"],
-        renew_before_days=p["renew_before_days"], backup=p["backup"],
+        renew_before_days=p["renew_before_days"], backup=p["backup"], backup_keep=p["backup_keep"],
         max_clock_skew=p["max_clock_skew"], ledger_id=p["ledger_id"], lost_identity=p["lost_identity"])
 
 

@@ -444,6 +444,19 @@ MUTATIONS = {
         ],
         [F + "test_hostile_round.py::test_a_symlink_in_the_report_directory_is_refused_never_followed"],
     ),
+    "backups-kept-forever": (
+        "after a swap with backup, backups beyond backup_keep pairs are removed",
+        [("module_utils/fleet_mtls/identity/transaction.py",
+          "self.pruned = prune_backups(self.idir, self.s.backup_keep)", "self.pruned = []")],
+        [F + "test_hostile_round.py::test_backups_beyond_backup_keep_pairs_are_removed_through_the_directory"],
+    ),
+    "prune-any-backup-name": (
+        "only regular files with the backup pattern are pruned (a link or an operator's file stays)",
+        [("module_utils/fleet_mtls/identity/transaction.py",
+          "        if st is not None and stat.S_ISREG(st.st_mode):\n            pairs",
+          "        if st is not None:\n            pairs")],
+        [F + "test_hostile_round.py::test_backups_beyond_backup_keep_pairs_are_removed_through_the_directory"],
+    ),
 }
 
 # The agent check (module_utils/fleet_mtls/check.py, wsclient.py, verdicts.py): its protections,

@@ -256,3 +256,44 @@ def test_a_symlink_in_the_report_directory_is_refused_never_followed(tmp_path, l
     assert h.snapshot(victim) == before  # nothing created, read into a report, or written there
     assert (fleet.reports / link).is_symlink()
     assert "stolen-01" not in run.output
+
+
+# --------------------------------------------------------------------------- backups
+
+
+def backup_names(path):
+    import os
+
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import backup_of
+
+    return sorted(name for name in os.listdir(path) if backup_of(name) is not None)
+
+
+def test_backups_beyond_backup_keep_pairs_are_removed_through_the_directory(device, svc, tmp_path):
+    import os
+
+    device.seed()
+    old_stamps = ["20240101T000000Z", "20250101T000000Z", "20250101T000000Z-2", "20260101T000000Z"]
+    for stamp in old_stamps:  # four older pairs, as earlier rotations left them
+        for name in ("client.key", "client.crt"):
+            (device.path / f"{name}.{stamp}.bak").write_bytes(b"retired " + name.encode())
+            (device.path / f"{name}.{stamp}.bak").chmod(0o600)
+    outside = tmp_path / "outside.key"
+    outside.write_bytes(b"not a backup of this device")
+    os.symlink(outside, device.path / "client.key.20200101T000000Z.bak")  # looks like the oldest backup
+    (device.path / "client.key.notes.bak").write_bytes(b"the operator's")  # not a backup name
+    result = device.run(rotate="always", backup=True, backup_keep=2)
+    assert not result.failed and result.result["action"] == "rotated", result
+    device.assert_registered()
+    made = [os.path.basename(p) for p in result.result["backup_files"]]
+    kept = sorted(made + ["client.crt.20260101T000000Z.bak", "client.key.20260101T000000Z.bak"])
+    assert [n for n in backup_names(device.path) if not os.path.islink(device.path / n)] == kept
+    assert sorted(os.path.basename(p) for p in result.result["backups_removed"]) == sorted(
+        f"{name}.{stamp}.bak" for stamp in old_stamps[:3] for name in ("client.key", "client.crt"))
+    assert os.path.islink(device.path / "client.key.20200101T000000Z.bak")  # neither followed nor removed
+    assert outside.read_bytes() == b"not a backup of this device"
+    assert (device.path / "client.key.notes.bak").read_bytes() == b"the operator's"
+    # The default keeps 3 pairs: the next rotation adds one and removes none.
+    again = device.run(rotate="always", backup=True)
+    assert not again.failed and "backups_removed" not in again.result, again
+    assert len([n for n in backup_names(device.path) if not os.path.islink(device.path / n)]) == 6

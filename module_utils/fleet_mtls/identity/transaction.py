@@ -7,6 +7,7 @@ A new identity (``create``, ``rekey``) is one transaction::
 
     clock check -> [ID request] -> keygen -> stage key [, stage cert], fsync -> journal
     -> upload / enroll -> (backup links) -> rename key, rename cert -> fsync -> drop journal
+    -> (backups beyond backup_keep pairs removed)
 
 A definitive refusal removes the staged files and leaves the previous identity byte-for-byte
 intact. An ambiguous failure (the registry may hold the new certificate) of a rotation uploads
@@ -19,6 +20,7 @@ the transaction from the staged files (``recover``). The journal's states: journ
 from __future__ import annotations
 
 import datetime
+import stat
 import time
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs, keys, names
@@ -48,6 +50,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.
     REUPLOAD,
     UNCHANGED,
 )
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import backup_name, backup_of
 
 # An issued lifetime this far from valid_days is worth a warning (the notBefore backdate of a
 # CA is not).
@@ -64,6 +67,7 @@ class Transaction:
         self.now = now
         self.warn = warn
         self.backups = []
+        self.pruned = []  # backups removed beyond backup_keep
         self.accepted_at = None  # time.monotonic() when the registry accepted a new certificate
 
     @property
@@ -139,6 +143,8 @@ class Transaction:
         self.idir.rename(STAGED_CERT, CERT)
         self.idir.fsync()
         self._drop_journal_after_success()
+        if self.s.backup:
+            self.pruned = prune_backups(self.idir, self.s.backup_keep)
 
     # ---------------------------------------------------------------- a new identity
     def _new_identity(self, a, plan, agent_id, creating):
@@ -320,14 +326,34 @@ def _backup(idir, stamp):
     for name in (KEY, CERT):
         if not idir.exists(name):
             continue
-        target = "%s.%s.bak" % (name, stamp)
         n = 1
-        while idir.exists(target):
+        while idir.exists(backup_name(name, stamp, n)):
             n += 1
-            target = "%s.%s-%d.bak" % (name, stamp, n)
-        idir.link(name, target)
-        made.append(idir.join(target))
+        idir.link(name, backup_name(name, stamp, n))
+        made.append(idir.join(backup_name(name, stamp, n)))
     return made
+
+
+def prune_backups(idir, keep):
+    """Remove the backups beyond the newest ``keep`` pairs (0: keep them all); return their
+    paths. Only regular files named as this bundle names backups (``layout.BACKUP``) count,
+    and each is unlinked through the directory's fd (a link is never followed)."""
+    if keep <= 0:
+        return []
+    pairs = {}
+    for name in idir.listdir():
+        when = backup_of(name)
+        st = idir.lstat(name) if when is not None else None
+        if st is not None and stat.S_ISREG(st.st_mode):
+            pairs.setdefault(when, []).append(name)
+    removed = []
+    for when in sorted(pairs)[:-keep]:
+        for name in sorted(pairs[when]):
+            if idir.unlink(name):
+                removed.append(idir.join(name))
+    if removed:
+        idir.fsync()
+    return removed
 
 
 def check_issued_certificate(cert_text, agent_id, key, now=None):
