@@ -104,6 +104,10 @@ options:
     description:
       - What a device that lost its identity gets when the ledger knows its ID (O(ledger_id)) -
         C(restore) that ID (action C(restored)), C(new) one, or C(fail).
+      - When the registry answers a restore with its own "unknown ID" (it forgot the ID), the
+        device is enrolled under a new ID in the same run (action C(created), a warning, and
+        C(status.replaces) naming the forgotten ID); any other refusal fails naming
+        O(lost_identity). A pre-assigned O(agent_id) is never replaced.
     type: str
     choices: [restore, new, fail]
     default: restore
@@ -383,6 +387,13 @@ status:
     key_size:
       description: RSA key size.
       type: int
+    replaces:
+      description:
+        - The ID the identity ledger held for this host when the registry answered that it no
+          longer knows it (its own unknown-ID answer to a restore); the device was enrolled
+          under the new C(agent_id) instead, and the ledger records it as the replacement.
+          Empty otherwise.
+      type: str
     config:
       description: C(changed), C(unchanged), C(refused) (the staged check failed), or empty.
       type: str

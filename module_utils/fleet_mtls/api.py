@@ -15,7 +15,8 @@ upload      POST {upload_endpoint}, multipart: file         {"statusCode": 2xx, 
 (multipart) ``certificate_field``, field ``id_field`` (id)  (or data[id_field]) equal to ID when present
 upload      POST {upload_endpoint}, JSON                    the real cloud's {"message": str, "agent_id":
 (json)      {id_field (agent_id): ID, certificate_field:    ID} (no envelope), or the envelope above
-            PEM}
+            PEM}                                            (either format: a 404 in the UNKNOWN_ID shape
+                                                            is the registry saying it has no such ID)
 enroll      POST {enroll_endpoint}, multipart: file         {"statusCode": 2xx, "data": {"certificate":
             ``csr``, field ``id_field`` (id)                PEM, ...}}, data.id equal to ID when present
 delete      DELETE {endpoint}, ``{id}`` replaced by ID      {"statusCode": 2xx, "data": {"id": ID, ...}},
@@ -200,6 +201,17 @@ class ProvisioningClient(Transport):
                 self._what(method, endpoint), status, _shown(echoed)),
                 endpoint=endpoint, status=status, definitive=False)
 
+    def _post_for(self, agent_id, endpoint, **kwargs):
+        """(status, body) of a 2xx answer to a POST about ``agent_id``; a 404 raises a definitive
+        ApiError that says whether it is the registry's own "unknown ID" answer."""
+        status, body = self._request("POST", endpoint, accept=(404,), **kwargs)
+        if status == 404:
+            reason = self._reason_of(body)
+            raise ApiError("%s: HTTP 404%s" % (self._what("POST", endpoint), (": " + reason) if reason else ""),
+                           endpoint=endpoint, status=status, reason=reason, definitive=True,
+                           unknown_id=is_unknown_id_answer(status, body, agent_id))
+        return status, body
+
     # ------------------------------------------------------------------ the contract
     def request_id(self):
         """Reserve a new agent ID. Returns it after validation against id_pattern."""
@@ -228,7 +240,7 @@ class ProvisioningClient(Transport):
                 "data": {self.id_field: agent_id},
                 "files": {self.certificate_field: ("client.crt", cert_text.encode("ascii"), "application/x-pem-file")},
             }
-        status, body = self._request("POST", endpoint, **kwargs)
+        status, body = self._post_for(agent_id, endpoint, **kwargs)
         payload = self._payload("POST", endpoint, status, body)
         if self.upload_format == "json" and "statusCode" not in payload:
             # The real cloud's flat answer: the ID echoed is what says it was this upload.
@@ -246,8 +258,8 @@ class ProvisioningClient(Transport):
         endpoint = self.enroll_endpoint
         if isinstance(csr_pem, bytes):
             csr_pem = csr_pem.decode("ascii")
-        status, body = self._request(
-            "POST", endpoint,
+        status, body = self._post_for(
+            agent_id, endpoint,
             data={self.enroll_id_field: agent_id},
             files={"csr": ("client.csr", csr_pem.encode("ascii"), "application/pkcs10")},
         )

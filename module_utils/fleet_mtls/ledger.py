@@ -12,8 +12,10 @@ One JSON file (the role variable ``mtls_ledger_path``)::
                                         "agent_id": "07048933", "fingerprint_sha256": "9c5f..."}]}}}
 
 ``agent_id`` is what the host holds now ("" once it was decommissioned or wiped); ``history``
-has one event per change of ID or certificate. Nothing is ever removed: a host's entry and its
-events stay, so an ID that no host holds any more is still known (``orphans``).
+has one event per change of ID or certificate (a new ID that replaced one the registry forgot
+carries ``"replaces": <old ID>``, after a ``forgotten by the registry`` event of the old one).
+Nothing is ever removed: a host's entry and its events stay, so an ID that no host holds any
+more is still known (``orphans``).
 
 Several forks and several ansible-playbook runs write it. Every change is a read-modify-write
 under an exclusive ``flock`` on ``<path>.lock`` (never removed: a process waiting on a removed
@@ -45,9 +47,12 @@ LOCK_TIMEOUT = 60  # seconds; a run that holds the lock longer is stuck
 LAST_SEEN_RESOLUTION = 86400
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # Actions after which the host holds no identity any more. "decommissioned" also retires the
-# ID (the registry deleted it); "removed locally" leaves it registered, hence orphaned.
-RELEASING_ACTIONS = ("decommissioned", "removed locally")
-RETIRING_ACTIONS = ("decommissioned",)
+# ID (the registry deleted it), and so does "forgotten by the registry" (a restore found the
+# registry no longer knows it and enrolled a new ID that replaces it); "removed locally" leaves
+# it registered, hence orphaned.
+FORGOTTEN = "forgotten by the registry"
+RELEASING_ACTIONS = ("decommissioned", "removed locally", FORGOTTEN)
+RETIRING_ACTIONS = ("decommissioned", FORGOTTEN)
 
 
 class LedgerError(Exception):
@@ -179,7 +184,13 @@ def apply_row(entry, row, now, resolution=LAST_SEEN_RESOLUTION):
     else:
         entry = copy.deepcopy(entry)
     if (entry["agent_id"], entry["fingerprint_sha256"]) != (agent_id, fingerprint):
-        entry["history"].append(_event(now, action, agent_id, fingerprint))
+        replaces = _text(row.get("replaces"))
+        event = _event(now, action, agent_id, fingerprint)
+        if replaces and replaces != agent_id:
+            held = entry["fingerprint_sha256"] if entry["agent_id"] == replaces else ""
+            entry["history"].append(_event(now, FORGOTTEN, replaces, held))
+            event["replaces"] = replaces
+        entry["history"].append(event)
         entry.update(agent_id=agent_id, fingerprint_sha256=fingerprint, last_seen=now)
     elif _seconds_between(entry["last_seen"], now) >= resolution:
         entry["last_seen"] = now

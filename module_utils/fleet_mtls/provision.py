@@ -36,7 +36,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.restart i
 NEW_PAIR_ACTIONS = ("created", "rotated", "restored")
 PHASES = ("identity", "config", "verify")
 STATUS_KEYS = ("agent_id", "action", "reason", "fingerprint_sha256", "serial", "not_before",
-               "not_after", "days_left", "key_size")
+               "not_after", "days_left", "key_size", "replaces")
 
 
 class PhaseFailed(Exception):

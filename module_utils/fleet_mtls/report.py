@@ -49,7 +49,7 @@ COLUMNS = (
     ("not_after", str), ("days_left", int), ("renew_after", str), ("config", str),
     ("config_changed", bool), ("restarted", bool), ("blackout_ms", int), ("verify", str),
     ("verify_failure", str), ("verify_protocol", str), ("tls_version", str), ("checked_at", str),
-    ("failed_task", str),
+    ("failed_task", str), ("replaces", str),
 )
 IDENTITY = ("agent_id", "fingerprint_sha256", "serial", "key_size", "not_before", "not_after", "renew_after")
 TABLE = (

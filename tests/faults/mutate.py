@@ -457,6 +457,24 @@ MUTATIONS = {
           "        if st is not None:\n            pairs")],
         [F + "test_hostile_round.py::test_backups_beyond_backup_keep_pairs_are_removed_through_the_directory"],
     ),
+    "restore-loops-on-forgotten-id": (
+        "a restore whose ledger ID the registry forgot converges under a new ID in the same run",
+        [("module_utils/fleet_mtls/identity/transaction.py",
+          "                if exc.status == 404 and exc.unknown_id:\n",
+          "                if False:\n")],
+        [F + "test_hostile_round.py::test_a_lost_device_whose_ledger_id_the_registry_forgot_converges_in_one_run"],
+    ),
+    "any-404-forgets-the-id": (
+        "only the registry's own unknown-ID answer to an upload says the ID is gone",
+        [(API, "unknown_id=is_unknown_id_answer(status, body, agent_id))", "unknown_id=True)")],
+        [F + "test_hostile_round.py::test_only_the_registrys_own_answer_lets_a_restore_take_a_new_id"],
+    ),
+    "ledger-forgets-the-replacement": (
+        "the ledger records the new ID as replacing the forgotten one (no orphan)",
+        [("module_utils/fleet_mtls/ledger.py", "        if replaces and replaces != agent_id:\n",
+          "        if False:\n")],
+        [F + "test_hostile_round.py::test_a_lost_device_whose_ledger_id_the_registry_forgot_converges_in_one_run"],
+    ),
 }
 
 # The agent check (module_utils/fleet_mtls/check.py, wsclient.py, verdicts.py): its protections,

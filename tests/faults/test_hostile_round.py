@@ -297,3 +297,48 @@ def test_backups_beyond_backup_keep_pairs_are_removed_through_the_directory(devi
     again = device.run(rotate="always", backup=True)
     assert not again.failed and "backups_removed" not in again.result, again
     assert len([n for n in backup_names(device.path) if not os.path.islink(device.path / n)]) == 6
+
+
+# --------------------------------------------------------------------------- a forgotten ID
+
+FORGOTTEN = "0BADF00D"  # 8 upper-case hex, never reserved on the service: the registry does not know it
+
+
+def test_a_lost_device_whose_ledger_id_the_registry_forgot_converges_in_one_run(device, svc, tmp_path):
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import report
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.ledger import FORGOTTEN as EVENT
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.ledger import Ledger
+
+    ledger = Ledger(str(tmp_path / "identity-ledger.json"))
+    ledger.record("lost-01", {"agent_id": FORGOTTEN, "fingerprint_sha256": "ab" * 32, "action": "created"})
+    result = device.run(ledger_id=FORGOTTEN, host="lost-01")  # lost_identity=restore, the default
+    assert not result.failed, result
+    status = result.result["status"]
+    new_id = status["agent_id"]
+    assert (status["action"], status["replaces"]) == ("created", FORGOTTEN) and new_id != FORGOTTEN, status
+    assert "no longer knows ID %s" % FORGOTTEN in status["reason"], status
+    warnings = " ".join(str(w) for w in result.result.get("warnings", []))
+    assert "enrolled under the new ID %s" % new_id in warnings and "lost_identity=fail" in warnings, result
+    device.assert_registered()
+    assert device.agent_id == new_id
+    assert svc.request_count(ID_EP) == 1 and svc.request_count(UP_EP) == 2  # 404 once, then the new ID
+    # The report writer records the row: the new ID replaces the forgotten one, which is no orphan.
+    ledger.record("lost-01", report.typed_row(status, "lost-01"))
+    history = ledger.lookup("lost-01")["history"]
+    assert [(e["action"], e["agent_id"]) for e in history[-2:]] == [(EVENT, FORGOTTEN), ("created", new_id)]
+    assert history[-1]["replaces"] == FORGOTTEN and ledger.orphans(["lost-01"]) == []
+    again = device.run(ledger_id=new_id)
+    assert not again.failed and again.result["action"] == "unchanged", again
+
+
+def test_only_the_registrys_own_answer_lets_a_restore_take_a_new_id(device, svc):
+    svc.inject(UP_EP, "status", status=404, message="Not Found")  # a 404, but not the registry's
+    result = device.run(ledger_id=FORGOTTEN)
+    assert result.failed and "without its own unknown-ID answer" in result.msg, result
+    assert "lost_identity=new" in result.msg and "run again to request a fresh ID" not in result.msg, result
+    assert svc.request_count(ID_EP) == 0
+    assert not device.cert_path.exists() and not device.key_path.exists()
+    # An operator's pre-assigned agent_id is never replaced, whatever the registry says.
+    result = device.run(agent_id=FORGOTTEN)
+    assert result.failed and "unknown ID %s" % FORGOTTEN in result.msg, result
+    assert svc.request_count(ID_EP) == 0

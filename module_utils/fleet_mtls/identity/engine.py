@@ -12,7 +12,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors im
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir, stat_facts
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.assess import assess
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.files import CERT, KEY
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.plan import UNCHANGED, decide
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.plan import CREATE, UNCHANGED, decide
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.transaction import Transaction
 
 DIFF_KEYS = ("agent_id", "fingerprint_sha256", "not_after", "key_size")
@@ -98,6 +98,10 @@ class Engine:
                 plan.reason = recovered[1] + "; then " + plan.reason
                 before = a
             info = tx.run(a, plan) if tx is not None else None
+            if tx is not None and tx.replaced:  # a restore whose ID the registry had forgotten
+                plan.kind, plan.reason = CREATE, (
+                    "no identity on this device, and the registry no longer knows ID %s, which the identity "
+                    "ledger held for it: enrolled under a new ID that replaces it" % tx.replaced)
             result = self._result(plan.action, plan.reason, plan.agent_id, before, info,
                                   plan.kind != UNCHANGED, tx.backups if tx is not None else None,
                                   tx.pruned if tx is not None else None)
@@ -105,6 +109,8 @@ class Engine:
         # certificate (time.monotonic(): the agent's blackout starts there).
         result["audit"] = "broken" if recovered is not None else plan.audit
         result["registry_accepted_at"] = tx.accepted_at if tx is not None else None
+        if tx is not None and tx.replaced:
+            result["replaces"] = tx.replaced
         return result
 
     def _result(self, action, reason, agent_id, before, after, changed, backups=None, pruned=None):

@@ -57,6 +57,10 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout im
 LIFETIME_TOLERANCE = datetime.timedelta(days=1)
 
 
+class ForgottenId(TransactionError):
+    """The registry answered a restore with its own "unknown ID": the ledger's ID is gone."""
+
+
 class Transaction:
     """Writes in one locked identity directory (never used in check mode)."""
 
@@ -68,6 +72,8 @@ class Transaction:
         self.warn = warn
         self.backups = []
         self.pruned = []  # backups removed beyond backup_keep
+        self.replaced = None  # the ledger's ID a restore replaced with a new one (the registry forgot it)
+        self._unused_key = None  # a key no registry accepted, for the new ID of such a restore
         self.accepted_at = None  # time.monotonic() when the registry accepted a new certificate
 
     @property
@@ -105,7 +111,21 @@ class Transaction:
     def create(self, a, plan):
         check_clock(self.client, self.now, self.s.max_clock_skew)
         agent_id = plan.agent_id or self.client.request_id()
-        return self._new_identity(a, plan, agent_id, creating=True)
+        try:
+            return self._new_identity(a, plan, agent_id, creating=True)
+        except ForgottenId:
+            pass
+        # Only a restore gets here, on the registry's own "unknown ID" answer: the ID the ledger
+        # remembers no longer exists, so there is nothing to give back, and asking again would
+        # get the same answer on every run. The device converges as a new one (lost_identity=fail
+        # is the operator's way to stop instead); the ledger records the new ID as replacing it.
+        self.replaced = agent_id
+        new_id = self.client.request_id()
+        self.warn("the registry no longer knows ID %s, which the identity ledger held for this host (its own "
+                  "unknown-ID answer): this device was enrolled under the new ID %s, which the ledger records "
+                  "as replacing it (set %s=fail to stop instead)"
+                  % (agent_id, new_id, names.setting("lost_identity")))
+        return self._new_identity(a, plan, new_id, creating=True)
 
     def rekey(self, a, plan):
         check_clock(self.client, self.now, self.s.max_clock_skew)
@@ -151,7 +171,7 @@ class Transaction:
         s, idir = self.s, self.idir
         registry_was_uncertain = a.journal is not None and not plan.stale_journal
         idir.fix_self(DIR_MODE)
-        key = keys.generate_key(s.key_size)
+        key, self._unused_key = self._unused_key or keys.generate_key(s.key_size), None
         operation = "create" if creating else "rotate"
         journaled = False
         try:
@@ -177,7 +197,10 @@ class Transaction:
             self._swap()
         except ApiError as exc:
             journal.drop_leftovers(idir)
-            raise self._failure(a, agent_id, exc, creating, registry_was_uncertain) from None
+            failure = self._failure(a, plan, agent_id, exc, creating, registry_was_uncertain)
+            if isinstance(failure, ForgottenId):
+                self._unused_key = key  # never registered anywhere: good for the new ID
+            raise failure from None
         except BaseException:
             if not journaled:
                 journal.drop_leftovers(idir)  # nothing has left the device
@@ -200,12 +223,22 @@ class Transaction:
                       % (describe_span(lifetime), names.setting("valid_days"), self.s.valid_days))
         return cert
 
-    def _failure(self, a, agent_id, exc, creating, registry_was_uncertain):
+    def _failure(self, a, plan, agent_id, exc, creating, registry_was_uncertain):
         """The TransactionError to raise for ``exc`` (after a rollback where one is due)."""
         idir = self.idir
         if exc.definitive:
             if not registry_was_uncertain:
                 journal.drop(idir)
+            if creating and plan.kind == RESTORE and exc.status in (404, 410):
+                journal.drop(idir)
+                if exc.status == 404 and exc.unknown_id:
+                    return ForgottenId(exc.msg)
+                return TransactionError(
+                    "%s: the registry refused ID %s, which the identity ledger holds for this host, "
+                    "without its own unknown-ID answer (check %s). Nothing was written. If the registry "
+                    "no longer has that ID, set %s=new to enroll this device under a new one."
+                    % (exc.msg, agent_id, names.setting("enroll_endpoint" if self.s.enrollment == "csr"
+                                                        else "upload_endpoint"), names.setting("lost_identity")))
             if creating and exc.status in (404, 410) and not self.s.agent_id:
                 journal.drop(idir)
                 return TransactionError(
