@@ -62,7 +62,9 @@ __all__ = [
     "is_unknown_id_answer",
 ]
 
-DEFAULT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+# The provisioning service's IDs (and the cloud's): 8 upper-case hexadecimal characters. An ID
+# the API answers in another form is refused before a key is made or anything is uploaded.
+DEFAULT_ID_PATTERN = r"^[0-9A-F]{8}$"
 # Whatever id_pattern says, an ID becomes a file name and a certificate CN on the server:
 # only plain ASCII names are ever accepted.
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -220,6 +222,12 @@ class ProvisioningClient(Transport):
         data = self._envelope("GET", endpoint, status, body)
         if "id" not in data:
             raise ApiError("%s: HTTP %d but the answer has no id" % (self._what("GET", endpoint), status),
+                           endpoint=endpoint, status=status, definitive=False)
+        if not isinstance(data["id"], str):
+            # An ID is never converted: 12345678 and "00BC614E" name different devices.
+            raise ApiError("%s: HTTP %d but the answer's id is a JSON %s (%s), not a string: the API must "
+                           "answer IDs as strings" % (self._what("GET", endpoint), status,
+                                                      type(data["id"]).__name__, _shown(data["id"])),
                            endpoint=endpoint, status=status, definitive=False)
         try:
             return check_agent_id(data["id"], self.id_pattern, source="the ID returned by %s" % endpoint)

@@ -475,6 +475,17 @@ MUTATIONS = {
           "        if False:\n")],
         [F + "test_hostile_round.py::test_a_lost_device_whose_ledger_id_the_registry_forgot_converges_in_one_run"],
     ),
+    "permissive-default-id-pattern": (
+        "the default id_pattern is the service's ID format: a lower-case ID is refused before a key is made",
+        [(API, 'DEFAULT_ID_PATTERN = r"^[0-9A-F]{8}$"', 'DEFAULT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"')],
+        [F + "test_hostile_round.py::test_an_id_answer_in_another_form_is_refused_before_any_key_or_upload"],
+    ),
+    "number-id-told-to-quote": (
+        "an ID the API answers as a JSON number is refused as the API's fault, not the inventory's",
+        [(API, "        if not isinstance(data[\"id\"], str):\n            # An ID is never converted",
+          "        if False:\n            # An ID is never converted")],
+        [F + "test_hostile_round.py::test_an_id_answer_in_another_form_is_refused_before_any_key_or_upload"],
+    ),
 }
 
 # The agent check (module_utils/fleet_mtls/check.py, wsclient.py, verdicts.py): its protections,

@@ -342,3 +342,18 @@ def test_only_the_registrys_own_answer_lets_a_restore_take_a_new_id(device, svc)
     result = device.run(agent_id=FORGOTTEN)
     assert result.failed and "unknown ID %s" % FORGOTTEN in result.msg, result
     assert svc.request_count(ID_EP) == 0
+
+
+# --------------------------------------------------------------------------- odd ID answers
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    ('"0a1b2c3d"', "does not match id_pattern ^[0-9A-F]{8}$"),  # the service's own format, lower case
+    ("12345678", "is a JSON int (12345678), not a string: the API must answer IDs as strings"),
+], ids=["lower-case", "json-number"])
+def test_an_id_answer_in_another_form_is_refused_before_any_key_or_upload(device, svc, value, words):
+    svc.inject(ID_EP, "malformed", body='{"statusCode": 200, "data": {"id": %s}}' % value)
+    result = device.run()
+    assert result.failed and words in result.msg and "inventory" not in result.msg, result
+    assert svc.request_count(UP_EP) == 0  # nothing minted, nothing uploaded
+    assert not device.path.exists() or not any(device.path.iterdir())
