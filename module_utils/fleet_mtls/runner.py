@@ -73,6 +73,7 @@ def run(module):
         status, result, changed = provision.run(job, idir)
     except provision.PhaseFailed as exc:
         if exc.phase == "identity":
+            _remove_if_created_for_nothing(idir, uid, gid)
             _identity_as_it_is(exc.status, directory, p)
         result = dict(exc.result, status=exc.status, changed=bool(exc.result.get("changed")),
                       registry_uncertain=exc.registry_uncertain)
@@ -81,6 +82,7 @@ def run(module):
         _metrics(module, exc.status)
         return Outcome(True, exc.msg, result)
     except IdentityError as exc:
+        _remove_if_created_for_nothing(idir, uid, gid)
         return Outcome(True, exc.msg, {"status": failure_row("identity", exc.msg), "changed": False})
     finally:
         if idir is not None:
@@ -88,6 +90,21 @@ def run(module):
     result = dict(result, status=status, changed=changed or ca_changed)
     _metrics(module, status)
     return Outcome(False, "", result)
+
+
+def _remove_if_created_for_nothing(idir, uid, gid):
+    """A creation refused before anything of the identity was written (the clock check, the
+    ID request, a definitive upload refusal) leaves no directory behind when this run made it:
+    only the API's CA this run copied in may be there (a journal, a staged or an identity file
+    keeps it)."""
+    if idir is None or not idir.created or not set(idir.listdir()) <= {API_CA}:
+        return
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.decommission import (
+        remove_directory_if_empty,
+    )
+
+    idir.unlink(API_CA)
+    remove_directory_if_empty(idir, uid, gid)
 
 
 def _identity_as_it_is(status, directory, p):

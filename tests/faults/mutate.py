@@ -486,6 +486,13 @@ MUTATIONS = {
           "        if False:\n            # An ID is never converted")],
         [F + "test_hostile_round.py::test_an_id_answer_in_another_form_is_refused_before_any_key_or_upload"],
     ),
+    "empty-dir-after-refusal": (
+        "a creation refused before anything was written leaves no directory this run made",
+        [("module_utils/fleet_mtls/runner.py",
+          "    if idir is None or not idir.created or not set(idir.listdir()) <= {API_CA}:\n        return",
+          "    if True:\n        return")],
+        [F + "test_hostile_round.py::test_a_creation_refused_for_the_clock_leaves_no_directory"],
+    ),
 }
 
 # The agent check (module_utils/fleet_mtls/check.py, wsclient.py, verdicts.py): its protections,

@@ -357,3 +357,19 @@ def test_an_id_answer_in_another_form_is_refused_before_any_key_or_upload(device
     assert result.failed and words in result.msg and "inventory" not in result.msg, result
     assert svc.request_count(UP_EP) == 0  # nothing minted, nothing uploaded
     assert not device.path.exists() or not any(device.path.iterdir())
+
+
+# --------------------------------------------------------------------------- a refused creation
+
+LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+@pytest.mark.skipif(not __import__("os").path.exists(LIBFAKETIME), reason="libfaketime is not installed")
+@pytest.mark.parametrize("api_ca", ["ca_path", "ca_content"])
+def test_a_creation_refused_for_the_clock_leaves_no_directory(device, svc, api_ca):
+    args = {"ca_path": None, "ca_content": svc.ca_path.read_text()} if api_ca == "ca_content" else {}
+    result = device.run(env={"LD_PRELOAD": LIBFAKETIME, "FAKETIME": "+730d"}, **args)  # the device's clock only
+    assert result.failed and "the device clock is" in result.msg and "ahead of" in result.msg, result
+    assert svc.request_count(ID_EP) == svc.request_count(UP_EP) == 0
+    assert not device.path.exists(), sorted(p.name for p in device.path.iterdir())
+    assert device.home.is_dir()  # only what the run created goes
