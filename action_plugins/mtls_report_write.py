@@ -128,7 +128,7 @@ class ActionModule(ActionBase):
                     rows = fleet = report.merge_reports([existing] + read_sources(args["sources"], skipped))
                 fleet = [report.refresh_days_left(row, now) for row in fleet]
                 if args["sources"] is None and not task_vars.get("ansible_check_mode"):
-                    self._record(args, rows)
+                    self._record(args, rows, warnings)
                 orphans = self._orphans(args, task_vars, warnings)
                 written = self._write(args, now, task_vars, state, fleet, rows, orphans, final)
         except (report.ReportError, ledger.LedgerError) as exc:
@@ -175,14 +175,14 @@ class ActionModule(ActionBase):
             return None
 
     @staticmethod
-    def _record(args, rows):
+    def _record(args, rows, warnings):
         """The identity ledger learns this batch's identities: one locked write per batch."""
         if not args["ledger"]:
             return
         known = {row["host"]: row for row in rows if row.get("agent_id") and row.get("action") not in
                  ("not run", "unreachable", "failed", "skipped")}
         if known:
-            ledger.Ledger(args["ledger"]).record_many(known)
+            ledger.Ledger(args["ledger"]).record_many(known, warnings)
 
     @staticmethod
     def _orphans(args, task_vars, warnings):

@@ -13,7 +13,9 @@ One JSON file (the role variable ``mtls_ledger_path``)::
 
 ``agent_id`` is what the host holds now ("" once it was decommissioned or wiped); ``history``
 has one event per change of ID or certificate (a new ID that replaced one the registry forgot
-carries ``"replaces": <old ID>``, after a ``forgotten by the registry`` event of the old one).
+carries ``"replaces": <old ID>``, after a ``forgotten by the registry`` event of the old one;
+an ID recorded for a host while another holds it, a renamed host most often, moves: ``moved``
+with ``"to": <host>`` on the other one).
 Nothing is ever removed: a host's entry and its events stay, so an ID that no host holds any
 more is still known (``orphans``).
 
@@ -46,12 +48,14 @@ LOCK_TIMEOUT = 60  # seconds; a run that holds the lock longer is stuck
 # last_seen moves on at most once a day: a re-run of an unchanged fleet writes nothing.
 LAST_SEEN_RESOLUTION = 86400
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-# Actions after which the host holds no identity any more. "decommissioned" also retires the
+# Actions after which the host holds no identity any more ("moved": another host recorded it).
+# "decommissioned" also retires the
 # ID (the registry deleted it), and so does "forgotten by the registry" (a restore found the
 # registry no longer knows it and enrolled a new ID that replaces it); "removed locally" leaves
 # it registered, hence orphaned.
 FORGOTTEN = "forgotten by the registry"
-RELEASING_ACTIONS = ("decommissioned", "removed locally", FORGOTTEN)
+MOVED = "moved"  # another host (a renamed one, most often) holds the ID now
+RELEASING_ACTIONS = ("decommissioned", "removed locally", FORGOTTEN, MOVED)
 RETIRING_ACTIONS = ("decommissioned", FORGOTTEN)
 
 
@@ -197,6 +201,20 @@ def apply_row(entry, row, now, resolution=LAST_SEEN_RESOLUTION):
     return entry
 
 
+def _take_from_others(hosts, host, agent_id, now):
+    """Release ``agent_id`` from every other host that holds it now (a ``moved`` event naming
+    ``host``); return their names."""
+    moved = []
+    for other, entry in sorted(hosts.items()):
+        if other != host and agent_id and entry.get("agent_id") == agent_id:
+            event = _event(now, MOVED, agent_id, entry.get("fingerprint_sha256", ""))
+            event["to"] = host
+            entry["history"].append(event)
+            entry.update(agent_id="", fingerprint_sha256="", last_seen=now)
+            moved.append(other)
+    return moved
+
+
 def _merge_entries(mine, theirs):
     """One host's entry from two ledgers: every event of both (in time order, each once), the
     current identity of the one seen last."""
@@ -309,8 +327,10 @@ class Ledger:
         history event, or None when nothing changed (only last_seen may have moved on)."""
         return self.record_many({host: row}).get(host)
 
-    def record_many(self, rows):
-        """``record`` for {host: row} in one locked write; returns {host: new event}."""
+    def record_many(self, rows, warnings=None):
+        """``record`` for {host: row} in one locked write; returns {host: new event}. An ID
+        another host held moves to the host now holding it (a ``moved`` event on the other
+        host, which no longer holds it), with a message appended to ``warnings``."""
         def change(data, now):
             events, changed = {}, False
             for host, row in rows.items():
@@ -319,11 +339,19 @@ class Ledger:
                     raise LedgerError("a ledger record needs a host name")
                 before = data["hosts"].get(host)
                 after = apply_row(before, row, now, self.last_seen_resolution)
-                if after is None or after == before:
+                if after is None:
                     continue
-                data["hosts"][host], changed = after, True
-                if before is None or len(after["history"]) > len(before["history"]):
-                    events[host] = after["history"][-1]
+                if after != before:
+                    data["hosts"][host], changed = after, True
+                    if before is None or len(after["history"]) > len(before["history"]):
+                        events[host] = after["history"][-1]
+                for other in _take_from_others(data["hosts"], host, after["agent_id"], now):
+                    changed = True
+                    if warnings is not None:
+                        warnings.append(
+                            "agent ID %s moved from host %s to host %s in the identity ledger: %s was "
+                            "renamed in the inventory, or both hosts hold one identity (a cloned disk): "
+                            "check %s" % (after["agent_id"], other, host, other, other))
             return events, changed
 
         return self._update(change)

@@ -493,6 +493,12 @@ MUTATIONS = {
           "    if True:\n        return")],
         [F + "test_hostile_round.py::test_a_creation_refused_for_the_clock_leaves_no_directory"],
     ),
+    "rename-keeps-both-names": (
+        "an ID recorded for a host moves from the host that held it, with a warning",
+        [("module_utils/fleet_mtls/ledger.py",
+          'for other in _take_from_others(data["hosts"], host, after["agent_id"], now):', "for other in []:")],
+        [F + "test_hostile_round.py::test_a_host_renamed_in_the_inventory_moves_its_id_with_a_warning"],
+    ),
 }
 
 # The agent check (module_utils/fleet_mtls/check.py, wsclient.py, verdicts.py): its protections,

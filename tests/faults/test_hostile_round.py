@@ -373,3 +373,24 @@ def test_a_creation_refused_for_the_clock_leaves_no_directory(device, svc, api_c
     assert svc.request_count(ID_EP) == svc.request_count(UP_EP) == 0
     assert not device.path.exists(), sorted(p.name for p in device.path.iterdir())
     assert device.home.is_dir()  # only what the run created goes
+
+
+# --------------------------------------------------------------------------- a renamed host
+
+
+def test_a_host_renamed_in_the_inventory_moves_its_id_with_a_warning(tmp_path):
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.ledger import Ledger
+    from tests.fixtures.playbook_fleet import explain
+    from tests.fixtures.report_fleet import FP, ReportFleet, healthy
+
+    fleet = ReportFleet(tmp_path, {"edge-new-01": healthy("0A1B2C3D", FP["a"])})
+    ledger = Ledger(str(fleet.reports / "identity-ledger.json"))
+    ledger.record("edge-old-01", {"agent_id": "0A1B2C3D", "fingerprint_sha256": FP["a"], "action": "created"})
+    run = fleet.play()
+    assert run.rc == 0, explain(run)
+    assert "agent ID 0A1B2C3D moved from host edge-old-01 to host edge-new-01" in " ".join(run.output.split())
+    hosts = ledger.hosts()
+    assert (hosts["edge-new-01"]["agent_id"], hosts["edge-old-01"]["agent_id"]) == ("0A1B2C3D", "")
+    assert hosts["edge-old-01"]["history"][-1]["to"] == "edge-new-01"
+    assert [c["host"] for c in ledger.claims("0A1B2C3D") if c["current"]] == ["edge-new-01"]
+    assert ledger.orphans(["edge-new-01"]) == []
