@@ -499,6 +499,12 @@ MUTATIONS = {
           'for other in _take_from_others(data["hosts"], host, after["agent_id"], now):', "for other in []:")],
         [F + "test_hostile_round.py::test_a_host_renamed_in_the_inventory_moves_its_id_with_a_warning"],
     ),
+    "refused-without-rotation-hint": (
+        "a refusal of a pair this run did not register says that a rotation heals it",
+        [("module_utils/fleet_mtls/provision.py",
+          'if kind == "refused" and status.get("action") not in NEW_PAIR_ACTIONS:', "if False:")],
+        [F + "test_hostile_round.py::test_a_replaced_certificate_is_refused_naming_the_rotation_that_heals_it"],
+    ),
 }
 
 # The agent check (module_utils/fleet_mtls/check.py, wsclient.py, verdicts.py): its protections,

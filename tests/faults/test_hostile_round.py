@@ -394,3 +394,24 @@ def test_a_host_renamed_in_the_inventory_moves_its_id_with_a_warning(tmp_path):
     assert hosts["edge-old-01"]["history"][-1]["to"] == "edge-new-01"
     assert [c["host"] for c in ledger.claims("0A1B2C3D") if c["current"]] == ["edge-new-01"]
     assert ledger.orphans(["edge-new-01"]) == []
+
+
+# --------------------------------------------------------------------------- another certificate registered
+
+
+def test_a_replaced_certificate_is_refused_naming_the_rotation_that_heals_it(tmp_path, svc):
+    from tests.fixtures.playbook_fleet import RoleFleet, explain
+
+    fleet = RoleFleet(tmp_path, svc, {"rr-01": {}})
+    assert fleet.play("provision.yml").rc == 0
+    agent_id = fleet.agent_id("rr-01")
+    other = h.self_signed(h.new_key(2048), agent_id)  # uploaded from elsewhere
+    assert svc.upload(agent_id, other).status_code == 200
+    run = fleet.play("provision.yml")
+    assert run.rc != 0, explain(run)
+    row = fleet.rows()["rr-01"]
+    assert (row["phase"], row["verify_failure"]) == ("verify", "refused"), row
+    assert "run with mtls_rotate=always to register a new pair under the same ID" in row["error"], row
+    healed = fleet.play("provision.yml", "-e", "mtls_rotate=always")
+    assert healed.rc == 0 and fleet.agent_id("rr-01") == agent_id, explain(healed)
+    assert svc.gate_accepts(fleet.cert("rr-01"), fleet.key("rr-01"))
