@@ -622,10 +622,6 @@ _ROLE_MUTATIONS = [
     ("no-restore", "a lost identity gets its ledger ID back",
      "module_utils/fleet_mtls/identity/plan.py", 'if not s.ledger_id or s.lost_identity == "new":', "if True:",
      ["ledger.py::test_a_lost_identity_gets_its_id_back_with_a_warning"]),
-    ("dir-before-decision", "a refused run leaves no directory behind",
-     "module_utils/fleet_mtls/runner.py",
-     '_identity_runner(module, settings, lambda: _client(p, headers, p["ca_path"]))(None, True)', "pass",
-     ["ledger.py::test_lost_identity_fail_stops_before_any_change"]),
     ("headers-world-readable", "the headers file is 0600 from its first byte",
      "action_plugins/mtls_identity.py", 'cmd = "%s; umask 077 && cat > %s', 'cmd = "%s; cat > %s',
      ["headers.py::test_the_headers_file_is_0600_from_its_first_byte"]),
@@ -636,6 +632,18 @@ _ROLE_MUTATIONS = [
 ]
 for _name, _what, _file, _old, _new, _cases in _ROLE_MUTATIONS:
     MUTATIONS[_name] = (_what, [(_file, _old, _new)], [_R + case for case in _cases])
+# Two layers keep a refused run from leaving a directory: the decision before creating it, and
+# the removal of a directory this run created when nothing was written (empty-dir-after-refusal
+# removes the second alone, which a refusal the decision cannot foresee, the clock, catches).
+MUTATIONS["dir-before-decision"] = (
+    "a refused run leaves no directory behind",
+    [("module_utils/fleet_mtls/runner.py",
+      '_identity_runner(module, settings, lambda: _client(p, headers, p["ca_path"]))(None, True)', "pass"),
+     ("module_utils/fleet_mtls/runner.py",
+      "    if idir is None or not idir.created or not set(idir.listdir()) <= {API_CA}:\n        return",
+      "    if True:\n        return")],
+    [_R + "ledger.py::test_lost_identity_fail_stops_before_any_change"],
+)
 
 PLUGIN = '''"""pytest plugin: the mutant's module_utils first, for in-process tests."""
 import sys
