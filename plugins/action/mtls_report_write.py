@@ -26,12 +26,12 @@ import glob
 import json
 import os
 import re
-import tempfile
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import ledger, metrics, report
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.statedir import StateDir
 
 SPEC = {
     "dir": {"type": "path", "required": True},
@@ -47,13 +47,21 @@ SPEC = {
     "metrics_file": {"type": "path"},
 }
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+REPORT_MAX = 256 * 1024 * 1024
 
 
-def read_report(path, missing_ok=True):
-    """The typed rows of the report file at ``path`` ([] when it is missing and that is fine)."""
+def read_report(path, missing_ok=True, state=None):
+    """The typed rows of the report file at ``path`` ([] when it is missing and that is fine);
+    with ``state`` (the open report directory) read through it, never through a symlink."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            document = json.load(handle)
+        if state is not None:
+            data = state.read(os.path.basename(path), REPORT_MAX)
+            if data is None:
+                raise FileNotFoundError(path)
+            document = json.loads(data.decode("utf-8"))
+        else:
+            with open(path, encoding="utf-8") as handle:
+                document = json.load(handle)
     except FileNotFoundError:
         if missing_ok:
             return []
@@ -80,26 +88,12 @@ def read_sources(sources, skipped):
 
 
 def create_new(directory, stem, text):
-    """Write ``<stem>.json`` (or ``<stem>-2.json``, ...) in ``directory``, whole, never over a
-    file that exists: a complete temporary file hard-linked under a free name."""
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + stem + ".", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fchmod(handle.fileno(), 0o644)
-            os.fsync(handle.fileno())
-        for number in range(1, 1000):
-            path = os.path.join(directory, stem + ("-%d" % number if number > 1 else "") + ".json")
-            try:
-                os.link(tmp, path)
-                return path
-            except FileExistsError:
-                continue
-        raise OSError("no free name for %s in %s" % (stem, directory))
-    finally:
-        os.unlink(tmp)
+    """Write ``<stem>.json`` (or ``<stem>-2.json``, ...) in ``directory`` (a path, or an open
+    StateDir), whole, never over a file that exists; returns its path."""
+    if isinstance(directory, StateDir):
+        return directory.join(directory.create_new(stem, ".json", text))
+    with StateDir.open(directory, resolve=True) as state:
+        return state.join(state.create_new(stem, ".json", text))
 
 
 class ActionModule(ActionBase):
@@ -110,7 +104,7 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         task_vars = task_vars or {}
         args = self.validate_argument_spec(argument_spec=SPEC)[1]
-        name = args["name"]
+        name, directory = args["name"], args["dir"]  # paths are shown as the operator gave them
         if not _NAME.fullmatch(name):
             raise AnsibleActionFail("report name %r must be a plain file name" % name)
         if args["sources"] == []:
@@ -120,9 +114,12 @@ class ActionModule(ActionBase):
         fleet_path = os.path.join(directory, name + ".json")
         warnings, skipped = [], []
         try:
-            os.makedirs(directory, mode=0o755, exist_ok=True)
-            with ledger.locked(fleet_path):  # runs that share the report merge into it in turn
-                existing = read_report(fleet_path)
+            # Every file, lock and folder of the report directory through its descriptor
+            # (statedir): a symlink planted there is refused, never followed.
+            with StateDir.open(directory, resolve=True) as state, \
+                    state.locked(name + ".json.lock", ledger.LOCK_TIMEOUT, what=fleet_path):
+                # runs that share the report merge into it in turn
+                existing = read_report(fleet_path, state=state)
                 if args["sources"] is None:
                     final, rows = self._rows_of_play(args, task_vars, existing, now)
                     fleet = report.merge_into_fleet(existing, rows)
@@ -131,9 +128,9 @@ class ActionModule(ActionBase):
                     rows = fleet = report.merge_reports([existing] + read_sources(args["sources"], skipped))
                 fleet = [report.refresh_days_left(row, now) for row in fleet]
                 if args["sources"] is None and not task_vars.get("ansible_check_mode"):
-                    self._record(args, rows)
+                    self._record(args, rows, warnings)
                 orphans = self._orphans(args, task_vars, warnings)
-                written = self._write(args, now, task_vars, fleet, rows, orphans, final)
+                written = self._write(args, now, task_vars, state, fleet, rows, orphans, final)
         except (report.ReportError, ledger.LedgerError) as exc:
             raise AnsibleActionFail("cannot write the report %s: %s" % (fleet_path, exc))
         except OSError as exc:
@@ -178,14 +175,14 @@ class ActionModule(ActionBase):
             return None
 
     @staticmethod
-    def _record(args, rows):
+    def _record(args, rows, warnings):
         """The identity ledger learns this batch's identities: one locked write per batch."""
         if not args["ledger"]:
             return
         known = {row["host"]: row for row in rows if row.get("agent_id") and row.get("action") not in
                  ("not run", "unreachable", "failed", "skipped")}
         if known:
-            ledger.Ledger(args["ledger"]).record_many(known)
+            ledger.Ledger(args["ledger"]).record_many(known, warnings)
 
     @staticmethod
     def _orphans(args, task_vars, warnings):
@@ -225,8 +222,8 @@ class ActionModule(ActionBase):
             warnings.append("the metrics file was not written: %s" % exc)
             return None
 
-    def _write(self, args, now, task_vars, fleet, rows, orphans, final):
-        name, directory = args["name"], args["dir"]
+    def _write(self, args, now, task_vars, state, fleet, rows, orphans, final):
+        name, directory = args["name"], args["dir"]  # paths are shown as the operator gave them
         check_mode = bool(task_vars.get("ansible_check_mode"))
         playbook = args["playbook"] if args["playbook"] is not None else str(task_vars.get("ansible_play_name") or "")
         due = args["due_days"]
@@ -236,7 +233,8 @@ class ActionModule(ActionBase):
         history = None
         if final and args["history"]:
             stem = "%s-%s" % (name, now.strftime("%Y%m%dT%H%M%SZ"))
-            history = create_new(os.path.join(directory, "history"), stem, run_text)
+            with state.subdir("history") as folder:
+                history = os.path.join(directory, "history", folder.create_new(stem, ".json", run_text))
         fleet_doc = report.report_document(
             name, playbook, now, fleet, fleet_totals, orphans, check_mode,
             run={"playbook": playbook, "hosts": len(rows), "totals": run_totals, "history": history})
@@ -245,14 +243,14 @@ class ActionModule(ActionBase):
         for suffix, text in (("json", fleet_text), ("csv", report.csv_text(fleet)),
                              ("txt", "\n".join(report.table_lines(name, fleet, fleet_totals, orphans)) + "\n")):
             files.append(os.path.join(directory, "%s.%s" % (name, suffix)))
-            ledger.write_atomic(files[-1], text)
+            state.write_atomic(os.path.basename(files[-1]), text)
         table = []
         if final:
             kept = len({r["host"] for r in fleet} - {r["host"] for r in rows})
             table = report.table_lines(name, rows, run_totals, orphans, check_mode) + [
                 "fleet report %s: %d host(s), %d kept from earlier runs%s"
                 % (files[0], len(fleet), kept, "; this run: %s" % history if history else "")]
-        stats = {key: run_doc[key] for key in ("report", "playbook", "generated_at", "check_mode", "totals",
-                                               "orphaned_ids", "hosts")}
+        stats = report.artifact(run_doc, ("report", "playbook", "generated_at", "check_mode", "totals",
+                                          "orphaned_ids", "hosts"))
         return {"files": files, "history": history, "table": table, "totals": run_totals,
                 "fleet_totals": fleet_totals, "stats": stats}

@@ -26,9 +26,13 @@ options:
     description: CA bundle on the device that signs the API's server certificate. Default the system store.
     type: path
   id_pattern:
-    description: Regular expression a valid agent ID matches in full.
+    description:
+      - Regular expression a valid agent ID matches in full. The default is the provisioning
+        service's format, 8 upper-case hexadecimal characters, so an ID the API answers in
+        another form (lower case, say) is refused before any key is made or anything uploaded.
+      - Whatever it says, only plain ASCII names (letters, digits, C(._-)) are ever accepted.
     type: str
-    default: "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+    default: "^[0-9A-F]{8}$"
   validate_certs:
     description:
       - Verify the API's certificate. C(false) is warned about (a man in the middle could register its own certificate).

@@ -15,20 +15,28 @@ upload      POST {upload_endpoint}, multipart: file         {"statusCode": 2xx, 
 (multipart) ``certificate_field``, field ``id_field`` (id)  (or data[id_field]) equal to ID when present
 upload      POST {upload_endpoint}, JSON                    the real cloud's {"message": str, "agent_id":
 (json)      {id_field (agent_id): ID, certificate_field:    ID} (no envelope), or the envelope above
-            PEM}
+            PEM}                                            (either format: a 404 in the UNKNOWN_ID shape
+                                                            is the registry saying it has no such ID)
 enroll      POST {enroll_endpoint}, multipart: file         {"statusCode": 2xx, "data": {"certificate":
             ``csr``, field ``id_field`` (id)                PEM, ...}}, data.id equal to ID when present
-delete      DELETE {endpoint}, ``{id}`` replaced by ID      any 2xx. "Unknown ID" (``UNKNOWN_ID``): 404
-                                                            {"statusCode": 404, "message": "unknown ID
-                                                            ID..."}, 410 {"statusCode": 410, "message":
-                                                            "ID ID was [already] decommissioned"}
+delete      DELETE {endpoint}, ``{id}`` replaced by ID      {"statusCode": 2xx, "data": {"id": ID, ...}},
+                                                            data.id equal to ID (the reference answers
+                                                            "message": "Orchestrator decommissioned"
+                                                            in data). "Unknown ID" (``UNKNOWN_ID``, the
+                                                            ID is gone already): 404 {"statusCode":
+                                                            404, "message": "unknown ID ID..."}, 410
+                                                            {"statusCode": 410, "message": "ID ID was
+                                                            [already] decommissioned"}
 ==========  ==============================================  ===========================================
 
 A 2xx answer of any other shape (``{"statusCode": "500"}``, ``{"status": "error"}``,
 ``{"error": ...}``, ``{}``, another ID) is an ambiguous failure: the server may have acted, so
-the identity engine rolls back or journals. A 404 or 410 to a deletion that is not the
-registry's "unknown ID" answer (a mistyped endpoint, another application's ``Not Found``) is
-a failure: nothing says the ID is gone.
+the identity engine rolls back or journals. A deletion is believed only on its proof: a 2xx
+without ``data.id`` equal to the ID (``{"statusCode": 200, "message": "ok"}``, ``{"data":
+{"message": "deleted"}}``, another ID, not JSON) is ambiguous, quoted in the error, and the
+device keeps its files. A 404 or 410 to a deletion that is not the registry's "unknown ID"
+answer (a mistyped endpoint, another application's ``Not Found``) is a failure: nothing says
+the ID is gone.
 
 The HTTP plumbing (retries, deadlines, bounded answers) is ``transport``; what its errors say
 (the server's reason sanitized, why TLS failed) is ``reasons``.
@@ -40,7 +48,7 @@ import re
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.reasons import _shown
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.reasons import _shown, sanitize_reason
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.transport import (  # noqa: F401 - re-exported (__all__)
     HAS_REQUESTS,
     MAX_BODY,
@@ -54,7 +62,9 @@ __all__ = [
     "is_unknown_id_answer",
 ]
 
-DEFAULT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+# The provisioning service's IDs (and the cloud's): 8 upper-case hexadecimal characters. An ID
+# the API answers in another form is refused before a key is made or anything is uploaded.
+DEFAULT_ID_PATTERN = r"^[0-9A-F]{8}$"
 # Whatever id_pattern says, an ID becomes a file name and a certificate CN on the server:
 # only plain ASCII names are ever accepted.
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -193,6 +203,17 @@ class ProvisioningClient(Transport):
                 self._what(method, endpoint), status, _shown(echoed)),
                 endpoint=endpoint, status=status, definitive=False)
 
+    def _post_for(self, agent_id, endpoint, **kwargs):
+        """(status, body) of a 2xx answer to a POST about ``agent_id``; a 404 raises a definitive
+        ApiError that says whether it is the registry's own "unknown ID" answer."""
+        status, body = self._request("POST", endpoint, accept=(404,), **kwargs)
+        if status == 404:
+            reason = self._reason_of(body)
+            raise ApiError("%s: HTTP 404%s" % (self._what("POST", endpoint), (": " + reason) if reason else ""),
+                           endpoint=endpoint, status=status, reason=reason, definitive=True,
+                           unknown_id=is_unknown_id_answer(status, body, agent_id))
+        return status, body
+
     # ------------------------------------------------------------------ the contract
     def request_id(self):
         """Reserve a new agent ID. Returns it after validation against id_pattern."""
@@ -201,6 +222,12 @@ class ProvisioningClient(Transport):
         data = self._envelope("GET", endpoint, status, body)
         if "id" not in data:
             raise ApiError("%s: HTTP %d but the answer has no id" % (self._what("GET", endpoint), status),
+                           endpoint=endpoint, status=status, definitive=False)
+        if not isinstance(data["id"], str):
+            # An ID is never converted: 12345678 and "00BC614E" name different devices.
+            raise ApiError("%s: HTTP %d but the answer's id is a JSON %s (%s), not a string: the API must "
+                           "answer IDs as strings" % (self._what("GET", endpoint), status,
+                                                      type(data["id"]).__name__, _shown(data["id"])),
                            endpoint=endpoint, status=status, definitive=False)
         try:
             return check_agent_id(data["id"], self.id_pattern, source="the ID returned by %s" % endpoint)
@@ -221,7 +248,7 @@ class ProvisioningClient(Transport):
                 "data": {self.id_field: agent_id},
                 "files": {self.certificate_field: ("client.crt", cert_text.encode("ascii"), "application/x-pem-file")},
             }
-        status, body = self._request("POST", endpoint, **kwargs)
+        status, body = self._post_for(agent_id, endpoint, **kwargs)
         payload = self._payload("POST", endpoint, status, body)
         if self.upload_format == "json" and "statusCode" not in payload:
             # The real cloud's flat answer: the ID echoed is what says it was this upload.
@@ -239,8 +266,8 @@ class ProvisioningClient(Transport):
         endpoint = self.enroll_endpoint
         if isinstance(csr_pem, bytes):
             csr_pem = csr_pem.decode("ascii")
-        status, body = self._request(
-            "POST", endpoint,
+        status, body = self._post_for(
+            agent_id, endpoint,
             data={self.enroll_id_field: agent_id},
             files={"csr": ("client.csr", csr_pem.encode("ascii"), "application/pkcs10")},
         )
@@ -271,12 +298,14 @@ class ProvisioningClient(Transport):
     def delete_agent(self, agent_id, endpoint):
         """Delete ``agent_id``: ``DELETE {api_url}{endpoint}`` with ``{id}`` replaced.
 
-        Returns (status, deleted): (2xx, True) when the server deleted it, (404|410, False)
-        when its answer is the registry's "unknown ID" (already gone). Any other answer,
-        a 404 of a wrong endpoint included, raises ApiError."""
+        Returns (status, deleted): (2xx, True) when the server proved it deleted it (the
+        contract's success shape naming the ID), (404|410, False) when its answer is the
+        registry's "unknown ID" (already gone). Any other answer, another 2xx or a 404 of a
+        wrong endpoint included, raises ApiError."""
         path = self.deletion_path(agent_id, endpoint)
         status, body = self._request("DELETE", path, accept=tuple(UNKNOWN_ID))
         if 200 <= status < 300:
+            self._check_deletion_proof(path, status, body, agent_id)
             return status, True
         if is_unknown_id_answer(status, body, agent_id):
             return status, False
@@ -285,3 +314,23 @@ class ProvisioningClient(Transport):
                        "deletion endpoint): nothing says the ID is gone" % (
                            self._what("DELETE", path), status, (": " + reason) if reason else ""),
                        endpoint=path, status=status, reason=reason, definitive=True)
+
+    def _check_deletion_proof(self, path, status, body, agent_id):
+        """Raise an ambiguous ApiError unless ``body`` is ``{"statusCode": 2xx, "data": {"id":
+        agent_id, ...}}``: any other 2xx may come from a proxy, a stub or a registry that kept
+        the ID, and wiping the device on it would leave a registered pair nobody holds."""
+        try:
+            payload = json.loads(body.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            payload = None
+        code = payload.get("statusCode") if isinstance(payload, dict) else None
+        data = payload.get("data") if isinstance(payload, dict) else None
+        if isinstance(code, int) and not isinstance(code, bool) and 200 <= code < 300 \
+                and isinstance(data, dict) and data.get("id") == agent_id:
+            return
+        raise ApiError(
+            "%s: HTTP %d but the answer (%s) is not the contract's proof of deletion "
+            "({\"statusCode\": 2xx, \"data\": {\"id\": \"%s\"}}): the registry may still hold %s"
+            % (self._what("DELETE", path), status, sanitize_reason(body, self._secrets) or "empty",
+               agent_id, agent_id),
+            endpoint=path, status=status, definitive=False)

@@ -12,10 +12,10 @@ import hashlib
 import json
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import HEADERS_FILE_NAME, check_headers
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
 
 MAX_SOURCE = 256 * 1024
-HEADERS_FILE_NAME = "mtls-identity-headers.json"
 # A headers file left by an interrupted controller is removed by the next run after this long
 # (a live run reads its file within seconds of the transfer).
 STALE_HEADERS_MINUTES = 10
@@ -48,16 +48,16 @@ def read_source(path, option):
 
 
 def headers_from_source(text, option="headers_src"):
-    """A JSON object of header names to string values; errors never show the content."""
+    """A JSON object of header names to HTTP field values (``check_headers``); errors name the
+    setting and the header, never the content."""
     try:
         value = json.loads(text)
     except ValueError:
         raise ConfigError("%s is not JSON (its content is not shown)" % setting(option)) from None
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                              for k, v in value.items()):
+    if not isinstance(value, dict):
         raise ConfigError("%s must hold a JSON object of header names to string values (its "
                           "content is not shown)" % setting(option))
-    return value
+    return check_headers(value, setting(option))
 
 
 def stale_headers_cleanup(tmp_base, keep):

@@ -4,10 +4,11 @@
 """Decommission a device in one call: read its identity, check the operator's confirmation,
 delete its ID on the server, and only then remove the files the bundle manages.
 
-The local identity is removed only after the server confirmed the deletion (a 2xx, or the
-registry's own "unknown ID" answer: ``api.UNKNOWN_ID``), or when the operator asked for a
-local-only wipe. Any other outcome (API down, 5xx, a wrong token, a mistyped endpoint) fails
-with the server's answer and leaves every file as it was. Files are removed through the
+The local identity is removed only after the server proved the deletion (the contract's
+success answer naming the ID, or the registry's own "unknown ID" answer: ``api.UNKNOWN_ID``),
+or when the operator asked for a local-only wipe. Any other outcome (API down, 5xx, a wrong
+token, a mistyped endpoint, a 2xx that proves nothing) fails with the server's answer and
+leaves every file as it was. Files are removed through the
 directory's fd (``unlink`` never follows a link), only those in ``layout.MANAGED_FILES`` /
 ``MANAGED_PATTERNS``; the directory goes too when nothing else is left in it.
 """

@@ -57,12 +57,14 @@ class ApiError(IdentityError):
     a 2xx whose answer cannot be understood) may have changed the registry.
     """
 
-    def __init__(self, msg, endpoint=None, status=None, reason=None, definitive=True):
+    def __init__(self, msg, endpoint=None, status=None, reason=None, definitive=True, unknown_id=False):
         super().__init__(msg)
         self.endpoint = endpoint
         self.status = status
         self.reason = reason
         self.definitive = definitive
+        # The registry's own "unknown ID" answer (api.UNKNOWN_ID): the ID does not exist there.
+        self.unknown_id = unknown_id
 
     @property
     def ambiguous(self):

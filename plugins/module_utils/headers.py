@@ -1,12 +1,19 @@
 # -*- coding: utf-8 -*-
 # Copyright: fleet-mtls contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Request headers read from a file on the device (the module's ``headers_file`` option).
+"""Request headers: read from a file on the device (the module's ``headers_file`` option), and
+checked as HTTP fields wherever they come from (``check_headers``).
 
 A bearer token handed to a module as an argument is printed by ansible-core's ANSIBLE_DEBUG
 output, ``no_log`` or not. Read on the device instead, from a JSON object of header name ->
-string value, the token is never a module argument. Errors name the file and what is wrong
-with it, never its content (values, names that fail validation, the text around a JSON error).
+string value, the token is never a module argument. Errors name the file (or the setting the
+headers came from), the header and what is wrong with it, never its content (values, names
+that fail validation, the text around a JSON error).
+
+Values must be RFC 9110 field values of visible ASCII: http.client sends a ``str`` value as
+Latin-1, so ``tökén`` would reach the server as other bytes than the token, and ``токен€``
+cannot be sent at all (a crash inside requests, before this check). Both are refused before
+any request.
 """
 from __future__ import annotations
 
@@ -21,28 +28,34 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil im
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
 
 MAX_HEADERS_FILE = 64 * 1024
+# The file the mtls_identity action plugin writes on the device for ``headers``/``headers_src``
+# (the module deletes it once read; its errors name those settings, not this temporary file).
+HEADERS_FILE_NAME = "mtls-identity-headers.json"
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 # RFC 9110 field-name: a token.
 _FIELD_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-# Values: visible ASCII / obs-text, spaces and tabs; no CR, LF, NUL or other controls.
+# RFC 9110 field-value: visible characters, with spaces and tabs only between them. obs-text
+# (0x80-0xFF) is left out: see the module docstring.
 _BAD_VALUE_CHAR = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_FIELD_VALUE = re.compile(r"(?:[\x21-\x7e](?:[\x20\x09\x21-\x7e]*[\x21-\x7e])?)?")
 
 
-def read_headers_file(path):
+def read_headers_file(path, label=None):
     """Return the headers (dict str -> str) held in the JSON file ``path``.
 
     The file is opened with O_NOFOLLOW (a symbolic link is refused) and must be a regular
     file of at most 64 KiB holding one JSON object whose keys are HTTP field names and whose
-    values are strings without line breaks or control characters. Raises ConfigError; no
-    message contains any byte of the file.
+    values are HTTP field values (``check_headers``). Raises ConfigError naming the file, or
+    ``label`` instead (the setting a file written for the module came from); no message
+    contains any byte of the file.
     """
     if not isinstance(path, str) or not path:
         raise ConfigError("%s must be a path" % setting("headers_file"))
     if not os.path.isabs(path):
         raise ConfigError("%s must be an absolute path, got %r" % (setting("headers_file"), path))
-    what = "headers_file %s" % path
+    what = label or "%s %s" % (setting("headers_file"), path)
     try:
         fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC)
     except OSError as exc:
@@ -85,19 +98,38 @@ def parse_headers(data, what="headers_file"):
     if not isinstance(payload, dict):
         raise ConfigError("%s must hold a JSON object of header names to string values, not %s"
                           % (what, _json_type(payload)))
-    headers = {}
-    for name, value in payload.items():
-        if not _FIELD_NAME.fullmatch(name):
+    return check_headers(payload, what)
+
+
+def check_headers(headers, what):
+    """``headers`` (a dict) as a new dict when every name is an RFC 9110 field name and every
+    value a string holding an RFC 9110 field value of visible ASCII; else ConfigError naming
+    ``what`` (the setting or file the headers came from) and the header, never a value."""
+    checked = {}
+    for name, value in (headers or {}).items():
+        if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
             # The name is not shown: a malformed file may have a secret where a name should be.
             raise ConfigError("%s holds a header name that is not a valid HTTP field name (not shown)" % what)
         if not isinstance(value, str):
             raise ConfigError("%s: the value of header %s must be a string, not %s"
                               % (what, name, _json_type(value)))
-        if _BAD_VALUE_CHAR.search(value):
-            raise ConfigError("%s: the value of header %s contains a line break or a control character"
-                              % (what, name))
-        headers[name] = value
-    return headers
+        problem = _value_problem(value)
+        if problem:
+            raise ConfigError("%s: the value of header %s %s; HTTP field values are visible ASCII "
+                              "(RFC 9110), so nothing was sent" % (what, name, problem))
+        checked[name] = value
+    return checked
+
+
+def _value_problem(value):
+    """What makes ``value`` no field value, in words that show none of it; None when it is one."""
+    if _FIELD_VALUE.fullmatch(value):
+        return None
+    if _BAD_VALUE_CHAR.search(value):
+        return "contains a line break or a control character"
+    if any(ord(char) > 0x7E for char in value):
+        return "holds a character outside ASCII"
+    return "starts or ends with a space or a tab"
 
 
 def merge_headers(base, override):

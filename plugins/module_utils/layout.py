@@ -7,6 +7,7 @@ decommissioning removes (nothing else in the directory is ever touched).
 from __future__ import annotations
 
 import fnmatch
+import re
 
 KEY = "client.key"
 CERT = "client.crt"
@@ -28,8 +29,23 @@ MANAGED_FILES = _WRITTEN + tuple("." + name + ".new" for name in _WRITTEN) + (
     JOURNAL, JOURNAL_TMP, CERT_COPY, RESTART_OWED, "." + RESTART_OWED + ".new")
 # Backups kept by backup=true: <name>.<UTC timestamp>[-<n>].bak
 MANAGED_PATTERNS = ("client.key.*.bak", "client.crt.*.bak")
+BACKUP = re.compile(r"(client\.key|client\.crt)\.([0-9]{8}T[0-9]{6}Z)(?:-([0-9]{1,6}))?\.bak")
 
 
 def is_managed(name):
     """Whether decommissioning removes the directory entry ``name``."""
     return name in MANAGED_FILES or any(fnmatch.fnmatchcase(name, p) for p in MANAGED_PATTERNS)
+
+
+def backup_name(name, stamp, number=1):
+    """The backup of ``name`` made at ``stamp`` (the ``number``-th at that second)."""
+    return "%s.%s%s.bak" % (name, stamp, "-%d" % number if number > 1 else "")
+
+
+def backup_of(name):
+    """(stamp, number) of the backup ``name`` (what orders the pairs, oldest first), or None
+    when ``name`` is not a backup this bundle makes."""
+    match = BACKUP.fullmatch(name)
+    if match is None:
+        return None
+    return match.group(2), int(match.group(3) or 1)

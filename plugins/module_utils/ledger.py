@@ -12,8 +12,12 @@ One JSON file (the role variable ``mtls_ledger_path``)::
                                         "agent_id": "07048933", "fingerprint_sha256": "9c5f..."}]}}}
 
 ``agent_id`` is what the host holds now ("" once it was decommissioned or wiped); ``history``
-has one event per change of ID or certificate. Nothing is ever removed: a host's entry and its
-events stay, so an ID that no host holds any more is still known (``orphans``).
+has one event per change of ID or certificate (a new ID that replaced one the registry forgot
+carries ``"replaces": <old ID>``, after a ``forgotten by the registry`` event of the old one;
+an ID recorded for a host while another holds it, a renamed host most often, moves: ``moved``
+with ``"to": <host>`` on the other one).
+Nothing is ever removed: a host's entry and its events stay, so an ID that no host holds any
+more is still known (``orphans``).
 
 Several forks and several ansible-playbook runs write it. Every change is a read-modify-write
 under an exclusive ``flock`` on ``<path>.lock`` (never removed: a process waiting on a removed
@@ -22,7 +26,9 @@ directory, fsynced and renamed over the ledger. Readers take no lock: a rename r
 whole file at once, so a reader sees one complete version or the other.
 
 A file at the path that is not a ledger (not JSON, another document, a newer version) is never
-overwritten: every call fails with ``LedgerError`` saying so.
+overwritten: every call fails with ``LedgerError`` saying so. The ledger's directory is opened
+once (``statedir``) and the ledger, its lock and its temporary files only through it: a
+symlink at any of them is refused, never followed.
 
 Controller-side, standard library only.
 """
@@ -31,11 +37,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime
-import fcntl
 import json
 import os
-import tempfile
-import time
+
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.statedir import StateDir, StateDirError
 
 FORMAT = "fleet-mtls identity ledger"
 VERSION = 1
@@ -43,10 +48,15 @@ LOCK_TIMEOUT = 60  # seconds; a run that holds the lock longer is stuck
 # last_seen moves on at most once a day: a re-run of an unchanged fleet writes nothing.
 LAST_SEEN_RESOLUTION = 86400
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-# Actions after which the host holds no identity any more. "decommissioned" also retires the
-# ID (the registry deleted it); "removed locally" leaves it registered, hence orphaned.
-RELEASING_ACTIONS = ("decommissioned", "removed locally")
-RETIRING_ACTIONS = ("decommissioned",)
+# Actions after which the host holds no identity any more ("moved": another host recorded it).
+# "decommissioned" also retires the
+# ID (the registry deleted it), and so does "forgotten by the registry" (a restore found the
+# registry no longer knows it and enrolled a new ID that replaces it); "removed locally" leaves
+# it registered, hence orphaned.
+FORGOTTEN = "forgotten by the registry"
+MOVED = "moved"  # another host (a renamed one, most often) holds the ID now
+RELEASING_ACTIONS = ("decommissioned", "removed locally", FORGOTTEN, MOVED)
+RETIRING_ACTIONS = ("decommissioned", FORGOTTEN)
 
 
 class LedgerError(Exception):
@@ -65,51 +75,29 @@ def _seconds_between(earlier, later):
         return float("inf")
 
 
+MAX_LEDGER = 256 * 1024 * 1024  # ~300 bytes per host and event: far beyond any fleet
+
+
+def _state_dir(path, create):
+    """(the open directory of ``path``, or None when it is missing, the file's name)."""
+    directory, name = os.path.split(os.path.abspath(path))
+    return StateDir.open(directory, create=create, resolve=True), name
+
+
 @contextlib.contextmanager
 def locked(path, timeout=LOCK_TIMEOUT):
-    """Hold an exclusive flock on ``<path>.lock`` (created 0644 when missing)."""
-    lock_path = path + ".lock"
+    """Hold an exclusive flock on ``<path>.lock`` (created 0644 when missing, never through a
+    symlink)."""
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        state, name = _state_dir(path, create=True)
     except OSError as exc:
-        raise LedgerError("cannot open the lock file %s: %s" % (lock_path, exc.strerror or exc))
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise LedgerError("%s is locked by another run for more than %d s (its lock: %s)"
-                                      % (path, timeout, lock_path))
-                time.sleep(0.02)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
-def write_atomic(path, text, mode=0o644):
-    """Replace ``path`` with ``text``: temporary file in the same directory, fsync, rename,
-    fsync of the directory. A reader sees the old or the new file, never a part."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        raise LedgerError("cannot open the directory of %s: %s" % (path, exc.strerror or exc)) from None
+    with state:
+        try:
+            with state.locked(name + ".lock", timeout, what=path):
+                yield state
+        except StateDirError as exc:
+            raise LedgerError(str(exc)) from None
 
 
 def empty_ledger():
@@ -153,16 +141,22 @@ def parse(text, path="the ledger"):
     return data
 
 
-def load(path):
-    """The ledger at ``path`` (missing file: an empty ledger)."""
+def load(path, state=None):
+    """The ledger at ``path`` (missing file: an empty ledger), read through its directory
+    (``state``, when the caller holds it open)."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        return empty_ledger()
+        if state is not None:
+            data = state.read(os.path.basename(path), MAX_LEDGER)
+        else:
+            opened, name = _state_dir(path, create=False)
+            if opened is None:
+                return empty_ledger()
+            with opened:
+                data = opened.read(name, MAX_LEDGER)
+        text = "" if data is None else data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise _refuse(path, "cannot be read (%s)" % (getattr(exc, "strerror", None) or exc))
-    return parse(text, path)
+    return parse(text, path) if data is not None else empty_ledger()
 
 
 def _text(value):
@@ -194,11 +188,31 @@ def apply_row(entry, row, now, resolution=LAST_SEEN_RESOLUTION):
     else:
         entry = copy.deepcopy(entry)
     if (entry["agent_id"], entry["fingerprint_sha256"]) != (agent_id, fingerprint):
-        entry["history"].append(_event(now, action, agent_id, fingerprint))
+        replaces = _text(row.get("replaces"))
+        event = _event(now, action, agent_id, fingerprint)
+        if replaces and replaces != agent_id:
+            held = entry["fingerprint_sha256"] if entry["agent_id"] == replaces else ""
+            entry["history"].append(_event(now, FORGOTTEN, replaces, held))
+            event["replaces"] = replaces
+        entry["history"].append(event)
         entry.update(agent_id=agent_id, fingerprint_sha256=fingerprint, last_seen=now)
     elif _seconds_between(entry["last_seen"], now) >= resolution:
         entry["last_seen"] = now
     return entry
+
+
+def _take_from_others(hosts, host, agent_id, now):
+    """Release ``agent_id`` from every other host that holds it now (a ``moved`` event naming
+    ``host``); return their names."""
+    moved = []
+    for other, entry in sorted(hosts.items()):
+        if other != host and agent_id and entry.get("agent_id") == agent_id:
+            event = _event(now, MOVED, agent_id, entry.get("fingerprint_sha256", ""))
+            event["to"] = host
+            entry["history"].append(event)
+            entry.update(agent_id="", fingerprint_sha256="", last_seen=now)
+            moved.append(other)
+    return moved
 
 
 def _merge_entries(mine, theirs):
@@ -313,21 +327,31 @@ class Ledger:
         history event, or None when nothing changed (only last_seen may have moved on)."""
         return self.record_many({host: row}).get(host)
 
-    def record_many(self, rows):
-        """``record`` for {host: row} in one locked write; returns {host: new event}."""
+    def record_many(self, rows, warnings=None):
+        """``record`` for {host: row} in one locked write; returns {host: new event}. An ID
+        another host held moves to the host now holding it (a ``moved`` event on the other
+        host, which no longer holds it), with a message appended to ``warnings``."""
         def change(data, now):
             events, changed = {}, False
             for host, row in rows.items():
-                host = _text(host)
-                if not host:
+                host = "" if host is None else str(host)  # the inventory's name, as it is
+                if not host.strip():
                     raise LedgerError("a ledger record needs a host name")
                 before = data["hosts"].get(host)
                 after = apply_row(before, row, now, self.last_seen_resolution)
-                if after is None or after == before:
+                if after is None:
                     continue
-                data["hosts"][host], changed = after, True
-                if before is None or len(after["history"]) > len(before["history"]):
-                    events[host] = after["history"][-1]
+                if after != before:
+                    data["hosts"][host], changed = after, True
+                    if before is None or len(after["history"]) > len(before["history"]):
+                        events[host] = after["history"][-1]
+                for other in _take_from_others(data["hosts"], host, after["agent_id"], now):
+                    changed = True
+                    if warnings is not None:
+                        warnings.append(
+                            "agent ID %s moved from host %s to host %s in the identity ledger: %s was "
+                            "renamed in the inventory, or both hosts hold one identity (a cloned disk): "
+                            "check %s" % (after["agent_id"], other, host, other, other))
             return events, changed
 
         return self._update(change)
@@ -356,19 +380,14 @@ class Ledger:
     def _update(self, change):
         """Read the ledger under the lock, apply ``change(data, now) -> (result, changed)``,
         write the ledger when it changed, return the result."""
-        directory = os.path.dirname(os.path.abspath(self.path))
-        try:
-            os.makedirs(directory, mode=0o755, exist_ok=True)
-        except OSError as exc:
-            raise LedgerError("cannot create the ledger directory %s: %s" % (directory, exc.strerror or exc))
-        with locked(self.path, self.lock_timeout):
-            data = load(self.path)
+        with locked(self.path, self.lock_timeout) as state:
+            data = load(self.path, state)
             now = self.clock()
             result, changed = change(data, now)
             if changed:
                 data["updated_at"] = now
                 try:
-                    write_atomic(self.path, render(data))
+                    state.write_atomic(os.path.basename(self.path), render(data))
                 except OSError as exc:
                     raise LedgerError("cannot write the ledger %s: %s" % (self.path, exc.strerror or exc))
             return result

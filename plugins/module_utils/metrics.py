@@ -6,7 +6,8 @@
 Device-side (one row: the module's ``status``, in ``mtls_metrics_dir``) and controller-side
 (every row of the fleet report, ``<mtls_report_dir>/fleet-mtls.prom``). Standard library only.
 
-Per host, labelled ``host`` and ``agent_id``::
+Per host, labelled ``host`` and ``agent_id`` (control characters written as visible escapes,
+``visible.py``: a host name cannot forge a sample line)::
 
     fleet_mtls_certificate_not_before_timestamp_seconds   the certificate's notBefore
     fleet_mtls_certificate_not_after_timestamp_seconds    its notAfter
@@ -24,7 +25,7 @@ success time. Per host the newer run wins (a row older than the file's is not wr
 it), so two reports sharing one file cannot move a host back in time. A decommissioned host
 keeps only its run and action metrics: no expiry alert for a certificate nobody uses.
 
-The file is written atomically through directory file descriptors: every component of the
+The file is written atomically through directory file descriptors (``statedir``): every component of the
 directory opened with O_NOFOLLOW from ``/`` (a symlink is refused), a temporary file created
 O_EXCL|O_NOFOLLOW in the same directory (its name does not end in ``.prom``, so the collector
 never reads it), fsync, rename over the old file, fsync of the directory; mode 0644.
@@ -32,12 +33,12 @@ never reads it), fsync, rename over the old file, fsync of the directory; mode 0
 from __future__ import annotations
 
 import calendar
-import errno
 import os
 import re
-import secrets
-import stat
 import time
+
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.statedir import StateDir
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.visible import visible
 
 PREFIX = "fleet_mtls_"
 DEFAULT_NAME = "fleet-mtls.prom"
@@ -64,7 +65,6 @@ _SAMPLE = re.compile(r'^(%s[a-z_]+)\{((?:[a-z_]+="(?:[^"\\\n]|\\.)*",?)*)\} (\S+
 _LABEL = re.compile(r'([a-z_]+)="((?:[^"\\\n]|\\.)*)"')
 _UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
 _TIME = re.compile(r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.\d+)?(Z|[+-]\d\d:?\d\d)?$")
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 class MetricsError(Exception):
@@ -84,6 +84,12 @@ def epoch(value):
         digits = zone[1:].replace(":", "")
         seconds += sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
     return seconds
+
+
+def host_label(row):
+    """The row's host as its ``host`` label: control characters written visibly (``visible``),
+    so a name cannot forge a line of the file, and a name is read back as it was written."""
+    return visible(row.get("host") or "")
 
 
 def succeeded(row):
@@ -113,8 +119,8 @@ def host_series(row, now, previous=None):
         earlier = (previous or {}).get("values", {}).get(name)
         if earlier is not None and (values.get(name) is None or earlier > values[name]):
             values[name] = earlier
-    series = {"labels": {"host": str(row.get("host") or ""), "agent_id": str(row.get("agent_id") or "")},
-              "action": action, "values": {k: v for k, v in values.items() if v is not None}}
+    series = {"labels": {"host": host_label(row), "agent_id": visible(row.get("agent_id") or "")},
+              "action": visible(action), "values": {k: v for k, v in values.items() if v is not None}}
     return newer(series, previous)
 
 
@@ -134,7 +140,7 @@ def merge(rows, now, previous, keep_other_hosts=False):
     ``previous`` that no row names (a file shared by several reports)."""
     hosts = {}
     for row in rows:
-        host = str(row.get("host") or "")
+        host = host_label(row)  # as the file being replaced holds it
         hosts[host] = host_series(row, now, previous.get(host))
     if keep_other_hosts:
         for host, series in previous.items():
@@ -211,101 +217,19 @@ def parse(text):
 
 
 # ---------------------------------------------------------------------------------- files
-def open_directory(path, create=True):
-    """A file descriptor of the directory ``path`` (absolute), each component opened with
-    O_NOFOLLOW from ``/``: a symlink anywhere on the way is refused, never followed. Missing
-    components are created 0755 when ``create``."""
-    if not os.path.isabs(path):
-        raise MetricsError("the metrics directory %r must be an absolute path" % path)
-    parts = [part for part in path.split("/") if part not in ("", ".")]
-    if ".." in parts:
-        raise MetricsError("the metrics directory %r must not contain '..'" % path)
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _O_CLOEXEC
-    fd = os.open("/", flags)
-    try:
-        for index, part in enumerate(parts):
-            where = "/" + "/".join(parts[:index + 1])
-            try:
-                if create and not _exists_at(part, fd):
-                    os.mkdir(part, 0o755, dir_fd=fd)
-                child = os.open(part, flags, dir_fd=fd)
-            except FileExistsError:  # created meanwhile
-                child = os.open(part, flags, dir_fd=fd)
-            except OSError as exc:
-                raise MetricsError(_why(where, exc))
-            os.close(fd)
-            fd = child
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _exists_at(name, dir_fd):
-    try:
-        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        return True
-    except FileNotFoundError:
-        return False
-
-
-def _why(where, exc):
-    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-        return "%s is a symlink or not a directory: refusing to write metrics through it (use the real path)" % where
-    return "cannot open %s: %s" % (where, exc.strerror or exc)
-
-
-def read_previous(dir_fd, name):
-    """The series in the file ``name`` of the directory, or {} (missing, empty, or not a regular
-    file: a symlink put there is never read)."""
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _O_CLOEXEC, dir_fd=dir_fd)
-    except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ELOOP):
-            return {}
-        raise MetricsError("cannot read the metrics file %s: %s" % (name, exc.strerror or exc))
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            return {}
-        data = handle.read(MAX_PREVIOUS_SIZE + 1)
-    if len(data) > MAX_PREVIOUS_SIZE:
-        return {}
-    return parse(data.decode("utf-8", "replace"))
-
-
-def write_atomic_at(dir_fd, name, text, mode=0o644):
-    """Replace ``name`` in the directory with ``text``: a new temporary file (O_EXCL,
-    O_NOFOLLOW), fsync, rename, fsync of the directory. A reader sees the old or the new file."""
-    tmp = ".%s.%s.tmp" % (name, secrets.token_hex(6))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _O_CLOEXEC, mode, dir_fd=dir_fd)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)  # whatever the umask
-            handle.write(text.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    except BaseException:
-        try:
-            os.unlink(tmp, dir_fd=dir_fd)
-        except OSError:
-            pass
-        raise
-    os.fsync(dir_fd)
-
-
 def write(directory, rows, name=DEFAULT_NAME, now=None, keep_other_hosts=False):
     """Write the metrics of ``rows`` to ``<directory>/<name>``, keeping what the file being
     replaced knew: the last success and rotation, a later run of a host, and with
-    ``keep_other_hosts`` the hosts no row names. Returns the path."""
+    ``keep_other_hosts`` the hosts no row names. Returns the path. The directory is opened
+    through ``statedir`` (a symlink on its path is refused); a metrics file that is a symlink
+    (or not a regular file) is neither read nor written through: the new file replaces it."""
     if not name or "/" in name or name.startswith("."):
         raise MetricsError("the metrics file name %r must be a plain file name" % name)
-    dir_fd = open_directory(directory)
     try:
-        text = render(rows, now, read_previous(dir_fd, name), keep_other_hosts)
-        write_atomic_at(dir_fd, name, text)
+        with StateDir.open(directory) as state:
+            data = state.read(name, MAX_PREVIOUS_SIZE, lenient=True)
+            previous = parse(data.decode("utf-8", "replace")) if data else {}
+            state.write_atomic(name, render(rows, now, previous, keep_other_hosts))
     except OSError as exc:
-        raise MetricsError("cannot write %s in %s: %s" % (name, directory, exc.strerror or exc))
-    finally:
-        os.close(dir_fd)
+        raise MetricsError("cannot write %s in %s: %s" % (name, directory, exc.strerror or exc)) from None
     return os.path.join(directory, name)

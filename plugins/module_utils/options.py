@@ -66,6 +66,7 @@ def argument_spec():
         "renew_before_days": {"type": "int", "default": 30},
         "renew_jitter_days": {"type": "int", "default": 0},
         "backup": {"type": "bool", "default": False},
+        "backup_keep": {"type": "int", "default": 3},
         "max_clock_skew": {"type": "int", "default": 600},
         "install_prerequisites": {"type": "bool", "default": False},
         "prerequisite_packages": {"type": "list", "elements": "str", "default": []},

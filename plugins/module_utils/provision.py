@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_files import Staging
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import RESTART_OWED
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.restart import (
     RestartError,
     inspect_container,
@@ -36,7 +37,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.restart i
 NEW_PAIR_ACTIONS = ("created", "rotated", "restored")
 PHASES = ("identity", "config", "verify")
 STATUS_KEYS = ("agent_id", "action", "reason", "fingerprint_sha256", "serial", "not_before",
-               "not_after", "days_left", "key_size")
+               "not_after", "days_left", "key_size", "replaces")
 
 
 class PhaseFailed(Exception):
@@ -298,9 +299,17 @@ def _check(job, status, ca_file):
                 v.sleep(v.delay)
                 continue
             status["verify"], status["verify_failure"] = "failed", kind
+            msg = exc.msg
             if ca_file and job.agent.server_ca and ca_file != job.agent.server_ca:
-                return exc.msg.replace(ca_file, "%s (the new one)" % job.agent.server_ca)
-            return exc.msg
+                msg = msg.replace(ca_file, "%s (the new one)" % job.agent.server_ca)
+            if kind == "refused" and status.get("action") not in NEW_PAIR_ACTIONS:
+                # This run registered nothing: the registry holds another certificate for the ID
+                # (rotated elsewhere, restored from a backup) or none, and a rotation heals that.
+                msg += ("; the registry does not hold this device's certificate for %s: when another one "
+                        "was uploaded for it (a rotation elsewhere, a restored backup), run with %s=always "
+                        "to register a new pair under the same ID" % (status.get("agent_id") or "its ID",
+                                                                      setting("rotate")))
+            return msg
         status["verify"], status["verify_failure"] = "ok", ""
         status["tls_version"] = outcome.get("tls_version", "")
         return None

@@ -3,6 +3,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The fleet report's rows, totals and renderings: pure functions, no file access.
 
+Rows keep their values as they came (a host name is the inventory's); every rendering for
+people writes them through ``visible``: the table, the CSV (whose cells are also neutralised
+against spreadsheet formulas) and the AWX artifact carry no raw control character, and the
+JSON carries JSON's own escapes. So one host is one line whatever its name.
+
 Rows: one per host of the play (``run_rows``): its ``mtls_identity_status``; ``unreachable``
 for a host that left the play without one; ``not run`` for a host the play did not reach (a
 later serial batch, or every batch after a canary stop). Every row has every column of
@@ -30,6 +35,8 @@ from dataclasses import dataclass
 
 from ansible.module_utils.parsing.convert_bool import boolean
 
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.visible import visible, visible_data
+
 
 class ReportError(Exception):
     """The report cannot be built or read; the message says why."""
@@ -42,7 +49,7 @@ COLUMNS = (
     ("not_after", str), ("days_left", int), ("renew_after", str), ("config", str),
     ("config_changed", bool), ("restarted", bool), ("blackout_ms", int), ("verify", str),
     ("verify_failure", str), ("verify_protocol", str), ("tls_version", str), ("checked_at", str),
-    ("failed_task", str),
+    ("failed_task", str), ("replaces", str),
 )
 IDENTITY = ("agent_id", "fingerprint_sha256", "serial", "key_size", "not_before", "not_after", "renew_after")
 TABLE = (
@@ -55,7 +62,8 @@ UNCHANGED_ACTIONS = ("", "unchanged", "valid", "due")
 RELEASED_ACTIONS = ("decommissioned", "removed locally")
 NOT_RUN = "not run"
 _KEY_MATERIAL = re.compile(r"PRIVATE KEY|BEGIN [A-Z ]*KEY-----")
-_FORMULA_START = ("=", "+", "-", "@")
+# OWASP's CSV injection list: a cell starting with one of these is a formula to a spreadsheet.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def utc_now():
@@ -257,18 +265,18 @@ def ends_the_play(play, failed_hosts, reported):
 def _table_cell(row, key):
     value = row.get(key)
     if key == "fingerprint_sha256" and value:
-        return value[:16] + "..."
+        return visible(value[:16]) + "..."
     if key in ("not_after", "renew_after") and value:
-        return value[:10]
+        return visible(value[:10])
     if key == "verify" and row["verify_failure"]:
-        return "%s (%s)" % (value, row["verify_failure"])
+        return "%s (%s)" % (visible(value), visible(row["verify_failure"]))
     if key == "restarted":
         return "-" if not value else ("%d ms" % row["blackout_ms"] if row["blackout_ms"] is not None else "yes")
-    text = "" if value is None else str(value)
+    text = visible(value)
     if key == "error" and not text and row["action"] == NOT_RUN and row["reason"]:
-        text = "(%s)" % row["reason"]
+        text = "(%s)" % visible(row["reason"])
     elif key == "error" and text:
-        text = ("[%s] " % row["phase"] if row["phase"] else "") + text
+        text = ("[%s] " % visible(row["phase"]) if row["phase"] else "") + text
         text = text if len(text) <= 120 else text[:117] + "..."
     return text or "-"
 
@@ -293,8 +301,9 @@ def table_lines(name, rows, counts, orphans, check_mode=False):
         lines.append("orphaned IDs: not listed (no inventory hosts or no readable ledger)")
     elif orphans:
         lines.append("orphaned IDs (in the ledger, held by no host of the inventory): %d" % len(orphans))
-        lines += ["  %s  last held by %s, last seen %s" % (o["agent_id"], ", ".join(o["hosts"]), o["last_seen"] or "-")
-                  for o in orphans]
+        lines += ["  %s  last held by %s, last seen %s" % (
+            visible(o["agent_id"]), ", ".join(visible(h) for h in o["hosts"]), visible(o["last_seen"]) or "-")
+            for o in orphans]
     return lines
 
 
@@ -303,7 +312,7 @@ def _csv_cell(value):
     # A cell starting like a formula is data, not a formula, in a spreadsheet.
     if text.startswith(_FORMULA_START) and not re.fullmatch(r"-?[0-9]+", text):
         text = "'" + text
-    return text
+    return visible(text)
 
 
 def csv_text(rows):
@@ -316,10 +325,17 @@ def csv_text(rows):
 
 
 def json_text(document):
+    # ensure_ascii: every control character (C0, DEL, C1) is a JSON escape.
     text = json.dumps(document, indent=2, default=str) + "\n"
     if _KEY_MATERIAL.search(text):
         raise ReportError("refusing to write a report that contains key material")
     return text
+
+
+def artifact(document, keys):
+    """The AWX artifact (set_stats) of a report document: ``keys`` of it, every string visible
+    (AWX and the callbacks that print it show strings as they are)."""
+    return visible_data({key: document[key] for key in keys})
 
 
 # ---- documents

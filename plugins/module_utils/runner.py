@@ -15,11 +15,11 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api impor
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import (
+    HEADERS_FILE_NAME,
+    check_headers,
     merge_headers,
     read_headers_file,
 )
-
-HEADERS_FILE_NAME = "mtls-identity-headers.json"
 
 
 class Outcome:
@@ -39,8 +39,11 @@ def run(module):
     p = module.params
     names.use_role_names(p["option_names"] == "role")
     names.use_identity_options()
-    try:  # every option is checked before anything changes (the preflight)
+    try:  # the API's credentials: the identity phase's, checked before any request
         headers = _headers(module)
+    except IdentityError as exc:
+        return Outcome(True, exc.msg, {"status": failure_row("identity", exc.msg), "changed": False})
+    try:  # every option is checked before anything changes (the preflight)
         uid, gid, home = options.owner_account(p["owner"])
         directory = options.identity_dir(p["path"], home)
         agent = options.agent_config(p, directory)
@@ -70,6 +73,7 @@ def run(module):
         status, result, changed = provision.run(job, idir)
     except provision.PhaseFailed as exc:
         if exc.phase == "identity":
+            _remove_if_created_for_nothing(idir, uid, gid)
             _identity_as_it_is(exc.status, directory, p)
         result = dict(exc.result, status=exc.status, changed=bool(exc.result.get("changed")),
                       registry_uncertain=exc.registry_uncertain)
@@ -78,6 +82,7 @@ def run(module):
         _metrics(module, exc.status)
         return Outcome(True, exc.msg, result)
     except IdentityError as exc:
+        _remove_if_created_for_nothing(idir, uid, gid)
         return Outcome(True, exc.msg, {"status": failure_row("identity", exc.msg), "changed": False})
     finally:
         if idir is not None:
@@ -85,6 +90,21 @@ def run(module):
     result = dict(result, status=status, changed=changed or ca_changed)
     _metrics(module, status)
     return Outcome(False, "", result)
+
+
+def _remove_if_created_for_nothing(idir, uid, gid):
+    """A creation refused before anything of the identity was written (the clock check, the
+    ID request, a definitive upload refusal) leaves no directory behind when this run made it:
+    only the API's CA this run copied in may be there (a journal, a staged or an identity file
+    keeps it)."""
+    if idir is None or not idir.created or not set(idir.listdir()) <= {API_CA}:
+        return
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.decommission import (
+        remove_directory_if_empty,
+    )
+
+    idir.unlink(API_CA)
+    remove_directory_if_empty(idir, uid, gid)
 
 
 def _identity_as_it_is(status, directory, p):
@@ -117,21 +137,26 @@ def _metrics(module, status):
 
 
 def _headers(module):
-    """The API headers: the task's (no_log) merged with the device file's. A file the action
-    plugin transferred is deleted as soon as it is read."""
+    """The API headers: the task's (no_log) merged with the device file's, each checked as
+    HTTP fields. A file the action plugin transferred is deleted as soon as it is read; its
+    errors name the settings it came from, not its temporary path."""
     p = module.params
-    headers = p["headers"]
+    headers = check_headers(p["headers"], names.setting("headers"))
     if p["headers_file"]:
-        file_headers = read_headers_file(p["headers_file"])
+        transferred = os.path.basename(p["headers_file"]) == HEADERS_FILE_NAME
+        label = "%s (or %s)" % (names.setting("headers"), names.setting("headers_src")) if transferred else None
+        try:
+            file_headers = read_headers_file(p["headers_file"], label)
+        finally:
+            if transferred:
+                try:
+                    os.unlink(p["headers_file"])
+                except OSError:
+                    pass  # the action plugin removes its directory anyway
         # Masked in anything the module returns, as no_log masks the values of `headers`
         # (short values aside: masking "1" would mangle every number in the result).
         module.no_log_values.update(v for v in file_headers.values() if len(v) >= 4)
         headers = merge_headers(headers, file_headers)
-        if os.path.basename(p["headers_file"]) == HEADERS_FILE_NAME:
-            try:
-                os.unlink(p["headers_file"])
-            except OSError:
-                pass  # the action plugin removes its directory anyway
     return headers
 
 
@@ -162,7 +187,7 @@ def _settings(p, directory, uid, gid):
         path=directory, owner=str(uid), group=str(gid), agent_id=p["agent_id"],
         id_pattern=p["id_pattern"], enrollment=p["enrollment"], key_size=p["key_size"],
         subject=p["subject"], valid_days=p["valid_days"], rotate=p["rotate"],
-        renew_before_days=p["renew_before_days"], backup=p["backup"],
+        renew_before_days=p["renew_before_days"], backup=p["backup"], backup_keep=p["backup_keep"],
         max_clock_skew=p["max_clock_skew"], ledger_id=p["ledger_id"], lost_identity=p["lost_identity"])
 
 

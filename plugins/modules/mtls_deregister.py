@@ -13,11 +13,13 @@ description:
     C(DELETE {api_url}{endpoint}) with C({id}) replaced by the ID, and only when the server
     confirmed removes the files the bundle manages from the directory, then the directory when
     nothing else is left in it.
-  - The server confirmed when it answered 2xx, or 404/410 with the registry's own "unknown ID"
-    answer (statusCode 404 and the message C(unknown ID <id>), or statusCode 410 and
-    C(ID <id> was already decommissioned)). Any other answer - API down, 5xx after the
-    retries, a wrong token (403), a 404 of a mistyped O(endpoint) - fails with the server's
-    answer and leaves every file as it was.
+  - The server confirmed when it answered the contract's proof of deletion (a 2xx whose JSON
+    has a 2xx C(statusCode) and a C(data) object whose C(id) is the ID), or 404/410 with the
+    registry's own "unknown ID" answer (statusCode 404 and the message C(unknown ID <id>), or
+    statusCode 410 and C(ID <id> was already decommissioned)). Any other answer - API down,
+    5xx after the retries, a wrong token (403), a 404 of a mistyped O(endpoint), a 2xx that
+    does not name the ID (quoted in the error) - fails with the server's answer and leaves
+    every file as it was.
   - O(local_only=true) wipes the local identity without asking the server (the registry keeps
     the ID); the result says so.
   - Removed - C(client.key), C(client.crt), their backups C(client.key.*.bak) and
@@ -161,7 +163,12 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors im
     IdentityError,
     fail_when_missing,
 )
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import merge_headers, read_headers_file
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import (
+    HEADERS_FILE_NAME,
+    check_headers,
+    merge_headers,
+    read_headers_file,
+)
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import API_CA
 
 
@@ -214,9 +221,11 @@ def main():
     clients = []
 
     def delete(agent_id, path, check=False):
-        headers = p["headers"]
+        headers = check_headers(p["headers"], names.setting("headers"))
         if p["headers_file"]:
-            file_headers = read_headers_file(p["headers_file"])
+            transferred = os.path.basename(p["headers_file"]) == HEADERS_FILE_NAME
+            file_headers = read_headers_file(p["headers_file"], "%s (or %s)" % (
+                names.setting("headers"), names.setting("headers_src")) if transferred else None)
             module.no_log_values.update(v for v in file_headers.values() if len(v) >= 4)
             headers = merge_headers(headers, file_headers)
         ca_path = os.path.join(path, API_CA) if p["ca_in_dir"] else p["ca_path"]

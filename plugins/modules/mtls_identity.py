@@ -104,6 +104,10 @@ options:
     description:
       - What a device that lost its identity gets when the ledger knows its ID (O(ledger_id)) -
         C(restore) that ID (action C(restored)), C(new) one, or C(fail).
+      - When the registry answers a restore with its own "unknown ID" (it forgot the ID), the
+        device is enrolled under a new ID in the same run (action C(created), a warning, and
+        C(status.replaces) naming the forgotten ID); any other refusal fails naming
+        O(lost_identity). A pre-assigned O(agent_id) is never replaced.
     type: str
     choices: [restore, new, fail]
     default: restore
@@ -154,6 +158,17 @@ options:
     description: Keep hard-linked copies (C(<name>.<UTC time>.bak)) of the previous key and certificate.
     type: bool
     default: false
+  backup_keep:
+    description:
+      - With O(backup=true), after a successful swap the backups beyond the newest this many
+        pairs (key and certificate of one rotation) are removed, so retired private keys do not
+        pile up in the directory.
+      - Only regular files named C(client.key.<UTC time>[-<n>].bak) or
+        C(client.crt.<UTC time>[-<n>].bak) count; each is unlinked through the directory's
+        descriptor (a symbolic link is never followed, nor removed).
+      - C(0) keeps every backup.
+    type: int
+    default: 3
   max_clock_skew:
     description:
       - Seconds the device clock may differ from the API's C(Date) before the module refuses
@@ -328,6 +343,7 @@ EXAMPLES = r"""
     headers_src: /run/secrets/fleet-api-headers.json
     rotate: always
     backup: true
+    backup_keep: 2
 """
 
 RETURN = r"""
@@ -371,6 +387,13 @@ status:
     key_size:
       description: RSA key size.
       type: int
+    replaces:
+      description:
+        - The ID the identity ledger held for this host when the registry answered that it no
+          longer knows it (its own unknown-ID answer to a restore); the device was enrolled
+          under the new C(agent_id) instead, and the ledger records it as the replacement.
+          Empty otherwise.
+      type: str
     config:
       description: C(changed), C(unchanged), C(refused) (the staged check failed), or empty.
       type: str
@@ -473,6 +496,12 @@ backup_files:
   type: list
   elements: str
   sample: ["/home/agent/.mtls/client.key.20261127T170002Z.bak"]
+backups_removed:
+  description: Older backups removed during this run, beyond the newest O(backup_keep) pairs.
+  returned: when backups were removed
+  type: list
+  elements: str
+  sample: ["/home/agent/.mtls/client.key.20250101T000000Z.bak"]
 registry_uncertain:
   description: The registry may not hold the certificate on the device; a journal makes the next run converge.
   returned: failure

@@ -29,7 +29,7 @@ options:
   id_pattern:
     description: Regular expression the certificate CN must match to count as a valid agent ID.
     type: str
-    default: ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$
+    default: ^[0-9A-F]{8}$
   renew_before_days:
     description: The identity is reported as RV(due) when it expires in fewer days than this.
     type: int

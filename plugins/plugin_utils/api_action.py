@@ -51,8 +51,6 @@ class ApiAction(ActionBase):
 
     _supports_check_mode = True
     _supports_async = True
-    # Whether the plugin's own messages name role variables when the task belongs to a role.
-    names_role_variables = False
 
     # ------------------------------------------------------------------ what subclasses add
     def prepare(self, module_args, host, task_vars):
@@ -64,8 +62,8 @@ class ApiAction(ActionBase):
         """The host's report row made of the module's result, or None."""
         return None
 
-    def preflight_row(self, host, msg):
-        """The report row of a host refused before the module ran, or None."""
+    def preflight_row(self, host, msg, phase):
+        """The report row of a host refused before the module ran (in ``phase``), or None."""
         return None
 
     # ------------------------------------------------------------------ the run
@@ -75,20 +73,19 @@ class ApiAction(ActionBase):
         task_vars = task_vars or {}
         host = task_vars.get("inventory_hostname", "")
         in_role = self._task._role is not None
-        names.use_role_names(self.names_role_variables and in_role)
+        names.use_role_names(in_role)  # messages name the role's variables
         module_args = dict(self._task.args)
         wrap_async = self._task.async_val and not self._connection.has_native_async
-        try:
+        try:  # the task's own arguments, checked on the controller before the device is touched
             headers = self._take_headers(module_args, wrap_async)
+        except (ConfigError, AnsibleActionFail) as exc:
+            return self._refuse(result, host, str(exc), "arguments")
+        try:
             install = self.prepare(module_args, host, task_vars)
             if in_role:  # the module's messages name the role's variables too
                 module_args["option_names"] = "role"
         except (ConfigError, AnsibleActionFail) as exc:
-            result.update(failed=True, msg=str(exc), changed=False)
-            row = self.preflight_row(host, str(exc))
-            if row is not None:
-                result["status"] = row
-            return result
+            return self._refuse(result, host, str(exc), "preflight")
 
         headers_path = None
         try:
@@ -107,9 +104,19 @@ class ApiAction(ActionBase):
                 result["ansible_facts"] = {"mtls_identity_status": row}
         return result
 
+    def _refuse(self, result, host, msg, phase):
+        result.update(failed=True, msg=msg, changed=False)
+        row = self.preflight_row(host, msg, phase)
+        if row is not None:
+            result["status"] = row
+        return result
+
     # ------------------------------------------------------------------ before the module
     def _take_headers(self, module_args, wrap_async):
-        headers = headers_for_file(module_args.pop("headers", None))
+        """The headers to send to the device (from ``headers`` or ``headers_src``), checked as
+        HTTP fields: a refusal names the setting and the header, never the value."""
+        headers = controller.check_headers(headers_for_file(module_args.pop("headers", None)),
+                                           names.setting("headers"))
         source = module_args.pop("headers_src", None)
         if source:
             if headers:

@@ -388,6 +388,124 @@ MUTATIONS = {
             "tests/playbook/test_playbook_decommission.py::test_server_error_keeps_the_identity",
         ],
     ),
+    "any-2xx-is-deleted": (
+        "a deletion is believed only on the contract's proof (data.id names the ID)",
+        [(API, "            self._check_deletion_proof(path, status, body, agent_id)\n", "")],
+        [F + "test_hostile_round.py::test_decommission_believes_only_the_proof_of_deletion"],
+    ),
+    "any-header-value": (
+        "header values are RFC 9110 field values of visible ASCII, refused before any request",
+        [("plugins/module_utils/headers.py", "        problem = _value_problem(value)\n",
+          "        problem = None\n")],
+        [
+            F + "test_hostile_round.py::test_a_headers_file_on_the_device_names_itself_and_fails_the_identity_phase",
+            F + "test_hostile_round.py::test_a_module_user_is_told_the_options_name",
+        ],
+    ),
+    "headers-checked-on-the-device-only": (
+        "headers and headers_src are checked on the controller, naming the variable the user set",
+        [("plugins/action/mtls_identity.py",
+          "        headers = controller.check_headers(headers_for_file(module_args.pop(\"headers\", None)),\n"
+          "                                           names.setting(\"headers\"))\n",
+          "        headers = headers_for_file(module_args.pop(\"headers\", None))\n")],
+        [F + "test_hostile_round.py::test_a_non_ascii_token_is_refused_before_any_request_naming_the_role_variable"],
+    ),
+    "raw-controls-in-reports": (
+        "control characters of report cells are written visibly (table, CSV, .prom, AWX artifact)",
+        [("plugins/module_utils/visible.py", 'return _INVISIBLE.sub(_escape, "" if text is None else str(text))',
+          'return "" if text is None else str(text)')],
+        [
+            F + "test_hostile_round.py::test_the_text_table_has_one_line_per_host",
+            F + "test_hostile_round.py::test_the_printed_table_has_one_line_per_host",
+            F + "test_hostile_round.py::test_the_prom_labels_carry_visible_names",
+            F + "test_hostile_round.py::test_the_awx_artifact_carries_no_control_character",
+        ],
+    ),
+    "csv-tab-cr-formulas": (
+        "a CSV cell starting with TAB or CR is neutralised like = + - @ (OWASP)",
+        [("plugins/module_utils/report.py", '_FORMULA_START = ("=", "+", "-", "@", "\\t", "\\r")',
+          '_FORMULA_START = ("=", "+", "-", "@")')],
+        [F + "test_hostile_round.py::test_the_csv_has_one_neutralised_row_per_host"],
+    ),
+    "ledger-strips-host-names": (
+        "the ledger records a host under its inventory name, whatever its name",
+        [("plugins/module_utils/ledger.py", 'host = "" if host is None else str(host)  # the inventory',
+          'host = _text(host)  # the inventory')],
+        [F + "test_hostile_round.py::test_the_json_report_and_the_ledger_keep_each_name_exactly"],
+    ),
+    "report-dir-follows-links": (
+        "the report directory's files, locks and folders are opened through its fd with O_NOFOLLOW",
+        [
+            ("plugins/module_utils/statedir.py",
+             "_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _O_CLOEXEC",
+             "_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | _O_CLOEXEC"),
+            ("plugins/module_utils/statedir.py",
+             "return os.open(name, flags | os.O_NOFOLLOW | _O_CLOEXEC, mode, dir_fd=self.fd)",
+             "return os.open(name, flags | _O_CLOEXEC, mode, dir_fd=self.fd)"),
+        ],
+        [F + "test_hostile_round.py::test_a_symlink_in_the_report_directory_is_refused_never_followed"],
+    ),
+    "backups-kept-forever": (
+        "after a swap with backup, backups beyond backup_keep pairs are removed",
+        [("plugins/module_utils/identity/transaction.py",
+          "self.pruned = prune_backups(self.idir, self.s.backup_keep)", "self.pruned = []")],
+        [F + "test_hostile_round.py::test_backups_beyond_backup_keep_pairs_are_removed_through_the_directory"],
+    ),
+    "prune-any-backup-name": (
+        "only regular files with the backup pattern are pruned (a link or an operator's file stays)",
+        [("plugins/module_utils/identity/transaction.py",
+          "        if st is not None and stat.S_ISREG(st.st_mode):\n            pairs",
+          "        if st is not None:\n            pairs")],
+        [F + "test_hostile_round.py::test_backups_beyond_backup_keep_pairs_are_removed_through_the_directory"],
+    ),
+    "restore-loops-on-forgotten-id": (
+        "a restore whose ledger ID the registry forgot converges under a new ID in the same run",
+        [("plugins/module_utils/identity/transaction.py",
+          "                if exc.status == 404 and exc.unknown_id:\n",
+          "                if False:\n")],
+        [F + "test_hostile_round.py::test_a_lost_device_whose_ledger_id_the_registry_forgot_converges_in_one_run"],
+    ),
+    "any-404-forgets-the-id": (
+        "only the registry's own unknown-ID answer to an upload says the ID is gone",
+        [(API, "unknown_id=is_unknown_id_answer(status, body, agent_id))", "unknown_id=True)")],
+        [F + "test_hostile_round.py::test_only_the_registrys_own_answer_lets_a_restore_take_a_new_id"],
+    ),
+    "ledger-forgets-the-replacement": (
+        "the ledger records the new ID as replacing the forgotten one (no orphan)",
+        [("plugins/module_utils/ledger.py", "        if replaces and replaces != agent_id:\n",
+          "        if False:\n")],
+        [F + "test_hostile_round.py::test_a_lost_device_whose_ledger_id_the_registry_forgot_converges_in_one_run"],
+    ),
+    "permissive-default-id-pattern": (
+        "the default id_pattern is the service's ID format: a lower-case ID is refused before a key is made",
+        [(API, 'DEFAULT_ID_PATTERN = r"^[0-9A-F]{8}$"', 'DEFAULT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"')],
+        [F + "test_hostile_round.py::test_an_id_answer_in_another_form_is_refused_before_any_key_or_upload"],
+    ),
+    "number-id-told-to-quote": (
+        "an ID the API answers as a JSON number is refused as the API's fault, not the inventory's",
+        [(API, "        if not isinstance(data[\"id\"], str):\n            # An ID is never converted",
+          "        if False:\n            # An ID is never converted")],
+        [F + "test_hostile_round.py::test_an_id_answer_in_another_form_is_refused_before_any_key_or_upload"],
+    ),
+    "empty-dir-after-refusal": (
+        "a creation refused before anything was written leaves no directory this run made",
+        [("plugins/module_utils/runner.py",
+          "    if idir is None or not idir.created or not set(idir.listdir()) <= {API_CA}:\n        return",
+          "    if True:\n        return")],
+        [F + "test_hostile_round.py::test_a_creation_refused_for_the_clock_leaves_no_directory"],
+    ),
+    "rename-keeps-both-names": (
+        "an ID recorded for a host moves from the host that held it, with a warning",
+        [("plugins/module_utils/ledger.py",
+          'for other in _take_from_others(data["hosts"], host, after["agent_id"], now):', "for other in []:")],
+        [F + "test_hostile_round.py::test_a_host_renamed_in_the_inventory_moves_its_id_with_a_warning"],
+    ),
+    "refused-without-rotation-hint": (
+        "a refusal of a pair this run did not register says that a rotation heals it",
+        [("plugins/module_utils/provision.py",
+          'if kind == "refused" and status.get("action") not in NEW_PAIR_ACTIONS:', "if False:")],
+        [F + "test_hostile_round.py::test_a_replaced_certificate_is_refused_naming_the_rotation_that_heals_it"],
+    ),
 }
 
 # The agent check (plugins/module_utils/check.py, wsclient.py, verdicts.py): its protections,
@@ -505,10 +623,6 @@ _ROLE_MUTATIONS = [
     ("no-restore", "a lost identity gets its ledger ID back",
      "plugins/module_utils/identity/plan.py", 'if not s.ledger_id or s.lost_identity == "new":', "if True:",
      ["ledger.py::test_a_lost_identity_gets_its_id_back_with_a_warning"]),
-    ("dir-before-decision", "a refused run leaves no directory behind",
-     "plugins/module_utils/runner.py",
-     '_identity_runner(module, settings, lambda: _client(p, headers, p["ca_path"]))(None, True)', "pass",
-     ["ledger.py::test_lost_identity_fail_stops_before_any_change"]),
     ("headers-world-readable", "the headers file is 0600 from its first byte",
      "plugins/plugin_utils/api_action.py", 'cmd = "%s; umask 077 && cat > %s', 'cmd = "%s; cat > %s',
      ["headers.py::test_the_headers_file_is_0600_from_its_first_byte"]),
@@ -519,6 +633,18 @@ _ROLE_MUTATIONS = [
 ]
 for _name, _what, _file, _old, _new, _cases in _ROLE_MUTATIONS:
     MUTATIONS[_name] = (_what, [(_file, _old, _new)], [_R + case for case in _cases])
+# Two layers keep a refused run from leaving a directory: the decision before creating it, and
+# the removal of a directory this run created when nothing was written (empty-dir-after-refusal
+# removes the second alone, which a refusal the decision cannot foresee, the clock, catches).
+MUTATIONS["dir-before-decision"] = (
+    "a refused run leaves no directory behind",
+    [("plugins/module_utils/runner.py",
+      '_identity_runner(module, settings, lambda: _client(p, headers, p["ca_path"]))(None, True)', "pass"),
+     ("plugins/module_utils/runner.py",
+      "    if idir is None or not idir.created or not set(idir.listdir()) <= {API_CA}:\n        return",
+      "    if True:\n        return")],
+    [_R + "ledger.py::test_lost_identity_fail_stops_before_any_change"],
+)
 
 # What a mutant holds: the collection's content (built by the test session like the repository).
 CONTENT = ("plugins", "roles", "playbooks", "meta", "galaxy.yml", "README.md", "LICENSE")

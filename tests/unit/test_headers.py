@@ -29,7 +29,7 @@ def write(tmp_path, data, name="headers.json", mode=0o600):
     ({}, {}),
     ({"Authorization": "Bearer x", "X-Fleet-Site": "plant 7", "x-empty": ""},
      {"Authorization": "Bearer x", "X-Fleet-Site": "plant 7", "x-empty": ""}),
-    ({"X-Note": "caf\u00e9 \t tab"}, {"X-Note": "caf\u00e9 \t tab"}),
+    ({"X-Note": "plant \t 7"}, {"X-Note": "plant \t 7"}),
 ])
 def test_reads_a_json_object_of_strings(tmp_path, content, expected):
     path = write(tmp_path, json.dumps(content))
@@ -61,6 +61,13 @@ BAD_CONTENT = [
                  id="crlf-injection"),
     pytest.param('{"Authorization": "Bearer %s\\u0000"}' % SECRET, "control character", id="nul"),
     pytest.param(b"\xff\xfe" + SECRET.encode(), "is not UTF-8 text", id="not-utf8"),
+    # Field values are visible ASCII: Latin-1 would be sent as other bytes, beyond it not at all.
+    pytest.param('{"Authorization": "Bearer %s-t\u00f6k\u00e9n"}' % SECRET, "holds a character outside ASCII",
+                 id="latin-1"),
+    pytest.param('{"Authorization": "Bearer %s-\u0442\u043e\u043a\u0435\u043d\u20ac"}' % SECRET,
+                 "holds a character outside ASCII", id="cyrillic-euro"),
+    pytest.param('{"Authorization": " Bearer %s"}' % SECRET, "starts or ends with a space", id="leading-space"),
+    pytest.param('{"Authorization": "Bearer %s\u0085"}' % SECRET, "outside ASCII", id="c1-control"),
 ]
 
 

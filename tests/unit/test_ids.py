@@ -13,12 +13,25 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api impor
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.reasons import display_url, sanitize_reason
 
+PERMISSIVE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+
+
+@pytest.mark.parametrize("value", ["07048933", "0A1B2C3D", "00001234", "FFFFFFFF"])
+def test_the_services_ids_are_accepted(value):
+    assert check_agent_id(value) == value
+
+
+@pytest.mark.parametrize("value", ["0a1b2c3d", "1234e567", "0A1B2C3", "0A1B2C3D4", "device-01"])
+def test_ids_in_another_form_are_refused_by_default(value):
+    with pytest.raises(ConfigError, match="does not match id_pattern"):
+        check_agent_id(value)
+
 
 @pytest.mark.parametrize("value", [
     "07048933", "0A1B2C3D", "a", "device-01", "dev_01", "A" * 64, "1234e567", "00001234",
 ])
-def test_plain_ids_are_accepted(value):
-    assert check_agent_id(value) == value
+def test_plain_ids_are_accepted_by_a_permissive_pattern(value):
+    assert check_agent_id(value, PERMISSIVE) == value
 
 
 @pytest.mark.parametrize("value", [
@@ -27,8 +40,9 @@ def test_plain_ids_are_accepted(value):
     "_x", "a.b", "a\\b", "a;b", "a%2F", "A\r",
 ])
 def test_hostile_ids_are_refused(value):
-    with pytest.raises(ConfigError, match="does not match id_pattern"):
-        check_agent_id(value)
+    for pattern in (DEFAULT_ID_PATTERN, PERMISSIVE):
+        with pytest.raises(ConfigError, match="does not match id_pattern"):
+            check_agent_id(value, pattern)
 
 
 @pytest.mark.parametrize("value", [12345678, float("inf"), 1e300, True, None,
@@ -59,7 +73,7 @@ def test_invalid_pattern_is_a_config_error():
 
 
 def test_default_pattern_is_the_documented_one():
-    assert DEFAULT_ID_PATTERN == r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+    assert DEFAULT_ID_PATTERN == r"^[0-9A-F]{8}$"  # the provisioning service's (and the cloud's) IDs
 
 
 def test_sanitize_reason_truncates_flattens_and_redacts():

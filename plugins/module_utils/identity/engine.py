@@ -12,7 +12,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors im
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir, stat_facts
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.assess import assess
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.files import CERT, KEY
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.plan import UNCHANGED, decide
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.plan import CREATE, UNCHANGED, decide
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.transaction import Transaction
 
 DIFF_KEYS = ("agent_id", "fingerprint_sha256", "not_after", "key_size")
@@ -92,21 +92,28 @@ class Engine:
             self.warn(note)
         if recovered is not None and plan.kind == UNCHANGED:
             action, reason = recovered
-            result = self._result(action, reason, None, before, a.cert_info, True, tx.backups)
+            result = self._result(action, reason, None, before, a.cert_info, True, tx.backups, tx.pruned)
         else:
             if recovered is not None:
                 plan.reason = recovered[1] + "; then " + plan.reason
                 before = a
             info = tx.run(a, plan) if tx is not None else None
+            if tx is not None and tx.replaced:  # a restore whose ID the registry had forgotten
+                plan.kind, plan.reason = CREATE, (
+                    "no identity on this device, and the registry no longer knows ID %s, which the identity "
+                    "ledger held for it: enrolled under a new ID that replaces it" % tx.replaced)
             result = self._result(plan.action, plan.reason, plan.agent_id, before, info,
-                                  plan.kind != UNCHANGED, tx.backups if tx is not None else None)
+                                  plan.kind != UNCHANGED, tx.backups if tx is not None else None,
+                                  tx.pruned if tx is not None else None)
         # What the device held before (for audits), and when the registry accepted a new
         # certificate (time.monotonic(): the agent's blackout starts there).
         result["audit"] = "broken" if recovered is not None else plan.audit
         result["registry_accepted_at"] = tx.accepted_at if tx is not None else None
+        if tx is not None and tx.replaced:
+            result["replaces"] = tx.replaced
         return result
 
-    def _result(self, action, reason, agent_id, before, after, changed, backups=None):
+    def _result(self, action, reason, agent_id, before, after, changed, backups=None, pruned=None):
         """The module result. ``after`` is the CertInfo now on disk when it changed, else None
         (check mode, or no new certificate: the current identity is described)."""
         before_facts = before.cert_info.facts() if before.cert_info is not None else {}
@@ -137,6 +144,8 @@ class Engine:
         result.update(facts)
         if backups:
             result["backup_files"] = backups
+        if pruned:
+            result["backups_removed"] = pruned
         return result
 
 

@@ -21,6 +21,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names imp
 ROTATE_CHOICES = ("auto", "always", "never")
 ENROLLMENT_CHOICES = ("self_signed", "csr")
 LOST_IDENTITY_CHOICES = ("restore", "new", "fail")
+DEFAULT_BACKUP_KEEP = 3
 # A device clock ahead of the server by more than the notBefore backdate makes certificates the
 # server refuses as "not valid yet"; a little more than that is tolerated (NTP jitter, the Date
 # header's one-second resolution, the time between the request and the answer).
@@ -50,7 +51,7 @@ class Settings:
                  id_pattern=DEFAULT_ID_PATTERN, enrollment="self_signed", key_size=4096,
                  subject=None, valid_days=365, rotate="auto", renew_before_days=30,
                  backup=False, lock_timeout=600.0, max_clock_skew=DEFAULT_MAX_CLOCK_SKEW,
-                 ledger_id=None, lost_identity="restore"):
+                 ledger_id=None, lost_identity="restore", backup_keep=DEFAULT_BACKUP_KEEP):
         self.path = expand_path(path)
         self.uid, default_gid = resolve_owner(owner)
         self.gid = resolve_group(group, default_gid)
@@ -75,6 +76,8 @@ class Settings:
             raise ConfigError("%s (%d) must be smaller than %s (%d), or every run would rotate"
                               % (setting("renew_before_days"), renew_before_days, setting("valid_days"), valid_days))
         self.backup = bool(backup)
+        # After a swap with backup, the backups beyond the newest this many pairs go (0: none).
+        self.backup_keep = _int_in(backup_keep, "backup_keep", 0)
         self.lock_timeout = lock_timeout
         self.max_clock_skew = _int_in(max_clock_skew, "max_clock_skew", 1)
         if lost_identity not in LOST_IDENTITY_CHOICES:

@@ -7,6 +7,7 @@ A new identity (``create``, ``rekey``) is one transaction::
 
     clock check -> [ID request] -> keygen -> stage key [, stage cert], fsync -> journal
     -> upload / enroll -> (backup links) -> rename key, rename cert -> fsync -> drop journal
+    -> (backups beyond backup_keep pairs removed)
 
 A definitive refusal removes the staged files and leaves the previous identity byte-for-byte
 intact. An ambiguous failure (the registry may hold the new certificate) of a rotation uploads
@@ -19,6 +20,7 @@ the transaction from the staged files (``recover``). The journal's states: journ
 from __future__ import annotations
 
 import datetime
+import stat
 import time
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs, keys, names
@@ -48,10 +50,15 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.
     REUPLOAD,
     UNCHANGED,
 )
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import backup_name, backup_of
 
 # An issued lifetime this far from valid_days is worth a warning (the notBefore backdate of a
 # CA is not).
 LIFETIME_TOLERANCE = datetime.timedelta(days=1)
+
+
+class ForgottenId(TransactionError):
+    """The registry answered a restore with its own "unknown ID": the ledger's ID is gone."""
 
 
 class Transaction:
@@ -64,6 +71,9 @@ class Transaction:
         self.now = now
         self.warn = warn
         self.backups = []
+        self.pruned = []  # backups removed beyond backup_keep
+        self.replaced = None  # the ledger's ID a restore replaced with a new one (the registry forgot it)
+        self._unused_key = None  # a key no registry accepted, for the new ID of such a restore
         self.accepted_at = None  # time.monotonic() when the registry accepted a new certificate
 
     @property
@@ -101,7 +111,21 @@ class Transaction:
     def create(self, a, plan):
         check_clock(self.client, self.now, self.s.max_clock_skew)
         agent_id = plan.agent_id or self.client.request_id()
-        return self._new_identity(a, plan, agent_id, creating=True)
+        try:
+            return self._new_identity(a, plan, agent_id, creating=True)
+        except ForgottenId:
+            pass
+        # Only a restore gets here, on the registry's own "unknown ID" answer: the ID the ledger
+        # remembers no longer exists, so there is nothing to give back, and asking again would
+        # get the same answer on every run. The device converges as a new one (lost_identity=fail
+        # is the operator's way to stop instead); the ledger records the new ID as replacing it.
+        self.replaced = agent_id
+        new_id = self.client.request_id()
+        self.warn("the registry no longer knows ID %s, which the identity ledger held for this host (its own "
+                  "unknown-ID answer): this device was enrolled under the new ID %s, which the ledger records "
+                  "as replacing it (set %s=fail to stop instead)"
+                  % (agent_id, new_id, names.setting("lost_identity")))
+        return self._new_identity(a, plan, new_id, creating=True)
 
     def rekey(self, a, plan):
         check_clock(self.client, self.now, self.s.max_clock_skew)
@@ -139,13 +163,15 @@ class Transaction:
         self.idir.rename(STAGED_CERT, CERT)
         self.idir.fsync()
         self._drop_journal_after_success()
+        if self.s.backup:
+            self.pruned = prune_backups(self.idir, self.s.backup_keep)
 
     # ---------------------------------------------------------------- a new identity
     def _new_identity(self, a, plan, agent_id, creating):
         s, idir = self.s, self.idir
         registry_was_uncertain = a.journal is not None and not plan.stale_journal
         idir.fix_self(DIR_MODE)
-        key = keys.generate_key(s.key_size)
+        key, self._unused_key = self._unused_key or keys.generate_key(s.key_size), None
         operation = "create" if creating else "rotate"
         journaled = False
         try:
@@ -171,7 +197,10 @@ class Transaction:
             self._swap()
         except ApiError as exc:
             journal.drop_leftovers(idir)
-            raise self._failure(a, agent_id, exc, creating, registry_was_uncertain) from None
+            failure = self._failure(a, plan, agent_id, exc, creating, registry_was_uncertain)
+            if isinstance(failure, ForgottenId):
+                self._unused_key = key  # never registered anywhere: good for the new ID
+            raise failure from None
         except BaseException:
             if not journaled:
                 journal.drop_leftovers(idir)  # nothing has left the device
@@ -194,12 +223,22 @@ class Transaction:
                       % (describe_span(lifetime), names.setting("valid_days"), self.s.valid_days))
         return cert
 
-    def _failure(self, a, agent_id, exc, creating, registry_was_uncertain):
+    def _failure(self, a, plan, agent_id, exc, creating, registry_was_uncertain):
         """The TransactionError to raise for ``exc`` (after a rollback where one is due)."""
         idir = self.idir
         if exc.definitive:
             if not registry_was_uncertain:
                 journal.drop(idir)
+            if creating and plan.kind == RESTORE and exc.status in (404, 410):
+                journal.drop(idir)
+                if exc.status == 404 and exc.unknown_id:
+                    return ForgottenId(exc.msg)
+                return TransactionError(
+                    "%s: the registry refused ID %s, which the identity ledger holds for this host, "
+                    "without its own unknown-ID answer (check %s). Nothing was written. If the registry "
+                    "no longer has that ID, set %s=new to enroll this device under a new one."
+                    % (exc.msg, agent_id, names.setting("enroll_endpoint" if self.s.enrollment == "csr"
+                                                        else "upload_endpoint"), names.setting("lost_identity")))
             if creating and exc.status in (404, 410) and not self.s.agent_id:
                 journal.drop(idir)
                 return TransactionError(
@@ -320,14 +359,34 @@ def _backup(idir, stamp):
     for name in (KEY, CERT):
         if not idir.exists(name):
             continue
-        target = "%s.%s.bak" % (name, stamp)
         n = 1
-        while idir.exists(target):
+        while idir.exists(backup_name(name, stamp, n)):
             n += 1
-            target = "%s.%s-%d.bak" % (name, stamp, n)
-        idir.link(name, target)
-        made.append(idir.join(target))
+        idir.link(name, backup_name(name, stamp, n))
+        made.append(idir.join(backup_name(name, stamp, n)))
     return made
+
+
+def prune_backups(idir, keep):
+    """Remove the backups beyond the newest ``keep`` pairs (0: keep them all); return their
+    paths. Only regular files named as this bundle names backups (``layout.BACKUP``) count,
+    and each is unlinked through the directory's fd (a link is never followed)."""
+    if keep <= 0:
+        return []
+    pairs = {}
+    for name in idir.listdir():
+        when = backup_of(name)
+        st = idir.lstat(name) if when is not None else None
+        if st is not None and stat.S_ISREG(st.st_mode):
+            pairs.setdefault(when, []).append(name)
+    removed = []
+    for when in sorted(pairs)[:-keep]:
+        for name in sorted(pairs[when]):
+            if idir.unlink(name):
+                removed.append(idir.join(name))
+    if removed:
+        idir.fsync()
+    return removed
 
 
 def check_issued_certificate(cert_text, agent_id, key, now=None):
