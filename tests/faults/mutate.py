@@ -404,7 +404,7 @@ MUTATIONS = {
     ),
     "headers-checked-on-the-device-only": (
         "headers and headers_src are checked on the controller, naming the variable the user set",
-        [("plugins/action/mtls_identity.py",
+        [("plugins/plugin_utils/api_action.py",
           "        headers = controller.check_headers(headers_for_file(module_args.pop(\"headers\", None)),\n"
           "                                           names.setting(\"headers\"))\n",
           "        headers = headers_for_file(module_args.pop(\"headers\", None))\n")],

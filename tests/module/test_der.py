@@ -1,4 +1,4 @@
-"""module_utils/fleet_mtls/der.py on the device's side: it and mtls_check load and parse in a
+"""plugins/module_utils/der.py on the device's side: it and mtls_check load and parse in a
 Python process without ``cryptography`` (tests/unit/test_der.py tests the reader itself)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""module_utils/fleet_mtls/fsutil.py against another process: the identity directory's lock
+"""plugins/module_utils/fsutil.py against another process: the identity directory's lock
 (tests/unit/test_fsutil.py tests the file operations in this process)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""module_utils/fleet_mtls/der.py: the standard-library DER / X.509 reader shared by the agent check
+"""plugins/module_utils/der.py: the standard-library DER / X.509 reader shared by the agent check
 and certs.
 
 The DER comes from real certificates and keys made here with ``cryptography``; hand-made bytes

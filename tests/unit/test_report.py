@@ -1,4 +1,4 @@
-"""The fleet report's rows, merges, totals, batches and files (module_utils/fleet_mtls/report.py
+"""The fleet report's rows, merges, totals, batches and files (plugins/module_utils/report.py
 and the mtls_report_write action plugin's file helpers), as pure functions."""
 
 from __future__ import annotations
