@@ -120,7 +120,7 @@ class ApiAction(ActionBase):
     @staticmethod
     def _take_ledger_path(module_args):
         path = module_args.pop("ledger_path", None)
-        return operator_paths.state_path(path, "mtls_ledger_path") if path else None
+        return operator_paths.state_path(path, names.setting("ledger_path")) if path else None
 
     def _record_in_ledger(self, result, path, host, row):
         """Record the host's row in the ledger; a ledger that cannot be written fails the host
