@@ -4,7 +4,8 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: operator_file
-author: fleet-mtls contributors
+author:
+  - fleet-mtls contributors (@autonomy-edge)
 short_description: Find a file of the operator's project on the controller
 description:
   - Returns the absolute path of a controller file named by a relative path, looked up as

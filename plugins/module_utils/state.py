@@ -27,7 +27,7 @@ def own_collections_path(module_file=__file__):
     """The collections path of the installed collection this code runs from, or None (a source
     checkout that is not laid out as <path>/ansible_collections/<namespace>/<name>)."""
     root = os.path.realpath(module_file)
-    for _ in range(_DEPTH_IN_COLLECTION):
+    for _level in range(_DEPTH_IN_COLLECTION):
         root = os.path.dirname(root)
     if os.path.basename(os.path.dirname(os.path.dirname(root))) == "ansible_collections":
         return os.path.dirname(os.path.dirname(os.path.dirname(root)))
