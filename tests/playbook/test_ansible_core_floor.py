@@ -91,7 +91,9 @@ def test_provision_runs_on_ansible_core_2_14(core_214, service, tmp_path):
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "PYTHON"))}
     env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"),
-               ANSIBLE_HOME=str(tmp_path / "ansible-home"), PATH=str(core_214) + os.pathsep + env["PATH"])
+               ANSIBLE_HOME=str(tmp_path / "ansible-home"), PATH=str(core_214) + os.pathsep + env["PATH"],
+               # the collection this session built and installed, not whatever .state/collections holds
+               ANSIBLE_COLLECTIONS_PATH=os.environ["FLEET_MTLS_TEST_COLLECTIONS"])
     cmd = [str(core_214 / "ansible-playbook"), "-i", "localhost,", "-c", "local", "playbooks/provision.yml",
            "-e", json.dumps(extra)]
 
