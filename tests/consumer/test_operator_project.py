@@ -185,6 +185,34 @@ def test_state_inside_the_installed_collection_is_refused(project):
     assert_collection_untouched(project)
 
 
+MODULE_ALONE = """
+- name: Ensure the identity with the module alone, recording it in a ledger
+  autonomy_edge.fleet_mtls.mtls_identity:
+    api_url: "{{ mtls_api_url }}"
+    ca_src: files/fleet-ca.crt
+    server_url: "{{ mtls_server_url }}"
+    server_ca_src: files/fleet-ca.crt
+    owner: "{{ mtls_owner }}"
+    key_size: 2048
+    ledger_path: "{{ ledger }}"
+"""
+
+
+def test_the_module_alone_records_the_identity_in_its_ledger_or_fails_saying_so(project):
+    """A task list (the snippet runner's other form); the action writes the ledger right after
+    the module, and a ledger it cannot write fails the host instead of passing silently."""
+    ledger = project.root / "module-ledger" / "identity-ledger.json"
+    run = project.run_snippet("module-alone", MODULE_ALONE, "--limit", "edge-cps-01", "-e", f"ledger={ledger}")
+    assert run.rc == 0, run.explain()
+    entry = json.loads(ledger.read_text())["hosts"]["edge-cps-01"]
+    assert entry["agent_id"] == agent_id(project, "edge-cps-01")
+
+    not_a_file = project.root / "module-ledger"  # a directory: the ledger cannot be read or written
+    run = project.run_snippet("module-alone", MODULE_ALONE, "--limit", "edge-cps-01", "-e", f"ledger={not_a_file}")
+    assert run.rc != 0 and "the identity ledger was not updated: %s cannot be read" % not_a_file in run.output, \
+        run.explain()
+
+
 # --------------------------------------------------------------------------- last: it removes the identities
 def test_the_decommission_header_commands_run_as_written(project):
     one, site = header("decommission")[0]
