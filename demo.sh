@@ -14,8 +14,8 @@
 #  7. audits the fleet once more and prints the fleet report, then stops the service
 #
 # No root needed once nginx is there (Debian: nginx-light); nothing leaves 127.0.0.1. The devices' identities live in a scratch
-# directory that is removed at the end (KEEP=1 ./demo.sh keeps it); the reports stay in
-# ./reports. Environment: PYTHON (default python3), KEEP=1, DEMO_HOST (rotated device).
+# directory that is removed at the end (KEEP=1 ./demo.sh keeps it); the reports and the identity
+# ledger stay in ./fleet-mtls-state (mtls_state_dir). Environment: PYTHON (default python3), KEEP=1, DEMO_HOST (rotated device).
 set -euo pipefail
 
 cd "$(dirname "$0")"
@@ -156,7 +156,7 @@ echo "after:  ID ${after% *}  certificate sha256 ${after#* }"
 # ------------------------------------------------------------------ 7. report
 say "7/7 Audit the fleet and print the report"
 play verify-2.log playbooks/verify.yml >/dev/null || { cat "$SCRATCH/verify-2.log"; die "the final audit failed"; }
-cat reports/verify-report.txt
+cat fleet-mtls-state/verify-report.txt
 echo
-echo "reports: $REPO/reports/{provision,verify}-report.{json,csv,txt}"
+echo "reports: $REPO/fleet-mtls-state/{provision,verify}-report.{json,csv,txt}"
 echo "demo finished in $(( $(date +%s) - STARTED ))s"

@@ -27,6 +27,8 @@ def write_inventory(path: Path, svc, ca_path: Path, connection: dict, hosts: dic
         "mtls_server_ca": str(ca_path),
         "mtls_install_prerequisites": False,
         "mtls_agent_restart": "none",
+        # Each device's identity is its connecting user's own (~/.mtls): no root, no become.
+        "mtls_become": False,
         "mtls_report_dir": str(path.parent / "reports"),
         "mtls_report_print": False,
         **(settings or {}),

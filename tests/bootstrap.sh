@@ -12,9 +12,10 @@ Usage: sudo tests/bootstrap.sh [--images-only | --venv-only | --no-images] [-h|-
 Prepares this Debian 12 machine for the fleet-mtls tests. Each step is skipped when its result
 is already there:
   1. apt: podman runc catatonit debootstrap python3-venv ca-certificates openssl curl jq git
-     shellcheck faketime nginx-light openssh-server python3-cryptography python3-requests
-     (nginx-light: the reference service's gate; the last three for bench/fleet.py --connection ssh:
-     it runs its own sshd on 127.0.0.1, never the system's; devices use Debian's own libraries)
+     shellcheck faketime nginx-light openssh-server python3-cryptography python3-requests sudo
+     (nginx-light: the reference service's gate; openssh-server and the two libraries for
+     bench/fleet.py --connection ssh and tests/consumer: their own sshd on 127.0.0.1, never the
+     system's; devices use Debian's own libraries; sudo: the playbooks' become on those devices)
      (apt-get update + install only when one of them is missing)
   2. podman drop-in /etc/containers/containers.conf.d/fleet-mtls.conf
      (runtime runc, explicit low ulimits: what works on these machines)
@@ -53,7 +54,7 @@ MIRROR="${FLEET_MTLS_MIRROR:-http://deb.debian.org/debian}"
 IMAGE_JOBS="${FLEET_MTLS_IMAGE_JOBS:-3}"
 VENV="${FLEET_MTLS_VENV:-$REPO_DIR/.venv}"
 APT_PACKAGES=(podman runc catatonit debootstrap python3-venv ca-certificates openssl curl jq git shellcheck faketime
-    nginx-light openssh-server python3-cryptography python3-requests)
+    nginx-light openssh-server python3-cryptography python3-requests sudo)
 PODMAN_DROPIN=/etc/containers/containers.conf.d/fleet-mtls.conf
 # The PyPI `ansible` package we take two collections from, pinned by hash.
 ANSIBLE_WHEEL=ansible-12.3.0-py3-none-any.whl

@@ -51,7 +51,7 @@ class ActionModule(ApiAction):
             if path:
                 if module_args.get(content):
                     raise ConfigError("set either %s or its content, not both" % names.setting(source))
-                module_args[content] = controller.read_source(self._find_needle("files", path), source)
+                module_args[content] = controller.read_source(self.find_source(path, source, task_vars), source)
         jitter = module_args.pop("renew_jitter_days", None)
         if jitter:
             base = int(module_args.get("renew_before_days", 30))

@@ -7,7 +7,9 @@ holds for it (handed to mtls_identity as ``ledger_id``, so a device that lost it
 get it back) and, when two hosts would use one agent ID (pre-assigned ``mtls_agent_id`` values,
 or an ID another host of the inventory holds in the ledger), a conflict that the mtls_identity
 action refuses before anything changes. The answer is the fact ``mtls_ledger`` (one dict for
-the batch, keyed by host). The ledger itself is written by the report, once per batch.
+the batch, keyed by host). The ledger itself is written by the mtls_identity and mtls_deregister
+actions right after each host's module run, and by the report once per batch. The run prints
+where the ledger is (once per batch); a path inside an installed collection is refused.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import ledger
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.plugin_utils import operator_paths
 
 SPEC = {
     "path": {"type": "path", "required": True},
@@ -56,7 +60,12 @@ class ActionModule(ActionBase):
         args = self.validate_argument_spec(argument_spec=SPEC)[1]
         hosts = args["hosts"] if args["hosts"] is not None else list(task_vars.get("ansible_play_batch") or [])
         inventory = list((task_vars.get("groups") or {}).get("all") or hosts)
-        the_ledger = ledger.Ledger(args["path"])
+        try:
+            path = operator_paths.state_path(args["path"], "mtls_ledger_path")
+        except ConfigError as exc:
+            raise AnsibleActionFail(str(exc)) from None
+        self._display.display("fleet-mtls: identity ledger %s" % path)
+        the_ledger = ledger.Ledger(path)
         try:
             planned = planned_ids(task_vars.get("hostvars") or {}, hosts, args["agent_id_variable"])
             dups = the_ledger.duplicate_ids(planned, current_hosts=inventory)
@@ -71,5 +80,5 @@ class ActionModule(ActionBase):
         found = conflicts(dups, claims_of)
         answer = {host: {"ledger_id": (known.get(host) or {}).get("agent_id") or "",
                          "conflict": found.get(host, "")} for host in hosts}
-        result.update(changed=False, conflicts=sorted(found), ansible_facts={"mtls_ledger": answer})
+        result.update(changed=False, path=path, conflicts=sorted(found), ansible_facts={"mtls_ledger": answer})
         return result

@@ -31,7 +31,9 @@ from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import ledger, metrics, report
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.statedir import StateDir
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.plugin_utils import operator_paths
 
 SPEC = {
     "dir": {"type": "path", "required": True},
@@ -109,6 +111,11 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("report name %r must be a plain file name" % name)
         if args["sources"] == []:
             raise AnsibleActionFail("nothing to merge: set mtls_report_merge_sources to report files or directories")
+        try:  # the operator's state, never inside an installed collection
+            args["dir"] = operator_paths.state_path(args["dir"], "mtls_report_dir")
+            args["ledger"] = operator_paths.state_path(args["ledger"], "mtls_ledger_path")
+        except ConfigError as exc:
+            raise AnsibleActionFail(str(exc)) from None
         now = report.utc_now()
         directory = args["dir"]
         fleet_path = os.path.join(directory, name + ".json")
@@ -180,7 +187,7 @@ class ActionModule(ActionBase):
         if not args["ledger"]:
             return
         known = {row["host"]: row for row in rows if row.get("agent_id") and row.get("action") not in
-                 ("not run", "unreachable", "failed", "skipped")}
+                 ledger.UNRECORDED_ACTIONS}
         if known:
             ledger.Ledger(args["ledger"]).record_many(known, warnings)
 
@@ -250,6 +257,8 @@ class ActionModule(ActionBase):
             table = report.table_lines(name, rows, run_totals, orphans, check_mode) + [
                 "fleet report %s: %d host(s), %d kept from earlier runs%s"
                 % (files[0], len(fleet), kept, "; this run: %s" % history if history else "")]
+            if args["ledger"]:
+                table.append("identity ledger %s" % args["ledger"])
         stats = report.artifact(run_doc, ("report", "playbook", "generated_at", "check_mode", "totals",
                                           "orphaned_ids", "hosts"))
         return {"files": files, "history": history, "table": table, "totals": run_totals,

@@ -53,4 +53,11 @@ options:
     type: str
     choices: [module, role]
     default: module
+  ledger_path:
+    description:
+      - The identity ledger on the controller (the role's C(mtls_ledger_path)). The action plugin records this
+        host's identity there right after the module returned, under the ledger's lock; the module never sees it.
+        A relative path is relative to the directory C(ansible-playbook) runs in; a path inside an installed
+        collection is refused. Unset, nothing is recorded.
+    type: path
 """

@@ -57,6 +57,8 @@ FORGOTTEN = "forgotten by the registry"
 MOVED = "moved"  # another host (a renamed one, most often) holds the ID now
 RELEASING_ACTIONS = ("decommissioned", "removed locally", FORGOTTEN, MOVED)
 RETIRING_ACTIONS = ("decommissioned", FORGOTTEN)
+# Report rows that say nothing about the host's identity: never recorded.
+UNRECORDED_ACTIONS = ("not run", "unreachable", "failed", "skipped")
 
 
 class LedgerError(Exception):
@@ -326,6 +328,13 @@ class Ledger:
         """Record what ``row`` (a status row) says about the host's identity. Returns the new
         history event, or None when nothing changed (only last_seen may have moved on)."""
         return self.record_many({host: row}).get(host)
+
+    def record_status(self, host, row):
+        """``record`` for a report row, ignoring rows without an identity (not run, unreachable,
+        failed before the identity, ...); None when nothing was recorded."""
+        if not row.get("agent_id") or row.get("action") in UNRECORDED_ACTIONS:
+            return None
+        return self.record(host, row)
 
     def record_many(self, rows, warnings=None):
         """``record`` for {host: row} in one locked write; returns {host: new event}. An ID

@@ -58,6 +58,7 @@ def argument_spec():
         "id_pattern": {"type": "str", "default": d["id_pattern"]},
         "lost_identity": {"type": "str", "default": "restore", "choices": ["restore", "new", "fail"]},
         "ledger_id": {"type": "str"},
+        "ledger_path": {"type": "path"},  # the action plugin's (it records the row there)
         "enrollment": {"type": "str", "default": "self_signed", "choices": ["self_signed", "csr"]},
         "key_size": {"type": "int", "default": 4096},
         "subject": {"type": "dict", "options": SUBJECT_OPTIONS, "apply_defaults": True},

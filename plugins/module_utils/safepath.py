@@ -98,6 +98,19 @@ def _foreign_writers(st, fd, owner_uid):
     return None
 
 
+def permission_advice(exc, owner_uid):
+    """What to do about a permission error of a run that is not root ("" otherwise): the usual
+    cause is a play without ``become`` writing another user's ~/.mtls."""
+    me = os.geteuid()
+    if me == 0 or getattr(exc, "errno", None) not in (errno.EACCES, errno.EPERM):
+        return ""
+    if owner_uid != me:
+        return (" (the module runs as %s, not root: run the play with become: true to write %s's "
+                "identity, or set %s to %s)" % (user_name(me), user_name(owner_uid), setting("owner"), user_name(me)))
+    return (" (the module runs as %s, not root: run the play with become: true, or set %s to a "
+            "directory %s may write)" % (user_name(me), setting("path"), user_name(me)))
+
+
 class _Walk:
     def __init__(self, path, uid, gid, create):
         if not isinstance(path, str) or not os.path.isabs(path) or os.path.normpath(path) != path \
@@ -145,7 +158,8 @@ class _Walk:
             except FileExistsError:
                 pass  # made by a concurrent run: open it as it is
             except OSError as exc:
-                raise FileSafetyError("cannot create %s: %s" % (component, exc.strerror)) from None
+                raise FileSafetyError("cannot create %s: %s%s" % (
+                    component, exc.strerror, permission_advice(exc, self.uid))) from None
             # A directory the run made is opened for real: it is fchown-ed below.
             fd = self._openat(parent_fd, name, (os.O_RDONLY if made else flags) | os.O_DIRECTORY
                               | os.O_NOFOLLOW | _O_CLOEXEC, component)
@@ -168,7 +182,8 @@ class _Walk:
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
                 self._not_a_directory(parent_fd, name, component)
-            raise FileSafetyError("cannot open %s: %s" % (component, exc.strerror)) from None
+            raise FileSafetyError("cannot open %s: %s%s" % (
+                component, exc.strerror, permission_advice(exc, self.uid))) from None
 
     def _not_a_directory(self, parent_fd, name, component):
         try:
@@ -193,8 +208,8 @@ class _Walk:
             if stat.S_IMODE(st.st_mode) != mode:
                 os.fchmod(fd, mode)
         except OSError as exc:
-            raise FileSafetyError("cannot hand %s over to %s: %s" % (
-                component, user_name(self.uid), exc.strerror)) from None
+            raise FileSafetyError("cannot hand %s over to %s: %s%s" % (
+                component, user_name(self.uid), exc.strerror, permission_advice(exc, self.uid))) from None
         return os.fstat(fd)
 
     def open(self):

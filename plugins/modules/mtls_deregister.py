@@ -189,6 +189,7 @@ def argument_spec():
         "timeout": {"type": "float", "default": DEFAULTS["timeout"]},
         "retries": {"type": "int", "default": DEFAULTS["retries"]},
         "option_names": {"type": "str", "default": "module", "choices": ["module", "role"]},
+        "ledger_path": {"type": "path"},  # the action plugin's (it records the row there)
     }
 
 

@@ -12,6 +12,11 @@ left behind; the directory is removed when the task ends, whatever happened.
 
 A subclass says what else the controller does before the module (``prepare``) and which report
 row it makes of the result (``status_row``). Without headers this adds no round trip.
+
+With ``ledger_path`` (the role's ``mtls_ledger_path``), the row is recorded in the identity
+ledger on the controller right after the module returned, under the ledger's lock: a role used
+without the report (and so without its once-per-batch write) keeps the ledger too, so the
+duplicate-ID guard and the lost-identity restore always have the host's identity.
 """
 from __future__ import annotations
 
@@ -25,8 +30,9 @@ from ansible.module_utils.common.validation import check_type_dict
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import merge_hash
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import controller, names
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import controller, ledger, names
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.plugin_utils import operator_paths
 
 
 def headers_for_file(value):
@@ -77,7 +83,8 @@ class ApiAction(ActionBase):
         module_args = dict(self._task.args)
         wrap_async = self._task.async_val and not self._connection.has_native_async
         try:  # the task's own arguments, checked on the controller before the device is touched
-            headers = self._take_headers(module_args, wrap_async)
+            ledger_path = self._take_ledger_path(module_args)
+            headers = self._take_headers(module_args, wrap_async, task_vars)
         except (ConfigError, AnsibleActionFail) as exc:
             return self._refuse(result, host, str(exc), "arguments")
         try:
@@ -99,6 +106,8 @@ class ApiAction(ActionBase):
         result = merge_hash(result, outcome)
         row = self.status_row(result, host)
         if row is not None:
+            if ledger_path and not self._task.check_mode and not result.get("skipped"):
+                row = self._record_in_ledger(result, ledger_path, host, row)
             result["status"] = row
             if not result.get("failed"):
                 result["ansible_facts"] = {"mtls_identity_status": row}
@@ -111,8 +120,25 @@ class ApiAction(ActionBase):
             result["status"] = row
         return result
 
+    # ------------------------------------------------------------------ the identity ledger
+    @staticmethod
+    def _take_ledger_path(module_args):
+        path = module_args.pop("ledger_path", None)
+        return operator_paths.state_path(path, names.setting("ledger_path")) if path else None
+
+    def _record_in_ledger(self, result, path, host, row):
+        """Record the host's row in the ledger; a ledger that cannot be written fails the host
+        (its identity is reported as it is: the device and the registry have it)."""
+        try:
+            ledger.Ledger(path).record_status(host, row)
+        except ledger.LedgerError as exc:
+            msg = "the identity ledger was not updated: %s (%s)" % (exc, names.setting("ledger_path"))
+            result.update(failed=True, msg="%s; %s" % (result["msg"], msg) if result.get("failed") else msg)
+            row = controller.failure_status(host, row.get("phase") or "identity", msg, row)
+        return row
+
     # ------------------------------------------------------------------ before the module
-    def _take_headers(self, module_args, wrap_async):
+    def _take_headers(self, module_args, wrap_async, task_vars):
         """The headers to send to the device (from ``headers`` or ``headers_src``), checked as
         HTTP fields: a refusal names the setting and the header, never the value."""
         headers = controller.check_headers(headers_for_file(module_args.pop("headers", None)),
@@ -123,7 +149,7 @@ class ApiAction(ActionBase):
                 raise ConfigError("set either %s or %s, not both" % (
                     names.setting("headers"), names.setting("headers_src")))
             headers = controller.headers_from_source(controller.read_source(
-                self._find_needle("files", source), "headers_src"))
+                self.find_source(source, "headers_src", task_vars), "headers_src"))
         if headers:
             if module_args.get("headers_file"):
                 raise ConfigError("set either %s or %s, not both (put all the headers in the file)"
@@ -132,6 +158,10 @@ class ApiAction(ActionBase):
                 raise ConfigError("%s: headers cannot be used with async (their file is removed "
                                   "when the task returns); use headers_file" % self._task.action)
         return headers
+
+    def find_source(self, needle, option, task_vars):
+        """The controller file an ``*_src`` option names (plugin_utils/operator_paths.py)."""
+        return operator_paths.find_operator_file(self._loader, self._task.get_search_path(), task_vars, needle, option)
 
     # ------------------------------------------------------------------ the module
     def _run_module(self, module_args, task_vars, wrap_async, install):

@@ -40,6 +40,26 @@ def test_the_floor_is_the_same_everywhere():
         assert claimed == PENDING_MIN_VERSION.get(role, FLOOR), role
 
 
+def test_the_docs_state_the_floor_the_tests_run():
+    """What README.md and the roles' READMEs say about the controller's ansible-core is the
+    floor this file tests (each "Controller:" line: its oldest version; "... is the tested floor")."""
+    docs = [REPO / "README.md", *sorted(REPO.glob("roles/*/README.md"))]
+    stated = {}
+    for doc in docs:
+        text = " ".join(doc.read_text().split())
+        for line in re.findall(r"Controller: (.*?)(?:\. |\.$)", text):
+            versions = re.findall(r"ansible-core (\d+\.\d+)", line)
+            if versions:
+                stated.setdefault(doc.name if doc.parent == REPO else str(doc.relative_to(REPO)), []).append(
+                    min(versions, key=lambda v: tuple(map(int, v.split(".")))))
+        for version in re.findall(r"ansible-core (\d+\.\d+)\+", text):
+            stated.setdefault(str(doc.relative_to(REPO)), []).append(version)
+        for version in re.findall(r"ansible-core (\d+\.\d+) \([^)]*\) is the tested floor", text):
+            stated.setdefault(str(doc.relative_to(REPO)), []).append(version)
+    assert "README.md" in stated and "roles/mtls_identity/README.md" in stated, stated
+    assert {doc: set(versions) for doc, versions in stated.items()} == {doc: {FLOOR} for doc in stated}
+
+
 @pytest.fixture(scope="module")
 def core_214():
     if not os.access(compat.DEVICE_PYTHON, os.X_OK):
@@ -71,7 +91,9 @@ def test_provision_runs_on_ansible_core_2_14(core_214, service, tmp_path):
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "PYTHON"))}
     env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"),
-               ANSIBLE_HOME=str(tmp_path / "ansible-home"), PATH=str(core_214) + os.pathsep + env["PATH"])
+               ANSIBLE_HOME=str(tmp_path / "ansible-home"), PATH=str(core_214) + os.pathsep + env["PATH"],
+               # the collection this session built and installed, not whatever .state/collections holds
+               ANSIBLE_COLLECTIONS_PATH=os.environ["FLEET_MTLS_TEST_COLLECTIONS"])
     cmd = [str(core_214 / "ansible-playbook"), "-i", "localhost,", "-c", "local", "playbooks/provision.yml",
            "-e", json.dumps(extra)]
 

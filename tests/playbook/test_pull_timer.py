@@ -1,9 +1,15 @@
 """Device-side renewal (playbooks/pull.yml, role mtls_pull): the unit files the role writes are
 checked by ``systemd-analyze verify``, the role refuses a schedule or an ansible-core that could
-miss a renewal, and one real run of the service in a Debian 12 container booting systemd:
-the role installed by ansible-pull with Debian's own ansible-core 2.14, then
-``systemctl start fleet-mtls-pull.service`` provisions the device against the reference service
-(on the host's 127.0.0.1: network host) from a local git repository of this tree."""
+miss a renewal, and real runs of the service in a Debian 12 container booting systemd, with
+Debian's own ansible-core 2.14, against the reference service (on the host's 127.0.0.1: network
+host):
+
+- collection mode (the default): the commands of playbooks/pull.yml's header for the device
+  itself, as written - the tarball installed with ansible-galaxy, the role applied from it - in a
+  container without git; ``systemctl start fleet-mtls-pull.service`` then runs
+  ``ansible-playbook autonomy_edge.fleet_mtls.provision`` from the collection the role installed;
+- git mode: the role installed by ansible-pull from a local git repository of this tree, the
+  service running ansible-pull of it."""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import json
 import os
 import pathlib
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -24,6 +31,7 @@ from cryptography import x509
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.compat import DEVICE_PYTHON, ROLE_VERIFY_WORKS, ansible_214
+from tests.fixtures.consumer import header_commands
 from tests.fixtures.source_repo import make_source_repo
 
 pytestmark = pytest.mark.integration
@@ -46,6 +54,7 @@ def run_pull_role(tmp_path, bin_dir=BIN, **overrides):
     headers_src.write_text(json.dumps({"Authorization": "Bearer not-a-real-token"}))
     paths["units"].mkdir(parents=True, exist_ok=True)
     extra = {
+        "mtls_pull_mode": "git",
         "mtls_pull_url": "file:///srv/fleet-mtls", "mtls_pull_install_packages": False, "mtls_pull_enable": False,
         "mtls_pull_become": False, "mtls_pull_unit_dir": str(paths["units"]), "mtls_pull_vars_file": str(paths["vars"]),
         "mtls_pull_checkout_dir": str(tmp_path / "var" / "checkout"), "mtls_pull_metrics_dir": str(paths["metrics"]),
@@ -108,7 +117,7 @@ def test_the_device_variables_name_the_headers_file_and_the_metrics(rendered):
     device_vars = yaml.safe_load(rendered["vars"].read_text())
     assert device_vars == {
         "mtls_api_url": "https://api.example.invalid", "mtls_api_headers_file": str(rendered["headers"]),
-        "mtls_report_dir": "/var/lib/fleet-mtls/reports", "mtls_report_metrics": True,
+        "mtls_state_dir": "/var/lib/fleet-mtls/state", "mtls_report_metrics": True,
         "mtls_report_metrics_file": str(rendered["metrics"] / "fleet-mtls.prom")}
     assert "not-a-real-token" not in rendered["vars"].read_text()
 
@@ -157,32 +166,85 @@ def device_image():
     return tag
 
 
-def test_the_service_renews_the_device_in_a_booted_systemd_container(device_image, service, tmp_path):
+def device_settings(service):
+    return {
+        "mtls_api_url": service.api_url, "mtls_api_ca": "/srv/ca.crt", "mtls_server_url": service.gate_url,
+        "mtls_server_ca": "/srv/ca.crt",
+        "mtls_verify": ROLE_VERIFY_WORKS, "mtls_key_size": 2048, "mtls_agent_restart": "none",
+        # The cloud's JSON upload, which refuses a request without the bearer token.
+        "mtls_upload_format": "json", "mtls_upload_endpoint": "/agent/certificate"}
+
+
+def booted_device(device_image, service, tmp_path, mounts):
+    name = "fleet-mtls-pull-test-" + secrets.token_hex(4)
+    volumes = ["-v", "%s:/srv/ca.crt:ro" % service.ca_path]
+    for source, target in mounts.items():
+        volumes += ["-v", "%s:%s:ro" % (source, target)]
+    podman("run", "-d", "--name", name, "--hostname", "edge-pull-01", "--systemd=always", "--network", "host",
+           *volumes, device_image, "/sbin/init")
+    return name
+
+
+def test_collection_mode_renews_the_device_in_a_booted_systemd_container(device_image, service, collection_tarball,
+                                                                          tmp_path):
+    tarball = collection_tarball
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copyfile(tarball, work / pathlib.Path(tarball).name)
+    (work / "api-headers.json").write_text(json.dumps({"Authorization": "Bearer " + service.token}))
+    (work / "pull-install.yml").write_text(yaml.safe_dump({
+        "mtls_pull_collection_src": pathlib.Path(tarball).name,  # relative: the directory it runs in
+        "mtls_pull_api_headers_src": "api-headers.json",
+        "mtls_pull_apt_cache_valid_time": 10 * 365 * 86400,  # the image's lists: no network update
+        "mtls_pull_extra_args": ["--extra-vars", "fleet_mtls_probe=" + ODD_VALUE],
+        "mtls_pull_vars": device_settings(service),
+    }))
+    name = booted_device(device_image, service, tmp_path, {work: "/srv/work"})
+    try:
+        wait_for_boot(name)
+        podman("exec", name, "rm", "-f", "/usr/bin/git")  # no git in this mode
+        (device_block,) = [block for block in header_commands(REPO / "playbooks" / "pull.yml")
+                           if any(cmd.startswith("ansible-galaxy") for cmd in block)]
+        for command in device_block:  # as written, in the directory holding the tarball
+            done = podman("exec", "-w", "/srv/work", name, *shlex.split(command), timeout=300, check=False)
+            assert done.returncode == 0, command + "\n" + (done.stdout + done.stderr)[-5000:]
+        collection = "/var/lib/fleet-mtls/collections/ansible_collections/autonomy_edge/fleet_mtls"
+        assert podman("exec", name, "test", "-f", collection + "/MANIFEST.json", check=False).returncode == 0
+        assert podman("exec", name, "sh", "-c", "find / -xdev -name .git | head -1").stdout == ""
+        check_device(name, service, "ansible-playbook")
+        assert "/var/lib/fleet-mtls/state/identity-ledger.json" in podman(
+            "exec", name, "journalctl", "-u", "fleet-mtls-pull.service", "-o", "cat", "--no-pager").stdout
+        assert podman("exec", name, "test", "-f", "/var/lib/fleet-mtls/state/identity-ledger.json",
+                      check=False).returncode == 0
+    finally:
+        podman("rm", "-f", "-t", "0", name, check=False)
+
+
+def test_git_mode_renews_the_device_in_a_booted_systemd_container(device_image, service, tmp_path):
     source = make_source_repo(tmp_path / "source")
     assert source.startswith("file://")
     headers = tmp_path / "api-headers.json"
     headers.write_text(json.dumps({"Authorization": "Bearer " + service.token}))
     bootstrap = tmp_path / "bootstrap.yml"
     bootstrap.write_text(yaml.safe_dump({
+        "mtls_pull_mode": "git",
         "mtls_pull_url": "file:///srv/fleet-mtls",
         "mtls_pull_api_headers_src": "/srv/api-headers.json",
         "mtls_pull_apt_cache_valid_time": 10 * 365 * 86400,  # the image's lists: no network update
         "mtls_pull_extra_args": ["--extra-vars", "fleet_mtls_probe=" + ODD_VALUE],
-        "mtls_pull_vars": {
-            "mtls_api_url": service.api_url, "mtls_api_ca": "/srv/ca.crt", "mtls_server_url": service.gate_url,
-            "mtls_server_ca": "/srv/ca.crt",
-            "mtls_verify": ROLE_VERIFY_WORKS, "mtls_key_size": 2048, "mtls_agent_restart": "none",
-            # The cloud's JSON upload, which refuses a request without the bearer token.
-            "mtls_upload_format": "json", "mtls_upload_endpoint": "/agent/certificate"},
+        "mtls_pull_vars": device_settings(service),
     }))
-    name = "fleet-mtls-pull-test-" + secrets.token_hex(4)
-    podman("run", "-d", "--name", name, "--hostname", "edge-pull-01", "--systemd=always", "--network", "host",
-           "-v", "%s:/srv/fleet-mtls:ro" % (tmp_path / "source"), "-v", "%s:/srv/ca.crt:ro" % service.ca_path,
-           "-v", "%s:/srv/api-headers.json:ro" % headers, "-v", "%s:/srv/bootstrap.yml:ro" % bootstrap,
-           device_image, "/sbin/init")
+    name = booted_device(device_image, service, tmp_path, {
+        tmp_path / "source": "/srv/fleet-mtls", headers: "/srv/api-headers.json", bootstrap: "/srv/bootstrap.yml"})
     try:
         wait_for_boot(name)
-        check_device(name, service)
+        # The device installs its own timer, with Debian's ansible-core, from the repository.
+        checkout = "/var/lib/fleet-mtls/bootstrap/ansible_collections/autonomy_edge/fleet_mtls"  # the collection
+        installed = podman("exec", name, "ansible-pull", "-U", "file:///srv/fleet-mtls", "-C", "main",
+                           "-d", checkout, "-i", "localhost,", "-e", "@/srv/bootstrap.yml",
+                           "playbooks/pull.yml", timeout=300, check=False)
+        assert installed.returncode == 0, (installed.stdout + installed.stderr)[-5000:]
+        check_device(name, service, "ansible-pull")
     finally:
         podman("rm", "-f", "-t", "0", name, check=False)
 
@@ -198,14 +260,8 @@ def wait_for_boot(name, seconds=90):
         time.sleep(0.2)
 
 
-def check_device(name, service):
-    # The device installs its own timer, with Debian's ansible-core, from the repository.
-    checkout = "/var/lib/fleet-mtls/bootstrap/ansible_collections/autonomy_edge/fleet_mtls"  # the collection
-    installed = podman("exec", name, "ansible-pull", "-U", "file:///srv/fleet-mtls", "-C", "main",
-                       "-d", checkout, "-i", "localhost,", "-e", "@/srv/bootstrap.yml",
-                       "playbooks/pull.yml", timeout=300, check=False)
-    assert installed.returncode == 0, (installed.stdout + installed.stderr)[-5000:]
-    assert "ansible-pull [core 2.14." in podman("exec", name, "ansible-pull", "--version").stdout
+def check_device(name, service, runner):
+    assert "%s [core 2.14." % runner in podman("exec", name, runner, "--version").stdout
     assert podman("exec", name, "systemctl", "is-enabled", "fleet-mtls-pull.timer").stdout.strip() == "enabled"
     assert podman("exec", name, "systemctl", "is-active", "fleet-mtls-pull.timer").stdout.strip() == "active"
     verify = podman("exec", name, "systemd-analyze", "verify", "/etc/systemd/system/fleet-mtls-pull.service",
@@ -218,7 +274,8 @@ def check_device(name, service):
                    "-p", "ExecMainStatus", "-p", "ExecMainCode").stdout.split()
     assert run.returncode == 0 and shown == ["Result=success", "ExecMainCode=1", "ExecMainStatus=0"], (
         run.stderr + "\n".join(shown) + journal[-6000:])
-    assert "--inventory edge-pull-01," in journal and "fleet_mtls_probe=" + ODD_VALUE in journal  # %H, quoting
+    if runner == "ansible-pull":  # it prints the command it runs: %H, the quoting
+        assert "--inventory edge-pull-01," in journal and "fleet_mtls_probe=" + ODD_VALUE in journal
     assert "fleet-mtls report provision-report: 1 host(s)" in journal, journal[-4000:]
     assert service.token not in journal
 
