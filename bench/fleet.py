@@ -48,6 +48,7 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -512,6 +513,8 @@ def print_report(path: Path, tasks: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    # A terminated bench still stops its sshd and service and removes its cgroups (finally).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.cleanup:
         return sshfleet.cleanup(log)
     if args.report:

@@ -28,6 +28,7 @@ privileged monitor of a connection exits without waiting for its session).
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -290,12 +291,14 @@ class SshFleet:
         out, err = proc.communicate(timeout=60)
         if proc.returncode != 0 or not out.strip().isdigit():
             raise SystemExit(f"device CPU quota probe: ssh {user} failed: {err.strip()}")
-        pid = int(out.strip())
+        pid = int(out.strip())  # setsid's, which becomes nohup then the loop (exec, same pid)
         try:
-            if _cmdline(pid) != ["sh", "-c", loop]:
-                raise SystemExit(f"device CPU quota probe: pid {pid} is not the probe's loop")
-            group, sid = cpuquota.cpu_group_of(pid), _sid(pid)
             deadline = time.monotonic() + bound_s
+            while _cmdline(pid) != ["sh", "-c", loop]:  # slow at a small quota
+                if time.monotonic() > deadline or _uid(pid) is None:
+                    raise SystemExit(f"device CPU quota probe: pid {pid} did not become the probe's loop")
+                time.sleep(0.05)
+            group, sid = cpuquota.cpu_group_of(pid), _sid(pid)
             while time.monotonic() < deadline:
                 stat = self.quota.cpu_stat(user)
                 if (stat["nr_periods"] - stat0["nr_periods"] >= min_periods
@@ -304,8 +307,10 @@ class SshFleet:
                 time.sleep(0.1)
             stat, usage = self.quota.cpu_stat(user), self.quota.usage_s(user)
         finally:
-            if _cmdline(pid) == ["sh", "-c", loop]:
-                os.kill(pid, 9)
+            # setsid made the loop its own process group: stop it, whatever it has become.
+            if _uid(pid) == pwd.getpwnam(user).pw_uid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, 9)
         periods = stat["nr_periods"] - stat0["nr_periods"]
         probe = {"user": user, "pid": pid, "group": group, "in_group": group == self.quota.group_path(user),
                  "detached": sid == pid, "quota_percent": self.quota.percent, "cgroup_cpu_s": round(usage - usage0, 4),
