@@ -62,7 +62,7 @@ def unavailable() -> str | None:
     return None
 
 
-def _hierarchies() -> list[Path]:
+def hierarchies() -> list[Path]:
     """The distinct mount points of the cpu and cpuacct controllers (one when co-mounted; none
     without cgroup v1)."""
     mounts = _v1_mounts()
@@ -74,7 +74,7 @@ def remove_all(log=print) -> int:
     start). Processes still inside are moved to the root group first, never killed: the bench
     stops its own (the stand-in agents) before. Returns how many were moved."""
     moved = 0
-    for top in (h / GROUP for h in _hierarchies()):
+    for top in (h / GROUP for h in hierarchies()):
         if not top.is_dir():
             continue
         for group in [g for g in top.iterdir() if g.is_dir()] + [top]:
@@ -110,7 +110,7 @@ class CpuQuota:
 
     def create(self, log=print) -> None:
         remove_all(log)  # an interrupted run's groups, with its quota and its processes
-        for top in (h / GROUP for h in _hierarchies()):
+        for top in (h / GROUP for h in hierarchies()):
             top.mkdir()
             for user in self.users:
                 pw = pwd.getpwnam(user)
