@@ -307,10 +307,11 @@ class SshFleet:
                 time.sleep(0.1)
             stat, usage = self.quota.cpu_stat(user), self.quota.usage_s(user)
         finally:
-            # setsid made the loop its own process group: stop it, whatever it has become.
+            # The loop, whatever of setsid -> nohup -> sh it has become, and its group (setsid's).
             if _uid(pid) == pwd.getpwnam(user).pw_uid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, 9)
+                for kill in (os.kill, os.killpg):
+                    with contextlib.suppress(ProcessLookupError):
+                        kill(pid, 9)
         periods = stat["nr_periods"] - stat0["nr_periods"]
         probe = {"user": user, "pid": pid, "group": group, "in_group": group == self.quota.group_path(user),
                  "detached": sid == pid, "quota_percent": self.quota.percent, "cgroup_cpu_s": round(usage - usage0, 4),
