@@ -296,7 +296,7 @@ def _add_timer(rec: dict, timer: Path) -> None:
 def check(rec: dict, n: int, *, changed: str) -> list[str]:
     """What a run must have done; returns problems (the benchmark is only valid without)."""
     problems = []
-    label = f"{rec.get('connection', 'local')} {rec['label']}"
+    label = f"{rec.get('connection', 'local')} {rec['label']}" + (f" (forks {rec['forks']})" if "forks" in rec else "")
     if rec["rc"] != 0:
         problems.append(f"{label}: ansible-playbook exited {rec['rc']} (see {rec['log']})")
     if "hosts_failed" not in rec:
