@@ -268,7 +268,7 @@ class Runner:
                "python": fleet.python, "device_cpu_percent": fleet.quota.percent if fleet.quota else None,
                "wall_s": max(walls, default=None), "cpu_s": round(sum(cpus), 3),
                "process_wall_s": round(wall, 3), "wall_median_s": statistics.median(walls) if walls else None,
-               "per_key_median_s": statistics.median(cpus) if cpus else None,
+               "per_key_median_s": round(statistics.median(cpus), 4) if cpus else None,
                "per_key_min_s": min(cpus, default=None), "per_key_max_s": max(cpus, default=None),
                "failed": [d["user"] for d in per_device if d not in ok], "per_device": per_device,
                "load1_before": self.loads[-2][0], "load1_after": self.loads[-1][0],
