@@ -6,6 +6,8 @@ Run from the repository root with the venv's Python (bench/README.md says more):
     .venv/bin/python bench/fleet.py                                   # local fleet, N=50, median of 3
     .venv/bin/python bench/fleet.py --connection ssh -n 50 --forks 20 --repeat 3
     .venv/bin/python bench/fleet.py --connection both                 # the two modes interleaved
+    .venv/bin/python bench/fleet.py --connection ssh -n 30 --device-cpu 5 --forks 5,30 --repeat 1 \
+        --only provision,ping,keygen --skip rerun_lean                # slow devices, two fork counts
     .venv/bin/python bench/fleet.py --hosts 2 --repeat 1              # smoke run
     .venv/bin/python bench/fleet.py --cleanup                         # remove the SSH device users
 
@@ -23,10 +25,15 @@ repetitions (and, with --connection both, the modes one after the other in alter
               (bench/agents.py); the fleet report's blackout_ms is read afterwards
   baseline    bench/baseline/provision.yml on fresh dirs (community.crypto), and its re-run
   ping        bench/playbooks/ping.yml (one ansible.builtin.ping task: the Ansible floor)
-  keygen      N RSA-4096 generations in one process of the device's Python (the crypto floor)
+  keygen      N RSA-4096 generations in one process of the device's Python (the crypto floor);
+              over SSH also one generation on every device at once, each in its own session
+              (and quota): the slowest device's keygen is the ideal's first term
 then the module alone (bench/module_alone.py) with the device's Python. It prints medians,
 the ratios against their targets (with the per-task profile of what stands in the way of a
-missed one) and writes bench/results/<timestamp>.json. Benchmarks are scripts, never timed
+missed one), over SSH the runs side by side against ping and the ideal (slowest device
+keygen + ping + N x controller CPU per host / cores), and writes bench/results/<timestamp>.json.
+With --device-cpu P every device account runs in P % of one core (bench/cpuquota.py); with
+--forks 5,30 every playbook run is measured at each fork count, interleaved. Benchmarks are scripts, never timed
 assertions: the exit status only says whether every run did its job (all hosts ok, re-run
 unchanged), not whether a target was met.
 """
@@ -41,6 +48,7 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -52,6 +60,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import agents  # noqa: E402
+import cpuquota  # noqa: E402
 import sshfleet  # noqa: E402
 import tables  # noqa: E402
 from crypto_collection import ensure_community_crypto  # noqa: E402
@@ -190,13 +199,14 @@ class Runner:
         self.counter = 0
         self.loads: list[tuple[float, float, float]] = []
 
-    def playbook(self, fleet, label: str, playbook: Path, inventory: Inventory, extra: list[str] | None = None) -> dict:
+    def playbook(self, fleet, label: str, playbook: Path, inventory: Inventory, forks: int,
+                 extra: list[str] | None = None) -> dict:
         self.counter += 1
         stem = f"{self.counter:03d}-{fleet.name}-{label}"
         timer = self.logs / f"{stem}.timer.json"
         logfile = self.logs / f"{stem}.log"
         env = dict(self.env, BENCH_TIMER_OUT=str(timer), **fleet.timer_env())
-        cmd = [self.ansible_playbook, "-i", str(inventory.path), "-f", str(self.args.forks), str(playbook)]
+        cmd = [self.ansible_playbook, "-i", str(inventory.path), "-f", str(forks), str(playbook)]
         for e in extra or []:
             cmd += ["-e", e]
         self.loads.append(os.getloadavg())
@@ -211,14 +221,16 @@ class Runner:
         outside = fleet.end_run()  # over SSH: the masters' and the devices' CPU
         controller = cpu + outside.get("masters_cpu_s", 0.0)
         device = outside.get("device_cpu_s")
-        rec = {"label": label, "connection": fleet.name, "wall_s": round(wall, 3),
+        rec = {"label": label, "connection": fleet.name, "forks": forks, "wall_s": round(wall, 3),
                "cpu_s": round(controller + (device or 0.0), 3), "rc": rc,
                "service_cpu_s": round(svc1 - svc0, 3) if svc0 is not None and svc1 is not None else None,
                "load1_before": self.loads[-2][0], "load1_after": self.loads[-1][0], "log": str(logfile)}
         if device is not None:
             rec.update(controller_cpu_s=round(controller, 3), device_cpu_s=device, ssh_masters=outside["masters"])
+        if "quota" in outside:  # slow devices: their cgroups' counters, and any process outside them
+            rec.update(device_quota=outside["quota"], outside_quota=outside["outside_quota"])
         _add_timer(rec, timer)
-        log(f"{fleet.name:<5} {label:<14} wall {wall:7.2f}s  cpu {rec['cpu_s']:7.2f}s"
+        log(f"{fleet.name:<5} f{forks:<3} {label:<14} wall {wall:7.2f}s  cpu {rec['cpu_s']:7.2f}s"
             + (f" (device {device:.2f}s)" if device is not None else "")
             + f"  service cpu {rec['service_cpu_s']}s  rc={rc}"
             + (f"  changed hosts {rec.get('hosts_changed')} tasks {rec.get('changed_tasks')}"
@@ -246,6 +258,31 @@ class Runner:
             f"per key median {rec['per_key_median_s']:.3f}s ({fleet.python}, cryptography {data['cryptography']})")
         return rec
 
+    def device_keygen(self, fleet, key_size: int) -> dict:
+        """One generation on every device at once, each in its own session (and quota): the
+        fleet's keygen as the devices see it. wall_s is the slowest device's keygen."""
+        self.loads.append(os.getloadavg())
+        t0 = time.perf_counter()
+        per_device = fleet.keygen_on_devices(key_size)
+        wall = time.perf_counter() - t0
+        self.loads.append(os.getloadavg())
+        ok = [d for d in per_device if d["rc"] == 0 and "wall_s" in d]
+        walls, cpus = [d["wall_s"] for d in ok], [d["cpu_s"] for d in ok]
+        rec = {"label": "device_keygen", "connection": fleet.name, "n": len(per_device), "key_size": key_size,
+               "python": fleet.python, "device_cpu_percent": fleet.quota.percent if fleet.quota else None,
+               "wall_s": max(walls, default=None), "cpu_s": round(sum(cpus), 3),
+               "process_wall_s": round(wall, 3), "wall_median_s": statistics.median(walls) if walls else None,
+               "per_key_median_s": round(statistics.median(cpus), 4) if cpus else None,
+               "per_key_min_s": min(cpus, default=None), "per_key_max_s": max(cpus, default=None),
+               "failed": [d["user"] for d in per_device if d not in ok], "per_device": per_device,
+               "load1_before": self.loads[-2][0], "load1_after": self.loads[-1][0],
+               "rc": 0 if len(ok) == len(per_device) else 1,
+               "cryptography": ok[0]["cryptography"] if ok else None}
+        log(f"{fleet.name:<5} {'device keygen':<19} slowest {rec['wall_s']}s of {len(ok)} devices at once "
+            f"(all done in {wall:.2f}s), CPU per key median {rec['per_key_median_s']}s"
+            + (f", {len(rec['failed'])} failed" if rec["failed"] else ""))
+        return rec
+
 
 def _add_timer(rec: dict, timer: Path) -> None:
     try:
@@ -263,7 +300,7 @@ def _add_timer(rec: dict, timer: Path) -> None:
 def check(rec: dict, n: int, *, changed: str) -> list[str]:
     """What a run must have done; returns problems (the benchmark is only valid without)."""
     problems = []
-    label = f"{rec.get('connection', 'local')} {rec['label']}"
+    label = f"{rec.get('connection', 'local')} {rec['label']}" + (f" (forks {rec['forks']})" if "forks" in rec else "")
     if rec["rc"] != 0:
         problems.append(f"{label}: ansible-playbook exited {rec['rc']} (see {rec['log']})")
     if "hosts_failed" not in rec:
@@ -275,14 +312,16 @@ def check(rec: dict, n: int, *, changed: str) -> list[str]:
         problems.append(f"{label}: {rec['hosts_changed']}/{n} hosts changed, expected all")
     if changed == "none" and rec["changed_tasks"]:
         problems.append(f"{label}: {rec['changed_tasks']} changed task(s), expected none")
+    if rec.get("outside_quota"):
+        problems.append(f"{label}: device process(es) outside their CPU quota: {rec['outside_quota'][:5]}")
     return problems
 
 
 class Mode:
-    """One fleet's runs and problems across the repetitions."""
+    """One fleet's runs and problems at one fork count across the repetitions."""
 
-    def __init__(self, fleet, n: int):
-        self.fleet, self.n = fleet, n
+    def __init__(self, fleet, n: int, forks: int):
+        self.fleet, self.n, self.forks = fleet, n, forks
         self.runs: dict[str, list[dict]] = {}
         self.problems: list[str] = []
         self.module_alone: dict | None = None
@@ -291,24 +330,35 @@ class Mode:
 
     def add(self, rec: dict, changed: str = "any") -> dict:
         self.runs.setdefault(rec["label"], []).append(rec)
-        if rec["label"] != "keygen":
+        if rec["label"] == "device_keygen" and rec["rc"]:
+            self.problems.append(f"{rec['connection']} device keygen failed on {rec['failed']}: "
+                                 f"{[d.get('error') for d in rec['per_device'] if d['user'] in rec['failed']][:3]}")
+        elif rec["label"] not in ("keygen", "device_keygen"):
             self.problems.extend(check(rec, self.n, changed=changed))
         return rec
 
 
-def run_block(mode: Mode, block: str, rep: int, runner: Runner, svc, args, rotate_vars: Path) -> None:
-    fleet, n, skip = mode.fleet, mode.n, set(args.skip)
+def run_block(mode: Mode, block: str, rep: int, runner: Runner, svc, args, rotate_vars: Path,
+              shared: dict) -> None:
+    """One block of one repetition at the mode's fork count. Blocks that do not depend on the
+    fork count (keygen) run once per fleet and repetition; the other modes of that fleet get
+    the same records (`shared`)."""
+    fleet, n, skip, forks = mode.fleet, mode.n, set(args.skip), mode.forks
+
+    def playbook(label, path, inventory, extra=None):
+        return runner.playbook(fleet, label, path, inventory, forks, extra)
+
     if block == "provision":
         inv = fleet.inventory(svc, "ours", rep, args.settings)
-        mode.add(runner.playbook(fleet, "provision", PROVISION, inv), "all")
+        mode.add(playbook("provision", PROVISION, inv), "all")
         if "rerun" not in skip:
-            mode.add(runner.playbook(fleet, "rerun", PROVISION, inv), "none")
+            mode.add(playbook("rerun", PROVISION, inv), "none")
         if "rerun_lean" not in skip:
             # The same re-run verifying only what changed (nothing): the large-fleet setting.
-            mode.add(runner.playbook(fleet, "rerun_lean", PROVISION, inv, ["mtls_verify_unchanged=false"]), "none")
+            mode.add(playbook("rerun_lean", PROVISION, inv, ["mtls_verify_unchanged=false"]), "none")
         if "rotate" not in skip:
             before = sum(agents.restarts(d) for d in inv.host_dirs)
-            rec = runner.playbook(fleet, "rotate", PROVISION, inv, [f"@{rotate_vars}"])
+            rec = playbook("rotate", PROVISION, inv, [f"@{rotate_vars}"])
             rec["blackout"] = tables.read_blackout(inv.path.parent / "reports" / "provision-report.json")
             rec["agent_restarts"] = sum(agents.restarts(d) for d in inv.host_dirs) - before
             mode.add(rec, "all")
@@ -317,19 +367,24 @@ def run_block(mode: Mode, block: str, rep: int, runner: Runner, svc, args, rotat
                                      f"for {n} hosts")
     elif block == "baseline":
         inv = fleet.inventory(svc, "base", rep, args.settings)
-        mode.add(runner.playbook(fleet, "baseline", BASELINE, inv), "all")
+        mode.add(playbook("baseline", BASELINE, inv), "all")
         if "baseline_rerun" not in skip:
-            mode.add(runner.playbook(fleet, "baseline_rerun", BASELINE, inv), "none")
+            mode.add(playbook("baseline_rerun", BASELINE, inv), "none")
     elif block == "ping":
         mode.ping_inventory = mode.ping_inventory or fleet.inventory(svc, "ping", None, args.settings)
-        mode.add(runner.playbook(fleet, "ping", PING, mode.ping_inventory))
+        mode.add(playbook("ping", PING, mode.ping_inventory))
     elif block == "keygen":
-        mode.add(runner.keygen(fleet, n, args.key_size))
+        key = (fleet.name, rep, block)
+        if key not in shared:
+            shared[key] = [runner.keygen(fleet, n, args.key_size)]
+            if fleet.name == "ssh":
+                shared[key].append(runner.device_keygen(fleet, args.key_size))
+        for rec in shared[key]:
+            mode.add(rec)
     elif block == "micro":
         mode.ping_inventory = mode.ping_inventory or fleet.inventory(svc, "ping", None, args.settings)
         for kind in tables.MICRO:
-            mode.add(runner.playbook(fleet, f"micro_{kind}", BENCH / "playbooks" / f"micro_{kind}.yml",
-                                     mode.ping_inventory))
+            mode.add(playbook(f"micro_{kind}", BENCH / "playbooks" / f"micro_{kind}.yml", mode.ping_inventory))
     mode.loads.append(os.getloadavg())
 
 
@@ -398,7 +453,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--connection", choices=("local", "ssh", "both"), default="local",
                    help="local fleet, SSH fleet (bench/sshfleet.py, root), or both interleaved (default local)")
     p.add_argument("-n", "--hosts", type=int, default=50, help="fleet size N (default 50)")
-    p.add_argument("--forks", type=int, default=default_forks(), help="ansible forks (default: ansible.cfg's)")
+    p.add_argument("--forks", default=str(default_forks()), type=_int_list, metavar="F[,F...]",
+                   help="ansible forks, or a comma list: every playbook run at each fork count, interleaved "
+                        "(default: ansible.cfg's)")
+    p.add_argument("--device-cpu", type=float, metavar="P",
+                   help="SSH fleet only: confine every session of each device account to P %% of one core "
+                        "(1..100; a cgroup CPU quota entered at SSH login, bench/cpuquota.py): slow devices")
     p.add_argument("--repeat", type=int, default=3, help="repetitions; medians are reported (default 3)")
     p.add_argument("--quick", action="store_true", help="smoke run: --hosts 3 --repeat 1")
     p.add_argument("--only", default="provision,baseline,ping,keygen,module",
@@ -424,8 +484,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.hosts, args.repeat = 3, 1
-    if args.hosts < 1 or args.repeat < 1 or args.forks < 1:
+    if args.hosts < 1 or args.repeat < 1 or min(args.forks) < 1:
         p.error("--hosts, --repeat and --forks must be >= 1")
+    if args.device_cpu is not None:
+        if args.connection != "ssh":
+            p.error("--device-cpu needs --connection ssh (the local fleet is the controller itself)")
+        if not 1 <= args.device_cpu <= 100:
+            p.error("--device-cpu: 1..100 (% of one core)")
     if set(args.skip) - set(SKIPPABLE):
         p.error(f"--skip: unknown runs {sorted(set(args.skip) - set(SKIPPABLE))}")
     # Inventory settings beyond the fleet's shape: only what differs from the role's defaults.
@@ -436,16 +501,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return list(dict.fromkeys(int(x) for x in text.split(",") if x.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma list of integers: {text!r}") from None
+
+
 def print_report(path: Path, tasks: bool) -> int:
     data = json.loads(path.read_text())
-    for result in data.get("modes", [data]):
-        tables.print_result(result, tasks)
-        print(f"started {result['started']}, git {result['versions'].get('git_head')}")
+    tables.print_results(data.get("modes", [data]), tasks)
+    print(f"started {data['started']}, git {data['versions'].get('git_head')}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    # A terminated bench still stops its sshd and service and removes its cgroups (finally).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.cleanup:
         return sshfleet.cleanup(log)
     if args.report:
@@ -459,6 +532,8 @@ def main(argv: list[str] | None = None) -> int:
     names = ["local", "ssh"] if args.connection == "both" else [args.connection]
     if "ssh" in names and (why := sshfleet.unavailable()):
         raise SystemExit(f"--connection {args.connection}: the SSH fleet {why}")
+    if args.device_cpu is not None and (why := cpuquota.unavailable()):
+        raise SystemExit(f"--device-cpu: the device CPU quota {why}")
     n = args.hosts
     collections_root, crypto_ver = ensure_community_crypto()
     log(f"community.crypto {crypto_ver} from {collections_root}; load {os.getloadavg()[0]:.2f}")
@@ -472,46 +547,52 @@ def main(argv: list[str] | None = None) -> int:
     svc = Service(scratch / "service", token="bench-token").start()
     log(f"service api={svc.api_url} gate={svc.gate_url}; scratch {scratch}")
     runner = Runner(args, scratch, collections_root, getattr(getattr(svc, "process", None), "pid", None))
-    modes: dict[str, Mode] = {}
+    fleets: dict[str, object] = {}
+    modes: list[Mode] = []  # one per fleet and fork count
     registrations = None
     try:
         for name in names:
-            fleet = LocalFleet(scratch / "local", n) if name == "local" else sshfleet.SshFleet(scratch / "ssh", n, log)
-            modes[name] = Mode(fleet, n)
-            fleet.start()
+            fleets[name] = (LocalFleet(scratch / "local", n) if name == "local"
+                            else sshfleet.SshFleet(scratch / "ssh", n, log, args.device_cpu))
+            modes += [Mode(fleets[name], n, forks) for forks in args.forks]
+            fleets[name].start()
+        shared: dict = {}
         for rep in range(args.repeat):
             order = list(BLOCKS) if rep % 2 == 0 else list(reversed(BLOCKS))
-            mode_order = names if rep % 2 == 0 else list(reversed(names))
+            mode_order = modes if rep % 2 == 0 else list(reversed(modes))
             for block in (b for b in order if b in args.blocks):
-                for name in mode_order:
-                    run_block(modes[name], block, rep, runner, svc, args, rotate_vars)
+                for mode in mode_order:
+                    run_block(mode, block, rep, runner, svc, args, rotate_vars, shared)
         if "module" in args.blocks:
-            for mode in modes.values():
+            for fleet in fleets.values():
                 calls = args.module_calls or min(n, 10)
-                mode.module_alone = measure_module_alone(mode.fleet, svc, scratch, calls, args.key_size, args.profile)
-                mode.problems.extend(f"{mode.fleet.name} module alone: {c}"
-                                     for c in mode.module_alone.get("problems", []))
+                alone = measure_module_alone(fleet, svc, scratch, calls, args.key_size, args.profile)
+                for mode in (m for m in modes if m.fleet is fleet):
+                    mode.module_alone = alone
+                    mode.problems.extend(f"{fleet.name} module alone: {c}" for c in alone.get("problems", []))
     finally:
         with contextlib.suppress(Exception):
             registrations = len(svc.registrations())
-        for mode in modes.values():
+        for fleet in fleets.values():
             with contextlib.suppress(Exception):
-                mode.fleet.stop()
+                fleet.stop()
         svc.stop()
 
-    head = {"started": started.isoformat(timespec="seconds"), "hosts": n, "forks": args.forks,
+    forks = args.forks[0] if len(args.forks) == 1 else args.forks
+    head = {"started": started.isoformat(timespec="seconds"), "hosts": n, "forks": forks,
+            "device_cpu_percent": args.device_cpu,
             "repeat": args.repeat, "cores": len(os.sched_getaffinity(0)), "extra_env": args.env,
             "key_size": args.key_size, "skipped_runs": args.skip, "versions": versions,
             "service_registrations": registrations}
-    results = [_mode_result(mode, head) for mode in modes.values()]
-    for result in results:
-        tables.print_result(result, args.tasks)
+    results = [_mode_result(mode, {**head, "forks": mode.forks}) for mode in modes]
+    tables.add_fleet_summaries(results)
+    tables.print_results(results, args.tasks)
     out = args.out or RESULTS / f"{started.strftime('%Y%m%dT%H%M%SZ')}-{args.connection}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    data = results[0] if len(results) == 1 else {"connection": "both", **head, "modes": results}
+    data = results[0] if len(results) == 1 else {**head, "connection": args.connection, "modes": results}
     out.write_text(json.dumps(data, indent=1) + "\n")
     print(f"results: {out}")
-    problems = [p for r in results for p in r["problems"]]
+    problems = list(dict.fromkeys(p for r in results for p in r["problems"]))
     if problems:
         print("PROBLEMS (the numbers above are not valid):")
         for p in problems:

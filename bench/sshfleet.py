@@ -13,6 +13,10 @@ private sshd on 127.0.0.1, reached by Ansible the way an operator reaches real d
   host, pipelining on, ssh_args with ControlMaster=auto, ControlPersist and a short
   ControlPath, the device Python /usr/bin/python3 with Debian's python3-cryptography and
   python3-requests.
+- With `device_cpu` (`--device-cpu P`): every session of each device account runs in that
+  device's CPU quota, P % of one core (bench/cpuquota.py: a cgroup entered by an sshd
+  ForceCommand wrapper), checked at the start by a detached CPU-bound job on one device and
+  after every run by the group of every device process.
 
 Every measured run starts without connections and ends by closing its masters (`end_run`): a
 run pays its own connection set-up, as an operator's separate run does, and its CPU can be
@@ -24,6 +28,9 @@ privileged monitor of a connection exits without waiting for its session).
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import os
 import pwd
 import shutil
@@ -34,6 +41,7 @@ import time
 from pathlib import Path
 
 import agents
+import cpuquota
 from fleet_inventory import Inventory, write_inventory
 
 SSHD = "/usr/sbin/sshd"
@@ -46,6 +54,9 @@ USER_COMMENT = "fleet-mtls bench device"
 # each run anyway.
 CONTROL_PERSIST = "5m"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# One SSH fleet at a time on a machine: the device users, their homes and cgroups are shared.
+LOCK = Path("/run/lock/fleet-mtls-bench.lock")
+KEYGEN = Path(__file__).resolve().parent / "keygen.py"
 
 
 def unavailable() -> str | None:
@@ -122,7 +133,7 @@ class SshFleet:
     name = "ssh"
     python = DEVICE_PYTHON
 
-    def __init__(self, root: Path, n: int, log=print):
+    def __init__(self, root: Path, n: int, log=print, device_cpu: float | None = None):
         self.root = root  # inventories and fleet reports; sshd's files in root/state
         self.state = root / "state"
         self.n = n
@@ -142,18 +153,32 @@ class SshFleet:
         self.control_dir.mkdir(mode=0o700)
         self._device_mark = 0.0
         self.login_checked = False
+        self._lock: int | None = None
+        self.quota = cpuquota.CpuQuota(device_cpu, self.users) if device_cpu else None
+        self._quota_mark: dict[str, float] = {}
+        self.quota_probe: dict | None = None
 
     # ----------------------------------------------------------------- set-up
     def start(self) -> SshFleet:
+        self._take_lock()
         self.state.mkdir(parents=True, exist_ok=True)
         _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "fleet-mtls bench controller",
               "-f", str(self.key)], skip_if=self.key)
         _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.state / "ssh_host_ed25519_key")],
              skip_if=self.state / "ssh_host_ed25519_key")
         self.ensure_users()
+        if self.quota:
+            self.quota.create(self.log)
+        else:
+            cpuquota.remove_all(self.log)  # an interrupted slow-device run's groups
         self._start_sshd()
         self._check_login()
+        if self.quota:
+            self.quota_probe = self.probe_quota()
         return self
+
+    def _take_lock(self) -> None:
+        self._lock = take_lock()
 
     def ensure_users(self) -> None:
         created = 0
@@ -232,6 +257,8 @@ class SshFleet:
             "MaxStartups 200:30:400",
             "LogLevel INFO",
             f"Subsystem sftp {SFTP_SERVER}",
+            *([f"ForceCommand exec {self.quota.write_wrapper(self.runtime / 'device-session')}"]
+              if self.quota else []),
             "",
         ]))
         return config
@@ -245,6 +272,76 @@ class SshFleet:
             raise SystemExit(f"ssh {user}@127.0.0.1:{self.port} failed: {proc.stderr.strip()}\n"
                              f"{(self.state / 'sshd.log').read_text()[-1500:]}")
         self.login_checked = True
+
+    def ssh(self, user: str, command: str, **popen) -> subprocess.Popen:
+        """One session of a device account on its own connection (not Ansible's masters)."""
+        return subprocess.Popen(["ssh", *self.ssh_options(), "-o", "ControlMaster=no", "-o", "ControlPath=none",
+                                 "-p", str(self.port), f"{user}@127.0.0.1", command], **popen)
+
+    def probe_quota(self, min_periods: int = 10, min_throttled: int = 3, bound_s: float = 60.0) -> dict:
+        """Proof that the quota holds a detached job: start a CPU-bound loop on the first device
+        with setsid + nohup from a session that then ends, wait (bounded) until its group has
+        run `min_periods` CFS periods and been throttled in `min_throttled` of them, read the
+        group's counters, then stop the loop. share = cgroup CPU / (periods x period)."""
+        user = self.users[0]
+        stat0, usage0 = self.quota.cpu_stat(user), self.quota.usage_s(user)
+        loop = "while :; do :; done"
+        proc = self.ssh(user, f"setsid nohup sh -c '{loop}' </dev/null >/dev/null 2>&1 & echo $!",
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = proc.communicate(timeout=60)
+        if proc.returncode != 0 or not out.strip().isdigit():
+            raise SystemExit(f"device CPU quota probe: ssh {user} failed: {err.strip()}")
+        pid = int(out.strip())  # setsid's, which becomes nohup then the loop (exec, same pid)
+        try:
+            deadline = time.monotonic() + bound_s
+            while _cmdline(pid) != ["sh", "-c", loop]:  # slow at a small quota
+                if time.monotonic() > deadline or _uid(pid) is None:
+                    raise SystemExit(f"device CPU quota probe: pid {pid} did not become the probe's loop")
+                time.sleep(0.05)
+            group, sid = cpuquota.cpu_group_of(pid), _sid(pid)
+            while time.monotonic() < deadline:
+                stat = self.quota.cpu_stat(user)
+                if (stat["nr_periods"] - stat0["nr_periods"] >= min_periods
+                        and stat["nr_throttled"] - stat0["nr_throttled"] >= min_throttled):
+                    break
+                time.sleep(0.1)
+            stat, usage = self.quota.cpu_stat(user), self.quota.usage_s(user)
+        finally:
+            # The loop, whatever of setsid -> nohup -> sh it has become, and its group (setsid's).
+            if _uid(pid) == pwd.getpwnam(user).pw_uid:
+                for kill in (os.kill, os.killpg):
+                    with contextlib.suppress(ProcessLookupError):
+                        kill(pid, 9)
+        periods = stat["nr_periods"] - stat0["nr_periods"]
+        probe = {"user": user, "pid": pid, "group": group, "in_group": group == self.quota.group_path(user),
+                 "detached": sid == pid, "quota_percent": self.quota.percent, "cgroup_cpu_s": round(usage - usage0, 4),
+                 "nr_periods": periods, "nr_throttled": stat["nr_throttled"] - stat0["nr_throttled"],
+                 "throttled_s": round((stat["throttled_time"] - stat0["throttled_time"]) / 1e9, 3),
+                 "share_percent": round((usage - usage0) / (periods * cpuquota.PERIOD_US / 1e6) * 100, 2)
+                 if periods else None}
+        self.log(f"device CPU quota probe on {user}: a detached CPU-bound loop in {group}, "
+                 f"{probe['share_percent']} % of a core over {periods} periods, throttled in {probe['nr_throttled']}")
+        if not probe["in_group"]:
+            raise SystemExit(f"device CPU quota probe: the detached loop ran in {group}, not in its device's group")
+        return probe
+
+    def keygen_on_devices(self, bits: int) -> list[dict]:
+        """One RSA generation on every device at once (bench/keygen.py with the device's Python,
+        each in its quota as the fleet would): per device its keygen's wall and CPU."""
+        script = self.runtime / "keygen.py"
+        shutil.copyfile(KEYGEN, script)
+        script.chmod(0o644)
+        procs = {user: self.ssh(user, f"{DEVICE_PYTHON} {script} 1 {bits}", stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for user in self.users}
+        results = []
+        for user, proc in procs.items():
+            out, err = proc.communicate()
+            try:
+                data = json.loads(out)
+            except ValueError:
+                data = {"error": (err or out).strip()[-300:]}
+            results.append({"user": user, "rc": proc.returncode, **data})
+        return results
 
     def ssh_options(self) -> list[str]:
         return ["-i", str(self.key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
@@ -319,6 +416,8 @@ class SshFleet:
 
     def begin_run(self) -> None:
         self._device_mark = self.device_cpu()
+        if self.quota:
+            self._quota_mark = self.quota.counters()
 
     def end_run(self) -> dict:
         """Close the run's master connections and return the CPU the run spent outside
@@ -326,9 +425,24 @@ class SshFleet:
         device = self.device_cpu() - self._device_mark
         masters = [p for p in _pids() if _is_master(p, self.control_dir)]
         masters_cpu = sum(_own_cpu(p) for p in masters)
+        quota = self.quota_end_run() if self.quota else {}
         self.close_masters()
         self._wait_sessions_gone()
-        return {"masters": len(masters), "masters_cpu_s": round(masters_cpu, 3), "device_cpu_s": round(device, 3)}
+        return {"masters": len(masters), "masters_cpu_s": round(masters_cpu, 3), "device_cpu_s": round(device, 3),
+                **quota}
+
+    def quota_end_run(self) -> dict:
+        """The devices' cgroup counters over the run, and every device process that is not in
+        its device's group (each one a hole in the quota), while the run's sessions are open."""
+        now = self.quota.counters()
+        delta = {k: round(v - self._quota_mark.get(k, 0.0), 3) for k, v in now.items()}
+        by_uid = {self.uids[i]: u for i, u in enumerate(self.users)}
+        pids: dict[str, list[int]] = {}
+        for p in _pids():
+            user = by_uid.get(_uid(p))
+            if user:
+                pids.setdefault(user, []).append(p)
+        return {"quota": delta, "outside_quota": self.quota.outside(pids)}
 
     def close_masters(self) -> None:
         socks = [s for s in self.control_dir.iterdir() if s.is_socket()] if self.control_dir.exists() else []
@@ -352,7 +466,12 @@ class SshFleet:
         return {"port": self.port, "sshd_pid": self.sshd.pid if self.sshd else None,
                 "login_checked": self.login_checked, "sshd_exit": self.sshd.poll() if self.sshd else None,
                 "users": [self.users[0], self.users[-1]], "device_python": DEVICE_PYTHON,
-                "ssh_args": self.inventory_vars()[0]["ansible_ssh_args"], "pipelining": True}
+                "ssh_args": self.inventory_vars()[0]["ansible_ssh_args"], "pipelining": True,
+                "device_cpu_percent": self.quota.percent if self.quota else None,
+                "device_cpu_mechanism": (f"cgroup v1 cpu.cfs_quota_us {self.quota.quota_us} / cpu.cfs_period_us "
+                                         f"{cpuquota.PERIOD_US} per device account, entered by an sshd ForceCommand "
+                                         "wrapper (bench/cpuquota.py)") if self.quota else None,
+                "quota_probe": self.quota_probe}
 
     def stop(self) -> None:
         self.close_masters()
@@ -365,12 +484,33 @@ class SshFleet:
                 self.sshd.kill()
                 self.sshd.wait()
         shutil.rmtree(self.runtime, ignore_errors=True)
+        if self._lock is None:
+            return  # another bench's fleet: its cgroups are not ours to remove
+        if self.quota:
+            self.quota.remove(self.log)
+        os.close(self._lock)
+        self._lock = None
+
+
+def take_lock() -> int:
+    """The one-SSH-fleet-at-a-time lock (an fd; released when closed or when the bench dies)."""
+    fd = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise SystemExit(f"another SSH fleet benchmark holds {LOCK}: one at a time (they share the device "
+                         "users and their cgroups)") from None
+    return fd
 
 
 def cleanup(log=print) -> int:
-    """Remove every bench device user and its home (`bench/fleet.py --cleanup`)."""
+    """Remove every bench device user and its home, and the bench's cgroups (`bench/fleet.py --cleanup`)."""
+    lock = take_lock()
     users = _bench_users()
     agents.stop([Path(p.pw_dir) for p in users])
+    if not cpuquota.unavailable():
+        cpuquota.remove_all(log)
     failed = 0
     for p in users:
         proc = subprocess.run(["userdel", "--remove", p.pw_name], capture_output=True, text=True, check=False)
@@ -379,6 +519,7 @@ def cleanup(log=print) -> int:
             failed += 1
             log(f"userdel {p.pw_name}: {proc.stderr.strip()}")
     log(f"removed {len(users) - failed} bench device user(s)" + (f", {failed} failed" if failed else ""))
+    os.close(lock)
     return 1 if failed else 0
 
 
@@ -405,6 +546,11 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _sid(pid: int) -> int | None:
+    f = _stat(pid)
+    return None if f is None else int(f[3])
 
 
 def _is_master(pid: int, control_dir: Path) -> bool:

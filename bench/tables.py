@@ -1,5 +1,6 @@
 """What bench/fleet.py prints and summarises: medians, ratios against their targets, the
-per-task profile of the runs that miss one, the module's overhead and the rotation's blackout."""
+per-task profile of the runs that miss one, the module's overhead, the rotation's blackout and,
+over SSH, the runs side by side against ping and the ideal (slow devices)."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ from pathlib import Path
 
 MICRO = ("empty", "skipped", "set_fact", "module")  # bench/playbooks/micro_<kind>.yml; 10 tasks each
 RUN_ORDER = ("provision", "rerun", "rerun_lean", "rotate", "baseline", "baseline_rerun", "ping")
+FLEET_RUNS = ("ping", "provision", "rerun", "rerun_lean", "rotate")  # the side-by-side table, this order
 
 # The targets at N = 50, forks 20, in both modes: (ratio, comparison, target, the run whose
 # per-task profile shows what stands in the way when the target is missed).
@@ -138,13 +140,14 @@ def _cell(value, fmt: str, width: int) -> str:
 def print_table(summary: dict, runs: dict[str, list[dict]], head: dict) -> None:
     n, cores = head["hosts"], head["cores"]
     print()
+    slow = f", each device {head['device_cpu_percent']:g} % of a core" if head.get("device_cpu_percent") else ""
     print(f"fleet-mtls benchmark ({head.get('connection', 'local')}): N={n} hosts, forks={head['forks']}, "
-          f"cores={cores}, repeat={head['repeat']}, RSA-{head.get('key_size', 4096)}")
+          f"cores={cores}, repeat={head['repeat']}, RSA-{head.get('key_size', 4096)}{slow}")
     if head.get("key_size", 4096) != 4096:
         print("  (the targets are for RSA-4096: these ratios are not the targets' figures)")
     print(f"{'run':<16}{'median s':>10}{'min s':>9}{'max s':>9}{'cpu s':>9}{'device s':>10}{'svc cpu s':>10}"
           f"{'ms/host':>10}")
-    for k in (*RUN_ORDER, "keygen", *(f"micro_{kind}" for kind in MICRO)):
+    for k in (*RUN_ORDER, "keygen", "device_keygen", *(f"micro_{kind}" for kind in MICRO)):
         recs = runs.get(k)
         if not recs:
             continue
@@ -295,6 +298,111 @@ def print_profile(profile: dict) -> None:
         for row in data["top_tottime"][:10]:
             print(f"    {row}")
         print()
+
+
+# --------------------------------------------------------------------------- side by side, the ideal
+def add_fleet_summaries(results: list[dict]) -> None:
+    """Give every result that has the devices' own keygen (SSH) its `ideal` and `side_by_side`."""
+    for result, summary in zip(_with_device_keygen(results), fleet_summaries(results), strict=True):
+        result.update(summary)
+
+
+def _with_device_keygen(results: list[dict]) -> list[dict]:
+    return [r for r in results if r["runs"].get("device_keygen")]
+
+
+def fleet_summaries(results: list[dict]) -> list[dict]:
+    """Per result (fork count) with the devices' keygen: the ideal and each run against ping and it.
+
+    ideal = slowest device keygen (all devices at once, each in its quota; median over the
+    repetitions) + ping (at that fork count) + N x c / cores, where c, the controller's CPU per
+    host, is the lowest of the median first runs' over the fork counts measured: at few forks
+    the controller also burns CPU while its workers wait on slow devices, which is not its own
+    cost per host."""
+    rows = _with_device_keygen(results)
+    per_host = {}
+    for r in rows:
+        ctrl = med(r["runs"].get("provision", []), "controller_cpu_s")
+        if ctrl is not None:
+            per_host[r["forks"]] = ctrl / r["hosts"]
+    c_forks = min(per_host, key=per_host.get) if per_host else None
+    c = per_host.get(c_forks)
+    out = []
+    for r in rows:
+        n, cores, runs = r["hosts"], r["cores"], r["runs"]
+        keygen, ping = med(runs["device_keygen"]), med(runs.get("ping", []))
+        ideal = keygen + ping + n * c / cores if None not in (keygen, ping, c) else None
+        side = {}
+        for label in FLEET_RUNS:
+            recs = runs.get(label)
+            if not recs:
+                continue
+            wall, ctrl = med(recs), med(recs, "controller_cpu_s")
+            throttled = [x["device_quota"]["throttled_s"] for x in recs if x.get("device_quota")]
+            side[label] = {"wall_s": wall, "x_ping": _div(wall, ping), "x_ideal": _div(wall, ideal),
+                           "controller_cpu_per_host_s": _div(ctrl, n), "device_cpu_s": med(recs, "device_cpu_s"),
+                           "device_throttled_s": statistics.median(throttled) if throttled else None}
+        per_key = [d["cpu_s"] for x in runs["device_keygen"] for d in x["per_device"] if "cpu_s" in d]
+        out.append({"ideal": {"s": ideal, "device_keygen_slowest_s": keygen, "ping_s": ping,
+                              "controller_cpu_per_host_s": c, "controller_cpu_from_forks": c_forks,
+                              "hosts": n, "cores": cores,
+                              "device_keygen_cpu_per_key_s": [statistics.median(per_key), min(per_key), max(per_key)]
+                              if per_key else None,
+                              "formula": "slowest device keygen + ping + N x controller CPU per host / cores"},
+                    "side_by_side": side})
+    return out
+
+
+def _div(a, b):
+    return round(a / b, 3) if a is not None and b else None
+
+
+def print_fleet_table(results: list[dict]) -> None:
+    """ping, first run, re-run(s), rotation and the ideal at each fork count, side by side."""
+    rows = _with_device_keygen(results)
+    if not rows:
+        return
+    summaries = fleet_summaries(rows)
+    first, ideal0 = rows[0], summaries[0]["ideal"]
+    quota = first.get("device_cpu_percent")
+    print()
+    print(f"side by side: N={first['hosts']}, "
+          + (f"each device {quota:g} % of a core (cgroup CPU quota)" if quota else "devices without a CPU quota")
+          + f", cores={first['cores']}, RSA-{first.get('key_size', 4096)}, median of {first['repeat']}")
+    kg = first["runs"]["device_keygen"][0]
+    per_key = ideal0["device_keygen_cpu_per_key_s"] or [0.0, 0.0, 0.0]
+    print(f"device keygen, all {first['hosts']} devices at once{' in their quotas' if quota else ''}: slowest "
+          f"{_cell(ideal0['device_keygen_slowest_s'], '.1f', 0)} s wall; CPU per key median {per_key[0]:.2f} s "
+          f"({per_key[1]:.2f}-{per_key[2]:.2f}) with {kg['python']} (cryptography {kg['cryptography']})")
+    c = ideal0["controller_cpu_per_host_s"]
+    if c is not None:
+        print(f"ideal = slowest device keygen + ping + N x controller CPU per host / cores, with {c:.3f} s CPU per "
+              f"host (the first run's at forks {ideal0['controller_cpu_from_forks']}, the lowest measured)")
+    print(f"{'forks':>6}  {'run':<12}{'median s':>10}{'x ping':>9}{'x ideal':>9}{'ctrl cpu/host s':>17}"
+          f"{'device cpu s':>14}{'throttled s':>13}")
+    for r, summary in zip(rows, summaries, strict=True):
+        for label, v in summary["side_by_side"].items():
+            print(f"{r['forks']:>6}  {label:<12}{v['wall_s']:>10.2f}{_cell(v['x_ping'], '.2f', 9)}"
+                  f"{_cell(v['x_ideal'], '.2f', 9)}{_cell(v['controller_cpu_per_host_s'], '.3f', 17)}"
+                  f"{_cell(v['device_cpu_s'], '.2f', 14)}{_cell(v['device_throttled_s'], '.1f', 13)}")
+        i = summary["ideal"]
+        if i["s"] is not None:
+            terms = (f"= {i['device_keygen_slowest_s']:.1f} + {i['ping_s']:.1f} + {i['hosts']} x "
+                     f"{i['controller_cpu_per_host_s']:.3f} / {i['cores']}")
+            print(f"{r['forks']:>6}  {'ideal':<12}{i['s']:>10.2f}{_div(i['s'], i['ping_s']):>9.2f}{1:>9.2f}  {terms}")
+    probe = (first.get("ssh") or {}).get("quota_probe")
+    if probe:
+        print(f"quota check: a detached CPU-bound loop on {probe['user']} got {probe['share_percent']} % of a core "
+              f"over {probe['nr_periods']} periods (quota {probe['quota_percent']:g} %), throttled in "
+              f"{probe['nr_throttled']}, in {probe['group']}")
+    print()
+
+
+def print_results(results: list[dict], tasks: bool = False) -> None:
+    """Every mode's tables, then the side-by-side table of the SSH runs (all fork counts)."""
+    for result in results:
+        print_result(result, tasks)
+    print_fleet_table(results)
 
 
 def print_result(result: dict, tasks: bool = False) -> None:

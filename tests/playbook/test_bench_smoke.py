@@ -5,6 +5,12 @@ device's own Python does the keygen and module-alone measurements, and the resul
 carries every ratio, the targets and the blackout field. Timings are not asserted:
 benchmarks print ratios, tests check behaviour.
 
+The slow-device path (`--device-cpu`) runs the same way at 20 % of a core per device: the
+quota is really applied (a detached CPU-bound loop on a device gets no more of a core than its
+group's CFS quota lets it, read from the group's counters; every device process of every run is
+in its device's group), the devices' own keygen runs on every device in its quota, and the
+side-by-side table (ping, first run, re-run, ideal) is printed, its ratios never asserted.
+
 The local mode is not run here: it drives the same playbooks through the same code with only
 the inventory's connection variables changed (the local fleet itself is what the playbook
 tests run on), and leaving it out keeps the smoke short."""
@@ -20,10 +26,12 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
+import cpuquota  # noqa: E402
 import sshfleet  # noqa: E402
 import tables  # noqa: E402
 
 SSH_UNAVAILABLE = sshfleet.unavailable()
+QUOTA_UNAVAILABLE = SSH_UNAVAILABLE or cpuquota.unavailable()
 
 
 @pytest.mark.slow
@@ -85,3 +93,45 @@ def test_bench_smoke_over_ssh_produces_valid_ratios(tmp_path):
         assert blackout["note"] == tables.NO_BLACKOUT
     for text in ("ratios (medians)", "baseline_rerun/rerun", "rotation blackout per host"):
         assert text in proc.stdout, text
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(QUOTA_UNAVAILABLE is not None, reason=f"slow devices: {QUOTA_UNAVAILABLE}")
+def test_bench_slow_devices_run_in_their_cpu_quota(tmp_path):
+    out = tmp_path / "bench.json"
+    percent = 20
+    proc = subprocess.run(
+        [sys.executable, "bench/fleet.py", "--connection", "ssh", "--hosts", "2", "--repeat", "1", "--forks", "1",
+         "--device-cpu", str(percent), "--key-size", "2048", "--only", "provision,ping,keygen",
+         "--skip", "rerun_lean,rotate", "--scratch", str(tmp_path / "scratch"), "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+    )
+    print(proc.stdout[proc.stdout.find("side by side"):])  # the ratios, for the log; never asserted
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["problems"] == [], result["problems"]
+    assert result["device_cpu_percent"] == percent and result["forks"] == 1
+
+    # The quota holds a job detached from its session: the kernel's CFS counters of its group.
+    probe = result["ssh"]["quota_probe"]
+    assert probe["in_group"] and probe["group"] == f"/{cpuquota.GROUP}/mtlsdev001"
+    assert probe["detached"], "the probe's loop was not a session of its own (setsid)"
+    assert probe["nr_throttled"] > 0, probe
+    # At most the quota per period, plus the overrun of one CFS slice: a bound, not a timing.
+    assert 0 < probe["share_percent"] <= percent * 1.25, probe
+
+    runs = result["runs"]
+    for label in ("provision", "rerun", "ping"):
+        (rec,) = runs[label]
+        assert rec["outside_quota"] == [], (label, rec["outside_quota"])
+        assert rec["device_quota"]["cgroup_cpu_s"] > 0, label  # the modules ran in the groups
+    (keygen,) = runs["device_keygen"]
+    assert keygen["n"] == 2 and keygen["failed"] == [] and keygen["device_cpu_percent"] == percent
+    assert keygen["python"] == "/usr/bin/python3" and keygen["key_size"] == 2048
+
+    assert result["ideal"]["s"] > 0 and result["ideal"]["controller_cpu_from_forks"] == 1
+    assert list(result["side_by_side"]) == ["ping", "provision", "rerun"]
+    for text in ("side by side", "ideal = slowest device keygen", "quota check"):
+        assert text in proc.stdout, text
+    # The bench removed its cgroups.
+    assert not any((h / cpuquota.GROUP).exists() for h in cpuquota.hierarchies())
