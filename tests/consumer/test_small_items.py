@@ -13,7 +13,8 @@ from tests.fixtures.consumer import REPO
 SPECS = REPO / "roles" / "mtls_identity" / "meta" / "argument_specs.yml"
 # What only provisioning acts on: an audit sends no request, writes, rotates and installs nothing.
 PROVISIONING_ONLY = {
-    "mtls_rotate", "mtls_backup", "mtls_backup_keep", "mtls_install_prerequisites", "mtls_prerequisite_packages", "mtls_metrics_dir",
+    "mtls_rotate", "mtls_backup", "mtls_backup_keep", "mtls_install_prerequisites", "mtls_prerequisite_packages",
+    "mtls_metrics_dir",
     "mtls_lost_identity", "mtls_agent_restart_command", "mtls_verify_unchanged",
     "mtls_api_headers", "mtls_api_headers_src", "mtls_api_headers_file", "mtls_api_ca", "mtls_api_ca_src",
     "mtls_api_validate_certs", "mtls_api_timeout", "mtls_api_retries", "mtls_id_endpoint", "mtls_upload_endpoint",
