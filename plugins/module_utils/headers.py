@@ -123,3 +123,22 @@ def _json_type(value):
     if isinstance(value, dict):
         return "an object"
     return "a string"
+
+
+def module_headers(module, transferred=None):
+    """The API headers of a module run: its ``headers`` (no_log) merged with those of its
+    ``headers_file``, whose values are masked in everything the module returns as no_log masks
+    ``headers`` (short values aside: masking "1" would mangle every number). A file named
+    ``transferred`` (the action plugin's copy) is deleted as soon as it is read."""
+    p = module.params
+    headers = p["headers"]
+    if p["headers_file"]:
+        file_headers = read_headers_file(p["headers_file"])
+        module.no_log_values.update(v for v in file_headers.values() if len(v) >= 4)
+        headers = merge_headers(headers, file_headers)
+        if transferred and os.path.basename(p["headers_file"]) == transferred:
+            try:
+                os.unlink(p["headers_file"])
+            except OSError:
+                pass  # the action plugin removes its directory anyway
+    return headers
