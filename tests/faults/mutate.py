@@ -343,8 +343,8 @@ MUTATIONS = {
     ),
     "id-field-fixed": (
         "a JSON upload sends agent_id unless id_field says otherwise",
-        [("plugins/module_utils/api.py", "self.id_field = id_field or ID_FIELDS[upload_format]",
-          'self.id_field = id_field or "id"')],
+        [("plugins/module_utils/api.py", "self.id_field = flavor.id_field or ID_FIELDS[flavor.upload_format]",
+          'self.id_field = flavor.id_field or "id"')],
         ["tests/module/test_api_contract.py::test_json_upload_sends_agent_id_when_id_field_is_not_given"],
     ),
     "contract-drift": (
@@ -506,8 +506,10 @@ _ROLE_MUTATIONS = [
      "plugins/module_utils/identity/plan.py", 'if not s.ledger_id or s.lost_identity == "new":', "if True:",
      ["ledger.py::test_a_lost_identity_gets_its_id_back_with_a_warning"]),
     ("dir-before-decision", "a refused run leaves no directory behind",
-     "plugins/module_utils/runner.py",
-     '_identity_runner(module, settings, lambda: _client(p, headers, p["ca_path"]))(None, True)', "pass",
+     "plugins/module_utils/identity/engine.py",
+     "        a = assess(idir, self.now)\n",
+     "        if idir is None and not self.check_mode:\n            idir = self.idir = open_locked(s, create=True)\n"
+     "        a = assess(idir, self.now)\n",
      ["ledger.py::test_lost_identity_fail_stops_before_any_change"]),
     ("headers-world-readable", "the headers file is 0600 from its first byte",
      "plugins/plugin_utils/api_action.py", 'cmd = "%s; umask 077 && cat > %s', 'cmd = "%s; cat > %s',
