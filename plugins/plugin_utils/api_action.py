@@ -10,6 +10,11 @@ from the first byte, never in a command line - and the module reads the file it 
 ``headers_file``, then deletes it. The same command removes headers files that interrupted runs
 left behind; the directory is removed when the task ends, whatever happened.
 
+A task with ``option_names: role`` speaks the role's vocabulary: every option of the module
+(``role_options``) it does not give is read from its role variable (``mtls_*``, templated from the
+task's variables) or takes the role's default (option_table), so the role's task passes almost
+nothing while a module user passes options directly.
+
 A subclass says what else the controller does before the module (``prepare``) and which report
 row it makes of the result (``status_row``). Without headers this adds no round trip.
 """
@@ -53,6 +58,8 @@ class ApiAction(ActionBase):
     _supports_async = True
     # Whether the plugin's own messages name role variables when the task belongs to a role.
     names_role_variables = False
+    # The options a task with option_names=role takes from role variables.
+    role_options = ()
 
     # ------------------------------------------------------------------ what subclasses add
     def prepare(self, module_args, host, task_vars):
@@ -75,10 +82,13 @@ class ApiAction(ActionBase):
         task_vars = task_vars or {}
         host = task_vars.get("inventory_hostname", "")
         in_role = self._task._role is not None
-        names.use_role_names(self.names_role_variables and in_role)
         module_args = dict(self._task.args)
+        role_vocabulary = module_args.get("option_names") == "role"
+        names.use_role_names(role_vocabulary or (self.names_role_variables and in_role))
         wrap_async = self._task.async_val and not self._connection.has_native_async
         try:
+            if role_vocabulary:
+                controller.role_arguments(self.role_options, module_args, task_vars, self._templar.template)
             headers = self._take_headers(module_args, wrap_async)
             install = self.prepare(module_args, host, task_vars)
             if in_role:  # the module's messages name the role's variables too
