@@ -25,6 +25,7 @@ import yaml
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 from tests.fixtures.collection import PACKAGE, import_source  # noqa: E402 - after the path
+from tests.tools.role_docs import sync  # noqa: E402
 
 if PACKAGE not in sys.modules:  # run as a script (a test session has imported it already)
     import_source()
@@ -146,18 +147,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only say whether a generated file is stale")
     args = parser.parse_args(argv)
-    stale = []
-    for path, text in generated().items():
-        if not path.exists() or path.read_text() != text:
-            stale.append(path.relative_to(REPO))
-            if not args.check:
-                path.write_text(text)
-    if args.check and stale:
-        print("stale option documentation (run tests/tools/option_docs.py): %s" % ", ".join(map(str, stale)))
-        return 1
-    for path in stale:
-        print("rewrote %s" % path)
-    return 0
+    return sync(generated(), args.check, "stale option documentation (run tests/tools/option_docs.py)")
 
 
 if __name__ == "__main__":

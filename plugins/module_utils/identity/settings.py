@@ -41,6 +41,8 @@ class Settings:
                  renew_before_days, backup, max_clock_skew, ledger_id, lost_identity, modes,
                  lock_timeout=LOCK_TIMEOUT):
         self.location = location
+        self.path, self.uid, self.gid = location.path, location.uid, location.gid
+        self.key_path, self.cert_path = location.key_path, location.cert_path
         self.id_pattern = id_pattern
         self.agent_id = None
         if agent_id is not None and agent_id != "":
@@ -68,26 +70,6 @@ class Settings:
         self.ledger_id = None
         if ledger_id:
             self.ledger_id = check_agent_id(ledger_id, self.id_pattern, "the identity ledger's ID")
-
-    @property
-    def path(self):
-        return self.location.path
-
-    @property
-    def uid(self):
-        return self.location.uid
-
-    @property
-    def gid(self):
-        return self.location.gid
-
-    @property
-    def key_path(self):
-        return self.location.key_path
-
-    @property
-    def cert_path(self):
-        return self.location.cert_path
 
     def valid_id(self, value):
         return valid_id(value, self.id_pattern)
