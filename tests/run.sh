@@ -7,8 +7,8 @@
 # generated option and role docs, ansible-test sanity of the built collection) -> pytest ->
 # molecule (every scenario under roles/mtls_identity/molecule/). A failing bootstrap stops the
 # run (nothing else can work without it); any other failing stage is recorded and the remaining
-# stages still run, so one log shows everything. The exit code is non-zero when anything failed. The last two lines
-# are the pytest summary line and `molecule: N passed, N failed`.
+# stages still run, so one log shows everything. The exit code is non-zero when anything
+# failed. The last two lines are the pytest summary line and `molecule: N passed, N failed`.
 # Functions here are called through `stage NAME FUNC`, which shellcheck cannot follow.
 # shellcheck disable=SC2317
 set -uo pipefail
