@@ -41,13 +41,17 @@ from urllib.parse import urlsplit
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError, FileSafetyError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import DirFd
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import (  # noqa: F401 - re-exported
+    AGENT_CONFIG,
+    AGENT_ENV,
+    API_CA,
+    SERVER_CA,
+)
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.option_table import TLS_VERSIONS, TRUSTS
 
-INI = "agent-tls.ini"
-ENV = "agent.env"
-SERVER_CA = "server-ca.crt"
-API_CA = "api-ca.crt"
+INI = AGENT_CONFIG  # the record's default name (option agent_config_name)
+ENV = AGENT_ENV
 DROPIN_NAME = "fleet-mtls.conf"
 SYSTEMD_DIR = "/etc/systemd/system"
 FILE_MODE = 0o644

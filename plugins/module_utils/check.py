@@ -55,10 +55,10 @@ from urllib.parse import urlsplit
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import der, names, verdicts, wsclient
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import CheckError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.location import DEFAULT_PATH
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.option_table import TRUSTS
 
 PROTOCOL_PATHS = {"websocket": "/ws", "socketio": "/socket.io/", "https": "/"}
-TRUSTS = ("system", "ca_file")
-IDENTITY_DIR = "~/.mtls"
 GRACE = 0.5  # seconds the parent waits past the deadline for the child's own verdict
 FILE_LIMIT = 1024 * 1024
 CLOSE_LISTEN = 1.0  # seconds to listen for a TLS 1.3 alert after a bare close
@@ -112,7 +112,7 @@ def run_agent_check(identity_dir, server_url, protocol="websocket", path=None, t
     """Check as the agent: return the result dict (``RESULT_KEYS``) or raise ``CheckError``.
 
     ``identity_dir`` is the agent's ``~/.mtls`` (``~`` is the agent's HOME; default
-    ``IDENTITY_DIR``); ``run_as`` ``(uid, gid, home)`` the agent's user; ``now`` the device
+    ``location.DEFAULT_PATH``); ``run_as`` ``(uid, gid, home)`` the agent's user; ``now`` the device
     clock (an aware datetime) for the check's own date comparisons."""
     started = time.monotonic()
     if protocol not in PROTOCOL_PATHS:
@@ -123,7 +123,7 @@ def run_agent_check(identity_dir, server_url, protocol="websocket", path=None, t
     result = dict.fromkeys(RESULT_KEYS, "")
     result.update(protocol=protocol, url=target.url, trust=trust, ca_file=ca_file or "",
                   client_days_left=None, status=None, elapsed_ms=None)
-    job = _Job(identity_dir=identity_dir or IDENTITY_DIR, target=target, protocol=protocol, trust=trust,
+    job = _Job(identity_dir=identity_dir or DEFAULT_PATH, target=target, protocol=protocol, trust=trust,
                ca_file=ca_file, run_as=run_as, timeout=timeout, status_code=tuple(status_code),
                now=now, deadline=started + timeout, result=result)
     message = _run_forked(lambda report: _agent_side(job, report), job.deadline + GRACE)

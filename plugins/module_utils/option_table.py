@@ -20,7 +20,7 @@ the role's ``O(mtls_...)``.
 """
 from __future__ import annotations
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api, restart
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api, layout, restart
 
 UNSET = object()  # "no default" (None is a default: the option is unset)
 # The phases of one run, in order; the role selects them with its tags.
@@ -245,7 +245,7 @@ OPTIONS = (
         Option("tls_min_version", "str", "Minimum TLS version recorded in C(agent-tls.ini).", default="TLSv1.2",
                choices=list(TLS_VERSIONS)),
         Option("agent_config_name", "str", "File name of the settings record in the identity directory (the stock "
-               "agent does not read it).", default="agent-tls.ini", role=None),
+               "agent does not read it).", default=layout.AGENT_CONFIG, role=None),
         Option("agent_env_template", "path", [
             "Template of C(agent.env), the agent's environment, rendered on the controller with the task's "
             "variables (found as M(ansible.builtin.template) finds its C(src)). Default the role's "

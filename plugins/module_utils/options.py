@@ -16,8 +16,6 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors im
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.restart import Restart
 
-PHASES = option_table.PHASES
-
 
 def argument_spec():
     return option_table.argument_spec()

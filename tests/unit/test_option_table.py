@@ -80,6 +80,12 @@ def test_one_vocabulary_across_the_modules(module, names_, old):
     assert "owner" in names_ and "path" in names_
 
 
+def test_the_checks_protocols_are_the_options_choices():
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.check import PROTOCOL_PATHS
+
+    assert tuple(PROTOCOL_PATHS) == option_table.PROTOCOLS
+
+
 def test_restart_methods_are_one_registry():
     for name, method in restart.METHODS.items():
         assert method.name == name and callable(method.restart)
