@@ -260,11 +260,8 @@ OPTIONS = (
             "C(dropin)); the module fills in the identity directory, validates, stages and proves them."],
             role=None),
         Option("agent_restart", "str", [
-            "How the agent is restarted after its identity or a file it reads changed - C(docker) restarts "
-            "O(:agent_container) (none there, or no docker command, is reported, not an error) and checks "
-            "that it mounts the identity read-only at C(<agent_container_home>/.mtls) with the right "
-            "C(SSL_CERT_FILE); C(systemd) restarts O(:agent_service) (after a daemon-reload when its drop-in "
-            "changed); C(command) runs O(:agent_restart_command) without a shell; C(none) restarts nothing."],
+            "How the agent is restarted after its identity or a file it reads changed - "
+            + "; ".join("C(%s) %s" % (method.name, method.doc) for method in restart.METHODS.values()) + "."],
             default="none", role_default="docker", choices=list(restart.METHODS)),
         Option("agent_container", "str", "The agent's container.", default="orchestrator_agent"),
         Option("agent_container_home", "str", "HOME of the agent inside its container (it reads C(~/.mtls) "

@@ -16,8 +16,9 @@ exactly which ``docker run`` flags to use.
 
 The methods are a registry, ``METHODS``: one ``Method`` each, holding how it restarts, how it
 inspects what the agent gets (docker's container check), whether the agent needs the systemd
-drop-in, and where the agent sees the identity directory's files. A new method is one entry
-here (the option's choices follow; its description is in option_table).
+drop-in, where the agent sees the identity directory's files, and what the documentation says
+of it. A new method is one entry here: the option's choices and description follow
+(option_table; tests/tools/option_docs.py rewrites the docs).
 """
 from __future__ import annotations
 
@@ -77,8 +78,9 @@ class Method:
     the agent needs the systemd drop-in, where it sees a file of the identity directory (or None:
     where it is)."""
 
-    def __init__(self, *, name, restart, inspect, needs_dropin, agent_path):
+    def __init__(self, *, name, doc, restart, inspect, needs_dropin, agent_path):
         self.name = name
+        self.doc = doc  # what the option's documentation says of it (O(:option) names an option)
         self.restart = restart
         self.inspect = inspect
         self.needs_dropin = needs_dropin
@@ -146,11 +148,16 @@ def _in_container(r, identity_dir, path):
 
 
 METHODS = {method.name: method for method in (
-    Method(name="docker", restart=_restart_docker, inspect=_inspect_docker, needs_dropin=False,
-           agent_path=_in_container),
-    Method(name="systemd", restart=_restart_systemd, inspect=None, needs_dropin=True, agent_path=None),
-    Method(name="command", restart=_restart_command, inspect=None, needs_dropin=False, agent_path=None),
-    Method(name="none", restart=_restart_none, inspect=None, needs_dropin=False, agent_path=None),
+    Method(name="docker", doc="restarts O(:agent_container) (none there, or no docker command, is reported, not an "
+                              "error) and checks that it mounts the identity read-only at "
+                              "C(<agent_container_home>/.mtls) with the right C(SSL_CERT_FILE)",
+           restart=_restart_docker, inspect=_inspect_docker, needs_dropin=False, agent_path=_in_container),
+    Method(name="systemd", doc="restarts O(:agent_service) (after a daemon-reload when its drop-in changed)",
+           restart=_restart_systemd, inspect=None, needs_dropin=True, agent_path=None),
+    Method(name="command", doc="runs O(:agent_restart_command) without a shell",
+           restart=_restart_command, inspect=None, needs_dropin=False, agent_path=None),
+    Method(name="none", doc="restarts nothing",
+           restart=_restart_none, inspect=None, needs_dropin=False, agent_path=None),
 )}
 
 
