@@ -270,7 +270,7 @@ MUTATIONS = {
         [("plugins/module_utils/safepath.py", "writers = _foreign_writers(st, fd, self.uid)", "writers = None")],
         [
             "tests/unit/test_safepath.py::test_world_writable_parent_without_sticky_bit_is_refused",
-            "tests/module/test_safepath.py::test_group_writable_by_a_group_with_another_member_is_refused",
+            "tests/module/test_safepath_accounts.py::test_group_writable_by_a_group_with_another_member_is_refused",
         ],
     ),
     "chown-roots-files": (
@@ -279,7 +279,7 @@ MUTATIONS = {
           "        if st.st_uid != self.uid and st.st_uid != 0:\n            if st.st_uid == 0:")],
         [
             F + "test_device_state.py::test_root_owned_identity_is_not_handed_to_another_owner",
-            "tests/module/test_safepath.py::test_root_owned_entries_are_not_handed_to_another_owner",
+            "tests/module/test_safepath_accounts.py::test_root_owned_entries_are_not_handed_to_another_owner",
         ],
     ),
     "chmod-through-links": (
@@ -315,7 +315,7 @@ MUTATIONS = {
         [("plugins/module_utils/safepath.py", "if st.st_uid not in (0, self.uid):", "if False:")],
         [
             F + "test_device_state.py::test_directory_owned_by_another_user_refused",
-            "tests/module/test_safepath.py::test_a_directory_of_another_user_on_the_path_is_refused",
+            "tests/module/test_safepath_accounts.py::test_a_directory_of_another_user_on_the_path_is_refused",
         ],
     ),
     "lenient-success": (

@@ -1,5 +1,5 @@
 """The restart methods that run nothing, and the container check's verdicts on real `inspect`
-answers (the shape docker and podman print); tests/module/test_restart.py runs real commands."""
+answers (the shape docker and podman print); tests/module/test_restart_commands.py runs real commands."""
 
 from __future__ import annotations
 
