@@ -12,6 +12,10 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.plugin_utils.api_actio
 class ActionModule(ApiAction):
 
     role_options = option_table.DEREGISTER_OPTIONS
+    role_entry_point = "decommission"
+
+    def preflight_row(self, host, msg, phase):
+        return controller.failure_status(host, phase, msg, {"action": "failed"})
 
     def status_row(self, result, host):
         row = dict(controller.decommission_status(result), host=host)

@@ -55,8 +55,8 @@ class ActionModule(ApiAction):
             status = controller.failure_status(host, "identity", result.get("msg", ""), status)
         return status
 
-    def preflight_row(self, host, msg):
-        return controller.failure_status(host, "preflight", msg)
+    def preflight_row(self, host, msg, phase):
+        return controller.failure_status(host, phase, msg)
 
     def prepare(self, module_args, host, task_vars):
         """Controller work for mtls_identity; returns the prerequisites to install if needed."""

@@ -362,6 +362,30 @@ def defaults(names=None):
     return values
 
 
+def role_spec(option, entry_point):
+    """The role variable's argument spec (without its description) at ``entry_point``: what
+    Ansible's role validation and the action plugin check. Paths are strings (a role variable is
+    never expanded on the controller); an empty string is allowed where it means "unset";
+    decommissioning needs no API URL (local_only)."""
+    required = option.required and entry_point != "decommission"
+    entry = {"type": "str" if option.type == "path" else option.type}
+    if required:
+        entry["required"] = True
+    default = option.role_default if not option.required else ("" if not required else UNSET)
+    if default is not UNSET:
+        entry["default"] = default
+    if option.choices is not None:
+        entry["choices"] = ([""] if default == "" else []) + list(option.choices)
+    if option.elements:
+        entry["elements"] = option.elements
+    return entry
+
+
+def role_argument_spec(entry_point):
+    """{role variable: spec} of ``entry_point`` (main, audit, decommission)."""
+    return {option.role: role_spec(option, entry_point) for option in OPTIONS if entry_point in option.entry_points}
+
+
 def role_to_module(option, value):
     """The module value of a role variable's ``value``: an empty string leaves an option without
     a default of its own unset (the role documents them as "empty - ...")."""

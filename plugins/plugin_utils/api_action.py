@@ -58,8 +58,10 @@ class ApiAction(ActionBase):
     _supports_async = True
     # Whether the plugin's own messages name role variables when the task belongs to a role.
     names_role_variables = False
-    # The options a task with option_names=role takes from role variables.
+    # The options a task with option_names=role takes from role variables, and the role entry
+    # point whose argument spec checks them.
     role_options = ()
+    role_entry_point = "main"
 
     # ------------------------------------------------------------------ what subclasses add
     def prepare(self, module_args, host, task_vars):
@@ -71,8 +73,9 @@ class ApiAction(ActionBase):
         """The host's report row made of the module's result, or None."""
         return None
 
-    def preflight_row(self, host, msg):
-        """The report row of a host refused before the module ran, or None."""
+    def preflight_row(self, host, msg, phase):
+        """The report row of a host refused before the module ran (``phase``: preflight, or
+        arguments for the role's variables), or None."""
         return None
 
     # ------------------------------------------------------------------ the run
@@ -88,14 +91,16 @@ class ApiAction(ActionBase):
         wrap_async = self._task.async_val and not self._connection.has_native_async
         try:
             if role_vocabulary:
-                controller.role_arguments(self.role_options, module_args, task_vars, self._templar.template)
+                controller.role_arguments(self.role_entry_point, self.role_options, module_args, task_vars,
+                                          self._templar.template)
             headers = self._take_headers(module_args, wrap_async)
             install = self.prepare(module_args, host, task_vars)
             if in_role:  # the module's messages name the role's variables too
                 module_args["option_names"] = "role"
         except (ConfigError, AnsibleActionFail) as exc:
             result.update(failed=True, msg=str(exc), changed=False)
-            row = self.preflight_row(host, str(exc))
+            phase = "arguments" if isinstance(exc, controller.RoleArgumentsError) else "preflight"
+            row = self.preflight_row(host, str(exc), phase)
             if row is not None:
                 result["status"] = row
             return result

@@ -95,20 +95,7 @@ def fragment(name):
 
 # ---------------------------------------------------------------------------------- the role
 def role_entry(option, entry_point):
-    entry = {"type": "str" if option.type == "path" else option.type}
-    if option.required and entry_point != "decommission":
-        entry["required"] = True
-    default = option.role_default
-    if default is not table.UNSET and not (option.required and entry_point != "decommission"):
-        entry["default"] = default
-    elif option.required and entry_point == "decommission":
-        entry["default"] = ""
-    if option.choices is not None:
-        entry["choices"] = ([""] if default == "" else []) + list(option.choices)
-    if option.elements:
-        entry["elements"] = option.elements
-    entry["description"] = text_for(option, role=True)
-    return entry
+    return dict(table.role_spec(option, entry_point), description=text_for(option, role=True))
 
 
 def role_options(entry_point):

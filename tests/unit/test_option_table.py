@@ -5,7 +5,9 @@ it, never a default of their own."""
 from __future__ import annotations
 
 import inspect
+import re
 
+import ansible.module_utils.common.arg_spec  # noqa: F401 - its first import probes a socket: at collection
 import pytest
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import (
@@ -16,6 +18,10 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import (
     option_table,
     options,
     restart,
+)
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.controller import (
+    RoleArgumentsError,
+    role_arguments,
 )
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.settings import Settings
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.provision import Job
@@ -50,15 +56,34 @@ def test_messages_name_the_tables_role_variables(role_names):
 
 def test_the_role_maps_a_variable_it_is_given_else_takes_its_default():
     args = {"api_url": "https://api.example"}
-    variables = {"mtls_owner": "agent", "mtls_key_size": 4096, "mtls_dir": "", "mtls_agent_trust": ""}
-    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.controller import role_arguments
+    variables = {"mtls_api_url": "https://api.example", "mtls_owner": "agent", "mtls_key_size": 4096, "mtls_dir": "",
+                 "mtls_agent_trust": "", "unrelated": "{{ not templated }}"}
+    seen = []
 
-    role_arguments(options.argument_spec(), args, variables, lambda value: value)
+    def template(value):
+        seen.append(value)
+        return value
+
+    role_arguments("main", options.argument_spec(), args, variables, template)
+    assert "{{ not templated }}" not in seen
     assert args["owner"] == "agent"
     assert "key_size" not in args  # the module's default: nothing to send
     assert "path" not in args and "agent_trust" not in args  # empty: unset, as the role documents
     assert (args["agent_restart"], args["verify_retries"], args["renew_jitter_days"]) == ("docker", 2, 14)
     assert args["api_url"] == "https://api.example"  # given by the task: kept
+
+
+@pytest.mark.parametrize(("entry_point", "variables", "words"), [
+    ("main", {"mtls_api_url": "https://a", "mtls_rotate": "sometimes"},
+     "value of mtls_rotate must be one of: auto, always, never, got: sometimes"),
+    ("main", {}, "missing required arguments: mtls_api_url"),
+    ("main", {"mtls_api_url": "https://a", "mtls_key_size": "big"}, "mtls_key_size"),
+    ("decommission", {"mtls_decommission_local_only": "maybe"}, "mtls_decommission_local_only"),
+])
+def test_the_role_variables_are_checked_against_the_entry_points_spec(entry_point, variables, words):
+    with pytest.raises(RoleArgumentsError, match=re.escape(words)):
+        role_arguments(entry_point, options.argument_spec(), {}, variables, lambda value: value)
+    role_arguments("decommission", option_table.DEREGISTER_OPTIONS, {}, {}, lambda value: value)  # no API URL needed
 
 
 @pytest.mark.parametrize(("module", "names_", "old"), [
