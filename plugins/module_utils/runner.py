@@ -157,7 +157,12 @@ def _identity_runner(module, settings, client_factory):
 
     def identity(idir, check_mode):
         engine = Engine(settings, lambda: client_factory(engine.idir), check_mode=check_mode, warn=module.warn)
-        return engine.run(idir), engine.idir
+        try:
+            return engine.run(idir), engine.idir
+        except BaseException:
+            if engine.idir is not None and engine.idir is not idir:  # one it created: nobody else closes it
+                engine.idir.close()
+            raise
 
     return identity
 
