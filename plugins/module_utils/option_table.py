@@ -39,7 +39,7 @@ class Option:
     points that document it."""
 
     def __init__(self, name, kind, description, default=UNSET, choices=None, elements=None, suboptions=None,
-                 role=UNSET, role_default=UNSET, aliases=(), no_log=False, required=False, controller=False,
+                 role=UNSET, role_default=UNSET, aliases=(), no_log=None, required=False, controller=False,
                  entry_points=("main", "audit"), section=""):
         self.name = name
         self.type = kind
@@ -77,8 +77,8 @@ class Option:
             entry["choices"] = list(self.choices)
         if self.elements:
             entry["elements"] = self.elements
-        if self.no_log:
-            entry["no_log"] = True
+        if self.no_log is not None:  # False says "not a secret" to a name that sounds like one
+            entry["no_log"] = self.no_log
         if self.aliases:
             entry["aliases"] = list(self.aliases)
         if self.suboptions:
@@ -168,7 +168,7 @@ OPTIONS = (
             "and the owner must be able to write it."], default="0700"),
         Option("key_mode", "str", [
             "Mode of the private key, as an octal string; it is created with it (never wider first). "
-            "C(0600) or C(0400): anything looser is refused."], default="0600"),
+            "C(0600) or C(0400): anything looser is refused."], default="0600", no_log=False),
         Option("cert_mode", "str", [
             "Mode of the certificate, as an octal string: readable by the owner, writable by nobody else "
             "(C(0644), C(0640), C(0600), C(0444)...)."], default="0644"),

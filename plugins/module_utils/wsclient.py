@@ -298,12 +298,12 @@ def upgrade_verdict(response, endpoint, url):
     status = response.status
     other = "socketio" if endpoint == "WebSocket" else "websocket"
     if status in (401, 403) and _api_refusal(response):
-        return CheckError("protocol", (
+        text = (
             "%s answered the %s upgrade with HTTP %d %s: that is the API refusing a request without its API "
             "key, not the certificate check, so the server has no %s endpoint there (the cloud checks "
             "certificates on /ws and /socket.io/); check the URL, or try %s %s"
-        ) % (url, endpoint, status, response.snippet(), endpoint, names.setting("verify_protocol"), other),
-        status=status)
+        ) % (url, endpoint, status, response.snippet(), endpoint, names.setting("verify_protocol"), other)
+        return CheckError("protocol", text, status=status)
     if status in (401, 403):
         return CheckError("refused", (
             "refused by server: %s answered HTTP %d to the %s upgrade, where the server checks the "

@@ -190,7 +190,8 @@ def main():
     p = module.params
     error = None
     try:
-        modes = Modes(**option_table.defaults(("dir_mode", "key_mode", "cert_mode")))
+        d = option_table.defaults(("dir_mode", "key_mode", "cert_mode"))
+        modes = Modes(dir_mode=d["dir_mode"], key_mode=d["key_mode"], cert_mode=d["cert_mode"])
         facts = identity_facts(location.resolve(p["path"], p["owner"]), p["id_pattern"], p["renew_before_days"],
                                modes)
     except IdentityError as exc:
