@@ -74,14 +74,24 @@ EXAMPLES = r"""
   become: true
   register: identity
 
-- name: Rotate now (the agent ID is kept), keeping backups of the previous pair
+- name: Rotate now on the api-service cloud (pre-assigned ID, JSON upload, bearer token), keeping backups
   autonomy_edge.fleet_mtls.mtls_identity:
     api_url: https://api.example.com
-    upload_endpoint: /agent/certificate
-    upload_format: json
+    api_flavor: api_service
+    agent_id: "07048933"
     headers_src: /run/secrets/fleet-api-headers.json
     rotate: always
     backup: true
+
+- name: Give a systemd agent its environment from our own template, the key read-only
+  autonomy_edge.fleet_mtls.mtls_identity:
+    api_url: https://api.example.com
+    owner: agent
+    server_ca_src: files/gate-ca.crt
+    agent_restart: systemd
+    agent_env_template: templates/agent.env.j2
+    key_mode: "0400"
+  become: true
 """
 
 RETURN = r"""

@@ -59,9 +59,10 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Read the identity of the device
+- name: Read the identity of the agent's user (as root, which reads any user's files)
   autonomy_edge.fleet_mtls.mtls_identity_info:
-    path: /home/agent/.mtls
+    owner: agent
+  become: true
   register: identity_info
 
 - name: Fail when the identity has problems
