@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import pathlib
 
+import ansible.module_utils.basic  # noqa: F401 - its first import probes a socket: at collection
 import pytest
 import yaml
 
