@@ -396,10 +396,17 @@ def measure_module_alone(fleet, svc, scratch: Path, k: int, key_size: int, profi
 
     python, ansible_path = fleet.python, fleet.ansible_path(scratch)
     base = scratch / f"module-alone-{fleet.name}"
-    # As the role calls it: the identity, the agent's files and the agent-true check of the gate.
-    args = [{"path": str(base / f"dev{i:03d}" / ".mtls"), "api_url": svc.api_url, "ca_path": str(svc.ca_path),
-             "server_url": svc.gate_url, "server_ca": str(svc.ca_path), "key_size": key_size}
-            for i in range(1, k + 1)]
+    # As the role calls it: the identity, the agent's files (rendered from the role's templates,
+    # as the action plugin hands them over) and the agent-true check of the gate.
+    from tests.fixtures.collection import PACKAGE, import_source  # noqa: PLC0415
+
+    if PACKAGE not in sys.modules:
+        import_source()
+    from tests.fixtures.product import module_args_with_templates  # noqa: PLC0415
+
+    args = [module_args_with_templates({
+        "path": str(base / f"dev{i:03d}" / ".mtls"), "api_url": svc.api_url, "ca_path": str(svc.ca_path),
+        "server_url": svc.gate_url, "server_ca": str(svc.ca_path), "key_size": key_size}) for i in range(1, k + 1)]
     import ansible.modules.ping  # noqa: PLC0415
 
     def call(a, **kw):

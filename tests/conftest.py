@@ -133,10 +133,10 @@ def ident_dir(tmp_path) -> pathlib.Path:
 @pytest.fixture
 def settings_for(ident_dir):
     """Settings for ``ident_dir`` (2048-bit keys unless told: size rarely matters here)."""
-    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import Settings
+    from tests.fixtures.product import settings
 
     def make(**kw):
         kw.setdefault("key_size", 2048)
-        return Settings(path=str(ident_dir), **kw)
+        return settings(ident_dir, **kw)
 
     return make

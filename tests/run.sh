@@ -3,12 +3,12 @@
 #
 #   sudo tests/run.sh
 #
-# Stages: bootstrap -> lint (ansible-lint, yamllint, ruff, shellcheck, changelog fragments,
-# ansible-test sanity of the built collection) -> pytest -> molecule (every scenario
-# under roles/mtls_identity/molecule/). A failing bootstrap stops the run (nothing else can
-# work without it); any other failing stage is recorded and the remaining stages still run, so
-# one log shows everything. The exit code is non-zero when anything failed. The last two lines
-# are the pytest summary line and `molecule: N passed, N failed`.
+# Stages: bootstrap -> lint (ansible-lint, yamllint, ruff, shellcheck, changelog fragments, the
+# generated option and role docs, ansible-test sanity of the built collection) -> pytest ->
+# molecule (every scenario under roles/mtls_identity/molecule/). A failing bootstrap stops the
+# run (nothing else can work without it); any other failing stage is recorded and the remaining
+# stages still run, so one log shows everything. The exit code is non-zero when anything
+# failed. The last two lines are the pytest summary line and `molecule: N passed, N failed`.
 # Functions here are called through `stage NAME FUNC`, which shellcheck cannot follow.
 # shellcheck disable=SC2317
 set -uo pipefail
@@ -251,6 +251,7 @@ if want lint; then
     stage "lint shellcheck" run_shellcheck
     stage "lint changelog" antsibull-changelog lint
     # Each role README's variable table is generated from its meta/argument_specs.yml.
+    stage "lint option docs" python tests/tools/option_docs.py --check
     stage "lint role docs" python tests/tools/role_docs.py --check
     # ansible-test sanity of the collection as it ships (tests/sanity.sh): ~40 s once its
     # virtualenvs exist in .state/sanity-home, ~3 min (and PyPI) the first time.

@@ -5,11 +5,17 @@
 host's decommission report row, the fact ``mtls_identity_status``."""
 from __future__ import annotations
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import controller
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import controller, option_table
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.plugin_utils.api_action import ApiAction
 
 
 class ActionModule(ApiAction):
+
+    role_options = option_table.DEREGISTER_OPTIONS
+    role_entry_point = "decommission"
+
+    def preflight_row(self, host, msg, phase):
+        return controller.failure_status(host, phase, msg, {"action": "failed"})
 
     def status_row(self, result, host):
         row = dict(controller.decommission_status(result), host=host)

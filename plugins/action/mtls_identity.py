@@ -4,7 +4,12 @@
 module run does the device's whole job.
 
 - keep the API headers (the token) off the module's arguments (plugin_utils/api_action.py);
+- take the options the role's task does not give from the role's variables (option_names=role);
 - read ``ca_src`` / ``server_ca_src`` on the controller and hand the module their content;
+- render the agent's files from their templates (the role's, or the operator's
+  ``agent_*_template``) with the task's variables, as ansible.builtin.template does, and hand
+  the module the texts (``agent_templates``): the module fills in the identity directory,
+  validates, stages, proves and swaps them;
 - turn ``renew_jitter_days`` into this host's stable ``renew_before_days`` offset;
 - refuse an agent ID the identity ledger's answer says another host holds, and hand the module
   the ID the ledger holds for this host (``ledger_id``);
@@ -14,14 +19,31 @@ module run does the device's whole job.
 """
 from __future__ import annotations
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import controller, names
+import os
+
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import controller, names, option_table, options
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_files import (
+    IDENTITY_DIR_PLACEHOLDER,
+    MAX_TEMPLATE_SIZE,
+    TEMPLATES,
+)
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.plugin_utils.api_action import ApiAction
 
+try:
+    from ansible.template import trust_as_template  # ansible-core >= 2.19: file text is not trusted
+except ImportError:  # pragma: no cover - ansible-core < 2.19
+    trust_as_template = None
+
 SOURCES = (("ca_src", "ca_content"), ("server_ca_src", "server_ca_content"))
+# The role's templates, also the defaults of a module task outside the role.
+ROLE_TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                              "roles", "mtls_identity", "templates")
 
 
 class ActionModule(ApiAction):
+
+    role_options = tuple(option.name for option in option_table.MODULE_OPTIONS)
 
     def status_row(self, result, host):
         status = result.get("status")
@@ -52,11 +74,12 @@ class ActionModule(ApiAction):
                 if module_args.get(content):
                     raise ConfigError("set either %s or its content, not both" % names.setting(source))
                 module_args[content] = controller.read_source(self.find_source(path, source, task_vars), source)
+        self._render_agent_files(module_args, task_vars)
         jitter = module_args.pop("renew_jitter_days", None)
         if jitter:
-            base = int(module_args.get("renew_before_days", 30))
+            base = int(module_args.get("renew_before_days", option_table.BY_NAME["renew_before_days"].default))
             offset = controller.jitter_offset(host, jitter)
-            valid = int(module_args.get("valid_days", 365))
+            valid = int(module_args.get("valid_days", option_table.BY_NAME["valid_days"].default))
             if base < valid <= base + offset:
                 raise ConfigError(
                     "%s (%d) plus this host's jitter (%d, from %s=%s) must be smaller than %s (%d), or "
@@ -67,3 +90,44 @@ class ActionModule(ApiAction):
         install = module_args.pop("install_prerequisites", False)
         packages = module_args.pop("prerequisite_packages", None) or []
         return packages if install else None
+
+    # ------------------------------------------------------------------ the agent's files
+    def _render_agent_files(self, module_args, task_vars):
+        """Render the agent's files for the module (``agent_templates``), the identity directory
+        left as IDENTITY_DIR_PLACEHOLDER: where it is depends on the owner's home on the device,
+        which the module fills in at no extra round trip."""
+        sources = {key: module_args.pop(option, None) for key, (option, _name) in TEMPLATES.items()}
+        if "config" not in module_args.get("phases", option_table.PHASES) or "agent_templates" in module_args:
+            return
+        params = option_table.defaults()
+        params.update(module_args)
+        try:
+            agent = options.agent_config(params, IDENTITY_DIR_PLACEHOLDER, None)
+        except (ConfigError, TypeError, ValueError, AttributeError):
+            return  # an option that cannot work: the module's preflight reports it, by its name
+        variables = dict(task_vars)
+        variables.update(agent.template_variables())
+        module_args["agent_templates"] = {
+            key: self._render(self._template_path(key, sources[key], task_vars), variables)
+            for key in agent.templates_wanted()}
+
+    def _template_path(self, key, source, task_vars):
+        if not source:
+            return os.path.join(ROLE_TEMPLATES, TEMPLATES[key][1])
+        # As ansible.builtin.template finds its src, then next to the inventory and in the
+        # directory ansible-playbook runs in (the operator's project).
+        return self.find_source(source, TEMPLATES[key][0], task_vars, kind="templates")
+
+    def _render(self, path, variables):
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_TEMPLATE_SIZE + 1)
+        except OSError as exc:
+            raise ConfigError("cannot read the template %s: %s" % (path, exc.strerror or exc)) from None
+        if len(data) > MAX_TEMPLATE_SIZE:
+            raise ConfigError("the template %s is larger than %d bytes" % (path, MAX_TEMPLATE_SIZE))
+        text = data.decode("utf-8", "replace")
+        templar = self._templar.copy_with_new_env(searchpath=[os.path.dirname(path)], available_variables=variables)
+        if trust_as_template is not None:
+            return str(templar.template(trust_as_template(text), escape_backslashes=False))
+        return str(templar.do_template(text, preserve_trailing_newlines=True, escape_backslashes=False))

@@ -1,8 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: fleet-mtls contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The agent's configuration files: rendered here, staged beside the live ones, swapped in only
-after they were proven.
+"""The agent's configuration files: rendered from the role's templates on the controller,
+completed, validated and staged here beside the live ones, swapped in only after they were
+proven.
 
 What the stock agent really reads is fixed in its code: ``~/.mtls/client.crt`` and
 ``client.key`` of its user, and the server trust of OpenSSL's default store, which only the
@@ -13,10 +14,18 @@ matter to it are:
                    docker reads it with ``--env-file``, systemd through the drop-in below
   server-ca.crt    the server's CA, when one is given (``SSL_CERT_FILE`` names it)
   <drop-in>        ``/etc/systemd/system/<service>.service.d/fleet-mtls.conf``
-                   (``EnvironmentFile=`` agent.env), only with ``restart: systemd``
+                   (``EnvironmentFile=`` agent.env), for a restart method that needs it (systemd)
 
 ``agent-tls.ini`` is a machine-readable record of the same settings for people and tools; the
 stock agent ignores it, so a change of it alone never restarts the agent.
+
+The texts come from templates (``roles/mtls_identity/templates``, or the operator's), which the
+action plugin renders on the controller with ``template_variables()`` and the task's variables.
+The one value only the device knows - where the identity directory is (under the owner's home)
+- is the placeholder ``IDENTITY_DIR_PLACEHOLDER`` in them; ``AgentConfig`` puts the real directory in its
+place, and refuses a text with a placeholder left, key material, or an environment that docker's
+``--env-file`` and systemd's ``EnvironmentFile=`` would read differently or that would give the
+agent another trust than the one the check proves.
 
 A change is staged as ``.<name>.new`` next to the live file (same directory, so the swap is one
 atomic rename each), checked by the caller with the staged settings, then committed or
@@ -32,26 +41,36 @@ from urllib.parse import urlsplit
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError, FileSafetyError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import DirFd
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import (  # noqa: F401 - re-exported
+    AGENT_CONFIG,
+    AGENT_ENV,
+    API_CA,
+    SERVER_CA,
+)
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.option_table import TLS_VERSIONS, TRUSTS
 
-INI = "agent-tls.ini"
-ENV = "agent.env"
-SERVER_CA = "server-ca.crt"
-API_CA = "api-ca.crt"
+INI = AGENT_CONFIG  # the record's default name (option agent_config_name)
+ENV = AGENT_ENV
 DROPIN_NAME = "fleet-mtls.conf"
 SYSTEMD_DIR = "/etc/systemd/system"
 FILE_MODE = 0o644
-TRUST_CHOICES = ("system", "ca_file")
-TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")
 MAX_CA_SIZE = 256 * 1024
+MAX_TEMPLATE_SIZE = 64 * 1024
+# What a template names the identity directory by until the device fills it in.
+IDENTITY_DIR_PLACEHOLDER = "/@@fleet_mtls_identity_dir@@"
+_PLACEHOLDER = re.compile(r"@@fleet_mtls", re.IGNORECASE)
+# The templates the action plugin renders: key -> (role variable's option, default file name).
+TEMPLATES = {"env": ("agent_env_template", "agent.env.j2"), "ini": ("agent_ini_template", "agent-tls.ini.j2"),
+             "dropin": ("agent_dropin_template", "fleet-mtls.conf.j2")}
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 # A value in agent.env must survive docker's --env-file and systemd's EnvironmentFile= alike.
 _ENV_SAFE = re.compile(r"^[A-Za-z0-9_./@:+-]+$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _UNIT_NAME = re.compile(r"^[A-Za-z0-9@._:-]{1,200}$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 RESERVED = ("client.key", "client.crt", ENV, SERVER_CA, API_CA)
 _PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----\s+[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----")
-HEADER = "# Managed by fleet-mtls: local changes are overwritten on the next run.\n"
 
 
 def check_ca_content(text, what):
@@ -67,12 +86,31 @@ def check_ca_content(text, what):
     return text if text.endswith("\n") else text + "\n"
 
 
-class AgentConfig:
-    """The agent's runtime as the bundle sets it up (validated; no file system access)."""
+def parse_env(text, what):
+    """{name: value} of an agent.env text; refuses what docker --env-file and systemd's
+    EnvironmentFile= would read differently (quotes, spaces, continuation lines...)."""
+    values = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        if not sep or not _ENV_NAME.match(name) or not _ENV_SAFE.match(value):
+            raise ConfigError("%s line %d is not NAME=VALUE with a value of letters, digits and ./_-@:+ only "
+                              "(what docker --env-file and systemd's EnvironmentFile= both read alike)"
+                              % (what, number))
+        values[name] = value
+    return values
 
-    def __init__(self, identity_dir, server_url, trust=None, server_ca=None, server_ca_content=None,
-                 tls_min_version="TLSv1.2", restart="none", service="orchestrator-agent",
-                 container_home="/root", config_name=INI, systemd_dir=SYSTEMD_DIR):
+
+class AgentConfig:
+    """The agent's runtime as the bundle sets it up (validated; no file system access).
+
+    ``restart``: a restart.Restart. ``templates``: the texts the action plugin rendered
+    ({"env", "ini", "dropin"}), or None where only ``template_variables()`` is wanted (the
+    controller, before it renders them)."""
+
+    def __init__(self, *, identity_dir, server_url, trust, server_ca, server_ca_content, tls_min_version,
+                 restart, config_name, templates, systemd_dir=SYSTEMD_DIR):
         self.identity_dir = identity_dir
         self.systemd_dir = systemd_dir
         parts = urlsplit(server_url or "")
@@ -93,8 +131,8 @@ class AgentConfig:
         self.server_ca = (os.path.join(identity_dir, SERVER_CA) if server_ca_content is not None
                           else (server_ca if server_ca not in (None, "", "system") else None))
         self.trust = trust or ("ca_file" if self.server_ca else "system")
-        if self.trust not in TRUST_CHOICES:
-            raise ConfigError("%s must be one of %s" % (setting("agent_trust"), ", ".join(TRUST_CHOICES)))
+        if self.trust not in TRUSTS:
+            raise ConfigError("%s must be one of %s" % (setting("agent_trust"), ", ".join(TRUSTS)))
         if self.trust == "ca_file" and not self.server_ca:
             raise ConfigError("%s=ca_file needs the server's CA: set %s (a file on the controller) or %s (a path on "
                               "the device)" % (setting("agent_trust"), setting("server_ca_src"), setting("server_ca")))
@@ -102,12 +140,11 @@ class AgentConfig:
             raise ConfigError("%s must be one of %s" % (setting("tls_min_version"), ", ".join(TLS_VERSIONS)))
         self.tls_min_version = tls_min_version
         self.restart = restart
-        if restart == "systemd" and not _UNIT_NAME.match(service or ""):
-            raise ConfigError("%s %r is not a systemd unit name" % (setting("agent_service"), service))
-        self.service = service
-        if not os.path.isabs(container_home or ""):
+        if restart.how.needs_dropin and not _UNIT_NAME.match(restart.service or ""):
+            raise ConfigError("%s %r is not a systemd unit name" % (setting("agent_service"), restart.service))
+        if not os.path.isabs(restart.container_home or ""):
             raise ConfigError("%s must be an absolute path" % setting("agent_container_home"))
-        self.container_home = container_home.rstrip("/") or "/"
+        self.container_home = restart.container_home.rstrip("/") or "/"
         if not isinstance(config_name, str) or not _FILE_NAME.match(config_name) or config_name in RESERVED:
             raise ConfigError("%s must be a plain file name (letters, digits, '.', '_', "
                               "'-'; not hidden) other than the identity's own files" % setting("agent_config_name"))
@@ -116,58 +153,98 @@ class AgentConfig:
             if path and not _ENV_SAFE.match(path):
                 raise ConfigError("%r cannot be written to agent.env: use a path of letters, digits "
                                   "and ./_-@:+ only" % path)
+        self.texts = self._complete(templates) if templates is not None else None
 
     # ------------------------------------------------------------------ what the agent sees
     def cert_file_for_agent(self):
         """The SSL_CERT_FILE value the agent gets (a path as the agent sees it), or None."""
         if self.trust != "ca_file":
             return None
-        if self.restart == "docker" and os.path.dirname(self.server_ca) == self.identity_dir:
-            # The container sees the identity directory at <home>/.mtls (mounted read-only).
-            return os.path.join(self.container_home, ".mtls", os.path.basename(self.server_ca))
-        return self.server_ca
+        return self.restart.path_for_agent(self.identity_dir, self.server_ca)
 
     def dropin_dir(self):
-        return os.path.join(self.systemd_dir, self.service + ".service.d")
+        return os.path.join(self.systemd_dir, self.restart.service + ".service.d")
 
-    # ------------------------------------------------------------------ rendering
+    def env_file(self):
+        return os.path.join(self.identity_dir, ENV)
+
+    # ------------------------------------------------------------------ the templates
+    def template_variables(self):
+        """The variables a template of the agent's files gets (documented in the role README).
+        Built on the controller with ``identity_dir=IDENTITY_DIR_PLACEHOLDER``."""
+        return {
+            "mtls_agent_identity_dir": self.identity_dir,
+            "mtls_agent_env_file": self.env_file(),
+            "mtls_agent_cert_file": os.path.join(self.identity_dir, "client.crt"),
+            "mtls_agent_key_file": os.path.join(self.identity_dir, "client.key"),
+            "mtls_agent_ssl_cert_file": self.cert_file_for_agent() or "",
+            "mtls_agent_server_ca": self.server_ca or "system",
+            "mtls_agent_server_url": self.server_url,
+            "mtls_agent_server_host": self.host,
+            "mtls_agent_server_port": self.port,
+            "mtls_agent_trust": self.trust,
+            "mtls_agent_tls_min_version": self.tls_min_version,
+            "mtls_agent_restart": self.restart.method,
+            "mtls_agent_service": self.restart.service,
+        }
+
+    def templates_wanted(self):
+        """The keys of TEMPLATES this configuration renders."""
+        return ("env", "ini", "dropin") if self.restart.how.needs_dropin else ("env", "ini")
+
+    def _complete(self, templates):
+        """The rendered texts with the identity directory filled in, validated."""
+        texts = {}
+        for key in self.templates_wanted():
+            text = templates.get(key) if isinstance(templates, dict) else None
+            what = "the %s template (%s)" % (key, setting(TEMPLATES[key][0]))
+            if not isinstance(text, str):
+                raise ConfigError("%s was not rendered: run the module through Ansible, whose action plugin "
+                                  "renders the agent's files" % what)
+            if len(text.encode("utf-8")) > MAX_TEMPLATE_SIZE:
+                raise ConfigError("%s renders more than %d bytes" % (what, MAX_TEMPLATE_SIZE))
+            text = text.replace(IDENTITY_DIR_PLACEHOLDER, self.identity_dir)
+            if _PLACEHOLDER.search(text):
+                raise ConfigError("%s uses the identity directory in a way the device cannot fill in (a filter "
+                                  "applied to mtls_agent_identity_dir?): use the variable as it is" % what)
+            if "PRIVATE KEY" in text:
+                raise ConfigError("%s renders key material: the agent's files are world-readable" % what)
+            texts[key] = text if text.endswith("\n") else text + "\n"
+        self._check_env(texts["env"])
+        if "dropin" in texts:
+            self._check_dropin(texts["dropin"])
+        return texts
+
+    def _check_env(self, text):
+        """The environment must give the agent exactly the trust the check proves."""
+        what = "%s (%s)" % (ENV, setting("agent_env_template"))
+        env = parse_env(text, what)
+        wanted = self.cert_file_for_agent()
+        if env.get("SSL_CERT_FILE") != wanted:
+            raise ConfigError("%s sets SSL_CERT_FILE=%s but the agent's trust is %s%s: the check would not prove "
+                              "what the agent gets" % (what, env.get("SSL_CERT_FILE", "(unset)"), self.trust,
+                                                       " (SSL_CERT_FILE=%s)" % wanted if wanted else ""))
+        if "SSL_CERT_DIR" in env:
+            raise ConfigError("%s sets SSL_CERT_DIR, which the agent-true check does not model: give the CA as "
+                              "one file (%s)" % (what, setting("server_ca_src")))
+
+    def _check_dropin(self, text):
+        if self.trust != "ca_file":
+            return
+        files = [line.split("=", 1)[1].strip().lstrip("-") for line in text.splitlines()
+                 if line.strip().startswith("EnvironmentFile=")]
+        if self.env_file() not in files:
+            raise ConfigError("the systemd drop-in (%s) has no EnvironmentFile=%s: the agent would not get its "
+                              "SSL_CERT_FILE" % (setting("agent_dropin_template"), self.env_file()))
+
     def render_env(self):
-        cert_file = self.cert_file_for_agent()
-        text = HEADER + (
-            "# The orchestrator agent's environment (docker: --env-file; systemd: EnvironmentFile=\n"
-            "# of the fleet-mtls drop-in). The agent trusts OpenSSL's default store unless\n"
-            "# SSL_CERT_FILE names another CA file.\n")
-        if cert_file:
-            text += "SSL_CERT_FILE=%s\n" % cert_file
-        return text
+        return self.texts["env"]
 
     def render_ini(self):
-        lines = [
-            HEADER.rstrip("\n"),
-            "# A record of the agent's TLS settings for people and tools. The stock agent does not",
-            "# read this file: it uses ~/.mtls/client.crt and client.key of its user, the server",
-            "# fixed in its code, and OpenSSL's default trust store or SSL_CERT_FILE (agent.env).",
-            "[server]",
-            "url = %s" % self.server_url,
-            "host = %s" % self.host,
-            "port = %d" % self.port,
-            "ca_bundle = %s" % (self.server_ca or "system"),
-            "[tls]",
-            "min_version = %s" % self.tls_min_version,
-            "verify_mode = CERT_REQUIRED",
-            "check_hostname = true",
-            "[client]",
-            "cert = %s" % os.path.join(self.identity_dir, "client.crt"),
-            "key = %s" % os.path.join(self.identity_dir, "client.key"),
-            "[agent]",
-            "trust = %s" % self.trust,
-            "env_file = %s" % os.path.join(self.identity_dir, ENV),
-            "restart = %s" % self.restart,
-        ]
-        return "\n".join(lines) + "\n"
+        return self.texts["ini"]
 
     def render_dropin(self):
-        return HEADER + "[Service]\nEnvironmentFile=%s\n" % os.path.join(self.identity_dir, ENV)
+        return self.texts["dropin"]
 
     def wanted(self):
         """[(directory, name, bytes, agent_reads)] of every file this configuration manages."""
@@ -177,7 +254,7 @@ class AgentConfig:
         ]
         if self.server_ca_content is not None:
             files.append((self.identity_dir, SERVER_CA, self.server_ca_content, True))
-        if self.restart == "systemd":
+        if self.restart.how.needs_dropin:
             files.append((self.dropin_dir(), DROPIN_NAME, self.render_dropin(), True))
         return [(d, n, t.encode("utf-8"), reads) for d, n, t, reads in files]
 
@@ -244,6 +321,14 @@ class SystemDir(DirFd):
             self.fd = None
 
 
+def file_diff(path, before, after):
+    """An ansible diff of one agent file (text: these files never hold key material)."""
+    def text(data):
+        return "" if data is None else data.decode("utf-8", "replace")
+
+    return {"before_header": path, "after_header": path, "before": text(before), "after": text(after)}
+
+
 def _mode_and_owner_ok(st, uid, gid):
     return st is not None and stat.S_IMODE(st.st_mode) == FILE_MODE and (st.st_uid, st.st_gid) == (uid, gid)
 
@@ -260,6 +345,7 @@ class Staging:
         self.restart_needed = False  # a file the agent reads changed
         self.dropin_changed = False
         self.mode_fixes = []   # names whose content is right but mode/owner were not
+        self.diffs = []        # ansible diffs (before/after text) of the changed files
         self._sysdir = None
         self._staged = []      # (dir handle, name)
 
@@ -286,6 +372,7 @@ class Staging:
                     self.mode_fixes.append(name)
                 continue
             self.changed.append(name)
+            self.diffs.append(file_diff(os.path.join(directory, name), current, data))
             self.restart_needed = self.restart_needed or agent_reads
             self.dropin_changed = self.dropin_changed or name == DROPIN_NAME
             if not self.check_mode:

@@ -11,6 +11,7 @@ format unless ``id_field`` says otherwise: ``ID_FIELDS``.
 call        request                                         success: HTTP 2xx and exactly this JSON
 ==========  ==============================================  ===========================================
 reserve ID  GET {id_endpoint}                               {"statusCode": 2xx, "data": {"id": ID, ...}}
+                                                            (``id_answer`` "data": {"data": {"id": ID, ...}})
 upload      POST {upload_endpoint}, multipart: file         {"statusCode": 2xx, "data": {...}}, data.id
 (multipart) ``certificate_field``, field ``id_field`` (id)  (or data[id_field]) equal to ID when present
 upload      POST {upload_endpoint}, JSON                    the real cloud's {"message": str, "agent_id":
@@ -28,6 +29,10 @@ delete      DELETE {endpoint}, ``{id}`` replaced by ID      {"statusCode": 2xx, 
                                                             {"statusCode": 410, "message": "ID ID was
                                                             [already] decommissioned"}
 ==========  ==============================================  ===========================================
+
+The deployments the bundle knows are ``FLAVORS`` (option ``api_flavor``): one record each, with
+its endpoints, formats and capabilities; an individual endpoint or format option overrides its
+flavor's value (``endpoints``).
 
 A 2xx answer of any other shape (``{"statusCode": "500"}``, ``{"status": "error"}``,
 ``{"error": ...}``, ``{}``, another ID) is an ambiguous failure: the server may have acted, so
@@ -57,8 +62,8 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.transport
 )
 
 __all__ = [
-    "DEFAULTS", "DEFAULT_ID_PATTERN", "HAS_REQUESTS", "ID_FIELDS", "MAX_BODY",
-    "REQUESTS_IMPORT_ERROR", "UNKNOWN_ID", "UPLOAD_FORMATS", "ProvisioningClient", "check_agent_id",
+    "DEFAULTS", "DEFAULT_ID_PATTERN", "FLAVORS", "Flavor", "HAS_REQUESTS", "ID_FIELDS", "MAX_BODY",
+    "REQUESTS_IMPORT_ERROR", "UNKNOWN_ID", "UPLOAD_FORMATS", "ProvisioningClient", "check_agent_id", "endpoints",
     "is_unknown_id_answer",
 ]
 
@@ -70,10 +75,7 @@ DEFAULT_ID_PATTERN = r"^[0-9A-F]{8}$"
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 DEFAULTS = {
-    "id_endpoint": "/generate-orchestrator-id",
-    "upload_endpoint": "/upload-orchestrator-certificate",
-    "enroll_endpoint": "/orchestrators/enroll",
-    "upload_format": "multipart",
+    "api_flavor": "legacy",
     "certificate_field": "certificate",
     "id_pattern": DEFAULT_ID_PATTERN,
     "validate_certs": True,
@@ -83,11 +85,66 @@ DEFAULTS = {
 # The ID field of each upload format: the legacy installer's form field, the cloud's JSON key.
 ID_FIELDS = {"multipart": "id", "json": "agent_id"}
 UPLOAD_FORMATS = tuple(ID_FIELDS)
+# How a reservation answer wraps the ID: the legacy {"statusCode", "data"} envelope, or the
+# current installer's bare {"data"}.
+ID_ANSWERS = ("envelope", "data")
 # How the registry says "no such ID" to a deletion ({id}: the ID asked for).
 UNKNOWN_ID = {
     404: r"unknown ID {id}\b",
     410: r"ID {id} was (already )?decommissioned\b",
 }
+
+
+class Flavor:
+    """One real deployment's API: where each call goes, in which format, and what it offers.
+    Every field is required (a new flavor says everything about itself)."""
+
+    FIELDS = ("name", "description", "id_endpoint", "id_answer", "upload_endpoint", "upload_format", "id_field",
+              "certificate_field", "enroll_endpoint", "enrollment", "issues_ids", "reservations_expire",
+              "has_heartbeat", "heartbeat_endpoint")
+    # What an option may override (None: the flavor's value).
+    OVERRIDABLE = ("id_endpoint", "upload_endpoint", "enroll_endpoint", "upload_format", "id_field",
+                   "certificate_field", "enrollment")
+
+    def __init__(self, **fields):
+        missing = set(self.FIELDS) - set(fields)
+        unknown = set(fields) - set(self.FIELDS)
+        if missing or unknown:
+            raise TypeError("Flavor: missing %s, unknown %s" % (sorted(missing), sorted(unknown)))
+        self.__dict__.update(fields)
+
+    def replace(self, **overrides):
+        """A copy with the options that were given (not None) in place of the flavor's values."""
+        fields = {name: getattr(self, name) for name in self.FIELDS}
+        fields.update((name, value) for name, value in overrides.items() if value is not None)
+        return Flavor(**fields)
+
+
+FLAVORS = {flavor.name: flavor for flavor in (
+    Flavor(name="legacy", description="the seed's self-signed flow (the default)",
+           id_endpoint="/generate-orchestrator-id", id_answer="envelope",
+           upload_endpoint="/upload-orchestrator-certificate", upload_format="multipart", id_field=None,
+           certificate_field="certificate", enroll_endpoint="/orchestrators/enroll", enrollment="self_signed",
+           issues_ids=True, reservations_expire=True, has_heartbeat=False, heartbeat_endpoint=None),
+    Flavor(name="enroll", description="the upstream installer's current flow: a CSR the API signs",
+           id_endpoint="/orchestrators/id", id_answer="data",
+           upload_endpoint="/upload-orchestrator-certificate", upload_format="multipart", id_field=None,
+           certificate_field="certificate", enroll_endpoint="/orchestrators/enroll", enrollment="csr",
+           issues_ids=True, reservations_expire=True, has_heartbeat=False, heartbeat_endpoint=None),
+    Flavor(name="api_service", description="the api-service cloud: pre-assigned IDs, a JSON upload with a bearer "
+                                           "token, a heartbeat route",
+           id_endpoint=None, id_answer="envelope", upload_endpoint="/agent/certificate", upload_format="json",
+           id_field=None, certificate_field="certificate", enroll_endpoint=None, enrollment="self_signed",
+           issues_ids=False, reservations_expire=False, has_heartbeat=True, heartbeat_endpoint="/agent/heartbeat"),
+)}
+
+
+def endpoints(flavor, **overrides):
+    """The Flavor named ``flavor`` with the options given (``Flavor.OVERRIDABLE``) in place of
+    its values. Raises ConfigError for an unknown flavor."""
+    if flavor not in FLAVORS:
+        raise ConfigError("%s must be one of %s" % (setting("api_flavor"), ", ".join(FLAVORS)))
+    return FLAVORS[flavor].replace(**overrides)
 
 
 def check_agent_id(value, pattern=DEFAULT_ID_PATTERN, source="agent_id"):
@@ -125,38 +182,29 @@ def is_unknown_id_answer(status, body, agent_id):
 
 
 class ProvisioningClient(Transport):
-    def __init__(
-        self,
-        api_url,
-        id_endpoint=DEFAULTS["id_endpoint"],
-        upload_endpoint=DEFAULTS["upload_endpoint"],
-        enroll_endpoint=DEFAULTS["enroll_endpoint"],
-        upload_format=DEFAULTS["upload_format"],
-        id_field=None,
-        certificate_field=DEFAULTS["certificate_field"],
-        headers=None,
-        ca_path=None,
-        validate_certs=DEFAULTS["validate_certs"],
-        timeout=DEFAULTS["timeout"],
-        retries=DEFAULTS["retries"],
-        id_pattern=DEFAULT_ID_PATTERN,
-        **transport
-    ):
+    """The contract's calls against ``api_url`` for the deployment ``flavor`` (an ``endpoints()``
+    record)."""
+
+    def __init__(self, api_url, *, flavor, headers, ca_path, validate_certs, timeout, retries, id_pattern,
+                 **transport):
         super().__init__(api_url, headers=headers, ca_path=ca_path, validate_certs=validate_certs,
                          timeout=timeout, retries=retries, **transport)
-        for name, value in (("id_endpoint", id_endpoint), ("upload_endpoint", upload_endpoint),
-                            ("enroll_endpoint", enroll_endpoint)):
+        for name in ("id_endpoint", "upload_endpoint", "enroll_endpoint"):
+            value = getattr(flavor, name)
+            if value is None and name != "upload_endpoint":
+                continue  # this deployment has no such call
             if not isinstance(value, str) or not value.startswith("/") or "://" in value:
-                raise ConfigError("%s must be a path starting with '/', got %s" % (name, _shown(value)))
-        if upload_format not in UPLOAD_FORMATS:
+                raise ConfigError("%s must be a path starting with '/', got %s" % (setting(name), _shown(value)))
+        if flavor.upload_format not in UPLOAD_FORMATS:
             raise ConfigError("%s must be multipart or json" % setting("upload_format"))
-        self.id_endpoint = id_endpoint
-        self.upload_endpoint = upload_endpoint
-        self.enroll_endpoint = enroll_endpoint
-        self.upload_format = upload_format
-        self.id_field = id_field or ID_FIELDS[upload_format]
-        self.enroll_id_field = id_field or ID_FIELDS["multipart"]  # enrollment is multipart
-        self.certificate_field = certificate_field
+        self.flavor = flavor
+        self.id_endpoint = flavor.id_endpoint
+        self.upload_endpoint = flavor.upload_endpoint
+        self.enroll_endpoint = flavor.enroll_endpoint
+        self.upload_format = flavor.upload_format
+        self.id_field = flavor.id_field or ID_FIELDS[flavor.upload_format]
+        self.enroll_id_field = flavor.id_field or ID_FIELDS["multipart"]  # enrollment is multipart
+        self.certificate_field = flavor.certificate_field
         self.id_pattern = id_pattern
 
     # ------------------------------------------------------------------ answer shapes
@@ -218,8 +266,17 @@ class ProvisioningClient(Transport):
     def request_id(self):
         """Reserve a new agent ID. Returns it after validation against id_pattern."""
         endpoint = self.id_endpoint
+        if endpoint is None:
+            raise ConfigError("the %s API issues no IDs (they are pre-assigned): set %s"
+                              % (self.flavor.name, setting("agent_id")))
         status, body = self._request("GET", endpoint)
-        data = self._envelope("GET", endpoint, status, body)
+        payload = self._payload("GET", endpoint, status, body)
+        if self.flavor.id_answer == "data" and "statusCode" not in payload:
+            data = payload.get("data")
+            if not isinstance(data, dict):
+                raise self._not_success("GET", endpoint, status, "the answer has no data object")
+        else:
+            data = self._envelope("GET", endpoint, status, body, payload)
         if "id" not in data:
             raise ApiError("%s: HTTP %d but the answer has no id" % (self._what("GET", endpoint), status),
                            endpoint=endpoint, status=status, definitive=False)
@@ -264,6 +321,9 @@ class ProvisioningClient(Transport):
     def enroll(self, agent_id, csr_pem):
         """Send a CSR; returns the certificate PEM text the server issued (not yet checked)."""
         endpoint = self.enroll_endpoint
+        if endpoint is None:
+            raise ConfigError("the %s API signs no CSR: set %s=self_signed, or %s"
+                              % (self.flavor.name, setting("enrollment"), setting("enroll_endpoint")))
         if isinstance(csr_pem, bytes):
             csr_pem = csr_pem.decode("ascii")
         status, body = self._post_for(

@@ -55,10 +55,10 @@ from urllib.parse import urlsplit
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import der, names, verdicts, wsclient
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import CheckError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.location import DEFAULT_PATH
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.option_table import TRUSTS
 
 PROTOCOL_PATHS = {"websocket": "/ws", "socketio": "/socket.io/", "https": "/"}
-TRUSTS = ("system", "ca_file")
-IDENTITY_DIR = "~/.mtls"
 GRACE = 0.5  # seconds the parent waits past the deadline for the child's own verdict
 FILE_LIMIT = 1024 * 1024
 CLOSE_LISTEN = 1.0  # seconds to listen for a TLS 1.3 alert after a bare close
@@ -78,7 +78,8 @@ class Target:
             raise CheckError("config", "server_url has an invalid port: %r" % server_url)
         if parts.scheme != "https" or not parts.hostname or parts.path not in ("", "/") or parts.query:
             raise CheckError("config", "%s must be https://host[:port], where the agent connects (got %r); "
-                             "give an endpoint path in url" % (names.setting("server_url"), server_url))
+                             "give an endpoint path in %s"
+                             % (names.setting("server_url"), server_url, names.setting("verify_url")))
         if path is not None and not path.startswith("/"):
             raise CheckError("config", "the path to check must start with '/' (got %r)" % path)
         target = path or PROTOCOL_PATHS[protocol]
@@ -98,22 +99,31 @@ class _Job:
         self.__dict__.update(fields)
 
 
+def split_url(server_url, url):
+    """(server URL, request path): ``url``, when given, replaces both."""
+    if not url:
+        return server_url, None
+    parts = urlsplit(url)
+    return "%s://%s" % (parts.scheme, parts.netloc), (parts.path or "/") + ("?" + parts.query if parts.query else "")
+
+
 def run_agent_check(identity_dir, server_url, protocol="websocket", path=None, trust="system", ca_file=None,
                     run_as=None, timeout=10, status_code=(200,), now=None):
     """Check as the agent: return the result dict (``RESULT_KEYS``) or raise ``CheckError``.
 
     ``identity_dir`` is the agent's ``~/.mtls`` (``~`` is the agent's HOME; default
-    ``IDENTITY_DIR``); ``run_as`` ``(uid, gid, home)`` the agent's user; ``now`` the device
+    ``location.DEFAULT_PATH``); ``run_as`` ``(uid, gid, home)`` the agent's user; ``now`` the device
     clock (an aware datetime) for the check's own date comparisons."""
     started = time.monotonic()
     if protocol not in PROTOCOL_PATHS:
-        raise CheckError("config", "%s must be one of %s" % (names.setting("protocol"), ", ".join(PROTOCOL_PATHS)))
+        raise CheckError("config", "%s must be one of %s"
+                         % (names.setting("verify_protocol"), ", ".join(PROTOCOL_PATHS)))
     target = Target(server_url, protocol, path)
     _validate(trust, ca_file, run_as, timeout)
     result = dict.fromkeys(RESULT_KEYS, "")
     result.update(protocol=protocol, url=target.url, trust=trust, ca_file=ca_file or "",
                   client_days_left=None, status=None, elapsed_ms=None)
-    job = _Job(identity_dir=identity_dir or IDENTITY_DIR, target=target, protocol=protocol, trust=trust,
+    job = _Job(identity_dir=identity_dir or DEFAULT_PATH, target=target, protocol=protocol, trust=trust,
                ca_file=ca_file, run_as=run_as, timeout=timeout, status_code=tuple(status_code),
                now=now, deadline=started + timeout, result=result)
     message = _run_forked(lambda report: _agent_side(job, report), job.deadline + GRACE)
@@ -133,16 +143,17 @@ def run_agent_check(identity_dir, server_url, protocol="websocket", path=None, t
 
 
 def _validate(trust, ca_file, run_as, timeout):
+    trust_name, ca_name = names.setting("agent_trust"), names.setting("server_ca", "server_ca_src")
     if trust not in TRUSTS:
-        raise CheckError("config", "%s must be system or ca_file (got %r)" % (names.setting("trust"), trust))
+        raise CheckError("config", "%s must be system or ca_file (got %r)" % (trust_name, trust))
     if trust == "ca_file" and not (ca_file and os.path.isabs(ca_file)):
         raise CheckError("config", "%s ca_file needs %s: the absolute path of the server CA file the agent's "
-                         "SSL_CERT_FILE names" % (names.setting("trust"), names.setting("ca_file")))
+                         "SSL_CERT_FILE names" % (trust_name, ca_name))
     if trust == "system" and ca_file:
         raise CheckError("config", "%s is set but %s is system: the agent would not use it (set %s ca_file)"
-                         % (names.setting("ca_file"), names.setting("trust"), names.setting("trust")))
+                         % (ca_name, trust_name, trust_name))
     if not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise CheckError("config", "%s must be a positive number of seconds" % names.setting("timeout"))
+        raise CheckError("config", "%s must be a positive number of seconds" % names.setting("verify_timeout"))
     if run_as is not None and os.geteuid() not in (0, run_as[0]):
         raise CheckError("config", "the check runs as uid %d but the agent's user is uid %d: run it as root "
                          "(become) or as that user, so it reads what the agent reads" % (os.geteuid(), run_as[0]))

@@ -11,6 +11,7 @@ import datetime
 import hashlib
 import json
 
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import option_table
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import HEADERS_FILE_NAME, check_headers
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
@@ -69,7 +70,42 @@ def stale_headers_cleanup(tmp_base, keep):
                                    STALE_HEADERS_MINUTES))
 
 
-PHASES = ("identity", "config", "verify")
+class RoleArgumentsError(ConfigError):
+    """A role variable does not match the role's argument spec (the report's phase "arguments")."""
+
+
+def role_arguments(entry_point, names, module_args, variables, template):
+    """Check the role's variables in ``variables`` against the argument spec of ``entry_point``
+    (the role's one validation, done here: not as a task of its own per host), then fill
+    ``module_args`` with the options ``names`` the task did not give, from those variables
+    (``template`` renders one), else the role's defaults (option_table): the role's one task
+    passes almost nothing. A value equal to the module's default is left out."""
+    spec = option_table.role_argument_spec(entry_point)
+    given = {var: template(variables[var]) for var in spec if var in variables}
+    _validate(spec, given, entry_point)
+    for name in names:
+        option = option_table.BY_NAME[name]
+        if not option.role or name in module_args:
+            continue
+        if option.role in given:
+            value = given[option.role]
+        elif option.role in variables:
+            value = template(variables[option.role])
+        elif option.role_default is not option_table.UNSET:
+            value = option.role_default
+        else:
+            continue
+        value = option_table.role_to_module(option, value)
+        if value is not None and value != option.default:
+            module_args[name] = value
+
+
+def _validate(spec, values, entry_point):
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+    errors = ArgumentSpecValidator(spec).validate(values).error_messages
+    if errors:
+        raise RoleArgumentsError("%s (the role's variables, entry point %s)" % ("; ".join(errors), entry_point))
 
 
 def phases_for_tags(run_tags, skip_tags):
@@ -78,9 +114,9 @@ def phases_for_tags(run_tags, skip_tags):
     run_tags = set(run_tags or ["all"])
     skip_tags = set(skip_tags or [])
     if run_tags & {"all", "mtls", "always", "tagged"}:
-        wanted = list(PHASES)
+        wanted = list(option_table.PHASES)
     else:
-        wanted = [phase for phase in PHASES if "mtls_" + phase in run_tags]
+        wanted = [phase for phase in option_table.PHASES if "mtls_" + phase in run_tags]
     return [phase for phase in wanted if "mtls_" + phase not in skip_tags]
 
 

@@ -31,6 +31,10 @@ class FileSafetyError(IdentityError):
     """The identity directory or one of its files is not safe to use (symlink, foreign owner)."""
 
 
+class UnreadableError(FileSafetyError):
+    """The identity cannot be read by the user the module runs as (never "no identity")."""
+
+
 class LockError(IdentityError):
     """The identity directory lock could not be taken in time."""
 

@@ -26,73 +26,22 @@ import errno
 import fcntl
 import grp
 import os
-import pwd
 import stat
 import time
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import (
-    ConfigError,
     FileSafetyError,
     LockError,
+    UnreadableError,
 )
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.safepath import open_directory
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.safepath import (
+    open_directory,
+    open_directory_to_read,
+)
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.safepath import user_name as _owner_name
 
 MAX_FILE_SIZE = 1024 * 1024
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-
-
-def resolve_owner(owner):
-    """(uid, default gid) for ``owner`` (name or numeric id); the running user when None."""
-    if owner is None or owner == "":
-        return os.geteuid(), os.getegid()
-    owner = str(owner)
-    try:
-        entry = pwd.getpwnam(owner)
-        return entry.pw_uid, entry.pw_gid
-    except KeyError:
-        pass
-    if owner.isdigit():
-        uid = int(owner)
-        try:
-            return uid, pwd.getpwuid(uid).pw_gid
-        except KeyError:
-            return uid, os.getegid()
-    raise ConfigError("owner %r does not exist on this host" % owner)
-
-
-def resolve_group(group, default_gid):
-    if group is None or group == "":
-        return default_gid
-    group = str(group)
-    try:
-        return grp.getgrnam(group).gr_gid
-    except KeyError:
-        pass
-    if group.isdigit():
-        return int(group)
-    raise ConfigError("group %r does not exist on this host" % group)
-
-
-def home_of_running_user():
-    try:
-        return pwd.getpwuid(os.geteuid()).pw_dir
-    except KeyError:
-        return os.path.expanduser("~")
-
-
-def expand_path(path):
-    """Expand ``~`` to the home of the user the module runs as (password database) and
-    require an absolute, normalised path."""
-    if path is None or path == "":
-        path = "~/.mtls"
-    if path == "~" or path.startswith("~/"):
-        path = home_of_running_user() + path[1:]
-    elif path.startswith("~"):
-        path = os.path.expanduser(path)
-    if not os.path.isabs(path):
-        raise ConfigError("path must be absolute (or start with ~/), got %r" % path)
-    return os.path.normpath(path)
 
 
 def mode_str(st_mode):
@@ -181,6 +130,17 @@ class IdentityDir(DirFd):
         self.created = created
         return self
 
+    @classmethod
+    def open_to_read(cls, path):
+        """Open ``path`` only to read it (mtls_identity_info, an audit): whoever owns it, as
+        root may read any user's identity; still never through a symbolic link. Returns None
+        when it does not exist; raises UnreadableError when it cannot be read."""
+        fd = open_directory_to_read(path)
+        if fd is None:
+            return None
+        st = os.fstat(fd)
+        return cls(path, fd, st.st_uid, st.st_gid, None)
+
     def close(self):
         if self.fd is not None:
             try:
@@ -233,12 +193,14 @@ class IdentityDir(DirFd):
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise FileSafetyError("refusing to follow %s: it is a symbolic link" % self.join(name)) from None
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                raise UnreadableError("cannot open %s: %s" % (self.join(name), exc.strerror)) from None
             raise FileSafetyError("cannot open %s: %s" % (self.join(name), exc.strerror)) from None
 
     def _check_file(self, name, st):
         if not stat.S_ISREG(st.st_mode):
             raise FileSafetyError("refusing to use %s: it is not a regular file" % self.join(name))
-        if st.st_uid not in self.trusted_uids:
+        if self.trusted_uids is not None and st.st_uid not in self.trusted_uids:
             raise FileSafetyError(
                 "refusing to use %s: it is owned by %s, not by the running user, the requested "
                 "owner or root" % (self.join(name), _owner_name(st.st_uid))

@@ -155,3 +155,27 @@ def _json_type(value):
     if isinstance(value, dict):
         return "an object"
     return "a string"
+
+
+def module_headers(module, transferred=None):
+    """The API headers of a module run: its ``headers`` (no_log) merged with those of its
+    ``headers_file``, each checked as HTTP fields, whose values are masked in everything the
+    module returns as no_log masks ``headers`` (short values aside: masking "1" would mangle
+    every number). A file named ``transferred`` (the action plugin's copy) is deleted as soon as
+    it is read, and its errors name the settings it came from, not its temporary path."""
+    p = module.params
+    headers = check_headers(p["headers"], setting("headers"))
+    if p["headers_file"]:
+        copied = bool(transferred) and os.path.basename(p["headers_file"]) == transferred
+        label = "%s (or %s)" % (setting("headers"), setting("headers_src")) if copied else None
+        try:
+            file_headers = read_headers_file(p["headers_file"], label)
+        finally:
+            if copied:
+                try:
+                    os.unlink(p["headers_file"])
+                except OSError:
+                    pass  # the action plugin removes its directory anyway
+        module.no_log_values.update(v for v in file_headers.values() if len(v) >= 4)
+        headers = merge_headers(headers, file_headers)
+    return headers

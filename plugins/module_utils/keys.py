@@ -182,3 +182,26 @@ def key_matches_certificate(key, cert):
 
 def is_rsa_key(key):
     return isinstance(key, rsa.RSAPrivateKey)
+
+
+class KeyProfile:
+    """One kind of device key: its size bounds and the functions that make, write, load and
+    summarize it. ``PROFILES`` is the registry; the registry contract is RSA (the cloud and the
+    upstream installer use RSA-4096), so it holds RSA only."""
+
+    def __init__(self, *, name, min_size, max_size, generate, private_pem, load, summarize, certificate_public):
+        self.name = name
+        self.min_size = min_size
+        self.max_size = max_size
+        self.generate = generate
+        self.private_pem = private_pem
+        self.load = load
+        self.summarize = summarize
+        self.certificate_public = certificate_public
+
+
+PROFILES = {profile.name: profile for profile in (
+    KeyProfile(name="rsa", min_size=MIN_KEY_SIZE, max_size=MAX_KEY_SIZE, generate=generate_key,
+               private_pem=private_key_pem, load=load_private_key, summarize=summarize_private_key,
+               certificate_public=certificate_public),
+)}

@@ -2,7 +2,7 @@
 # Copyright: fleet-mtls contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """How a message names a setting: by the module's option, or by the role variable an operator
-sets when the module runs through the mtls_identity role.
+sets when the module runs through a role (option_table.ROLE_VARIABLES).
 
 Messages that tell the reader what to change call ``setting("ca_path")`` instead of writing the
 option's name, so the same code says "set ca_path" to a module user and "set mtls_api_ca_src
@@ -10,40 +10,10 @@ option's name, so the same code says "set ca_path" to a module user and "set mtl
 """
 from __future__ import annotations
 
-# Options whose role variable is not simply "mtls_" + the option name.
-_ROLE_VARIABLES = {
-    "ca_path": "mtls_api_ca_src (or mtls_api_ca)",
-    "validate_certs": "mtls_api_validate_certs",
-    "timeout": "mtls_api_timeout",
-    "retries": "mtls_api_retries",
-    "headers": "mtls_api_headers",
-    "headers_file": "mtls_api_headers_file",
-    "path": "mtls_dir",
-    "server_ca": "mtls_server_ca",
-    "ca_file": "mtls_server_ca_src (or mtls_server_ca)",
-    "user": "mtls_owner",
-    "trust": "mtls_agent_trust",
-    "protocol": "mtls_verify_protocol",
-    "url": "mtls_verify_url",
-    "status_code": "mtls_verify_status_code",
-    "verify_timeout": "mtls_verify_timeout",
-    "confirm": "mtls_decommission_confirm",
-    "local_only": "mtls_decommission_local_only",
-    "endpoint": "mtls_decommission_endpoint",
-    "owner": "mtls_owner",
-    "server_ca_src": "mtls_server_ca_src",
-    "agent_trust": "mtls_agent_trust",
-    "server_url": "mtls_server_url",
-    "renew_jitter_days": "mtls_renew_jitter_days",
-    "headers_src": "mtls_api_headers_src",
-    "ca_src": "mtls_api_ca_src",
-}
+# The API's CA: the role offers a controller file beside the device path; messages name both.
+_ROLE_SHOWN = {"ca_path": "mtls_api_ca_src (or mtls_api_ca)"}
 
-# mtls_identity runs the check of mtls_check with its own option names for the same settings.
-_IDENTITY_OPTIONS = {"ca_file": "server_ca_src", "trust": "agent_trust", "protocol": "verify_protocol",
-                     "url": "verify_url", "user": "owner"}
-
-_style = {"role": False, "aliases": {}}
+_style = {"role": False}
 
 
 def use_role_names(enabled=True):
@@ -51,13 +21,15 @@ def use_role_names(enabled=True):
     _style["role"] = bool(enabled)
 
 
-def use_identity_options():
-    """Name the check's settings by mtls_identity's options (mtls_identity calls this)."""
-    _style["aliases"] = dict(_IDENTITY_OPTIONS)
-
-
-def setting(option):
-    """The name to show for ``option`` in a message."""
+def setting(option, controller_source=None):
+    """The name to show for ``option`` in a message; through a role, with the variable of its
+    ``controller_source`` option first when the role offers one."""
     if not _style["role"]:
-        return _style["aliases"].get(option, option)
-    return _ROLE_VARIABLES.get(option, "mtls_" + option)
+        return option
+    # Imported here: the option table refers to the API contract, whose messages use this module.
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.option_table import ROLE_VARIABLES
+
+    shown = _ROLE_SHOWN.get(option) or ROLE_VARIABLES.get(option, "mtls_" + option)
+    if controller_source:
+        return "%s (or %s)" % (ROLE_VARIABLES[controller_source], shown)
+    return shown

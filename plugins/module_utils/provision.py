@@ -22,20 +22,15 @@ from __future__ import annotations
 import datetime
 import json
 import time
-from urllib.parse import urlsplit
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_files import Staging
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.check import split_url
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import RESTART_OWED
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.restart import (
-    RestartError,
-    inspect_container,
-    restart_agent,
-)
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.restart import RestartError
 
 NEW_PAIR_ACTIONS = ("created", "rotated", "restored")
-PHASES = ("identity", "config", "verify")
 STATUS_KEYS = ("agent_id", "action", "reason", "fingerprint_sha256", "serial", "not_before",
                "not_after", "days_left", "key_size", "replaces")
 
@@ -48,44 +43,16 @@ class PhaseFailed(Exception):
         self.registry_uncertain = registry_uncertain  # a journal was left (see identity/journal.py)
 
 
-class Verify:
-    """How the agent-true check runs (see check.py)."""
-
-    # A registry may take a moment to see a new certificate, a network may blink: these are
-    # worth another try; an untrusted server or a wrong host name will not fix themselves.
-    RETRY_ON = ("refused", "connection", "timeout")
-
-    def __init__(self, enabled=True, unchanged=True, protocol="websocket", url=None, timeout=10,
-                 status_code=(200,), retries=0, delay=3.0, sleep=time.sleep):
-        self.enabled = enabled
-        self.unchanged = unchanged
-        self.protocol = protocol
-        self.url = url
-        self.timeout = timeout
-        self.status_code = tuple(status_code)
-        self.retries = max(0, int(retries))
-        self.delay = delay
-        self.sleep = sleep
-
-
-class Restart:
-    def __init__(self, method="none", container="orchestrator_agent", service="orchestrator-agent",
-                 command="", docker="docker"):
-        self.method = method
-        self.container = container
-        self.service = service
-        self.command = command
-        self.docker = docker
-
-
 class Job:
     """Everything one run needs. ``identity(idir, check_mode)`` runs the engine on the open
-    directory and returns its result; ``check`` runs the agent-true check (run_agent_check's
-    arguments); ``runner`` runs a command: argv -> (rc, stdout, stderr). ``phases`` are the
-    phases to run (the role maps its tags to them); the others only report."""
+    directory (None: missing) and returns (its result, the directory it worked in, which it may
+    have created); ``check`` runs the agent-true check (run_agent_check's arguments); ``runner``
+    runs a command: argv -> (rc, stdout, stderr). ``agent``: agent_files.AgentConfig;
+    ``restart``: restart.Restart; ``verify``: options.Verify. ``phases`` are the phases to run
+    (the role maps its tags to them); the others only report."""
 
-    def __init__(self, agent, restart, verify, identity, check, runner, run_as=None,
-                 renew_before_days=30, check_mode=False, warn=None, phases=PHASES):
+    def __init__(self, *, agent, restart, verify, identity, check, runner, run_as, renew_before_days, check_mode,
+                 warn, phases):
         self.phases = tuple(phases)
         self.accepted_at = None  # set by the identity phase when the registry took a new pair
         self.idir = None  # the open identity directory, set by run()
@@ -99,7 +66,8 @@ class Job:
         self.run_as = run_as
         self.renew_before_days = renew_before_days
         self.check_mode = check_mode
-        self.warn = warn or (lambda msg: None)
+        self.warn = warn
+        self.diffs = []  # the agent files' diffs (ansible's before/after)
 
 
 def blank_status():
@@ -126,7 +94,7 @@ def run(job, idir):
     try:
         result = _identity(job, idir, status)
         changed = bool(result.get("changed"))
-        changed = _config_restart_verify(job, idir, status, result) or changed
+        changed = _config_restart_verify(job, job.idir, status, result) or changed
     except PhaseFailed as exc:
         status["phase"], status["error"] = exc.phase, exc.msg
         exc.status, exc.result = status, result
@@ -137,7 +105,7 @@ def run(job, idir):
 def _identity(job, idir, status):
     skipped = "identity" not in job.phases
     try:
-        result = job.identity(idir, job.check_mode or skipped)
+        result, job.idir = job.identity(idir, job.check_mode or skipped)
     except IdentityError as exc:
         raise PhaseFailed("identity", exc.msg, getattr(exc, "registry_uncertain", False)) from None
     job.accepted_at = result.pop("registry_accepted_at", None)
@@ -169,6 +137,7 @@ def _config_restart_verify(job, idir, status, result):
             _restart_after_failure(job, status, result, new_pair)
             raise PhaseFailed("config", "cannot write the agent's configuration: %s%s" % (
                 _reason(exc), _identity_part(result, new_pair))) from None
+        job.diffs = staging.diffs
         status["config"] = "changed" if changed or staging.mode_fixes else "unchanged"
         status["config_changed"] = bool(changed)
         proven = False
@@ -202,10 +171,8 @@ def _identity_part(result, new_pair):
 def _restart(job, status, result, daemon_reload=False):
     """Restart the agent; a failed restart is recorded in the identity directory, so the next
     run restarts it even when nothing changes any more (the agent still holds the old pair)."""
-    r = job.restart
     try:
-        outcome = restart_agent(r.method, job.runner, container=r.container, service=r.service,
-                                command=r.command, docker=r.docker, daemon_reload=daemon_reload)
+        outcome = job.restart.run(job.runner, daemon_reload=daemon_reload)
     except RestartError as exc:
         _owe_restart(job, exc.msg)
         raise PhaseFailed("restart", exc.msg + "; the next run restarts the agent again") from None
@@ -268,15 +235,12 @@ def _verify(job, status, result, proven, changed):
 
 
 def _container_problem(job):
-    if job.restart.method != "docker":
-        return None
+    """What the restart method's inspection finds wrong with what the agent gets (docker: its
+    container's mount and environment), or None."""
     try:
-        problem = inspect_container(job.runner, job.restart.container, job.agent.identity_dir,
-                                    job.agent.container_home, job.agent.cert_file_for_agent(),
-                                    docker=job.restart.docker)
+        return job.restart.inspect(job.runner, job.agent)
     except RestartError as exc:
-        problem = exc.msg
-    return problem
+        return exc.msg
 
 
 def _check(job, status, ca_file):
@@ -313,14 +277,6 @@ def _check(job, status, ca_file):
         status["verify"], status["verify_failure"] = "ok", ""
         status["tls_version"] = outcome.get("tls_version", "")
         return None
-
-
-def split_url(server_url, url):
-    """(server URL, request path): ``url``, when given, replaces both."""
-    if not url:
-        return server_url, None
-    parts = urlsplit(url)
-    return "%s://%s" % (parts.scheme, parts.netloc), (parts.path or "/") + ("?" + parts.query if parts.query else "")
 
 
 def _renew_after(not_after, renew_before_days):

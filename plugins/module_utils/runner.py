@@ -9,17 +9,10 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import names, options, provision
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import location, names, options, provision
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_files import API_CA, check_ca_content
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import ProvisioningClient
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import (
-    HEADERS_FILE_NAME,
-    check_headers,
-    merge_headers,
-    read_headers_file,
-)
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import HEADERS_FILE_NAME, module_headers
 
 
 class Outcome:
@@ -38,82 +31,86 @@ def failure_row(phase, error):
 def run(module):
     p = module.params
     names.use_role_names(p["option_names"] == "role")
-    names.use_identity_options()
     try:  # the API's credentials: the identity phase's, checked before any request
-        headers = _headers(module)
+        headers = module_headers(module, transferred=HEADERS_FILE_NAME)
     except IdentityError as exc:
         return Outcome(True, exc.msg, {"status": failure_row("identity", exc.msg), "changed": False})
     try:  # every option is checked before anything changes (the preflight)
-        uid, gid, home = options.owner_account(p["owner"])
-        directory = options.identity_dir(p["path"], home)
-        agent = options.agent_config(p, directory)
-        verify = options.verify_settings(p)
-        settings = _settings(p, directory, uid, gid)
-        _client(p, headers, p["ca_path"] if p["ca_content"] is None else None).close()  # opens no connection
+        where = location.resolve(p["path"], p["owner"], p["group"])
+        api_flavor = options.flavor(p)
+        templates = (p["agent_templates"] or {}) if "config" in p["phases"] else None
+        agent = options.agent_config(p, where.path, templates)
+        verify = options.verify(p)
+        settings = _settings(p, where, api_flavor.enrollment)
+        options.client(p, headers, p["ca_path"] if p["ca_content"] is None else None, api_flavor).close()
     except IdentityError as exc:
         return Outcome(True, exc.msg, {"status": failure_row("preflight", exc.msg), "changed": False})
-    idir = None
+    idir = job = None
     try:
-        idir = IdentityDir.open(directory, uid, gid, create=False)
-        if idir is None and not module.check_mode:
-            # Decide on the missing directory first: a refusal (lost_identity=fail, an ID that
-            # cannot be recovered) must not leave even an empty directory behind.
-            _identity_runner(module, settings, lambda: _client(p, headers, p["ca_path"]))(None, True)
-            idir = IdentityDir.open(directory, uid, gid, create=True)
-        if idir is not None:
-            idir.lock()
-        ca_path, ca_changed = _api_ca(module, idir, directory)
+        from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.engine import open_locked
+
+        idir = open_locked(settings, create=False)  # created by the engine once it decided to
+        api_ca = ApiCa(module, where.path)
+        api_ca.deliver(idir)
+
+        def make_client(engine_dir):
+            api_ca.deliver(engine_dir)  # into a directory the engine just created
+            return options.client(p, headers, api_ca.path, api_flavor)
+
         job = provision.Job(
-            agent=agent, restart=options.restart_settings(p), verify=verify,
-            identity=_identity_runner(module, settings, lambda: _client(p, headers, ca_path)),
-            check=_check, runner=_runner(module),
-            run_as=(uid, gid, home) if os.geteuid() == 0 and uid != 0 else None,
-            renew_before_days=p["renew_before_days"], check_mode=module.check_mode, warn=module.warn,
-            phases=p["phases"])
+            agent=agent, restart=agent.restart, verify=verify,
+            identity=_identity_runner(module, settings, make_client),
+            check=_check, runner=_runner(module), run_as=where.run_as(), renew_before_days=p["renew_before_days"],
+            check_mode=module.check_mode, warn=module.warn, phases=p["phases"])
         status, result, changed = provision.run(job, idir)
     except provision.PhaseFailed as exc:
         if exc.phase == "identity":
-            _remove_if_created_for_nothing(idir, uid, gid)
-            _identity_as_it_is(exc.status, directory, p)
+            _remove_if_created_for_nothing(job.idir if job is not None else idir, where)
+            _identity_as_it_is(exc.status, where, p, settings.modes)
         result = dict(exc.result, status=exc.status, changed=bool(exc.result.get("changed")),
                       registry_uncertain=exc.registry_uncertain)
-        result.setdefault("cert_path", os.path.join(directory, "client.crt"))
-        result.setdefault("key_path", os.path.join(directory, "client.key"))
+        result.setdefault("cert_path", where.cert_path)
+        result.setdefault("key_path", where.key_path)
         _metrics(module, exc.status)
         return Outcome(True, exc.msg, result)
     except IdentityError as exc:
-        _remove_if_created_for_nothing(idir, uid, gid)
+        _remove_if_created_for_nothing(job.idir if job is not None else idir, where)
         return Outcome(True, exc.msg, {"status": failure_row("identity", exc.msg), "changed": False})
     finally:
-        if idir is not None:
-            idir.close()
-    result = dict(result, status=status, changed=changed or ca_changed)
+        opened = job.idir if job is not None else idir  # the engine may have created it
+        if opened is not None:
+            opened.close()
+    result = dict(result, status=status, changed=changed or api_ca.changed)
+    if job.diffs:  # each agent file that changes, after the identity's metadata
+        result["diff"] = [dict(result["diff"], before_header="identity (metadata only)",
+                               after_header="identity (metadata only)")] + job.diffs
     _metrics(module, status)
     return Outcome(False, "", result)
 
 
-def _remove_if_created_for_nothing(idir, uid, gid):
+def _remove_if_created_for_nothing(idir, where):
     """A creation refused before anything of the identity was written (the clock check, the
     ID request, a definitive upload refusal) leaves no directory behind when this run made it:
     only the API's CA this run copied in may be there (a journal, a staged or an identity file
     keeps it)."""
-    if idir is None or not idir.created or not set(idir.listdir()) <= {API_CA}:
+    if idir is None or idir.fd is None or not idir.created or not set(idir.listdir()) <= {API_CA}:
         return
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.decommission import (
         remove_directory_if_empty,
     )
 
     idir.unlink(API_CA)
-    remove_directory_if_empty(idir, uid, gid)
+    remove_directory_if_empty(idir, where.uid, where.gid)
 
 
-def _identity_as_it_is(status, directory, p):
+def _identity_as_it_is(status, where, p, modes):
     """A failed identity phase left the device's identity as it was (or converging): report
     that one, read without the network, rather than none."""
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import identity_facts
 
     try:
-        facts = identity_facts(directory, id_pattern=p["id_pattern"], renew_before_days=p["renew_before_days"])
+        facts = identity_facts(where, id_pattern=p["id_pattern"], renew_before_days=p["renew_before_days"],
+                               modes=modes)
     except IdentityError:
         return
     for key in provision.STATUS_KEYS:
@@ -136,77 +133,54 @@ def _metrics(module, status):
         module.warn("the expiry metrics were not written to %s: %s" % (directory, exc))
 
 
-def _headers(module):
-    """The API headers: the task's (no_log) merged with the device file's, each checked as
-    HTTP fields. A file the action plugin transferred is deleted as soon as it is read; its
-    errors name the settings it came from, not its temporary path."""
-    p = module.params
-    headers = check_headers(p["headers"], names.setting("headers"))
-    if p["headers_file"]:
-        transferred = os.path.basename(p["headers_file"]) == HEADERS_FILE_NAME
-        label = "%s (or %s)" % (names.setting("headers"), names.setting("headers_src")) if transferred else None
-        try:
-            file_headers = read_headers_file(p["headers_file"], label)
-        finally:
-            if transferred:
-                try:
-                    os.unlink(p["headers_file"])
-                except OSError:
-                    pass  # the action plugin removes its directory anyway
-        # Masked in anything the module returns, as no_log masks the values of `headers`
-        # (short values aside: masking "1" would mangle every number in the result).
-        module.no_log_values.update(v for v in file_headers.values() if len(v) >= 4)
-        headers = merge_headers(headers, file_headers)
-    return headers
+class ApiCa:
+    """The API's CA from the controller (``ca_content``), delivered into the identity directory
+    before the API client needs it: at once when the directory exists, else as soon as the
+    engine created it."""
+
+    def __init__(self, module, directory):
+        self.module = module
+        self.content = module.params["ca_content"]
+        self.path = module.params["ca_path"] if self.content is None else os.path.join(directory, API_CA)
+        self.changed = False
+        self.done = self.content is None
+
+    def deliver(self, idir):
+        if self.done:
+            return
+        if idir is None:  # no directory yet: check mode says it would, or the engine creates it
+            self.changed = self.module.check_mode
+            return
+        self.done = True
+        wanted = check_ca_content(self.content, "the API's CA").encode("utf-8")
+        current, _st = idir.read(API_CA)
+        if current == wanted:
+            self.changed = bool(idir.fix_file(API_CA, 0o644)) if not self.module.check_mode else False
+            return
+        if not self.module.check_mode:
+            idir.create("." + API_CA + ".new", wanted, 0o644)
+            idir.rename("." + API_CA + ".new", API_CA)
+            idir.fsync()
+        self.changed = True
 
 
-def _api_ca(module, idir, directory):
-    """The API's CA delivered from the controller (``ca_content``) into the identity directory
-    before the engine needs it. Returns (ca_path, changed)."""
-    p = module.params
-    if p["ca_content"] is None:
-        return p["ca_path"], False
-    wanted = check_ca_content(p["ca_content"], "the API's CA").encode("utf-8")
-    path = os.path.join(directory, API_CA)
-    if idir is None:  # check mode, no directory yet
-        return path, True
-    current, _st = idir.read(API_CA)
-    if current == wanted:
-        return path, bool(idir.fix_file(API_CA, 0o644)) if not module.check_mode else False
-    if not module.check_mode:
-        idir.create("." + API_CA + ".new", wanted, 0o644)
-        idir.rename("." + API_CA + ".new", API_CA)
-        idir.fsync()
-    return path, True
+def _settings(p, where, enrollment):
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.settings import settings_from
 
-
-def _settings(p, directory, uid, gid):
-    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import Settings
-
-    return Settings(
-        path=directory, owner=str(uid), group=str(gid), agent_id=p["agent_id"],
-        id_pattern=p["id_pattern"], enrollment=p["enrollment"], key_size=p["key_size"],
-        subject=p["subject"], valid_days=p["valid_days"], rotate=p["rotate"],
-        renew_before_days=p["renew_before_days"], backup=p["backup"], backup_keep=p["backup_keep"],
-        max_clock_skew=p["max_clock_skew"], ledger_id=p["ledger_id"], lost_identity=p["lost_identity"])
-
-
-def _client(p, headers, ca_path):
-    return ProvisioningClient(
-        p["api_url"], id_endpoint=p["id_endpoint"], upload_endpoint=p["upload_endpoint"],
-        enroll_endpoint=p["enroll_endpoint"], upload_format=p["upload_format"], id_field=p["id_field"],
-        certificate_field=p["certificate_field"], headers=headers, ca_path=ca_path,
-        validate_certs=p["validate_certs"], timeout=p["timeout"], retries=p["retries"],
-        id_pattern=p["id_pattern"])
+    return settings_from(p, where, enrollment)
 
 
 def _identity_runner(module, settings, client_factory):
-    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import ensure_identity
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.engine import Engine
 
     def identity(idir, check_mode):
-        result, _warnings = ensure_identity(settings, client_factory, check_mode=check_mode,
-                                            warn=module.warn, idir=idir)
-        return result
+        engine = Engine(settings, lambda: client_factory(engine.idir), check_mode=check_mode, warn=module.warn)
+        try:
+            return engine.run(idir), engine.idir
+        except BaseException:
+            if engine.idir is not None and engine.idir is not idir:  # one it created: nobody else closes it
+                engine.idir.close()
+            raise
 
     return identity
 

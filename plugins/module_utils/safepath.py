@@ -30,7 +30,7 @@ import os
 import pwd
 import stat
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import FileSafetyError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import FileSafetyError, UnreadableError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -112,7 +112,7 @@ def permission_advice(exc, owner_uid):
 
 
 class _Walk:
-    def __init__(self, path, uid, gid, create):
+    def __init__(self, path, uid, gid, create, owners=True):
         if not isinstance(path, str) or not os.path.isabs(path) or os.path.normpath(path) != path \
                 or path.startswith("//"):
             raise FileSafetyError("refusing to use %r: the path must be absolute and normalised" % (path,))
@@ -120,6 +120,7 @@ class _Walk:
         self.uid = uid
         self.gid = gid
         self.create = create
+        self.owners = owners  # the ownership rules: only for a run that writes
         self.created = False
 
     def fail(self, component, why, advice):
@@ -128,6 +129,8 @@ class _Walk:
     def check(self, component, fd, st):
         if not stat.S_ISDIR(st.st_mode):
             self.fail(component, "is not a directory", "name the identity directory in %s" % setting("path"))
+        if not self.owners:
+            return
         if st.st_uid not in (0, self.uid):
             self.fail(component, "is owned by %s, not by root or %s" % (user_name(st.st_uid), user_name(self.uid)),
                       "whoever owns a directory on the path can swap what lies below it: name a path "
@@ -182,6 +185,9 @@ class _Walk:
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
                 self._not_a_directory(parent_fd, name, component)
+            if exc.errno in (errno.EACCES, errno.EPERM) and not self.owners:  # a reader
+                raise UnreadableError("cannot open %s: %s (run as its owner, or as root with become)"
+                                      % (component, exc.strerror)) from None
             raise FileSafetyError("cannot open %s: %s%s" % (
                 component, exc.strerror, permission_advice(exc, self.uid))) from None
 
@@ -240,3 +246,10 @@ def open_directory(path, uid, gid, create=False):
     Raises FileSafetyError naming the unsafe component and what to do.
     """
     return _Walk(path, uid, gid, create).open()
+
+
+def open_directory_to_read(path):
+    """Open ``path`` to read it, whoever owns it (root may read any user's identity): still no
+    symbolic link at any depth. Returns the fd, or None when it is missing; raises
+    UnreadableError when the running user may not read it."""
+    return _Walk(path, None, None, False, owners=False).open()[0]

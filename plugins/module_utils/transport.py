@@ -103,7 +103,7 @@ _X509_V_FLAG_NO_CHECK_TIME = 0x200000
 class Transport:
     """Requests to one API base URL: TLS verification, headers, retries, bounded answers."""
 
-    def __init__(self, api_url, headers=None, ca_path=None, validate_certs=True, timeout=30, retries=3,
+    def __init__(self, api_url, *, headers, ca_path, validate_certs, timeout, retries,
                  backoff_base=1.0, backoff_cap=30.0, retry_after_cap=30.0, sleep=time.sleep):
         if not isinstance(api_url, str) or not api_url:
             raise ConfigError("%s is required" % setting("api_url"))

@@ -75,12 +75,12 @@ def _verification_error(job, exc, now):
         return CheckError("untrusted_server", (
             "untrusted server: the agent trusts OpenSSL's default store (no SSL_CERT_FILE in its environment), which "
             "does not trust the certificate of the server at %s (%s): give it the server's CA (set %s; %s ca_file)"
-        ) % (where, detail, names.setting("ca_file"), names.setting("trust")))
+        ) % (where, detail, names.setting("server_ca", "server_ca_src"), names.setting("agent_trust")))
     return CheckError("untrusted_server", (
         "untrusted server: the agent trusts SSL_CERT_FILE=%s (and OpenSSL's default directory), which does not trust "
         "the certificate of the server at %s (%s): that file must hold the CA that signed the server's certificate "
         "(set %s to it)"
-    ) % (job.ca_file, where, detail, names.setting("ca_file")))
+    ) % (job.ca_file, where, detail, names.setting("server_ca", "server_ca_src")))
 
 
 def check_client_validity(job, cert, now, crt):

@@ -196,7 +196,7 @@ def https_get(wire, target, host_header, url, status_code):
             "real cloud answers every plain route %d without its API key, whatever certificate is presented "
             "(%s); to prove the certificate, set %s websocket or socketio"
         ) % (response.status, url, expected, response.status, response.snippet() or "no body",
-             names.setting("protocol")), status=response.status)
+             names.setting("verify_protocol")), status=response.status)
     raise CheckError("http_status", "unexpected HTTP status %d %s from %s; expected %s (%s)" % (
         response.status, response.reason, url, expected, response.snippet() or "no body"), status=response.status)
 
@@ -298,11 +298,12 @@ def upgrade_verdict(response, endpoint, url):
     status = response.status
     other = "socketio" if endpoint == "WebSocket" else "websocket"
     if status in (401, 403) and _api_refusal(response):
-        return CheckError("protocol", (
+        text = (
             "%s answered the %s upgrade with HTTP %d %s: that is the API refusing a request without its API "
             "key, not the certificate check, so the server has no %s endpoint there (the cloud checks "
             "certificates on /ws and /socket.io/); check the URL, or try %s %s"
-        ) % (url, endpoint, status, response.snippet(), endpoint, names.setting("protocol"), other), status=status)
+        ) % (url, endpoint, status, response.snippet(), endpoint, names.setting("verify_protocol"), other)
+        return CheckError("protocol", text, status=status)
     if status in (401, 403):
         return CheckError("refused", (
             "refused by server: %s answered HTTP %d to the %s upgrade, where the server checks the "
@@ -319,7 +320,7 @@ def upgrade_verdict(response, endpoint, url):
         "%s answered HTTP %d %s to the %s upgrade: the server has no %s endpoint there (%s); "
         "check the URL, or try %s %s"
     ) % (url, status, response.reason, endpoint, endpoint, response.snippet() or "no body",
-         names.setting("protocol"), other), status=status)
+         names.setting("verify_protocol"), other), status=status)
 
 
 def _api_refusal(response):

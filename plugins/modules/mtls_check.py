@@ -18,19 +18,19 @@ description:
     and C(CERT_REQUIRED), and trusts OpenSSL's default store unless C(SSL_CERT_FILE) in its
     environment names a CA file.
   - The check builds that very context in a child process whose environment is the agent's
-    (the agent's C(HOME); C(SSL_CERT_FILE=ca_file) with O(trust=ca_file); neither
-    C(SSL_CERT_FILE) nor C(SSL_CERT_DIR) with O(trust=system)). When the module runs as root
-    and O(user) is given, the child becomes that user before it reads any file, so it reads
+    (the agent's C(HOME); C(SSL_CERT_FILE=server_ca) with O(agent_trust=ca_file); neither
+    C(SSL_CERT_FILE) nor C(SSL_CERT_DIR) with O(agent_trust=system)). When the module runs as root
+    and O(owner) is given, the child becomes that user before it reads any file, so it reads
     exactly what the agent can read.
   - It then speaks to the server where the cloud checks the client certificate.
     C(websocket) (default) - an RFC 6455 upgrade of C(/ws), accepted only on C(101) with a
     valid C(Sec-WebSocket-Accept), then a clean close. C(socketio) - what the stock agent
     does, the Engine.IO v4 handshake on C(/socket.io/?EIO=4&transport=websocket) and a
     Socket.IO CONNECT, accepted on C(40{sid}), refused on C(44). C(https) - one C(GET),
-    successful when the status is in O(status_code); it proves the TLS handshake only, since
+    successful when the status is in O(verify_status_code); it proves the TLS handshake only, since
     the cloud answers every plain route C(403) without its API key whatever certificate is
     presented.
-  - One total deadline (O(timeout)) bounds everything - connection, handshake, upgrade and
+  - One total deadline (O(verify_timeout)) bounds everything - connection, handshake, upgrade and
     every read; a server trickling bytes cannot hold the check past it.
   - A failure is classified in RV(failure) with a message saying what to fix -
     C(config) (an option that cannot work, an C(SSL_CERT_FILE) the agent cannot read),
@@ -55,54 +55,66 @@ options:
       - The server certificate must be valid for this host, as the agent checks it.
     type: str
     required: true
-  protocol:
+  verify_protocol:
     description:
       - The exchange to prove. C(websocket) and C(socketio) reach the endpoints where the cloud
         checks the client certificate; C(https) proves only the TLS handshake and a status.
+      - The name M(autonomy_edge.fleet_mtls.mtls_identity) gives it; O(protocol) is its old name.
     type: str
     choices: [websocket, socketio, https]
     default: websocket
-  url:
+    aliases: [protocol]
+  verify_url:
     description:
       - Full C(https://) URL to check instead of O(server_url) plus the protocol's default path
         (C(/ws), C(/socket.io/), C(/)). Its host and port must be where the agent connects.
     type: str
+    aliases: [url]
   path:
     description:
-      - The identity directory the agent reads as C(~/.mtls). A leading C(~) is the agent's
-        home (of O(user) when given, else of the user the module runs as).
+      - The identity directory the agent reads as C(~/.mtls). Default C(~/.mtls); a leading C(~) is the
+        home of O(owner) when given, else of the user the module runs as (the password database).
     type: str
-    default: "~/.mtls"
-  user:
+  owner:
     description:
       - The user the agent runs as. When the module runs as root, the check runs as this user
         (its groups, uid and C(HOME)); otherwise the module must run as this user.
       - Omitted - the check runs as the user the module runs as.
+      - O(user) is its old name.
     type: str
-  trust:
+    aliases: [user]
+  agent_trust:
     description:
       - What the agent trusts for the server. C(system) - OpenSSL's default store and nothing
-        else (no C(SSL_CERT_FILE) in its environment). C(ca_file) - C(SSL_CERT_FILE=ca_file) in
+        else (no C(SSL_CERT_FILE) in its environment). C(ca_file) - C(SSL_CERT_FILE=server_ca) in
         its environment.
-      - Default - C(ca_file) when O(ca_file) is given, else C(system).
+      - Default - C(ca_file) when O(server_ca) names a file, else C(system). O(trust) is its old name.
     type: str
     choices: [system, ca_file]
-  ca_file:
+    aliases: [trust]
+  server_ca:
     description:
-      - The server CA file on the device that the agent's C(SSL_CERT_FILE) names; the agent's
-        user must be able to read it.
-    type: path
-  timeout:
+      - The server CA file on the device that the agent's C(SSL_CERT_FILE) names (the agent's
+        user must be able to read it), or C(system) for none.
+      - O(ca_file) is its old name.
+    type: str
+    default: system
+    aliases: [ca_file]
+  verify_timeout:
     description:
       - Total seconds for the whole check (connection, handshake, exchange, every read).
+      - O(timeout) is its old name.
     type: float
     default: 10
-  status_code:
+    aliases: [timeout]
+  verify_status_code:
     description:
-      - With O(protocol=https), the HTTP statuses that count as success.
+      - With O(verify_protocol=https), the HTTP statuses that count as success.
+      - O(status_code) is its old name.
     type: list
     elements: int
     default: [200]
+    aliases: [status_code]
 attributes:
   check_mode:
     support: full
@@ -126,25 +138,25 @@ EXAMPLES = r"""
 - name: Prove the agent's certificate is accepted by the cloud's WebSocket endpoint
   autonomy_edge.fleet_mtls.mtls_check:
     server_url: https://api.example.com:3001
-    user: agent
+    owner: agent
   become: true
   register: mtls_check_result
 
 - name: Check the way the stock agent connects (Socket.IO), trusting a private server CA
   autonomy_edge.fleet_mtls.mtls_check:
     server_url: https://gate.example.internal
-    protocol: socketio
-    user: agent
-    ca_file: /home/agent/.mtls/server-ca.crt
-    timeout: 5
+    verify_protocol: socketio
+    owner: agent
+    server_ca: /home/agent/.mtls/server-ca.crt
+    verify_timeout: 5
   become: true
 
 - name: Only a TLS handshake and a status (a 403 here is no certificate verdict)
   autonomy_edge.fleet_mtls.mtls_check:
     server_url: https://api.example.com
-    protocol: https
-    url: https://api.example.com/health
-    status_code: [200, 204]
+    verify_protocol: https
+    verify_url: https://api.example.com/health
+    verify_status_code: [200, 204]
 """
 
 RETURN = r"""
@@ -230,61 +242,46 @@ changed:
   sample: false
 """
 
-import pwd
-from urllib.parse import urlsplit
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import names
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.check import RESULT_KEYS, run_agent_check
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import CheckError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import location, option_table
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.check import (
+    RESULT_KEYS,
+    run_agent_check,
+    split_url,
+)
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import CheckError, ConfigError
+
+# The names this module gave the same settings before they had one name everywhere.
+OLD_NAMES = {"verify_protocol": ["protocol"], "verify_url": ["url"], "owner": ["user"], "agent_trust": ["trust"],
+             "server_ca": ["ca_file"], "verify_timeout": ["timeout"], "verify_status_code": ["status_code"]}
 
 
-def _agent_user(name):
-    """``(uid, gid, home)`` of the agent's user ``name``."""
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-        raise CheckError("config", "%s %s does not exist on this device" % (names.setting("user"), name))
-    return entry.pw_uid, entry.pw_gid, entry.pw_dir
-
-
-def _split_url(server_url, url):
-    """``(server_url, path)``: ``url`` overrides the server's default path for the protocol."""
-    if not url:
-        return server_url, None
-    parts = urlsplit(url)
-    path = (parts.path or "/") + ("?" + parts.query if parts.query else "")
-    return "%s://%s" % (parts.scheme, parts.netloc), path
+def argument_spec():
+    spec = option_table.argument_spec(option_table.CHECK_OPTIONS, **OLD_NAMES)
+    spec["server_url"]["required"] = True
+    return spec
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            "server_url": {"type": "str", "required": True},
-            "protocol": {"type": "str", "choices": ["websocket", "socketio", "https"], "default": "websocket"},
-            "url": {"type": "str"},
-            "path": {"type": "str", "default": "~/.mtls"},
-            "user": {"type": "str"},
-            "trust": {"type": "str", "choices": ["system", "ca_file"]},
-            "ca_file": {"type": "path"},
-            "timeout": {"type": "float", "default": 10},
-            "status_code": {"type": "list", "elements": "int", "default": [200]},
-        },
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
     try:
-        server_url, path = _split_url(params["server_url"], params["url"])
+        try:
+            where = location.resolve(params["path"], params["owner"])
+        except ConfigError as exc:
+            raise CheckError("config", exc.msg) from None
+        server_url, path = split_url(params["server_url"], params["verify_url"])
+        ca_file = params["server_ca"] if params["server_ca"] not in (None, "", "system") else None
         result = run_agent_check(
-            params["path"], server_url, protocol=params["protocol"], path=path,
-            trust=params["trust"] or ("ca_file" if params["ca_file"] else "system"), ca_file=params["ca_file"],
-            run_as=_agent_user(params["user"]) if params["user"] else None,
-            timeout=params["timeout"], status_code=tuple(params["status_code"]),
+            where.path, server_url, protocol=params["verify_protocol"], path=path,
+            trust=params["agent_trust"] or ("ca_file" if ca_file else "system"), ca_file=ca_file,
+            run_as=(where.uid, where.gid, where.home) if where.owner_given else None,
+            timeout=params["verify_timeout"], status_code=tuple(params["verify_status_code"]),
         )
     except CheckError as exc:
         details = dict.fromkeys(RESULT_KEYS)
-        details.update(protocol=params["protocol"], url=params["url"] or "")
+        details.update(protocol=params["verify_protocol"], url=params["verify_url"] or "")
         details.update(exc.details)
         module.fail_json(msg=exc.message, failure=exc.kind, changed=False, **details)
     module.exit_json(changed=False, **result)

@@ -42,9 +42,14 @@ options:
   path:
     description:
       - The identity directory. Default - C(~/.mtls) of O(owner) (home from the password database).
-    type: path
+    type: str
   owner:
     description: The agent's user (owner of the identity). Default - the user the module runs as.
+    type: str
+  api_url:
+    description:
+      - Base URL of the provisioning API, C(https://) only (for example C(https://api.autonomylogic.com)).
+        Required unless O(local_only=true).
     type: str
   confirm:
     description:
@@ -147,65 +152,27 @@ reason:
 """
 
 import os
-import pwd
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import names
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import location, names, option_table
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import (
-    DEFAULTS,
     REQUESTS_IMPORT_ERROR,
     ProvisioningClient,
+    endpoints,
 )
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certs import CRYPTOGRAPHY_IMPORT_ERROR
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import (
-    ConfigError,
-    IdentityError,
-    fail_when_missing,
-)
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import (
-    HEADERS_FILE_NAME,
-    check_headers,
-    merge_headers,
-    read_headers_file,
-)
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError, fail_when_missing
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import HEADERS_FILE_NAME, module_headers
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import API_CA
 
 
 def argument_spec():
-    return {
-        "path": {"type": "path"},
-        "owner": {"type": "str"},
-        "confirm": {"type": "str", "required": True},
-        "local_only": {"type": "bool", "default": False},
-        "api_url": {"type": "str"},
-        "endpoint": {"type": "str"},
-        "id_pattern": {"type": "str", "default": DEFAULTS["id_pattern"]},
-        "headers": {"type": "dict", "default": {}, "no_log": True},
-        "headers_file": {"type": "path"},
-        "ca_path": {"type": "path"},
-        "ca_in_dir": {"type": "bool", "default": False},
-        "validate_certs": {"type": "bool", "default": DEFAULTS["validate_certs"]},
-        "timeout": {"type": "float", "default": DEFAULTS["timeout"]},
-        "retries": {"type": "int", "default": DEFAULTS["retries"]},
-        "option_names": {"type": "str", "default": "module", "choices": ["module", "role"]},
-        "ledger_path": {"type": "path"},  # the action plugin's (it records the row there)
-    }
-
-
-def identity_path(path, uid):
-    """``path`` with ``~`` meaning the owner's home (password database); ~owner/.mtls when unset."""
-    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import expand_path
-
-    path = path or "~/.mtls"
-    if path == "~" or path.startswith("~/"):
-        try:
-            home = pwd.getpwuid(uid).pw_dir
-        except KeyError:
-            raise ConfigError("owner %d has no home directory in the password database: set %s"
-                              % (uid, names.setting("path"))) from None
-        path = home + path[1:]
-    return expand_path(path)
+    spec = option_table.argument_spec(option_table.DEREGISTER_OPTIONS)
+    spec["api_url"].pop("required")  # not with local_only (required_if)
+    spec["confirm"]["required"] = True
+    spec["ca_in_dir"] = {"type": "bool", "default": False}
+    return spec
 
 
 def main():
@@ -213,7 +180,6 @@ def main():
                            required_if=[("local_only", False, ("api_url", "endpoint"))])
     fail_when_missing(module, ("cryptography", CRYPTOGRAPHY_IMPORT_ERROR), ("requests", REQUESTS_IMPORT_ERROR))
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.decommission import Refused, decommission
-    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import resolve_owner
 
     p = module.params
     names.use_role_names(p["option_names"] == "role")
@@ -222,17 +188,11 @@ def main():
     clients = []
 
     def delete(agent_id, path, check=False):
-        headers = check_headers(p["headers"], names.setting("headers"))
-        if p["headers_file"]:
-            transferred = os.path.basename(p["headers_file"]) == HEADERS_FILE_NAME
-            file_headers = read_headers_file(p["headers_file"], "%s (or %s)" % (
-                names.setting("headers"), names.setting("headers_src")) if transferred else None)
-            module.no_log_values.update(v for v in file_headers.values() if len(v) >= 4)
-            headers = merge_headers(headers, file_headers)
         ca_path = os.path.join(path, API_CA) if p["ca_in_dir"] else p["ca_path"]
-        client = ProvisioningClient(p["api_url"], headers=headers, ca_path=ca_path,
-                                    validate_certs=p["validate_certs"], timeout=p["timeout"],
-                                    retries=p["retries"], id_pattern=p["id_pattern"])
+        client = ProvisioningClient(p["api_url"], flavor=endpoints(option_table.BY_NAME["api_flavor"].default),
+                                    headers=module_headers(module, transferred=HEADERS_FILE_NAME), ca_path=ca_path,
+                                    validate_certs=p["validate_certs"], timeout=p["timeout"], retries=p["retries"],
+                                    id_pattern=p["id_pattern"])
         clients.append(client)
         if check:
             client.deletion_path(agent_id, p["endpoint"])
@@ -241,8 +201,8 @@ def main():
 
     error, result = None, {"path": p["path"], "agent_id": None}
     try:
-        uid, gid = resolve_owner(p["owner"])
-        decommission(identity_path(p["path"], uid), uid, gid, p["confirm"], p["local_only"], delete,
+        where = location.resolve(p["path"], p["owner"])
+        decommission(where.path, where.uid, where.gid, p["confirm"], p["local_only"], delete,
                      check_mode=module.check_mode, id_pattern=p["id_pattern"], result=result)
     except IdentityError as exc:
         error = exc

@@ -37,271 +37,7 @@ requirements:
   - requests >= 2.25
 extends_documentation_fragment:
   - autonomy_edge.fleet_mtls.api
-options:
-  api_url:
-    description: Base URL of the provisioning API, C(https://) only.
-    type: str
-    required: true
-  id_endpoint:
-    description: Endpoint (GET) that reserves a new agent ID.
-    type: str
-    default: /generate-orchestrator-id
-  upload_endpoint:
-    description:
-      - Endpoint (POST) that registers a certificate (the cloud's is C(/agent/certificate), O(upload_format=json)).
-    type: str
-    default: /upload-orchestrator-certificate
-  enroll_endpoint:
-    description: Endpoint (POST) that issues a certificate for a CSR (O(enrollment=csr)).
-    type: str
-    default: /orchestrators/enroll
-  upload_format:
-    description:
-      - C(multipart) - the upstream installer's form (file field O(certificate_field), field
-        O(id_field)); C(json) - C({"agent_id", "certificate"}) as the cloud's C(/agent/certificate).
-    type: str
-    choices: [multipart, json]
-    default: multipart
-  id_field:
-    description: Name of the ID field in uploads. Default the format's own - C(id) (multipart), C(agent_id) (json).
-    type: str
-  certificate_field:
-    description: Name of the certificate field in uploads.
-    type: str
-    default: certificate
-  headers_src:
-    description:
-      - A JSON file on the controller of header names to values, read by the action plugin
-        (so the token is never a task or module argument) and handed over as O(headers).
-    type: path
-  ca_src:
-    description:
-      - The API's CA as a file on the controller, delivered to C(<path>/api-ca.crt) (read by the action plugin).
-    type: path
-  ca_content:
-    description:
-      - The API's CA as PEM text, delivered to C(<path>/api-ca.crt) (the action plugin fills it from O(ca_src)).
-    type: str
-  path:
-    description:
-      - Identity directory. Default C(~/.mtls) of O(owner) (its home from the password
-        database). Opened component by component from C(/) without following a symbolic link.
-    type: str
-  owner:
-    description:
-      - The agent's user (name or numeric ID), owner of the directory (0700), key (0600) and
-        files (0644). Default the user the module runs as; another user needs root.
-    type: str
-  group:
-    description: Group of the files. Default the primary group of O(owner).
-    type: str
-  agent_id:
-    description:
-      - A pre-assigned agent ID, a string matching O(id_pattern) (numbers are refused).
-        Default - the API issues one on the first run.
-    type: raw
-  lost_identity:
-    description:
-      - What a device that lost its identity gets when the ledger knows its ID (O(ledger_id)) -
-        C(restore) that ID (action C(restored)), C(new) one, or C(fail).
-      - When the registry answers a restore with its own "unknown ID" (it forgot the ID), the
-        device is enrolled under a new ID in the same run (action C(created), a warning, and
-        C(status.replaces) naming the forgotten ID); any other refusal fails naming
-        O(lost_identity). A pre-assigned O(agent_id) is never replaced.
-    type: str
-    choices: [restore, new, fail]
-    default: restore
-  ledger_id:
-    description:
-      - The agent ID the controller's identity ledger holds for this host; the action plugin sets
-        it from the fact M(autonomy_edge.fleet_mtls.mtls_ledger) leaves, and refuses a host that
-        fact reports a conflicting ID for.
-    type: str
-  enrollment:
-    description: C(self_signed) uploads a self-signed certificate; C(csr) has the API sign a CSR.
-    type: str
-    choices: [self_signed, csr]
-    default: self_signed
-  key_size:
-    description: RSA key size in bits.
-    type: int
-    default: 4096
-  subject:
-    description: Subject attributes of the certificate; the CN is always the agent ID.
-    type: dict
-    suboptions:
-      C: {description: Country., type: str, default: BR}
-      ST: {description: State., type: str, default: SP}
-      L: {description: Locality., type: str, default: SaoPaulo}
-      O: {description: Organization., type: str, default: AutonomyLogic}
-      OU: {description: Organizational unit., type: str, default: Development}
-  valid_days:
-    description: Validity of a new certificate in days.
-    type: int
-    default: 365
-  rotate:
-    description: C(auto) rotates when due or broken; C(always) now (the ID is kept); C(never) only reports.
-    type: str
-    choices: [auto, always, never]
-    default: auto
-  renew_before_days:
-    description: Rotate when fewer than this many days are left.
-    type: int
-    default: 30
-  renew_jitter_days:
-    description:
-      - Added to O(renew_before_days) by the action plugin as a stable per-host offset of 0 to
-        this many days (from the inventory host name), so a fleet does not rotate on one day.
-    type: int
-    default: 0
-  backup:
-    description: Keep hard-linked copies (C(<name>.<UTC time>.bak)) of the previous key and certificate.
-    type: bool
-    default: false
-  backup_keep:
-    description:
-      - With O(backup=true), after a successful swap the backups beyond the newest this many
-        pairs (key and certificate of one rotation) are removed, so retired private keys do not
-        pile up in the directory.
-      - Only regular files named C(client.key.<UTC time>[-<n>].bak) or
-        C(client.crt.<UTC time>[-<n>].bak) count; each is unlinked through the directory's
-        descriptor (a symbolic link is never followed, nor removed).
-      - C(0) keeps every backup.
-    type: int
-    default: 3
-  max_clock_skew:
-    description:
-      - Seconds the device clock may differ from the API's C(Date) before the module refuses
-        to mint or rotate (the certificate would not be valid for the server).
-    type: int
-    default: 600
-  install_prerequisites:
-    description:
-      - When the device lacks C(cryptography) or C(requests), the action plugin installs
-        O(prerequisite_packages) and runs the module again.
-    type: bool
-    default: false
-  prerequisite_packages:
-    description: OS packages providing the libraries.
-    type: list
-    elements: str
-    default: []
-  server_url:
-    description:
-      - Where the agent connects (C(https://host[:port])). The stock agent has its server in
-        its code; give the same one. Default O(api_url).
-    type: str
-  server_ca:
-    description: The server's CA as a path on the device, or C(system).
-    type: str
-    default: system
-  server_ca_src:
-    description:
-      - The server's CA as a file on the controller (read by the action plugin), delivered to C(<path>/server-ca.crt).
-    type: path
-  server_ca_content:
-    description: The server's CA as PEM text, delivered to C(<path>/server-ca.crt).
-    type: str
-  agent_trust:
-    description:
-      - What the agent trusts - C(system) (OpenSSL's default store, no C(SSL_CERT_FILE)) or
-        C(ca_file) (the server CA through C(SSL_CERT_FILE) in C(agent.env)). Default C(ca_file)
-        when a server CA is given, else C(system).
-    type: str
-    choices: [system, ca_file]
-  tls_min_version:
-    description: Minimum TLS version recorded in C(agent-tls.ini).
-    type: str
-    choices: [TLSv1.2, TLSv1.3]
-    default: TLSv1.2
-  agent_config_name:
-    description: File name of the settings record in the identity directory (the stock agent does not read it).
-    type: str
-    default: agent-tls.ini
-  agent_restart:
-    description:
-      - C(docker) restarts O(agent_container) (none there, or no docker command, is reported,
-        not an error) and checks that it mounts the identity read-only at
-        C(<agent_container_home>/.mtls) with the right C(SSL_CERT_FILE); C(systemd) restarts
-        O(agent_service) (after a daemon-reload when its drop-in changed); C(command) runs
-        O(agent_restart_command) without a shell; C(none) restarts nothing.
-    type: str
-    choices: [docker, systemd, command, none]
-    default: none
-  agent_container:
-    description: The agent's container.
-    type: str
-    default: orchestrator_agent
-  agent_container_home:
-    description: HOME of the agent inside its container.
-    type: str
-    default: /root
-  docker_command:
-    description: The docker command (C(podman) is compatible).
-    type: str
-    default: docker
-  agent_service:
-    description: The agent's systemd unit.
-    type: str
-    default: orchestrator-agent
-  agent_restart_command:
-    description: The command of O(agent_restart=command).
-    type: str
-    default: ""
-  verify:
-    description: Check the connection as the stock agent makes it (and a new configuration before it is swapped in).
-    type: bool
-    default: true
-  verify_unchanged:
-    description: Also check when nothing changed.
-    type: bool
-    default: true
-  verify_protocol:
-    description:
-      - C(websocket) - the upgrade of C(/ws); C(socketio) - Engine.IO + CONNECT under
-        C(/socket.io/), as the stock agent; C(https) - a GET (an HTTP status, no certificate verdict).
-    type: str
-    choices: [websocket, socketio, https]
-    default: websocket
-  verify_url:
-    description: A full URL to check instead of O(server_url) and the protocol's path.
-    type: str
-  verify_timeout:
-    description: Total seconds of one check.
-    type: float
-    default: 10
-  verify_status_code:
-    description: Statuses that count as success with O(verify_protocol=https).
-    type: list
-    elements: int
-    default: [200]
-  verify_retries:
-    description: Retries of a check that was refused or could not connect (a registry may take a moment).
-    type: int
-    default: 0
-  verify_delay:
-    description: Seconds between those retries.
-    type: float
-    default: 3
-  metrics_dir:
-    description:
-      - A node_exporter textfile-collector directory; the run writes C(fleet_mtls.prom) there
-        (expiry, last success, last rotation), atomically, 0644.
-    type: path
-  host:
-    description: The inventory name of this device (the action plugin sets it), the metrics' C(host) label.
-    type: str
-  phases:
-    description: The phases to run; the role derives them from the tags of the run.
-    type: list
-    elements: str
-    choices: [identity, config, verify]
-    default: [identity, config, verify]
-  option_names:
-    description: C(role) makes messages name the role's variables instead of these options.
-    type: str
-    choices: [module, role]
-    default: module
+  - autonomy_edge.fleet_mtls.identity
 attributes:
   check_mode:
     support: full
@@ -310,7 +46,10 @@ attributes:
         writing or restarting; the check of the live files still runs (it changes nothing).
   diff_mode:
     support: full
-    description: Metadata only (agent ID, fingerprint, expiry, key size), never key or certificate bytes.
+    description:
+      - The identity's metadata (agent ID, fingerprint, expiry, key size), never key or certificate bytes; and
+        each agent file that changes (C(agent.env), C(agent-tls.ini), C(server-ca.crt), the systemd drop-in),
+        before and after, also in check mode.
   platform:
     platforms: posix
     support: full
@@ -335,15 +74,25 @@ EXAMPLES = r"""
   become: true
   register: identity
 
-- name: Rotate now (the agent ID is kept), keeping backups of the previous pair
+- name: Rotate now on the api-service cloud (pre-assigned ID, JSON upload, bearer token), keeping backups
   autonomy_edge.fleet_mtls.mtls_identity:
     api_url: https://api.example.com
-    upload_endpoint: /agent/certificate
-    upload_format: json
+    api_flavor: api_service
+    agent_id: "07048933"
     headers_src: /run/secrets/fleet-api-headers.json
     rotate: always
     backup: true
     backup_keep: 2
+
+- name: Give a systemd agent its environment from our own template, the key read-only
+  autonomy_edge.fleet_mtls.mtls_identity:
+    api_url: https://api.example.com
+    owner: agent
+    server_ca_src: files/gate-ca.crt
+    agent_restart: systemd
+    agent_env_template: templates/agent.env.j2
+    key_mode: "0400"
+  become: true
 """
 
 RETURN = r"""
@@ -526,9 +275,11 @@ missing_libraries:
   elements: str
   sample: [cryptography]
 diff:
-  description: Metadata before and after; never key or certificate bytes.
+  description:
+    - The identity's metadata before and after (never key or certificate bytes), as one dict; when agent files
+      change, a list of that dict followed by each file's before and after text.
   returned: success
-  type: dict
+  type: raw
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib

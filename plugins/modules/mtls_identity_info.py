@@ -15,6 +15,8 @@ description:
     file modes and owners, and any problem found.
   - Never writes, never uses the network, never returns key material. Symbolic links are not
     followed; they are reported as problems.
+  - An identity the module cannot read (permissions) fails the task; RV(exists) is false only when
+    there is no identity.
 version_added: "1.0.0"
 author:
   - fleet-mtls contributors (@autonomy-edge)
@@ -24,8 +26,15 @@ requirements:
 options:
   path:
     description:
-      - Identity directory. When not set, C(~/.mtls) of the user the module runs as.
-    type: path
+      - Identity directory. Default C(~/.mtls) of O(owner) (its home from the password database).
+    type: str
+  owner:
+    description:
+      - The agent's user (name or numeric ID) whose identity to read. Default the user the module runs as.
+      - When given, the owners of the directory, key and certificate are reported as problems if they are not its.
+      - Run as root (C(become)) to read another user's identity; only reading, so the ownership rules of
+        M(autonomy_edge.fleet_mtls.mtls_identity) (which writes) do not apply.
+    type: str
   id_pattern:
     description: Regular expression the certificate CN must match to count as a valid agent ID.
     type: str
@@ -50,9 +59,10 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Read the identity of the device
+- name: Read the identity of the agent's user (as root, which reads any user's files)
   autonomy_edge.fleet_mtls.mtls_identity_info:
-    path: /home/agent/.mtls
+    owner: agent
+  become: true
   register: identity_info
 
 - name: Fail when the identity has problems
@@ -165,27 +175,26 @@ problems:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import DEFAULT_ID_PATTERN
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import option_table
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certs import CRYPTOGRAPHY_IMPORT_ERROR
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError, fail_when_missing
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            "path": {"type": "path"},
-            "id_pattern": {"type": "str", "default": DEFAULT_ID_PATTERN},
-            "renew_before_days": {"type": "int", "default": 30},
-        },
-        supports_check_mode=True,
-    )
+    spec = option_table.argument_spec(option_table.INFO_OPTIONS)
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     fail_when_missing(module, ("cryptography", CRYPTOGRAPHY_IMPORT_ERROR))
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import location
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.facts import identity_facts
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.files import Modes
 
     p = module.params
     error = None
     try:
-        facts = identity_facts(p["path"], p["id_pattern"], p["renew_before_days"])
+        d = option_table.defaults(("dir_mode", "key_mode", "cert_mode"))
+        modes = Modes(dir_mode=d["dir_mode"], key_mode=d["key_mode"], cert_mode=d["cert_mode"])
+        facts = identity_facts(location.resolve(p["path"], p["owner"]), p["id_pattern"], p["renew_before_days"],
+                               modes)
     except IdentityError as exc:
         error = exc
     if error is not None:

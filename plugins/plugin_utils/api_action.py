@@ -10,6 +10,11 @@ from the first byte, never in a command line - and the module reads the file it 
 ``headers_file``, then deletes it. The same command removes headers files that interrupted runs
 left behind; the directory is removed when the task ends, whatever happened.
 
+A task with ``option_names: role`` speaks the role's vocabulary: every option of the module
+(``role_options``) it does not give is read from its role variable (``mtls_*``, templated from the
+task's variables) or takes the role's default (option_table), so the role's task passes almost
+nothing while a module user passes options directly.
+
 A subclass says what else the controller does before the module (``prepare``) and which report
 row it makes of the result (``status_row``). Without headers this adds no round trip.
 
@@ -57,6 +62,10 @@ class ApiAction(ActionBase):
 
     _supports_check_mode = True
     _supports_async = True
+    # The options a task with option_names=role takes from role variables, and the role entry
+    # point whose argument spec checks them.
+    role_options = ()
+    role_entry_point = "main"
 
     # ------------------------------------------------------------------ what subclasses add
     def prepare(self, module_args, host, task_vars):
@@ -69,7 +78,8 @@ class ApiAction(ActionBase):
         return None
 
     def preflight_row(self, host, msg, phase):
-        """The report row of a host refused before the module ran (in ``phase``), or None."""
+        """The report row of a host refused before the module ran (``phase``: preflight, or
+        arguments for the role's variables), or None."""
         return None
 
     # ------------------------------------------------------------------ the run
@@ -79,10 +89,14 @@ class ApiAction(ActionBase):
         task_vars = task_vars or {}
         host = task_vars.get("inventory_hostname", "")
         in_role = self._task._role is not None
-        names.use_role_names(in_role)  # messages name the role's variables
         module_args = dict(self._task.args)
+        role_vocabulary = module_args.get("option_names") == "role"
+        names.use_role_names(role_vocabulary or in_role)  # messages name the role's variables
         wrap_async = self._task.async_val and not self._connection.has_native_async
-        try:  # the task's own arguments, checked on the controller before the device is touched
+        try:  # the task's own arguments and the role's variables, checked before the device is touched
+            if role_vocabulary:
+                controller.role_arguments(self.role_entry_point, self.role_options, module_args, task_vars,
+                                          self._templar.template)
             ledger_path = self._take_ledger_path(module_args)
             headers = self._take_headers(module_args, wrap_async, task_vars)
         except (ConfigError, AnsibleActionFail) as exc:
@@ -159,9 +173,11 @@ class ApiAction(ActionBase):
                                   "when the task returns); use headers_file" % self._task.action)
         return headers
 
-    def find_source(self, needle, option, task_vars):
-        """The controller file an ``*_src`` option names (plugin_utils/operator_paths.py)."""
-        return operator_paths.find_operator_file(self._loader, self._task.get_search_path(), task_vars, needle, option)
+    def find_source(self, needle, option, task_vars, kind="files"):
+        """The controller file an ``*_src`` (or ``*_template``: ``kind`` templates) option names
+        (plugin_utils/operator_paths.py)."""
+        return operator_paths.find_operator_file(self._loader, self._task.get_search_path(), task_vars, needle,
+                                                 option, kind)
 
     # ------------------------------------------------------------------ the module
     def _run_module(self, module_args, task_vars, wrap_async, install):

@@ -53,11 +53,12 @@ def operator_dirs(task_vars):
     return unique
 
 
-def find_operator_file(loader, search_path, task_vars, needle, option):
-    """The controller file ``needle`` names (see the module docstring); ConfigError listing
-    every place looked at when there is none."""
+def find_operator_file(loader, search_path, task_vars, needle, option, kind="files"):
+    """The controller file ``needle`` names (see the module docstring), ``kind`` the
+    subdirectory searched as copy's (``files``) or template's (``templates``) src is; ConfigError
+    listing every place looked at when there is none."""
     try:
-        return loader.path_dwim_relative_stack(list(search_path) + operator_dirs(task_vars), "files", needle)
+        return loader.path_dwim_relative_stack(list(search_path) + operator_dirs(task_vars), kind, needle)
     except AnsibleFileNotFound as exc:
         looked = list(dict.fromkeys(getattr(exc, "paths", None) or [needle]))
         raise ConfigError("%s %s: no such file on the controller; looked in %s (a relative path is found "

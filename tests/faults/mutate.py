@@ -270,7 +270,7 @@ MUTATIONS = {
         [("plugins/module_utils/safepath.py", "writers = _foreign_writers(st, fd, self.uid)", "writers = None")],
         [
             "tests/unit/test_safepath.py::test_world_writable_parent_without_sticky_bit_is_refused",
-            "tests/module/test_safepath.py::test_group_writable_by_a_group_with_another_member_is_refused",
+            "tests/module/test_safepath_accounts.py::test_group_writable_by_a_group_with_another_member_is_refused",
         ],
     ),
     "chown-roots-files": (
@@ -279,7 +279,7 @@ MUTATIONS = {
           "        if st.st_uid != self.uid and st.st_uid != 0:\n            if st.st_uid == 0:")],
         [
             F + "test_device_state.py::test_root_owned_identity_is_not_handed_to_another_owner",
-            "tests/module/test_safepath.py::test_root_owned_entries_are_not_handed_to_another_owner",
+            "tests/module/test_safepath_accounts.py::test_root_owned_entries_are_not_handed_to_another_owner",
         ],
     ),
     "chmod-through-links": (
@@ -315,7 +315,7 @@ MUTATIONS = {
         [("plugins/module_utils/safepath.py", "if st.st_uid not in (0, self.uid):", "if False:")],
         [
             F + "test_device_state.py::test_directory_owned_by_another_user_refused",
-            "tests/module/test_safepath.py::test_a_directory_of_another_user_on_the_path_is_refused",
+            "tests/module/test_safepath_accounts.py::test_a_directory_of_another_user_on_the_path_is_refused",
         ],
     ),
     "lenient-success": (
@@ -343,8 +343,8 @@ MUTATIONS = {
     ),
     "id-field-fixed": (
         "a JSON upload sends agent_id unless id_field says otherwise",
-        [("plugins/module_utils/api.py", "self.id_field = id_field or ID_FIELDS[upload_format]",
-          'self.id_field = id_field or "id"')],
+        [("plugins/module_utils/api.py", "self.id_field = flavor.id_field or ID_FIELDS[flavor.upload_format]",
+          'self.id_field = flavor.id_field or "id"')],
         ["tests/module/test_api_contract.py::test_json_upload_sends_agent_id_when_id_field_is_not_given"],
     ),
     "contract-drift": (
@@ -490,7 +490,8 @@ MUTATIONS = {
     "empty-dir-after-refusal": (
         "a creation refused before anything was written leaves no directory this run made",
         [("plugins/module_utils/runner.py",
-          "    if idir is None or not idir.created or not set(idir.listdir()) <= {API_CA}:\n        return",
+          "    if idir is None or idir.fd is None or not idir.created or not set(idir.listdir()) <= {API_CA}:\n"
+          "        return",
           "    if True:\n        return")],
         [F + "test_hostile_round.py::test_a_creation_refused_for_the_clock_leaves_no_directory"],
     ),
@@ -638,10 +639,13 @@ for _name, _what, _file, _old, _new, _cases in _ROLE_MUTATIONS:
 # removes the second alone, which a refusal the decision cannot foresee, the clock, catches).
 MUTATIONS["dir-before-decision"] = (
     "a refused run leaves no directory behind",
-    [("plugins/module_utils/runner.py",
-      '_identity_runner(module, settings, lambda: _client(p, headers, p["ca_path"]))(None, True)', "pass"),
+    [("plugins/module_utils/identity/engine.py",
+      "        a = assess(idir, self.now)\n",
+      "        if idir is None and not self.check_mode:\n            idir = self.idir = open_locked(s, create=True)\n"
+      "        a = assess(idir, self.now)\n"),
      ("plugins/module_utils/runner.py",
-      "    if idir is None or not idir.created or not set(idir.listdir()) <= {API_CA}:\n        return",
+      "    if idir is None or idir.fd is None or not idir.created or not set(idir.listdir()) <= {API_CA}:\n"
+      "        return",
       "    if True:\n        return")],
     [_R + "ledger.py::test_lost_identity_fail_stops_before_any_change"],
 )

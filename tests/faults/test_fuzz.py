@@ -32,6 +32,8 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import ap
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir
 from tests.fixtures import module_runner as h
+from tests.fixtures.product import api_client
+from tests.fixtures.product import settings as make_settings
 
 PROFILE = {
     "derandomize": True,
@@ -130,7 +132,7 @@ def _encode(answer, how: int) -> bytes:
 
 def _client(**kw) -> api.ProvisioningClient:
     kw.setdefault("retries", 0)
-    return api.ProvisioningClient("https://127.0.0.1:9", headers={"Authorization": "Bearer " + TOKEN},
+    return api_client("https://127.0.0.1:9", headers={"Authorization": "Bearer " + TOKEN},
                                   sleep=lambda _s: None, **kw)
 
 
@@ -229,7 +231,7 @@ def tls_answerer(shared_service):
 def test_id_request_over_tls_never_crashes(tls_answerer, status, headers, length, answer, how):
     url, ca = tls_answerer
     _Answer.plan = {"status": status, "headers": headers, "length": length, "body": _encode(answer, how)}
-    client = api.ProvisioningClient(url, ca_path=ca, retries=1, timeout=2, sleep=lambda _s: None,
+    client = api_client(url, ca_path=ca, retries=1, timeout=2, sleep=lambda _s: None,
                                     headers={"Authorization": "Bearer " + TOKEN})
     try:
         value = client.request_id()
@@ -314,7 +316,7 @@ def materialize(pool: Pool, root: pathlib.Path, state: dict) -> pathlib.Path:
 
 
 def _settings(d: pathlib.Path, values: dict):
-    return identity.Settings(path=str(d), **values)
+    return make_settings(d, **values)
 
 
 @settings(max_examples=150, **PROFILE)
@@ -396,7 +398,7 @@ def test_failed_run_keeps_identity_and_writes_only_in_its_directory(pool, state,
         before = h.snapshot(d)
 
         def factory():
-            return api.ProvisioningClient(f"https://127.0.0.1:{port}", retries=0, timeout=2,
+            return api_client(f"https://127.0.0.1:{port}", retries=0, timeout=2,
                                           sleep=lambda _s: None)
 
         try:
@@ -449,7 +451,7 @@ def test_real_run_on_random_state_converges_or_refuses(live_pool, shared_service
         before = h.snapshot(d)
 
         def factory():
-            return api.ProvisioningClient(svc.api_url, ca_path=str(svc.ca_path), retries=0, timeout=10,
+            return api_client(svc.api_url, ca_path=str(svc.ca_path), retries=0, timeout=10,
                                           sleep=lambda _s: None)
 
         try:

@@ -8,15 +8,15 @@ import os
 
 import pytest
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import ProvisioningClient
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import (
-    Settings,
     assess,
     decide,
     ensure_identity,
 )
+from tests.fixtures.product import api_client
+from tests.fixtures.product import settings as make_settings
 
 ID_EP = "/generate-orchestrator-id"
 UPLOAD_EP = "/upload-orchestrator-certificate"
@@ -29,11 +29,10 @@ def run_engine(device, now=None, **settings):
     svc = device.service
 
     def client():
-        return ProvisioningClient(svc.api_url, ca_path=str(svc.ca_path), retries=0, timeout=10,
-                                  sleep=lambda _s: None)
+        return api_client(svc.api_url, ca_path=str(svc.ca_path), retries=0, timeout=10, sleep=lambda _s: None)
 
     settings.setdefault("key_size", 2048)
-    return ensure_identity(Settings(path=str(device.path), **settings), client, now=now)
+    return ensure_identity(make_settings(device.path, **settings), client, now=now)
 
 
 @pytest.mark.parametrize(("phase", "skew", "words"), [
@@ -100,5 +99,5 @@ def test_ca_lifetime_shorter_than_the_renewal_window_does_not_reenrol_every_run(
     with IdentityDir.open(str(device.path), os.geteuid(), os.getegid()) as idir:
         a = assess(idir)
     later = a.cert_info.not_before + 14 * DAY
-    plan = decide(a, Settings(path=str(device.path), key_size=2048, enrollment="csr"), now=later)
+    plan = decide(a, make_settings(device.path, key_size=2048, enrollment="csr"), now=later)
     assert plan.kind == "rekey" and "less than a third of its issued lifetime" in plan.reason, plan

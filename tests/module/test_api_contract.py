@@ -17,9 +17,10 @@ import threading
 
 import pytest
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api, certs, names
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs, names
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError
 from tests.fixtures.identities import build_cert, client_for
+from tests.fixtures.product import api_client
 
 ID_EP = "/generate-orchestrator-id"
 UP_EP = "/upload-orchestrator-certificate"
@@ -157,7 +158,7 @@ def test_untrusted_and_wrong_host_keep_their_advice(svc, service_factory, monkey
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
     with pytest.raises(ApiError, match=r"server certificate not trusted: .*set ca_path to the CA"):
-        api.ProvisioningClient(svc.api_url, retries=0).request_id()
+        api_client(svc.api_url, retries=0).request_id()
     wrong = service_factory(server_cert="wrong-host")
     names.use_role_names()
     try:
@@ -171,9 +172,10 @@ FAKETIME = shutil.which("faketime")
 PROBE = textwrap.dedent("""
     import json, sys, datetime
     sys.path.insert(0, sys.argv[3])
-    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import ProvisioningClient
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError
-    client = ProvisioningClient(sys.argv[1], ca_path=sys.argv[2], retries=0, timeout=10)
+    client = api.ProvisioningClient(sys.argv[1], flavor=api.endpoints("legacy"), headers=None, ca_path=sys.argv[2],
+                                    validate_certs=True, retries=0, timeout=10, id_pattern=api.DEFAULT_ID_PATTERN)
     out = {"now": datetime.datetime.now(datetime.timezone.utc).isoformat()}
     out["server_date"] = client.server_date().isoformat()
     try:
@@ -234,7 +236,7 @@ def test_server_date_is_none_without_a_date_header(svc):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        client = api.ProvisioningClient("https://127.0.0.1:%d" % server.server_address[1], ca_path=str(svc.ca_path))
+        client = api_client("https://127.0.0.1:%d" % server.server_address[1], ca_path=str(svc.ca_path))
         assert client.server_date() is None
     finally:
         server.shutdown()
@@ -242,6 +244,6 @@ def test_server_date_is_none_without_a_date_header(svc):
 
 
 def test_server_date_of_an_api_that_is_down_fails_at_once():
-    client = api.ProvisioningClient("https://127.0.0.1:9", retries=5, sleep=lambda _s: pytest.fail("retried"))
+    client = api_client("https://127.0.0.1:9", retries=5, sleep=lambda _s: pytest.fail("retried"))
     with pytest.raises(ApiError, match="cannot connect"):
         client.server_date()

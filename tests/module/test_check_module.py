@@ -23,6 +23,19 @@ def test_socketio_in_check_mode(pki, gate, tmp_path):
     assert "PRIVATE KEY" not in run.output
 
 
+def test_mtls_identitys_names_work_and_the_old_ones_are_aliases(pki, gate, tmp_path):
+    """One vocabulary: the settings have mtls_identity's names; user, trust, ca_file, protocol,
+    url, timeout and status_code stay as documented aliases (the test above uses them)."""
+    gate.upload(AGENT_ID, pem(pki.client_cert))
+    run = run_task(tmp_path, "mtls_check", {"server_url": gate.gate_url, "verify_protocol": "socketio",
+                                            "path": str(pki.client_dir), "server_ca": str(gate.ca_path),
+                                            "agent_trust": "ca_file", "verify_timeout": 7.5})
+    assert not run.failed, run.result
+    assert (run.result["status"], run.result["trust"], run.result["ca_file"]) == (101, "ca_file", str(gate.ca_path))
+    unknown = run_task(tmp_path, "mtls_check", {"server_url": "https://127.0.0.1:9", "owner": "no-such-agent-user"})
+    assert unknown.result["failure"] == "config" and "owner no-such-agent-user does not exist" in unknown.result["msg"]
+
+
 def test_failure_is_classified_with_every_result_key(pki, gate, tmp_path):
     gate.upload(AGENT_ID, pem(pki.client_cert))
     run = run_task(tmp_path, "mtls_check", {"server_url": gate.gate_url, "protocol": "https",

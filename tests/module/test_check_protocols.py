@@ -65,7 +65,7 @@ def test_websocket_upgrade_refused(pki, edge, status):
 def test_websocket_upgrade_to_a_non_websocket_endpoint_is_a_protocol_failure(pki, edge, status):
     server = edge(status_handler(status, b"<html>hello</html>"), pki.server)
     error = _expect("protocol", pki, server)
-    assert "no WebSocket endpoint" in error.message and "try protocol socketio" in error.message
+    assert "no WebSocket endpoint" in error.message and "try verify_protocol socketio" in error.message
     assert error.details["status"] == status
 
 
@@ -132,7 +132,7 @@ def test_socketio_on_a_plain_websocket_server_is_a_protocol_failure(pki, edge):
 @pytest.mark.parametrize("status", [404, 200])
 def test_socketio_upgrade_to_a_non_socketio_endpoint(pki, edge, status):
     error = _expect("protocol", pki, edge(status_handler(status), pki.server), protocol="socketio")
-    assert "no Socket.IO endpoint" in error.message and "try protocol websocket" in error.message
+    assert "no Socket.IO endpoint" in error.message and "try verify_protocol websocket" in error.message
 
 
 def test_socketio_upgrade_403_is_refused(pki, edge):
@@ -154,7 +154,7 @@ def test_https_403_is_an_http_status_never_a_refusal(pki, edge, status):
     server = edge(status_handler(status, b'{"detail": "Forbidden"}'), pki.server)
     error = _expect("http_status", pki, server, protocol="https")
     assert "is an HTTP status of that URL, not a certificate verdict" in error.message
-    assert "set protocol websocket or socketio" in error.message
+    assert "set verify_protocol websocket or socketio" in error.message
     assert "refused" not in error.message and "not registered" not in error.message
 
 

@@ -70,7 +70,7 @@ def test_system_trust_does_not_trust_a_private_ca_and_says_how_to_fix_it(pki, ed
     server = edge(ws_accept, pki.server)
     error = expect("untrusted_server", pki.client_dir, server.url, trust="system", timeout=5)
     assert "the agent trusts OpenSSL's default store (no SSL_CERT_FILE in its environment)" in error.message
-    assert "give it the server's CA (set ca_file; trust ca_file)" in error.message
+    assert "give it the server's CA (set server_ca; agent_trust ca_file)" in error.message
     assert server.requests == [], "nothing may be sent to an untrusted server"
 
 

@@ -8,11 +8,11 @@ import os
 import pytest
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import ProvisioningClient
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.decommission import Refused, decommission
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError
 from tests.fixtures.identities import build_cert, client_for, snapshot, write_identity
 from tests.fixtures.module_runner import closed_port
+from tests.fixtures.product import api_client
 
 UID, GID = os.geteuid(), os.getegid()
 EP = "/orchestrators/{id}"
@@ -29,7 +29,7 @@ def registered_id(svc, keys, ident_dir):
 
 def deleter(svc, endpoint=EP, api_url=None, **kw):
     kw.setdefault("headers", svc.auth_headers())
-    client = ProvisioningClient(api_url, **kw) if api_url else client_for(svc, **kw)
+    client = api_client(api_url, **kw) if api_url else client_for(svc, **kw)
 
     def delete(agent_id, _path, check=False):
         if check:

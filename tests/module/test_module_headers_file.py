@@ -17,6 +17,7 @@ import subprocess
 import pytest
 
 from tests.fixtures.ansible_runner import BIN, REPO, VENV_PYTHON, ansible_env, run_task
+from tests.fixtures.product import module_args_with_templates
 
 pytestmark = pytest.mark.integration
 
@@ -151,7 +152,8 @@ def test_action_plugin_never_hands_headers_to_the_module(svc, tmp_path, debug_en
     # playbook-adjacent library module) does print the token, so the scan above looks at the
     # right output.
     monkeypatch.setenv("ANSIBLE_LIBRARY", str(REPO / "plugins" / "modules"))
-    plain = run_task(tmp_path, "ansible.legacy.mtls_identity", args, verbosity=4)
+    # (What the action plugin also adds: the agent's files rendered from the role's templates.)
+    plain = run_task(tmp_path, "ansible.legacy.mtls_identity", module_args_with_templates(args), verbosity=4)
     assert not plain.failed and plain.result["action"] == "unchanged"
     assert svc.token in plain.output
 

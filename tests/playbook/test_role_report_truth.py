@@ -77,7 +77,8 @@ def test_the_totals_line(fleet):
 
 @pytest.mark.parametrize(("host", "failed_task"), [
     ("rt-bad-ca", MODULE_TASK),
-    ("rt-bad-args", "autonomy_edge.fleet_mtls.mtls_identity : Validating arguments against arg spec 'main'"),
+    # The role's variables are checked by the module task's action plugin (no task of their own).
+    ("rt-bad-args", MODULE_TASK),
 ])
 def test_each_failure_is_printed_once_per_host(fleet, host, failed_task):
     run = fleet.first

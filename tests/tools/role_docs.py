@@ -83,19 +83,24 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only say whether a README is stale")
     args = parser.parse_args(argv)
-    stale = []
+    wanted = {}
     for specs in sorted(REPO.glob("roles/*/meta/argument_specs.yml")):
         readme = specs.parent.parent / "README.md"
-        if not readme.exists():  # a role without a README of its own has no table to keep
-            continue
-        text = readme.read_text()
-        new = render(text, generated(specs))
-        if new != text:
-            stale.append(readme.relative_to(REPO))
-            if not args.check:
-                readme.write_text(new)
-    if args.check and stale:
-        print("stale variable tables (run tests/tools/role_docs.py): %s" % ", ".join(map(str, stale)))
+        if readme.exists():  # a role without a README of its own has no table to keep
+            wanted[readme] = render(readme.read_text(), generated(specs))
+    return sync(wanted, args.check, "stale variable tables (run tests/tools/role_docs.py)")
+
+
+def sync(wanted, check, stale_message):
+    """Write each {path: text} that differs (or, with ``check``, only say which): 1 when stale."""
+    stale = []
+    for path, text in wanted.items():
+        if not path.exists() or path.read_text() != text:
+            stale.append(path.relative_to(REPO))
+            if not check:
+                path.write_text(text)
+    if check and stale:
+        print("%s: %s" % (stale_message, ", ".join(map(str, stale))))
         return 1
     for path in stale:
         print("rewrote %s" % path)

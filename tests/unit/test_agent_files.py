@@ -5,21 +5,23 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import stat
 
 import pytest
 
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import options
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_files import (
     DROPIN_NAME,
     ENV,
     INI,
     SERVER_CA,
-    AgentConfig,
     Staging,
     staged_name,
 )
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir
+from tests.fixtures.product import agent_config
 
 CA = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ0FGQUtF\n-----END CERTIFICATE-----\n"
 OTHER_CA = CA.replace("Q0FGQUtF", "T1RIRVJDQQ")
@@ -33,10 +35,15 @@ def ident(tmp_path):
     idir.close()
 
 
+# The options these tests set, by the names they use here.
+OPTION_OF = {"trust": "agent_trust", "restart": "agent_restart", "service": "agent_service",
+             "config_name": "agent_config_name"}
+
+
 def config(ident, tmp_path, **kw):
+    """The AgentConfig of these options, its files rendered from the role's templates."""
     kw.setdefault("server_url", "https://gate.example:8443")
-    kw.setdefault("systemd_dir", str(tmp_path))
-    return AgentConfig(ident.path, **kw)
+    return agent_config(ident.path, systemd_dir=tmp_path, **{OPTION_OF.get(k, k): v for k, v in kw.items()})
 
 
 def snapshot(path):
@@ -211,3 +218,59 @@ def test_a_failed_stage_leaves_no_staged_file(ident, tmp_path, monkeypatch):
         staging.prepare()
     staging.abort()
     assert snapshot(pathlib_of(ident)) == before
+
+
+# --------------------------------------------------------------------------- templates
+def template(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_an_operators_template_is_rendered_and_completed_on_the_device(ident, tmp_path):
+    env = template(tmp_path, "env.j2", "SITE=campinas\n{% if mtls_agent_ssl_cert_file %}SSL_CERT_FILE="
+                                       "{{ mtls_agent_ssl_cert_file }}\n{% endif %}")
+    ini = template(tmp_path, "ini.j2", "dir = {{ mtls_agent_identity_dir }}\nurl = {{ mtls_agent_server_url }}\n")
+    cfg = config(ident, tmp_path, server_ca_content=CA, sources={"env": env, "ini": ini})
+    assert cfg.render_env() == "SITE=campinas\nSSL_CERT_FILE=%s/%s\n" % (ident.path, SERVER_CA)
+    assert cfg.render_ini() == "dir = %s\nurl = https://gate.example:8443\n" % ident.path
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("SSL_CERT_FILE={{ mtls_agent_ssl_cert_file }}\nX={{ mtls_agent_identity_dir | upper }}\n", "cannot fill in"),
+    ("SSL_CERT_FILE={{ mtls_agent_ssl_cert_file }}\nNOTE=\"two words\"\n", "line 2 is not NAME=VALUE"),
+    ("SSL_CERT_FILE={{ mtls_agent_ssl_cert_file }}\nKEY=-----BEGIN PRIVATE KEY-----\n", "key material"),
+    ("# no SSL_CERT_FILE at all\n", "SSL_CERT_FILE=(unset) but the agent's trust is ca_file"),
+    ("SSL_CERT_FILE=/etc/ssl/other.pem\n", "the check would not prove what the agent gets"),
+    ("SSL_CERT_FILE={{ mtls_agent_ssl_cert_file }}\nSSL_CERT_DIR=/etc/ssl/certs\n", "SSL_CERT_DIR"),
+])
+def test_an_agent_env_the_agent_would_read_otherwise_than_proven_is_refused(ident, tmp_path, text, words):
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        config(ident, tmp_path, server_ca_content=CA, sources={"env": template(tmp_path, "env.j2", text)})
+
+
+def test_a_drop_in_that_does_not_give_the_agent_its_environment_is_refused(ident, tmp_path):
+    dropin = template(tmp_path, "dropin.j2", "[Service]\nEnvironment=DEBUG=1\n")
+    with pytest.raises(ConfigError, match="no EnvironmentFile=%s" % re.escape(os.path.join(ident.path, ENV))):
+        config(ident, tmp_path, server_ca_content=CA, restart="systemd", sources={"dropin": dropin})
+    assert config(ident, tmp_path, restart="systemd", sources={"dropin": dropin}).trust == "system"  # nothing to give
+
+
+def test_the_module_refuses_to_run_the_config_phase_without_rendered_files(ident, tmp_path):
+    from tests.fixtures.product import params
+
+    with pytest.raises(ConfigError, match="was not rendered"):
+        options.agent_config(params(api_url="https://api.example"), ident.path, {})
+
+
+def test_a_change_comes_with_its_diff(ident, tmp_path):
+    apply(ident, config(ident, tmp_path))
+    staging = Staging(ident, config(ident, tmp_path, server_ca_content=CA), check_mode=True)
+    assert sorted(staging.prepare()) == sorted([ENV, INI, SERVER_CA])
+    diffs = {d["after_header"]: d for d in staging.diffs}
+    env = diffs[os.path.join(ident.path, ENV)]
+    line = "SSL_CERT_FILE=%s/%s\n" % (ident.path, SERVER_CA)
+    assert line not in env["before"] and env["after"].endswith(line)
+    assert diffs[os.path.join(ident.path, SERVER_CA)] == {
+        "before_header": os.path.join(ident.path, SERVER_CA), "after_header": os.path.join(ident.path, SERVER_CA),
+        "before": "", "after": CA}

@@ -7,6 +7,7 @@ import pytest
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import MAX_BODY
+from tests.fixtures.product import api_client
 
 
 def test_oversized_limit_is_one_mebibyte():
@@ -14,9 +15,9 @@ def test_oversized_limit_is_one_mebibyte():
 
 
 def test_an_explicit_id_field_wins():
-    client = api.ProvisioningClient("https://127.0.0.1:9", upload_format="json", id_field="device")
+    client = api_client("https://127.0.0.1:9", upload_format="json", id_field="device")
     assert (client.id_field, client.enroll_id_field) == ("device", "device")
-    assert api.ProvisioningClient("https://127.0.0.1:9").id_field == "id"
+    assert api_client("https://127.0.0.1:9").id_field == "id"
 
 
 @pytest.mark.parametrize("body", [b'{"detail": "Not Found"}', b'{"statusCode": 404, "message": "no such endpoint"}',

@@ -52,12 +52,13 @@ def test_target_refuses_what_the_agent_cannot_connect_to(server_url):
 
 
 @pytest.mark.parametrize("kwargs, words", [
-    ({"protocol": "mqtt"}, "protocol must be one of websocket, socketio, https"),
-    ({"trust": "ca_bundle"}, "trust must be system or ca_file"),
-    ({"trust": "ca_file"}, "trust ca_file needs ca_file"),
-    ({"trust": "ca_file", "ca_file": "relative/ca.crt"}, "trust ca_file needs ca_file"),
-    ({"ca_file": "/etc/ca.crt"}, "ca_file is set but trust is system"),
-    ({"timeout": 0}, "timeout must be a positive number"),
+    # Named as every module and the role name them (one vocabulary).
+    ({"protocol": "mqtt"}, "verify_protocol must be one of websocket, socketio, https"),
+    ({"trust": "ca_bundle"}, "agent_trust must be system or ca_file"),
+    ({"trust": "ca_file"}, "agent_trust ca_file needs server_ca"),
+    ({"trust": "ca_file", "ca_file": "relative/ca.crt"}, "agent_trust ca_file needs server_ca"),
+    ({"ca_file": "/etc/ca.crt"}, "server_ca is set but agent_trust is system"),
+    ({"timeout": 0}, "verify_timeout must be a positive number"),
     ({"path": "ws"}, "must start with '/'"),
 ])
 def test_arguments_that_cannot_work_are_config_failures(kwargs, words):
@@ -224,7 +225,7 @@ def test_upgrade_statuses(pair, status, kind):
 
 def test_upgrade_404_suggests_the_other_protocol(pair):
     error = _upgrade_answer(pair, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
-    assert "no WebSocket endpoint" in error.message and "try protocol socketio" in error.message
+    assert "no WebSocket endpoint" in error.message and "try verify_protocol socketio" in error.message
 
 
 def test_upgrade_answered_with_the_api_key_refusal_is_no_certificate_verdict(pair):

@@ -195,3 +195,35 @@ def test_settings_refuse_bad_agent_ids(settings_for, agent_id):
 
     with pytest.raises(ConfigError):
         settings_for(agent_id=agent_id)
+
+
+@pytest.mark.parametrize(("option", "value", "words"), [
+    ("key_mode", "0640", "0640 is refused for the private key"),
+    ("key_mode", "0644", "0644 is refused for the private key"),
+    ("key_mode", "0200", "at least 0400"),
+    ("dir_mode", "0750", "0750 is refused for the directory"),
+    ("dir_mode", "0500", "the owner writes it"),
+    ("cert_mode", "0664", "0664 is refused for the certificate"),
+    ("cert_mode", "0755", "0755 is refused"),
+    ("key_mode", "600", None),
+    ("key_mode", 600, None),
+    ("key_mode", "rw-------", "octal mode"),
+    ("key_mode", "01600", "octal mode"),
+])
+def test_modes_are_never_looser_than_a_private_key_needs(settings_for, option, value, words):
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
+
+    if words is None:
+        assert settings_for(**{option: value}).modes.key == 0o600
+        return
+    with pytest.raises(ConfigError, match=words):
+        settings_for(**{option: value})
+
+
+def test_stricter_modes_are_what_the_run_enforces(ident_dir, keys, settings_for):
+    valid(ident_dir, keys)
+    settings = settings_for(key_mode="0400", cert_mode="0640")
+    with IdentityDir.open(str(ident_dir), os.geteuid(), os.getegid()) as idir:
+        plan = decide(assess(idir), settings)
+    assert plan.action == "repaired"
+    assert plan.reason == "fixed client.key mode 0600 (want 0400); client.crt mode 0644 (want 0640)", plan.reason

@@ -1,5 +1,5 @@
 """The identity engine's checks that need no server: a corrupt certificate is refused before any
-request, an issued certificate is checked before the swap (tests/module/test_engine.py runs the
+request, an issued certificate is checked before the swap (tests/module/test_identity_transaction.py runs the
 transaction against the reference service)."""
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import pwd
 import stat
 import threading
 import time
@@ -13,7 +12,6 @@ import pytest
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import fsutil
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import (
-    ConfigError,
     FileSafetyError,
 )
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir
@@ -217,27 +215,3 @@ def test_second_locker_waits_until_the_first_releases(tmp_path):
         finally:
             os.close(fd)
         third.lock(timeout=0.1)
-
-
-def test_expand_path_uses_the_password_database_home(monkeypatch):
-    home = pwd.getpwuid(os.geteuid()).pw_dir
-    monkeypatch.setenv("HOME", "/nonexistent-home")
-    assert fsutil.expand_path(None) == os.path.join(home, ".mtls")
-    assert fsutil.expand_path("~/.mtls") == os.path.join(home, ".mtls")
-    assert fsutil.expand_path("/srv/x/../id") == "/srv/id"
-    with pytest.raises(ConfigError, match="absolute"):
-        fsutil.expand_path("relative/dir")
-
-
-def test_resolve_owner_and_group():
-    root = pwd.getpwuid(0)
-    assert fsutil.resolve_owner(None) == (os.geteuid(), os.getegid())
-    assert fsutil.resolve_owner(root.pw_name) == (0, root.pw_gid)
-    assert fsutil.resolve_owner("0") == (0, root.pw_gid)
-    assert fsutil.resolve_owner(str(FOREIGN))[0] == FOREIGN
-    assert fsutil.resolve_group(None, 7) == 7
-    assert fsutil.resolve_group("0", 7) == 0
-    with pytest.raises(ConfigError, match="does not exist"):
-        fsutil.resolve_owner("no-such-user-xyz")
-    with pytest.raises(ConfigError, match="does not exist"):
-        fsutil.resolve_group("no-such-group-xyz", 0)

@@ -7,11 +7,11 @@ import pytest
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import (
     DEFAULT_ID_PATTERN,
-    ProvisioningClient,
     check_agent_id,
 )
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.reasons import display_url, sanitize_reason
+from tests.fixtures.product import api_client
 
 PERMISSIVE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
@@ -114,10 +114,10 @@ def test_display_url_hides_userinfo_and_query(url, shown):
 ])
 def test_client_option_validation(kwargs, message):
     with pytest.raises(ConfigError, match=message):
-        ProvisioningClient(**kwargs)
+        api_client(**kwargs)
 
 
 def test_client_error_for_userinfo_url_does_not_show_password():
     with pytest.raises(ConfigError) as info:
-        ProvisioningClient("http://user:hunter2@api.example.com")
+        api_client("http://user:hunter2@api.example.com")
     assert "hunter2" not in str(info.value)

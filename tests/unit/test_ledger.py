@@ -1,5 +1,5 @@
 """The controller's identity ledger: records, queries, merge, refusal of foreign files
-(tests/module/test_ledger.py: several processes writing at once)."""
+(tests/module/test_ledger_concurrent_writers.py: several processes writing at once)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The restart methods that run nothing, and the container check's verdicts on real `inspect`
-answers (the shape docker and podman print); tests/module/test_restart.py runs real commands."""
+answers (the shape docker and podman print); tests/module/test_restart_commands.py runs real commands."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.restart import (
     RestartError,
     inspect_container,
-    restart_agent,
     subprocess_runner,
 )
+from tests.fixtures.product import restart
 
 IDENTITY = "/home/agent/.mtls"
 CERT_FILE = "/root/.mtls/server-ca.crt"
@@ -20,11 +20,11 @@ CERT_FILE = "/root/.mtls/server-ca.crt"
 
 def test_an_empty_restart_command_is_an_error():
     with pytest.raises(RestartError, match="empty"):
-        restart_agent("command", subprocess_runner, command="  ")
+        restart(method="command", agent_restart_command="  ").run(subprocess_runner)
 
 
 def test_none_restarts_nothing_and_says_so():
-    outcome = restart_agent("none", subprocess_runner)
+    outcome = restart(method="none").run(subprocess_runner)
     assert not outcome.restarted and "not restarted" in outcome.detail
 
 

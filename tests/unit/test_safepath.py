@@ -1,6 +1,6 @@
 """The identity directory's path is walked from ``/`` one component at a time: no symbolic link
 at any depth, no directory everyone could change; and the files in it are never chmod-ed through
-a hard link (tests/module/test_safepath.py: other users' directories and groups, missing parts
+a hard link (tests/module/test_safepath_accounts.py: other users' directories and groups, missing parts
 created for the owner, root's files not handed over)."""
 
 from __future__ import annotations

@@ -19,12 +19,32 @@ DIFF_KEYS = ("agent_id", "fingerprint_sha256", "not_after", "key_size")
 FACT_KEYS = ("agent_id", "fingerprint_sha256", "serial", "not_before", "not_after", "days_left", "key_size")
 
 
-def ensure_identity(settings, client_factory, check_mode=False, now=None, warn=None, idir=None):
+# ``idir`` of a run whose engine opens (and closes) the directory itself.
+OPEN = object()
+
+
+def ensure_identity(settings, client_factory, check_mode=False, now=None, warn=None, idir=OPEN):
     """Run the engine; returns (result dict, warnings). The result is complete (action,
     agent_id, fingerprint, files...) before the caller does anything else with the device.
-    ``idir``: the identity directory the caller opened and locked already (it stays open)."""
+
+    ``idir``: the identity directory the caller opened and locked with ``open_locked`` (None:
+    it does not exist), or OPEN for the engine to open and close it. See Engine.run."""
     engine = Engine(settings, client_factory, check_mode=check_mode, now=now, warn=warn)
     return engine.run(idir), engine.warnings
+
+
+def open_locked(settings, create):
+    """Open the identity directory (creating it when ``create``) and lock it: the one place a
+    run does either. None when it does not exist and ``create`` is false."""
+    s = settings
+    idir = IdentityDir.open(s.path, s.uid, s.gid, create=create)
+    if idir is not None:
+        try:
+            idir.lock(timeout=s.lock_timeout)
+        except BaseException:
+            idir.close()
+            raise
+    return idir
 
 
 class Engine:
@@ -38,6 +58,7 @@ class Engine:
         self.now = now or certs.utcnow()
         self.warnings = []
         self._warn = warn
+        self.idir = None  # the directory the run works in (created by it when it was missing)
 
     def client(self):
         if self._client is None:
@@ -49,7 +70,10 @@ class Engine:
         if self._warn:
             self._warn(msg)
 
-    def run(self, idir=None):
+    def run(self, idir=OPEN):
+        """Run on ``idir`` (see ensure_identity). A missing directory is created only once the
+        decision needs it; the caller that gave the directory then finds it in ``self.idir``,
+        open and locked, and closes it."""
         try:
             return self._run(idir)
         except OSError as exc:
@@ -62,18 +86,16 @@ class Engine:
                    " (%s)" % exc.filename if isinstance(exc.filename, str) else "")
             ) from None
 
-    def _run(self, given=None):
-        s = self.s
-        idir = given if given is not None else IdentityDir.open(s.path, s.uid, s.gid, create=not self.check_mode)
+    def _run(self, given):
+        owned = given is OPEN
+        self.idir = open_locked(self.s, create=False) if owned else given
         try:
-            if idir is not None and given is None:
-                idir.lock(timeout=s.lock_timeout)
-            result = self._converge(idir)
-            result["files"] = file_facts(idir)
+            result = self._converge(self.idir)
+            result["files"] = file_facts(self.idir)
             return result
         finally:
-            if idir is not None and given is None:
-                idir.close()
+            if owned and self.idir is not None:
+                self.idir.close()
             if self._client is not None:
                 self._client.close()
 
@@ -86,6 +108,11 @@ class Engine:
             recovered = tx.recover(a)
             a = assess(idir, self.now)
         plan = decide(a, s, self.now, rotated_already=recovered is not None)
+        if idir is None and not self.check_mode:
+            # Only once decided: a refusal (lost_identity=fail, an ID that cannot be recovered)
+            # leaves not even an empty directory behind.
+            idir = self.idir = open_locked(s, create=True)
+            tx = Transaction(idir, s, self.client, self.now, self.warn)
         if a.staged:  # check mode: nothing is resolved
             plan.reason += " (an interrupted transaction is pending and would be resolved first)"
         for note in plan.notes:

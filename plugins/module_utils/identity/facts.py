@@ -7,13 +7,8 @@ from __future__ import annotations
 import os
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import DEFAULT_ID_PATTERN
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import (
-    IdentityDir,
-    expand_path,
-    stat_facts,
-)
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError, UnreadableError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir, stat_facts
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.assess import assess
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.files import (
     CERT,
@@ -26,10 +21,13 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.settings import valid_id
 
 
-def identity_facts(path=None, id_pattern=DEFAULT_ID_PATTERN, renew_before_days=30, now=None):
-    """Facts about the identity at ``path``; never writes, never uses the network."""
+def identity_facts(location, id_pattern, renew_before_days, modes, now=None):
+    """Facts about the identity at ``location`` (location.Location); never writes, never uses the
+    network. Read whoever owns it (root reads any user's identity); owners are compared only
+    when the location names one. Raises UnreadableError when it cannot be read: an identity the
+    module cannot see is a failure, never "no identity"."""
     now = now or certs.utcnow()
-    path = expand_path(path)
+    path = location.path
     facts = {
         "dir_path": path,
         "cert_path": os.path.join(path, CERT),
@@ -51,7 +49,9 @@ def identity_facts(path=None, id_pattern=DEFAULT_ID_PATTERN, renew_before_days=3
         "problems": [],
     }
     try:
-        idir = IdentityDir.open(path, os.geteuid(), os.getegid(), create=False)
+        idir = IdentityDir.open_to_read(path)
+    except UnreadableError:
+        raise
     except IdentityError as exc:
         facts["problems"].append(exc.msg)
         return facts
@@ -62,19 +62,23 @@ def identity_facts(path=None, id_pattern=DEFAULT_ID_PATTERN, renew_before_days=3
         # Read under no lock: renames are atomic, and a reader must never block a run.
         try:
             a = assess(idir, now)
+        except UnreadableError:
+            raise
         except IdentityError as exc:
             facts["problems"].append(exc.msg)
             return facts
-    _describe(facts, a, id_pattern, renew_before_days, now)
+    owner = (location.uid, location.gid) if location.owner_given else (None, None)
+    _describe(facts, a, id_pattern, renew_before_days, now, modes, owner)
     return facts
 
 
-def _describe(facts, a, id_pattern, renew_before_days, now):
+def _describe(facts, a, id_pattern, renew_before_days, now, modes, owner):
     problems = facts["problems"]
     facts["files"] = {"directory": stat_facts(a.dir_stat), "key": stat_facts(a.key.stat),
                       "cert": stat_facts(a.cert.stat)}
-    # Modes only: the owner a run wants is an option of mtls_identity, unknown here.
-    problems.extend("%s has %s" % (fix.label, ", ".join(fix.wrong)) for fix in mode_owner_problems(a.stats))
+    # Owners only when one was named: without, the owner a run wants is unknown here.
+    problems.extend("%s has %s" % (fix.label, ", ".join(fix.wrong))
+                    for fix in mode_owner_problems(a.stats, modes, *owner))
     if hard_linked(a.key.stat):
         problems.append("%s has %d hard links: a copy may be readable elsewhere (the next run "
                         "replaces it with a new key)" % (KEY, a.key.stat.st_nlink))

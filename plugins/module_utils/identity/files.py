@@ -5,14 +5,15 @@
 
 ::
 
-    client.key            the private key (0600)          client.crt   the certificate (0644)
-    .client.key.new       staged key (0600 from byte one) .client.crt.new  staged certificate
+    client.key            the private key (key_mode)      client.crt   the certificate (cert_mode)
+    .client.key.new       staged key (key_mode from byte one) .client.crt.new  staged certificate
     .client.crt.copy      a fresh copy of client.crt replacing a hard-linked one
     .mtls-pending.json    journal (no secret): the registry may not hold client.crt for this ID
     .mtls-pending.json.new  the journal being written
 """
 from __future__ import annotations
 
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import mode_str
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import (  # noqa: F401 - re-exported
     CERT,
@@ -23,17 +24,47 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout im
     STAGED_CERT,
     STAGED_KEY,
 )
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
 
-__all__ = ["CERT", "CERT_COPY", "CERT_MODE", "DIR_MODE", "Fix", "JOURNAL", "JOURNAL_TMP", "KEY", "KEY_MODE",
-           "LEFTOVERS", "STAGED_CERT", "STAGED_KEY", "WANTED", "hard_linked", "mode_owner_problems"]
+__all__ = ["CERT", "CERT_COPY", "Fix", "JOURNAL", "JOURNAL_TMP", "KEY", "LEFTOVERS", "Modes", "STAGED_CERT",
+           "STAGED_KEY", "hard_linked", "mode_owner_problems"]
 # What an interrupted run may leave besides the journal (removed or completed by the next run).
 LEFTOVERS = (STAGED_KEY, STAGED_CERT, CERT_COPY, JOURNAL_TMP)
 
-DIR_MODE = 0o700
-KEY_MODE = 0o600
-CERT_MODE = 0o644
-# name in the directory, what messages call it, wanted mode
-WANTED = ((".", "directory", DIR_MODE), (KEY, KEY, KEY_MODE), (CERT, CERT, CERT_MODE))
+
+class Modes:
+    """The modes of the directory, the key and the certificate (options ``dir_mode``, ``key_mode``,
+    ``cert_mode``, octal strings). Never looser than what keeps the key private: the key and the
+    directory are the owner's only, the certificate writable by the owner only; the owner must
+    read the key and the certificate and use the directory."""
+
+    # option: (bits it may have, bits it must have, what they are for)
+    _RULES = {
+        "dir_mode": (0o700, 0o700, "the directory of the key: the owner's only, and the owner writes it"),
+        "key_mode": (0o600, 0o400, "the private key: readable by its owner only"),
+        "cert_mode": (0o644, 0o400, "the certificate: readable by the owner, writable by the owner only"),
+    }
+
+    def __init__(self, *, dir_mode, key_mode, cert_mode):
+        self.directory = _mode("dir_mode", dir_mode)
+        self.key = _mode("key_mode", key_mode)
+        self.cert = _mode("cert_mode", cert_mode)
+
+    def wanted(self):
+        """(name in the directory, what messages call it, mode) of the three."""
+        return ((".", "directory", self.directory), (KEY, KEY, self.key), (CERT, CERT, self.cert))
+
+
+def _mode(option, value):
+    text = str(value if value is not None else "")
+    if not text or len(text) > 4 or any(c not in "01234567" for c in text):
+        raise ConfigError("%s must be an octal mode such as \"0600\" (quote it), got %r" % (setting(option), value))
+    mode = int(text, 8)
+    allowed, needed, what = Modes._RULES[option]
+    if mode & ~allowed or mode & needed != needed:
+        raise ConfigError("%s %04o is refused for %s (at most %04o, at least %04o)"
+                          % (setting(option), mode, what, allowed, needed))
+    return mode
 
 
 class Fix:
@@ -60,10 +91,11 @@ def hard_linked(st):
     return st is not None and st.st_nlink > 1
 
 
-def mode_owner_problems(stats, uid=None, gid=None):
-    """[Fix] for ``stats`` ({name: stat or None}); owners are compared only when ``uid`` is given."""
+def mode_owner_problems(stats, modes, uid=None, gid=None):
+    """[Fix] for ``stats`` ({name: stat or None}) against ``modes``; owners are compared only when
+    ``uid`` is given."""
     fixes = []
-    for name, label, mode in WANTED:
+    for name, label, mode in modes.wanted():
         st = stats.get(name)
         if st is None:
             continue

@@ -79,7 +79,7 @@ def decide(a, settings, now=None, rotated_already=False):
     """Plan for assessment ``a``. Raises StateError when the module must not guess."""
     now = now or certs.utcnow()
     s = settings
-    fixes = mode_owner_problems(a.stats, s.uid, s.gid)
+    fixes = mode_owner_problems(a.stats, s.modes, s.uid, s.gid)
     journal_id = a.journal.get("id") if a.journal else None
     if journal_id is not None and not s.valid_id(journal_id):
         journal_id = None

@@ -34,11 +34,8 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.files import (
     CERT,
     CERT_COPY,
-    CERT_MODE,
-    DIR_MODE,
     JOURNAL,
     KEY,
-    KEY_MODE,
     STAGED_CERT,
     STAGED_KEY,
 )
@@ -135,7 +132,7 @@ class Transaction:
     def _fix(self, a, fixes):
         """Modes and owners; a hard-linked file is replaced by a fresh copy instead (a chmod
         or chown through the link would change the file behind its other name too)."""
-        self.idir.fix_self(DIR_MODE)
+        self.idir.fix_self(self.s.modes.directory)
         for fix in fixes:
             if fix.name == ".":
                 continue
@@ -170,16 +167,16 @@ class Transaction:
     def _new_identity(self, a, plan, agent_id, creating):
         s, idir = self.s, self.idir
         registry_was_uncertain = a.journal is not None and not plan.stale_journal
-        idir.fix_self(DIR_MODE)
-        key, self._unused_key = self._unused_key or keys.generate_key(s.key_size), None
+        idir.fix_self(s.modes.directory)
+        key, self._unused_key = self._unused_key or s.key_profile.generate(s.key_size), None
         operation = "create" if creating else "rotate"
         journaled = False
         try:
-            idir.create(STAGED_KEY, keys.private_key_pem(key), KEY_MODE)
+            idir.create(STAGED_KEY, s.key_profile.private_pem(key), s.modes.key)
             if s.enrollment == "self_signed":
                 cert = certs.build_self_signed(key, agent_id, s.subject, s.valid_days, self.now)
                 cert_pem = certs.certificate_pem(cert)
-                idir.create(STAGED_CERT, cert_pem, CERT_MODE)
+                idir.create(STAGED_CERT, cert_pem, s.modes.cert)
                 idir.fsync()
                 journal.write(idir, agent_id, operation, certs.fingerprint_sha256(cert), self.now)
                 journaled = True
@@ -192,7 +189,7 @@ class Transaction:
                 journaled = True
                 cert = self._enroll(agent_id, key, csr)
                 self.accepted_at = time.monotonic()
-                idir.create(STAGED_CERT, certs.certificate_pem(cert), CERT_MODE)
+                idir.create(STAGED_CERT, certs.certificate_pem(cert), s.modes.cert)
                 idir.fsync()
             self._swap()
         except ApiError as exc:

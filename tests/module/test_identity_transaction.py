@@ -18,7 +18,6 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors im
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import (
     JOURNAL,
-    Settings,
     ensure_identity,
 )
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.keys import (
@@ -27,6 +26,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.keys impo
     private_key_pem,
 )
 from tests.fixtures.identities import NoNetwork, build_cert, client_for, snapshot
+from tests.fixtures.product import settings as make_settings
 
 ID_EP = "/generate-orchestrator-id"
 UP_EP = "/upload-orchestrator-certificate"
@@ -34,7 +34,7 @@ UP_EP = "/upload-orchestrator-certificate"
 
 def run(svc, path, check_mode=False, client_kw=None, **kw):
     kw.setdefault("key_size", 2048)
-    settings = Settings(path=str(path), **kw)
+    settings = make_settings(path, **kw)
     factory = NoNetwork() if svc is None else (lambda: client_for(svc, **(client_kw or {})))
     result, warnings = ensure_identity(settings, factory, check_mode=check_mode)
     result["warnings"] = warnings

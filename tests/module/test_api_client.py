@@ -7,7 +7,6 @@ import uuid
 import pytest
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import ProvisioningClient
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.keys import (
     key_matches_certificate,
@@ -15,6 +14,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.keys impo
 )
 from tests.fixtures.identities import build_cert, client_for
 from tests.fixtures.module_runner import closed_port
+from tests.fixtures.product import api_client
 
 ID_EP = "/generate-orchestrator-id"
 UP_EP = "/upload-orchestrator-certificate"
@@ -185,14 +185,14 @@ def test_accept_then_garble_upload_is_ambiguous(svc, keys):
 
 def test_refused_connection_is_definitive_and_retried():
     sleeps = Sleeps()
-    client = ProvisioningClient("https://127.0.0.1:%d" % closed_port(), retries=2, sleep=sleeps)
+    client = api_client("https://127.0.0.1:%d" % closed_port(), retries=2, sleep=sleeps)
     with pytest.raises(ApiError, match="cannot connect") as info:
         client.request_id()
     assert info.value.definitive and len(sleeps) == 2
 
 
 def test_unknown_host_is_definitive():
-    client = ProvisioningClient("https://api.fleet-mtls.invalid", retries=0, timeout=5)
+    client = api_client("https://api.fleet-mtls.invalid", retries=0, timeout=5)
     with pytest.raises(ApiError, match="cannot connect") as info:
         client.request_id()
     assert info.value.definitive
@@ -202,7 +202,7 @@ def test_untrusted_server_is_refused_without_ca_path(svc, monkeypatch):
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
     with pytest.raises(ApiError, match="TLS handshake failed.*ca_path") as info:
-        ProvisioningClient(svc.api_url, retries=3, sleep=Sleeps()).request_id()
+        api_client(svc.api_url, retries=3, sleep=Sleeps()).request_id()
     assert info.value.definitive
     assert svc.request_count(ID_EP) == 0
 
@@ -214,7 +214,7 @@ def test_ca_path_wins_over_the_environment_bundle(svc, monkeypatch):
 
 
 def test_validate_certs_false_connects_without_ca(svc):
-    assert ProvisioningClient(svc.api_url, validate_certs=False).request_id()
+    assert api_client(svc.api_url, validate_certs=False).request_id()
 
 
 @pytest.mark.parametrize("server_cert", ["expired", "wrong-host"])
@@ -229,7 +229,7 @@ def test_errors_never_show_url_userinfo(svc):
     url = svc.api_url.replace("https://", "https://admin:hunter2@")
     svc.inject(ID_EP, "status", status=400)
     with pytest.raises(ApiError) as info:
-        ProvisioningClient(url, ca_path=str(svc.ca_path)).request_id()
+        api_client(url, ca_path=str(svc.ca_path)).request_id()
     assert "hunter2" not in str(info.value) and "admin" not in str(info.value)
 
 
