@@ -65,7 +65,6 @@ def run(module):
         status, result, changed = provision.run(job, idir)
     except provision.PhaseFailed as exc:
         if exc.phase == "identity":
-            _remove_if_created_for_nothing(job.idir if job is not None else idir, where)
             _identity_as_it_is(exc.status, where, p, settings.modes)
         result = dict(exc.result, status=exc.status, changed=bool(exc.result.get("changed")),
                       registry_uncertain=exc.registry_uncertain)
@@ -74,7 +73,6 @@ def run(module):
         _metrics(module, exc.status)
         return Outcome(True, exc.msg, result)
     except IdentityError as exc:
-        _remove_if_created_for_nothing(job.idir if job is not None else idir, where)
         return Outcome(True, exc.msg, {"status": failure_row("identity", exc.msg), "changed": False})
     finally:
         opened = job.idir if job is not None else idir  # the engine may have created it
@@ -179,6 +177,7 @@ def _identity_runner(module, settings, client_factory):
             return engine.run(idir), engine.idir
         except BaseException:
             if engine.idir is not None and engine.idir is not idir:  # one it created: nobody else closes it
+                _remove_if_created_for_nothing(engine.idir, settings.location)
                 engine.idir.close()
             raise
 

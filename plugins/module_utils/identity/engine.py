@@ -111,8 +111,10 @@ class Engine:
         if idir is None and not self.check_mode:
             # Only once decided: a refusal (lost_identity=fail, an ID that cannot be recovered)
             # leaves not even an empty directory behind.
-            idir = self.idir = open_locked(s, create=True)
-            tx = Transaction(idir, s, self.client, self.now, self.warn)
+            # Decide again under the lock, on what is there now: another run may have made the
+            # directory, and an identity in it, between the assessment above and the lock.
+            self.idir = open_locked(s, create=True)
+            return self._converge(self.idir)
         if a.staged:  # check mode: nothing is resolved
             plan.reason += " (an interrupted transaction is pending and would be resolved first)"
         for note in plan.notes:
