@@ -619,7 +619,7 @@ _ROLE_MUTATIONS = [
      'would_change = job.check_mode and status.get("audit") != "valid"',
      ["agent_true.py::test_the_audit_checks_a_due_identity_too"]),
     ("ignore-ledger-conflict", "two hosts with one agent ID are refused before any change",
-     "plugins/action/mtls_identity.py", 'if answer.get("conflict"):', "if False:",
+     "plugins/module_utils/controller.py", 'if answer.get("conflict"):', "if False:",
      ["ledger.py::test_two_hosts_with_one_agent_id_are_both_refused_before_any_request"]),
     ("no-restore", "a lost identity gets its ledger ID back",
      "plugins/module_utils/identity/plan.py", 'if not s.ledger_id or s.lost_identity == "new":', "if True:",
