@@ -241,6 +241,21 @@ OPTIONS = (
             "rotate (the certificate would not be valid for the server)."], default=600, role=None),
     ),
     _options(
+        "slow devices",
+        Option("background_keygen", "bool", [
+            "A first, fast pass of the role (M(autonomy_edge.fleet_mtls.mtls_prekey), one round trip, no network "
+            "from the device) starts the new key's generation on each device that will need one - not in the "
+            "identity ledger yet, due by the renewal date the ledger holds, or O(:rotate)=always - detached and "
+            "at the lowest CPU priority, so slow devices make their keys in parallel rather than one batch of "
+            "forks after the other; the module call then takes the staged key. A host the ledger expects to "
+            "need no key is skipped on the controller, at no round trip. C(false) - every key is made inline, "
+            "holding its fork."], default=UNSET, role_default=True, entry_points=("main",)),
+        Option("keygen_timeout", "int", [
+            "Seconds the identity phase waits for the key a background process is making (O(:background_keygen)) "
+            "when it is not ready yet. A device slower than that fails, its identity intact, and the process "
+            "goes on: the next run takes its key."], default=600),
+    ),
+    _options(
         "device prerequisites",
         Option("install_prerequisites", "bool", [
             "When the device lacks C(cryptography) or C(requests), the action plugin installs "
@@ -350,19 +365,24 @@ OPTIONS = tuple(option for section in OPTIONS for option in section)
 NOT_AUDITED = ("rotate", "backup", "backup_keep", "install_prerequisites", "prerequisite_packages", "metrics_dir",
                "lost_identity", "agent_restart_command", "verify_unchanged", "headers", "headers_src", "headers_file",
                "ca_path", "ca_src", "validate_certs", "timeout", "retries", "id_endpoint", "upload_endpoint",
-               "enroll_endpoint", "upload_format", "id_field", "certificate_field")
+               "enroll_endpoint", "upload_format", "id_field", "certificate_field", "keygen_timeout")
 for _option in OPTIONS:
     if _option.name in NOT_AUDITED:
         _option.entry_points = tuple(entry for entry in _option.entry_points if entry != "audit")
 BY_NAME = {option.name: option for option in OPTIONS}
 # Not options of mtls_identity: the role's ledger, mtls_deregister's own options.
-NOT_IDENTITY = ("state_dir", "confirm", "endpoint", "local_only")
+NOT_IDENTITY = ("state_dir", "confirm", "endpoint", "local_only", "background_keygen")
 MODULE_OPTIONS = tuple(option for option in OPTIONS if option.name not in NOT_IDENTITY)
 ROLE_VARIABLES = {option.name: option.role for option in OPTIONS if option.role}
 # The table's options the other modules take (one vocabulary: one name, type and default each).
 DEREGISTER_OPTIONS = ("path", "owner", "confirm", "local_only", "api_url", "endpoint", "id_pattern", "ledger_path",
                       "headers", "headers_file", "ca_path", "validate_certs", "timeout", "retries", "option_names")
 INFO_OPTIONS = ("path", "owner", "id_pattern", "renew_before_days")
+# What decides whether a device needs a new key: mtls_prekey's options (its action plugin turns
+# renew_jitter_days into this host's renew_before_days, as mtls_identity's does).
+PREKEY_OPTIONS = ("path", "owner", "group", "dir_mode", "key_mode", "cert_mode", "agent_id", "id_pattern",
+                  "lost_identity", "ledger_id", "api_flavor", "enrollment", "key_size", "subject", "valid_days",
+                  "rotate", "renew_before_days", "renew_jitter_days", "option_names")
 CHECK_OPTIONS = ("server_url", "verify_protocol", "verify_url", "path", "owner", "agent_trust", "server_ca",
                  "verify_timeout", "verify_status_code")
 
