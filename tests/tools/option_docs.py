@@ -46,7 +46,7 @@ MODULE_HAS = {"api": {o.name for o in table.MODULE_OPTIONS}, "identity": {o.name
               "prekey": set(table.PREKEY_OPTIONS)}
 ARGUMENT_SPECS = REPO / "roles" / "mtls_identity" / "meta" / "argument_specs.yml"
 ENTRY_POINTS = ("main", "audit", "decommission")
-_REF = re.compile(r"O\(:([a-z_]+)\)")
+_REF = re.compile(r"O\(:([a-z_]+)(=[^)]*)?\)")  # O(:name) or O(:name=value)
 ROLE_HEADER = ("# The role's variables: Ansible checks them against this file before the role runs, and\n"
                "# the README's tables are generated from it (tests/tools/role_docs.py). Rules between\n"
                "# variables live once, in Python, and name the variable to change.\n")
@@ -58,9 +58,10 @@ def text_for(option, role, known=None):
     (an option the module does not have, ``known``, as plain code)."""
     def name(match):
         other = table.BY_NAME[match.group(1)]
+        value = match.group(2) or ""
         if not role and known is not None and other.name not in known:
-            return "C(%s)" % other.name
-        return "O(%s)" % ((other.role or other.name) if role else other.name)
+            return "C(%s%s)" % (other.name, value)
+        return "O(%s%s)" % ((other.role or other.name) if role else other.name, value)
 
     return [_REF.sub(name, line) for line in option.description]
 
