@@ -1,24 +1,22 @@
 # Copyright: fleet-mtls contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Controller side of the mtls_prekey module: the role's variables that decide whether the device
-needs a new key, mapped as mtls_identity's action maps them (option_names=role), so both decide
-alike - this host's jittered ``renew_before_days``, the ID the identity ledger holds for it, and
-the ledger's refusal of an ID another host holds. No headers, no files, no network: one round
-trip to the device."""
+"""Controller side of the mtls_prekey module (the role's background keygen pass): everything the
+mtls_identity action does before its module - the role's variables checked, the headers checked,
+the *_src files read, the agent's files rendered, the ledger's answer and this host's jitter - so
+that the first pass refuses a host exactly where the identity task would, before the device is
+touched (a refused run leaves nothing on it), and the module decides with the same options. The
+headers are never sent (the module makes no request), and the result is no report row: the
+identity task's is."""
 from __future__ import annotations
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import controller, option_table
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.plugin_utils.api_action import ApiAction
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.action.mtls_identity import ActionModule as IdentityAction
 
 
-class ActionModule(ApiAction):
+class ActionModule(IdentityAction):
 
-    role_options = option_table.PREKEY_OPTIONS
+    def _take_headers(self, module_args, wrap_async, task_vars):
+        super()._take_headers(module_args, wrap_async, task_vars)  # refused as the identity task refuses them
+        return {}
 
-    def prepare(self, module_args, host, task_vars):
-        controller.apply_ledger_answer(module_args, host, task_vars.get("mtls_ledger"))
-        controller.apply_jitter(module_args, host)
+    def status_row(self, result, host):
         return None
-
-    def preflight_row(self, host, msg, phase):
-        return controller.failure_status(host, phase, msg)

@@ -245,15 +245,15 @@ OPTIONS = (
         Option("background_keygen", "bool", [
             "A first, fast pass of the role (M(autonomy_edge.fleet_mtls.mtls_prekey), one round trip, no network "
             "from the device) starts the new key's generation on each device that will need one - not in the "
-            "identity ledger yet, due by the renewal date the ledger holds, or O(:rotate)=always - detached and "
+            "identity ledger yet, due by the renewal date the ledger holds, or O(:rotate=always) - detached and "
             "at the lowest CPU priority, so slow devices make their keys in parallel rather than one batch of "
             "forks after the other; the module call then takes the staged key. A host the ledger expects to "
             "need no key is skipped on the controller, at no round trip. C(false) - every key is made inline, "
             "holding its fork."], default=UNSET, role_default=True, entry_points=("main",)),
         Option("keygen_timeout", "int", [
-            "Seconds the identity phase waits for the key a background process is making (O(:background_keygen)) "
-            "when it is not ready yet. A device slower than that fails, its identity intact, and the process "
-            "goes on: the next run takes its key."], default=600),
+            "Seconds the identity phase waits for the key a background process is making (the role's first pass, "
+            "C(mtls_background_keygen)) when it is not ready yet. A device slower than that fails, its identity "
+            "intact, and the process goes on: the next run takes its key."], default=600),
     ),
     _options(
         "device prerequisites",
@@ -378,11 +378,6 @@ ROLE_VARIABLES = {option.name: option.role for option in OPTIONS if option.role}
 DEREGISTER_OPTIONS = ("path", "owner", "confirm", "local_only", "api_url", "endpoint", "id_pattern", "ledger_path",
                       "headers", "headers_file", "ca_path", "validate_certs", "timeout", "retries", "option_names")
 INFO_OPTIONS = ("path", "owner", "id_pattern", "renew_before_days")
-# What decides whether a device needs a new key: mtls_prekey's options (its action plugin turns
-# renew_jitter_days into this host's renew_before_days, as mtls_identity's does).
-PREKEY_OPTIONS = ("path", "owner", "group", "dir_mode", "key_mode", "cert_mode", "agent_id", "id_pattern",
-                  "lost_identity", "ledger_id", "api_flavor", "enrollment", "key_size", "subject", "valid_days",
-                  "rotate", "renew_before_days", "renew_jitter_days", "option_names")
 CHECK_OPTIONS = ("server_url", "verify_protocol", "verify_url", "path", "owner", "agent_trust", "server_ca",
                  "verify_timeout", "verify_status_code")
 

@@ -21,6 +21,11 @@ description:
   - Starts nothing when a key is being made or waits already, when none is needed, or in check mode. A process
     left by an interrupted run (killed, gone after a reboot) and anything at its file names that this bundle did
     not write are removed, with a warning, before a new one starts.
+  - It takes the options of M(autonomy_edge.fleet_mtls.mtls_identity) (the role's task passes the same role
+    variables) and checks them as that module does before anything changes; an option that module would refuse
+    starts nothing and creates nothing. Its action plugin refuses on the controller what that module's action
+    refuses (the role's variables, the headers, the C(*_src) files, the ledger's conflicts), so a host refused
+    there is refused before its device is touched. It never sends the headers and makes no request.
   - Never fails on the device's state - the identity task reports what is wrong - only on its arguments.
 version_added: "1.0.0"
 author:
@@ -29,7 +34,8 @@ requirements:
   - python >= 3.9
   - cryptography >= 3.3
 extends_documentation_fragment:
-  - autonomy_edge.fleet_mtls.prekey
+  - autonomy_edge.fleet_mtls.api
+  - autonomy_edge.fleet_mtls.identity
 attributes:
   check_mode:
     support: full
@@ -52,6 +58,7 @@ seealso:
 EXAMPLES = r"""
 - name: Start the new keys of the whole batch first (one short round trip each)
   autonomy_edge.fleet_mtls.mtls_prekey:
+    api_url: https://api.example.com
     owner: agent
     rotate: always
 
@@ -84,28 +91,27 @@ keygen_pid:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import names, option_table
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import names
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import REQUESTS_IMPORT_ERROR
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certs import CRYPTOGRAPHY_IMPORT_ERROR
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.options import argument_spec
 
 
 def main():
-    module = AnsibleModule(argument_spec=option_table.argument_spec(option_table.PREKEY_OPTIONS),
-                           supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     names.use_role_names(module.params["option_names"] == "role")
-    if CRYPTOGRAPHY_IMPORT_ERROR is not None:
-        module.exit_json(changed=False, keygen="not started", reason="cryptography is missing on the device: "
-                                                                     "the identity task installs it and makes the key")
-    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api, location
+    if CRYPTOGRAPHY_IMPORT_ERROR is not None or REQUESTS_IMPORT_ERROR is not None:
+        module.exit_json(changed=False, keygen="not started", reason="the device lacks cryptography or requests: "
+                                                                     "the identity task installs them, makes the key")
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import prekey
-    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.settings import settings_from
 
-    p = option_table.defaults()  # what the identity task decides with, the options it does not need included
-    p.update(module.params)
     try:
-        where = location.resolve(p["path"], p["owner"], p["group"])
-        enrollment = api.endpoints(p["api_flavor"], enrollment=p["enrollment"]).enrollment
-        result = prekey.start_pass(settings_from(p, where, enrollment), check_mode=module.check_mode)
+        settings = prekey.checked_settings(module.params)
+    except IdentityError as exc:  # the identity task refuses the same option, by its name
+        module.exit_json(changed=False, keygen="not started", reason=exc.msg)
+    try:
+        result = prekey.start_pass(settings, check_mode=module.check_mode, warn=module.warn)
     except (IdentityError, OSError) as exc:
         # The identity task meets the same problem and reports it, once, as the host's failure.
         result = {"changed": False, "keygen": "not started",

@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import keys, option_table
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import keys
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import ensure_identity, prekey
 from tests.fixtures import module_runner as h
 from tests.fixtures.product import api_client
@@ -45,8 +45,8 @@ KILL_WRITING = "op=open,match=.client.key.pre.new,nth=1,when=after,signal=KILL"
 
 # ------------------------------------------------------------------------------ helpers
 def run_prekey(device, *, check=False, hooks=None, **overrides):
-    """mtls_prekey on ``device`` (its options only), as on a device; its output scanned."""
-    args = {k: v for k, v in device.args(**overrides).items() if k in option_table.PREKEY_OPTIONS}
+    """mtls_prekey on ``device`` (the identity's options), as on a device; its output scanned."""
+    args = device.args(**overrides)
     if os.environ.get("FLEET_FAULTS_VIA", "direct") == "ansible":
         result = h.run_ansible_module(args, workdir=device.work, check=check, hooks=hooks, module="mtls_prekey")
     else:
@@ -391,6 +391,16 @@ def test_a_run_that_needs_no_key_starts_nothing(device, svc, state):
         assert device.tree() == before
     else:
         assert first.result["keygen"] == "would start", first
+
+
+def test_an_option_the_identity_refuses_starts_nothing_and_creates_nothing(device, svc):
+    """The first pass checks the identity's options as that module's preflight does: a new device
+    with an option it would refuse gets no directory, no file, no process."""
+    first = run_prekey(device, server_url="ftp://agent.example.com")
+    assert not first.failed and first.result["keygen"] == "not started", first
+    assert "server_url" in first.result["reason"], first
+    assert not device.path.exists() and processes_holding(device.path) == []
+    assert device.run(server_url="ftp://agent.example.com").failed
 
 
 def test_a_key_made_for_a_run_that_needs_none_is_stopped_and_removed(device, svc, keygens):

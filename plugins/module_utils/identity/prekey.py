@@ -323,6 +323,22 @@ def stop(record):
 
 
 # ------------------------------------------------------------------------------ the first pass
+def checked_settings(p):
+    """The identity's Settings from the mtls_identity options ``p``, every option checked as that
+    module's preflight checks it (module_utils/runner.py), without headers and without the
+    network: an option it would refuse raises here, before anything is created."""
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import location, options
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.settings import settings_from
+
+    where = location.resolve(p["path"], p["owner"], p["group"])
+    api_flavor = options.flavor(p)
+    options.agent_config(p, where.path, (p["agent_templates"] or {}) if "config" in p["phases"] else None)
+    options.verify(p)
+    settings = settings_from(p, where, api_flavor.enrollment)
+    options.client(p, {}, p["ca_path"] if p["ca_content"] is None else None, api_flavor).close()
+    return settings
+
+
 def start_pass(settings, check_mode=False, now=None, warn=None):
     """The mtls_prekey module's run: decide as the identity task will (no network, no write),
     and when it will need a new key, start making it in the background unless one is being made
