@@ -10,7 +10,11 @@ format unless ``id_field`` says otherwise: ``ID_FIELDS``.
 ==========  ==============================================  ===========================================
 call        request                                         success: HTTP 2xx and exactly this JSON
 ==========  ==============================================  ===========================================
-reserve ID  GET {id_endpoint}                               {"statusCode": 2xx, "data": {"id": ID, ...}}
+reserve ID  GET {id_endpoint}                               {"statusCode": 2xx, "data": {"id": ID,
+                                                            "expiresAt": ISO, "expiresIn": s}}; the
+                                                            current installer's ``/orchestrators/id``
+                                                            answers ``{"data": {...}}`` alone
+                                                            (``UNWRAPPED_RESERVATIONS``)
 upload      POST {upload_endpoint}, multipart: file         {"statusCode": 2xx, "data": {...}}, data.id
 (multipart) ``certificate_field``, field ``id_field`` (id)  (or data[id_field]) equal to ID when present
 upload      POST {upload_endpoint}, JSON                    the real cloud's {"message": str, "agent_id":
@@ -22,7 +26,17 @@ delete      DELETE {endpoint}, ``{id}`` replaced by ID      any 2xx. "Unknown ID
                                                             {"statusCode": 404, "message": "unknown ID
                                                             ID..."}, 410 {"statusCode": 410, "message":
                                                             "ID ID was [already] decommissioned"}
+heartbeat   POST {confirm_endpoint}, JSON {"agent_id": ID}  {"agent_id": ID, "cpu_usage", ...,
+            (the api-service's route, bearer token)         "uptime": s, "status", "timestamp"}
+                                                            (``HEARTBEAT_FIELDS``, no envelope); 404
+                                                            {"detail": "No heartbeat data found for
+                                                            agent ID"} = never seen (``NEVER_SEEN``)
 ==========  ==============================================  ===========================================
+
+A reservation lapses: its ``expiresIn`` (whole seconds) is measured with the device's monotonic
+clock from the moment the request was sent (``Reservation.lapsed``), never by comparing the
+server's ``expiresAt`` with the device's clock. The heartbeat route exists on deployments whose
+API is the api-service (``default_confirm``): the ``confirm`` setting's default.
 
 A 2xx answer of any other shape (``{"statusCode": "500"}``, ``{"status": "error"}``,
 ``{"error": ...}``, ``{}``, another ID) is an ambiguous failure: the server may have acted, so
@@ -37,6 +51,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
@@ -49,9 +64,9 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.transport
 )
 
 __all__ = [
-    "DEFAULTS", "DEFAULT_ID_PATTERN", "HAS_REQUESTS", "ID_FIELDS", "MAX_BODY",
-    "REQUESTS_IMPORT_ERROR", "UNKNOWN_ID", "UPLOAD_FORMATS", "ProvisioningClient", "check_agent_id",
-    "is_unknown_id_answer",
+    "CONFIRM_MODES", "DEFAULTS", "DEFAULT_ID_PATTERN", "HAS_REQUESTS", "HEARTBEAT_FIELDS", "ID_FIELDS",
+    "MAX_BODY", "NEVER_SEEN", "REQUESTS_IMPORT_ERROR", "UNKNOWN_ID", "UNWRAPPED_RESERVATIONS", "UPLOAD_FORMATS",
+    "Heartbeat", "ProvisioningClient", "Reservation", "check_agent_id", "default_confirm", "is_unknown_id_answer",
 ]
 
 DEFAULT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
@@ -69,6 +84,7 @@ DEFAULTS = {
     "validate_certs": True,
     "timeout": 30,
     "retries": 3,
+    "confirm_endpoint": "/agent/heartbeat",
 }
 # The ID field of each upload format: the legacy installer's form field, the cloud's JSON key.
 ID_FIELDS = {"multipart": "id", "json": "agent_id"}
@@ -78,6 +94,110 @@ UNKNOWN_ID = {
     404: r"unknown ID {id}\b",
     410: r"ID {id} was (already )?decommissioned\b",
 }
+# Reservation routes answering {"data": {...}} without the legacy statusCode envelope.
+UNWRAPPED_RESERVATIONS = ("/orchestrators/id",)
+# expiresIn is whole seconds (rounded) and the upload still has to reach the server: a
+# reservation this close to its end counts as lapsed.
+RESERVATION_MARGIN = 1.0
+# The heartbeat route's answer (the stock agent's heartbeat fields, in the cloud's order), and
+# its 404 for an agent it never heard from ({id}: the ID asked for).
+HEARTBEAT_FIELDS = ("agent_id", "cpu_usage", "memory_usage", "memory_total", "disk_usage", "disk_total",
+                    "uptime", "status", "timestamp")
+NEVER_SEEN = r"No heartbeat data found for agent {id}"
+CONFIRM_MODES = ("heartbeat", "none")
+# (upload_format, upload_endpoint) of the deployments whose API has the heartbeat route: the
+# api-service's JSON upload with a bearer token.
+HEARTBEAT_DEPLOYMENTS = (("json", "/agent/certificate"),)
+
+
+def default_confirm(settings):
+    """``heartbeat`` when the deployment that ``settings`` (a mapping of the API options)
+    describe has the heartbeat route, else ``none`` (the legacy flavor has no such route)."""
+    deployment = (settings.get("upload_format") or DEFAULTS["upload_format"],
+                  settings.get("upload_endpoint") or DEFAULTS["upload_endpoint"])
+    return "heartbeat" if deployment in HEARTBEAT_DEPLOYMENTS else "none"
+
+
+def confirm_mode(settings):
+    """The ``confirm`` setting of ``settings``, or its default (``default_confirm``)."""
+    mode = settings.get("confirm") or default_confirm(settings)
+    if mode not in CONFIRM_MODES:
+        raise ConfigError("%s must be one of %s" % (setting("confirm"), ", ".join(CONFIRM_MODES)))
+    return mode
+
+
+class Reservation:
+    """A reserved agent ID and how long it stays reserved: ``expires_in`` seconds (None: not
+    said) from ``sent_at``, the device's ``time.monotonic()`` when the request was sent."""
+
+    def __init__(self, agent_id, expires_at=None, expires_in=None, sent_at=None):
+        self.agent_id = agent_id
+        self.expires_at = expires_at  # the server's ISO time, as it said it (never compared)
+        self.expires_in = expires_in
+        self.sent_at = time.monotonic() if sent_at is None else sent_at
+
+    def lapsed(self, now=None):
+        """True when the reservation may have lapsed by the time a request sent now arrives."""
+        if self.expires_in is None:
+            return False
+        elapsed = (time.monotonic() if now is None else now) - self.sent_at
+        return elapsed + RESERVATION_MARGIN >= self.expires_in
+
+    def describe(self, now=None):
+        elapsed = (time.monotonic() if now is None else now) - self.sent_at
+        return "ID %s (reserved for %ss%s, %.1fs ago)" % (
+            self.agent_id, _seconds(self.expires_in), ", until %s" % self.expires_at if self.expires_at else "",
+            elapsed)
+
+
+class Heartbeat:
+    """The cloud's view of one agent: ``seen`` (False: it never heard from it), its ``status``
+    (``active``, or ``inactive`` since a disconnect), ``uptime`` (seconds since the agent's
+    process started, as of its last heartbeat) and ``timestamp`` (the agent's local ISO time of
+    that heartbeat). ``detail``: the cloud's words when it never saw the agent."""
+
+    def __init__(self, agent_id, seen=True, status=None, uptime=None, timestamp=None, detail=""):
+        self.agent_id = agent_id
+        self.seen = seen
+        self.status = status
+        self.uptime = uptime
+        self.timestamp = timestamp
+        self.detail = detail
+
+    @property
+    def active(self):
+        return self.seen and self.status == "active"
+
+    def as_dict(self):
+        return {"agent_id": self.agent_id, "seen": self.seen, "status": self.status, "uptime": self.uptime,
+                "timestamp": self.timestamp, "detail": self.detail}
+
+    @classmethod
+    def from_dict(cls, value):
+        """A Heartbeat from ``as_dict()``'s shape (handed from the controller to the module)."""
+        if not isinstance(value, dict) or not isinstance(value.get("agent_id"), str):
+            raise ConfigError("the cloud's view handed to the module is not a heartbeat")
+        uptime = value.get("uptime")
+        if uptime is not None and not _is_number(uptime):
+            raise ConfigError("the cloud's view handed to the module has an uptime that is not a number")
+        return cls(value["agent_id"], seen=bool(value.get("seen")), status=_text_or_none(value.get("status")),
+                   uptime=uptime, timestamp=_text_or_none(value.get("timestamp")),
+                   detail=str(value.get("detail") or ""))
+
+    def __repr__(self):  # for test failure output
+        return "Heartbeat(%s, seen=%s, status=%r, uptime=%r)" % (self.agent_id, self.seen, self.status, self.uptime)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and value >= 0
+
+
+def _text_or_none(value):
+    return value if isinstance(value, str) else None
+
+
+def _seconds(value):
+    return "%g" % value if value is not None else "?"
 
 
 def check_agent_id(value, pattern=DEFAULT_ID_PATTERN, source="agent_id"):
@@ -130,12 +250,13 @@ class ProvisioningClient(Transport):
         timeout=DEFAULTS["timeout"],
         retries=DEFAULTS["retries"],
         id_pattern=DEFAULT_ID_PATTERN,
+        confirm_endpoint=DEFAULTS["confirm_endpoint"],
         **transport
     ):
         super().__init__(api_url, headers=headers, ca_path=ca_path, validate_certs=validate_certs,
                          timeout=timeout, retries=retries, **transport)
         for name, value in (("id_endpoint", id_endpoint), ("upload_endpoint", upload_endpoint),
-                            ("enroll_endpoint", enroll_endpoint)):
+                            ("enroll_endpoint", enroll_endpoint), ("confirm_endpoint", confirm_endpoint)):
             if not isinstance(value, str) or not value.startswith("/") or "://" in value:
                 raise ConfigError("%s must be a path starting with '/', got %s" % (name, _shown(value)))
         if upload_format not in UPLOAD_FORMATS:
@@ -143,6 +264,7 @@ class ProvisioningClient(Transport):
         self.id_endpoint = id_endpoint
         self.upload_endpoint = upload_endpoint
         self.enroll_endpoint = enroll_endpoint
+        self.confirm_endpoint = confirm_endpoint
         self.upload_format = upload_format
         self.id_field = id_field or ID_FIELDS[upload_format]
         self.enroll_id_field = id_field or ID_FIELDS["multipart"]  # enrollment is multipart
@@ -196,17 +318,78 @@ class ProvisioningClient(Transport):
     # ------------------------------------------------------------------ the contract
     def request_id(self):
         """Reserve a new agent ID. Returns it after validation against id_pattern."""
+        return self.reserve().agent_id
+
+    def reserve(self):
+        """Reserve a new agent ID: a Reservation (the ID validated against id_pattern; how long
+        it stays reserved, when the server says so)."""
         endpoint = self.id_endpoint
+        sent_at = time.monotonic()
         status, body = self._request("GET", endpoint)
-        data = self._envelope("GET", endpoint, status, body)
+        payload = self._payload("GET", endpoint, status, body)
+        if "statusCode" in payload or endpoint not in UNWRAPPED_RESERVATIONS:
+            data = self._envelope("GET", endpoint, status, body, payload)
+        else:
+            data = payload.get("data")
+            if not isinstance(data, dict):
+                raise self._not_success("GET", endpoint, status, "the answer has no data object")
         if "id" not in data:
             raise ApiError("%s: HTTP %d but the answer has no id" % (self._what("GET", endpoint), status),
                            endpoint=endpoint, status=status, definitive=False)
         try:
-            return check_agent_id(data["id"], self.id_pattern, source="the ID returned by %s" % endpoint)
+            agent_id = check_agent_id(data["id"], self.id_pattern, source="the ID returned by %s" % endpoint)
         except ConfigError as exc:
             raise ApiError("%s: %s" % (self._what("GET", endpoint), exc.msg), endpoint=endpoint,
                            status=status, definitive=False) from None
+        expires_in = data.get("expiresIn")
+        return Reservation(agent_id, expires_at=_text_or_none(data.get("expiresAt")),
+                           expires_in=expires_in if _is_number(expires_in) else None, sent_at=sent_at)
+
+    def heartbeat(self, agent_id):
+        """The cloud's view of the running agent ``agent_id`` (a Heartbeat; ``seen`` False for the
+        route's "never heard from it" answer). Any other answer raises ApiError with the server's
+        reason: a 404 of another kind (a wrong confirm_endpoint), a 403 (the token), a 200 that is
+        not the route's answer."""
+        endpoint = self.confirm_endpoint
+        what = self._what("POST", endpoint)
+        status, body = self._request("POST", endpoint, accept=(404,), json={"agent_id": agent_id})
+        if status == 404:
+            detail = self._never_seen_detail(body, agent_id)
+            if detail is None:
+                reason = self._reason_of(body)
+                raise ApiError("%s: HTTP 404%s, which is not the cloud's answer for an agent it never heard "
+                               "from (check %s)" % (what, (": " + reason) if reason else "",
+                                                    setting("confirm_endpoint")),
+                               endpoint=endpoint, status=status, reason=reason, definitive=True)
+            return Heartbeat(agent_id, seen=False, detail=detail)
+        payload = self._payload("POST", endpoint, status, body)
+        missing = [name for name in HEARTBEAT_FIELDS if name not in payload]
+        problem = None
+        if missing:
+            problem = "the answer lacks %s" % ", ".join(missing)
+        elif payload["agent_id"] != agent_id:
+            problem = "the answer names another agent %s" % _shown(payload["agent_id"])
+        elif not isinstance(payload["status"], str) or not payload["status"]:
+            problem = "its status %s is not a word" % _shown(payload["status"])
+        elif payload["uptime"] is not None and not _is_number(payload["uptime"]):
+            problem = "its uptime %s is not a number of seconds" % _shown(payload["uptime"])
+        if problem:
+            raise ApiError("%s: HTTP %d but %s: not the heartbeat route's answer (check %s)" % (
+                what, status, problem, setting("confirm_endpoint")), endpoint=endpoint, status=status)
+        return Heartbeat(agent_id, status=payload["status"], uptime=payload["uptime"],
+                         timestamp=_text_or_none(payload["timestamp"]))
+
+    @staticmethod
+    def _never_seen_detail(body, agent_id):
+        """The ``detail`` of the route's 404 for ``agent_id`` (NEVER_SEEN), or None."""
+        try:
+            payload = json.loads(body.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            return None
+        detail = payload.get("detail") if isinstance(payload, dict) else None
+        if isinstance(detail, str) and re.fullmatch(NEVER_SEEN.format(id=re.escape(agent_id)), detail):
+            return detail
+        return None
 
     def upload_certificate(self, agent_id, cert_pem):
         """Register ``cert_pem`` (canonical PEM bytes, the content of client.crt) for ``agent_id``."""
