@@ -50,7 +50,7 @@ class Settings:
                  id_pattern=DEFAULT_ID_PATTERN, enrollment="self_signed", key_size=4096,
                  subject=None, valid_days=365, rotate="auto", renew_before_days=30,
                  backup=False, lock_timeout=600.0, max_clock_skew=DEFAULT_MAX_CLOCK_SKEW,
-                 ledger_id=None, lost_identity="restore"):
+                 ledger_id=None, lost_identity="restore", agent_id_takeover=False):
         self.path = expand_path(path)
         self.uid, default_gid = resolve_owner(owner)
         self.gid = resolve_group(group, default_gid)
@@ -80,6 +80,8 @@ class Settings:
         if lost_identity not in LOST_IDENTITY_CHOICES:
             raise ConfigError("%s must be one of %s" % (setting("lost_identity"), ", ".join(LOST_IDENTITY_CHOICES)))
         self.lost_identity = lost_identity
+        # This host replaces the device that holds agent_id (dead hardware): no takeover refusal.
+        self.agent_id_takeover = bool(agent_id_takeover)
         # The ID the controller's identity ledger holds for this host (a hint, used only for a
         # device that lost its identity; never to override the certificate's CN).
         self.ledger_id = None
