@@ -10,6 +10,8 @@ module run does the device's whole job.
   the ID the ledger holds for this host (``ledger_id``);
 - select the phases the role's tags ask for;
 - install the device's missing Python libraries (``install_prerequisites``) and run again;
+- ask the cloud about the running agent when the controller holds the token (``confirm``: no
+  device cost; plugin_utils/cloud.py), else leave it to the module;
 - return the module's ``status`` row as the fact ``mtls_identity_status`` for the report.
 """
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import controller, names
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.plugin_utils.api_action import ApiAction
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.plugin_utils.cloud import ControllerCloud
 
 SOURCES = (("ca_src", "ca_content"), ("server_ca_src", "server_ca_content"))
 
@@ -24,6 +27,7 @@ SOURCES = (("ca_src", "ca_content"), ("server_ca_src", "server_ca_content"))
 class ActionModule(ApiAction):
 
     names_role_variables = True
+    cloud = None
 
     def status_row(self, result, host):
         status = result.get("status")
@@ -48,6 +52,8 @@ class ActionModule(ApiAction):
         if self._task._role is not None and "phases" not in module_args:
             module_args["phases"] = controller.phases_for_tags(
                 task_vars.get("ansible_run_tags"), task_vars.get("ansible_skip_tags"))
+        self.cloud = ControllerCloud.for_task(module_args, self.controller_headers, self._task.check_mode,
+                                              lambda path: self._find_needle("files", path))
         for source, content in SOURCES:
             path = module_args.pop(source, None)
             if path:
@@ -66,6 +72,16 @@ class ActionModule(ApiAction):
                                                 names.setting("renew_jitter_days"), jitter,
                                                 names.setting("valid_days"), valid))
             module_args["renew_before_days"] = base + offset
+        if self.cloud is not None:
+            self.cloud.before_module(module_args)
         install = module_args.pop("install_prerequisites", False)
         packages = module_args.pop("prerequisite_packages", None) or []
         return packages if install else None
+
+    def after_module(self, outcome, module_args, task_vars):
+        if self.cloud is None:
+            return outcome
+        try:
+            return self.cloud.after_module(outcome, module_args, lambda args: self.run_again(args, task_vars))
+        finally:
+            self.cloud.close()

@@ -37,13 +37,16 @@ _ROLE_VARIABLES = {
     "renew_jitter_days": "mtls_renew_jitter_days",
     "headers_src": "mtls_api_headers_src",
     "ca_src": "mtls_api_ca_src",
+    "cloud_check": "mtls_confirm",
 }
 
 # mtls_identity runs the check of mtls_check with its own option names for the same settings.
 _IDENTITY_OPTIONS = {"ca_file": "server_ca_src", "trust": "agent_trust", "protocol": "verify_protocol",
                      "url": "verify_url", "user": "owner"}
+# mtls_identity's options whose role variable differs from mtls_deregister's option of that name.
+_IDENTITY_ROLE_VARIABLES = {"confirm": "mtls_confirm"}
 
-_style = {"role": False, "aliases": {}}
+_style = {"role": False, "aliases": {}, "role_aliases": {}}
 
 
 def use_role_names(enabled=True):
@@ -54,10 +57,11 @@ def use_role_names(enabled=True):
 def use_identity_options():
     """Name the check's settings by mtls_identity's options (mtls_identity calls this)."""
     _style["aliases"] = dict(_IDENTITY_OPTIONS)
+    _style["role_aliases"] = dict(_IDENTITY_ROLE_VARIABLES)
 
 
 def setting(option):
     """The name to show for ``option`` in a message."""
     if not _style["role"]:
         return _style["aliases"].get(option, option)
-    return _ROLE_VARIABLES.get(option, "mtls_" + option)
+    return _style["role_aliases"].get(option) or _ROLE_VARIABLES.get(option, "mtls_" + option)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import pwd
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api, names
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api, confirm, names
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_files import TLS_VERSIONS, AgentConfig
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.provision import Restart, Verify
@@ -92,6 +92,15 @@ def argument_spec():
         "verify_status_code": {"type": "list", "elements": "int", "default": [200]},
         "verify_retries": {"type": "int", "default": 0},
         "verify_delay": {"type": "float", "default": 3},
+        # the cloud's confirmation (confirm.py); its default follows the API (api.default_confirm)
+        "confirm": {"type": "str", "choices": list(api.CONFIRM_MODES)},
+        "confirm_timeout": {"type": "float", "default": confirm.DEFAULT_TIMEOUT},
+        "confirm_endpoint": {"type": "str", "default": d["confirm_endpoint"]},
+        "confirm_stale_minutes": {"type": "int", "default": confirm.DEFAULT_STALE_MINUTES},
+        "agent_id_takeover": {"type": "bool", "default": False},
+        "confirm_by": {"type": "str", "default": "module", "choices": ["module", "controller"]},
+        "cloud_view": {"type": "dict"},
+        "audit": {"type": "bool", "default": False},
         # the run
         "metrics_dir": {"type": "path"},
         "host": {"type": "str"},
@@ -145,6 +154,21 @@ def agent_config(p, directory):
 def restart_settings(p):
     return Restart(method=p["agent_restart"], container=p["agent_container"], service=p["agent_service"],
                    command=p["agent_restart_command"], docker=p["docker_command"])
+
+
+def confirm_settings(p, ask):
+    """The run's Confirm: ``ask(agent_id)`` is the module's question (used when it asks)."""
+    if p["confirm_timeout"] <= 0:
+        raise ConfigError("%s must be a positive number of seconds" % names.setting("confirm_timeout"))
+    view, view_error = None, ""
+    if p["cloud_view"]:
+        if p["cloud_view"].get("error"):
+            view_error = str(p["cloud_view"]["error"])
+        else:
+            view = api.Heartbeat.from_dict(p["cloud_view"])
+    return confirm.Confirm(mode=api.confirm_mode(p), by=p["confirm_by"], timeout=p["confirm_timeout"], ask=ask,
+                           view=view, view_error=view_error, audit=p["audit"],
+                           stale_minutes=p["confirm_stale_minutes"])
 
 
 def verify_settings(p):

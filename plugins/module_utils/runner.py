@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import names, options, provision
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import confirm, names, options, provision
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_files import API_CA, check_ca_content
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import ProvisioningClient
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, IdentityError, StateError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import (
     merge_headers,
@@ -39,12 +39,14 @@ def run(module):
     p = module.params
     names.use_role_names(p["option_names"] == "role")
     names.use_identity_options()
+    cloud = _Cloud()
     try:  # every option is checked before anything changes (the preflight)
         headers = _headers(module)
         uid, gid, home = options.owner_account(p["owner"])
         directory = options.identity_dir(p["path"], home)
         agent = options.agent_config(p, directory)
         verify = options.verify_settings(p)
+        confirmation = options.confirm_settings(p, cloud.ask)
         settings = _settings(p, directory, uid, gid)
         _client(p, headers, p["ca_path"] if p["ca_content"] is None else None).close()  # opens no connection
     except IdentityError as exc:
@@ -60,13 +62,15 @@ def run(module):
         if idir is not None:
             idir.lock()
         ca_path, ca_changed = _api_ca(module, idir, directory)
+        cloud.factory = lambda: _client(p, headers, ca_path, polling=True)
         job = provision.Job(
             agent=agent, restart=options.restart_settings(p), verify=verify,
-            identity=_identity_runner(module, settings, lambda: _client(p, headers, ca_path)),
+            identity=_identity_runner(module, settings, lambda: _client(p, headers, ca_path),
+                                      held_by=_held_by(confirmation)),
             check=_check, runner=_runner(module),
             run_as=(uid, gid, home) if os.geteuid() == 0 and uid != 0 else None,
             renew_before_days=p["renew_before_days"], check_mode=module.check_mode, warn=module.warn,
-            phases=p["phases"])
+            phases=p["phases"], confirm=confirmation)
         status, result, changed = provision.run(job, idir)
     except provision.PhaseFailed as exc:
         if exc.phase == "identity":
@@ -80,6 +84,7 @@ def run(module):
     except IdentityError as exc:
         return Outcome(True, exc.msg, {"status": failure_row("identity", exc.msg), "changed": False})
     finally:
+        cloud.close()
         if idir is not None:
             idir.close()
     result = dict(result, status=status, changed=changed or ca_changed)
@@ -163,24 +168,69 @@ def _settings(p, directory, uid, gid):
         id_pattern=p["id_pattern"], enrollment=p["enrollment"], key_size=p["key_size"],
         subject=p["subject"], valid_days=p["valid_days"], rotate=p["rotate"],
         renew_before_days=p["renew_before_days"], backup=p["backup"],
-        max_clock_skew=p["max_clock_skew"], ledger_id=p["ledger_id"], lost_identity=p["lost_identity"])
+        max_clock_skew=p["max_clock_skew"], ledger_id=p["ledger_id"], lost_identity=p["lost_identity"],
+        agent_id_takeover=p["agent_id_takeover"])
 
 
-def _client(p, headers, ca_path):
+def _client(p, headers, ca_path, polling=False):
+    """The API client; ``polling``: for the heartbeat questions, which the poll repeats itself
+    (no retries) within the confirmation's timeout."""
+    timeout, retries = p["timeout"], p["retries"]
+    if polling:
+        timeout, retries = min(timeout, p["confirm_timeout"]), 0
     return ProvisioningClient(
         p["api_url"], id_endpoint=p["id_endpoint"], upload_endpoint=p["upload_endpoint"],
         enroll_endpoint=p["enroll_endpoint"], upload_format=p["upload_format"], id_field=p["id_field"],
         certificate_field=p["certificate_field"], headers=headers, ca_path=ca_path,
-        validate_certs=p["validate_certs"], timeout=p["timeout"], retries=p["retries"],
-        id_pattern=p["id_pattern"])
+        validate_certs=p["validate_certs"], timeout=timeout, retries=retries,
+        id_pattern=p["id_pattern"], confirm_endpoint=p["confirm_endpoint"])
 
 
-def _identity_runner(module, settings, client_factory):
+class _Cloud:
+    """The module's questions to the heartbeat route: one client, opened on the first."""
+
+    def __init__(self):
+        self.factory = None
+        self._client = None
+
+    def ask(self, agent_id):
+        if self._client is None:
+            self._client = self.factory()
+        return self._client.heartbeat(agent_id)
+
+    def close(self):
+        if self._client is not None:
+            self._client.close()
+
+
+def _held_by(c):
+    """held_by(agent_id) for the transaction: why a device holds the ID (the cloud's view), or
+    None. Without an answer a claim is refused: nothing shows the ID is free."""
+    def held_by(agent_id):
+        if not c.enabled:
+            return None
+        view = c.view if c.view is not None and c.view.agent_id == agent_id else None
+        if view is None and c.by == "module":
+            try:
+                view = c.ask(agent_id)
+            except ApiError as exc:
+                raise StateError("cannot tell whether a device holds agent ID %s: %s. Nothing was done"
+                                 % (agent_id, exc.msg)) from None
+        if view is None:
+            raise StateError("cannot tell whether a device holds agent ID %s: the cloud's view was not "
+                             "handed to the module%s. Nothing was done" % (
+                                 agent_id, " (%s)" % c.view_error if c.view_error else ""))
+        return confirm.holder_evidence(view)
+
+    return held_by
+
+
+def _identity_runner(module, settings, client_factory, held_by=None):
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import ensure_identity
 
     def identity(idir, check_mode):
         result, _warnings = ensure_identity(settings, client_factory, check_mode=check_mode,
-                                            warn=module.warn, idir=idir)
+                                            warn=module.warn, idir=idir, held_by=held_by)
         return result
 
     return identity

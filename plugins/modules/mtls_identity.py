@@ -27,6 +27,14 @@ description:
     blackout.
   - B(verify) - the agent-true check (the agent's user, HOME, C(~/.mtls), trust and
     protocol; see M(autonomy_edge.fleet_mtls.mtls_check)).
+  - B(confirm) - with O(confirm=heartbeat), the cloud's view of the running agent (the
+    api-service's heartbeat route) - after a swap or a restart, polled until it reports the
+    agent C(active) with an C(uptime) no longer than the time since then (an agent process
+    started after the new pair was in place, whose certificate the cloud validated at connect),
+    within O(confirm_timeout); an unchanged run asks once and reports, and restarts an agent the
+    cloud shows on an identity older than the last swap. The action plugin asks from the
+    controller when it holds the token (O(headers), O(headers_src)); the module asks when only
+    the device does (O(headers_file)).
   - Returns one O(ignore:status) row for the fleet report, also when it fails.
 version_added: "1.0.0"
 author:
@@ -268,6 +276,57 @@ options:
     description: Seconds between those retries.
     type: float
     default: 3
+  confirm:
+    description:
+      - C(heartbeat) - the cloud confirms the running agent (see the description); a host whose
+        agent it does not confirm fails with what the cloud said (C(404 never seen),
+        C(inactive since <time>), C(active but started before the swap)).
+      - C(none) - the cloud is not asked; a restart method that restarted nothing (no docker
+        command, no such container) then fails a rotation, unless O(agent_restart=none).
+      - Default C(heartbeat) for the api-service deployment (O(upload_format=json) to
+        C(/agent/certificate), which has the heartbeat route), C(none) otherwise.
+    type: str
+    choices: [heartbeat, none]
+  confirm_timeout:
+    description: Seconds to wait for the cloud to confirm the agent after a swap or a restart (its reconnect time).
+    type: float
+    default: 90
+  confirm_endpoint:
+    description: The heartbeat route (POST, JSON C({"agent_id"}), bearer token).
+    type: str
+    default: /agent/heartbeat
+  confirm_stale_minutes:
+    description:
+      - With O(audit=true), an agent the cloud has not heard from for longer than this (or
+        never) fails the audit.
+    type: int
+    default: 10
+  agent_id_takeover:
+    description:
+      - A creation with a pre-assigned O(agent_id) (or re-keying a device as another ID) first
+        asks the cloud whether a device holds it (its agent active or seen); such an ID is
+        refused before any key or upload. C(true) takes it over (this host replaces dead
+        hardware); the report records the evidence overridden (C(takeover)).
+    type: bool
+    default: false
+  confirm_by:
+    description:
+      - Who asks the cloud - C(module), or C(controller) (the action plugin sets it when it holds
+        the token; the module then hands the question over in O(ignore:confirmation)).
+    type: str
+    choices: [module, controller]
+    default: module
+  cloud_view:
+    description:
+      - The cloud's view of this host's agent ID, asked by the action plugin before the module
+        ran (when it holds the token and knows the ID). Set by the action plugin.
+    type: dict
+  audit:
+    description:
+      - A read-only audit (the role's C(audit) entry point, in check mode) - the cloud is still
+        asked (a read), and silent agents (O(confirm_stale_minutes)) fail.
+    type: bool
+    default: false
   metrics_dir:
     description:
       - A node_exporter textfile-collector directory; the run writes C(fleet_mtls.prom) there
@@ -395,8 +454,22 @@ status:
     tls_version:
       description: TLS version of the check.
       type: str
+    cloud:
+      description:
+        - The cloud's view of the running agent - C(active), C(inactive), C(unseen) (it never
+          heard from it) or C(not asked) (O(confirm=none), check mode, or no answer).
+      type: str
+    agent_uptime_s:
+      description: The agent's uptime (seconds since its process started) as of its last heartbeat.
+      type: int
+    heartbeat_at:
+      description: When the agent sent its last heartbeat (its own ISO time).
+      type: str
+    takeover:
+      description: The evidence that a device held the ID, overridden by O(agent_id_takeover=true); else empty.
+      type: str
     phase:
-      description: The phase that failed (identity, config, restart, verify), or empty.
+      description: The phase that failed (identity, config, restart, verify, confirm), or empty.
       type: str
     error:
       description: The failure, once.
@@ -478,6 +551,14 @@ registry_uncertain:
   returned: failure
   type: bool
   sample: false
+confirmation:
+  description:
+    - The question handed over to the controller (O(confirm_by=controller)) - C(agent_id),
+      C(since_s) (seconds from the swap or restart, or since the pair in place was swapped in,
+      to the module's end), C(wait) (poll, or ask once), C(reference).
+  returned: when the controller asks the cloud
+  type: dict
+  sample: {agent_id: "07048933", since_s: 0.41, wait: true, reference: the swap}
 installed_packages:
   description: Packages the action plugin installed before running the module again.
   returned: when it installed them

@@ -10,8 +10,10 @@ from the first byte, never in a command line - and the module reads the file it 
 ``headers_file``, then deletes it. The same command removes headers files that interrupted runs
 left behind; the directory is removed when the task ends, whatever happened.
 
-A subclass says what else the controller does before the module (``prepare``) and which report
-row it makes of the result (``status_row``). Without headers this adds no round trip.
+A subclass says what else the controller does before the module (``prepare``, which sees the
+headers the controller holds in ``self.controller_headers``), after it (``after_module``, which
+may run it again with ``run_again``) and which report row it makes of the result
+(``status_row``). Without headers this adds no round trip.
 """
 from __future__ import annotations
 
@@ -54,11 +56,19 @@ class ApiAction(ActionBase):
     # Whether the plugin's own messages name role variables when the task belongs to a role.
     names_role_variables = False
 
+    # The headers (the token) the controller holds for this task: {} when only the device does.
+    controller_headers = {}
+
     # ------------------------------------------------------------------ what subclasses add
     def prepare(self, module_args, host, task_vars):
         """Controller work before the module; returns packages to install when the device lacks
         libraries (None: never install)."""
         return None
+
+    def after_module(self, outcome, module_args, task_vars):
+        """Controller work on the module's result (the headers file still exists); returns the
+        result to report."""
+        return outcome
 
     def status_row(self, result, host):
         """The host's report row made of the module's result, or None."""
@@ -80,6 +90,7 @@ class ApiAction(ActionBase):
         wrap_async = self._task.async_val and not self._connection.has_native_async
         try:
             headers = self._take_headers(module_args, wrap_async)
+            self.controller_headers = headers
             install = self.prepare(module_args, host, task_vars)
             if in_role:  # the module's messages name the role's variables too
                 module_args["option_names"] = "role"
@@ -96,6 +107,8 @@ class ApiAction(ActionBase):
                 headers_path = self._send_headers(headers)
                 module_args["headers_file"] = headers_path
             outcome = self._run_module(module_args, task_vars, wrap_async, install)
+            if not wrap_async:
+                outcome = self.after_module(outcome, module_args, task_vars)
         finally:
             if not wrap_async:  # async_wrapper removes its directory itself
                 self._cleanup(headers_path)
@@ -145,6 +158,13 @@ class ApiAction(ActionBase):
         again["changed"] = True  # the packages were installed
         again["installed_packages"] = list(install)
         return again
+
+    def run_again(self, module_args, task_vars):
+        """Run the module once more with ``module_args`` (its headers file sent again: the module
+        deleted the first one once read)."""
+        if self.controller_headers:
+            module_args["headers_file"] = self._send_headers(self.controller_headers)
+        return self._execute_module(module_args=module_args, task_vars=task_vars)
 
     def _send_headers(self, headers):
         """Write ``headers`` 0600 into the remote temporary directory through the standard input
