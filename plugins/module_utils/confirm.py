@@ -178,12 +178,16 @@ def silence(hb, stale_minutes, now=None):
     return None
 
 
-def review(hb, identity_age_s, audit=False, stale_minutes=DEFAULT_STALE_MINUTES, now=None):
+def review(hb, identity_age_s, audit=False, stale_minutes=DEFAULT_STALE_MINUTES, now=None, taken_over=False):
     """What one answer means for a run that changed nothing for the agent: (``ok`` | ``heal`` |
     ``fail``, message). ``identity_age_s``: the seconds since the pair in place was swapped in.
     An agent on an older identity is owed a restart (``heal``; an audit flags it); an audit also
-    flags silent agents. Anything else is reported as it is."""
+    flags silent agents. Anything else is reported as it is. ``taken_over``: this run took the
+    ID over, so an older agent is the replaced device's (its session lasts until it
+    disconnects), not this host's."""
     verdict = judge(hb, identity_age_s, "the last swap")
+    if verdict.kind == "old" and taken_over:
+        return "ok", "%s (the device the ID was taken from, until its session ends)" % verdict.message
     if verdict.kind == "old":
         return ("fail" if audit else "heal"), "the cloud shows agent %s %s" % (hb.agent_id, verdict.message)
     if audit:

@@ -356,7 +356,8 @@ def _confirm(job, status, result):
             if view is None:
                 return False
         status.update(confirm.report_fields(view))
-        outcome, message = confirm.review(view, age, audit=c.audit, stale_minutes=c.stale_minutes)
+        outcome, message = confirm.review(view, age, audit=c.audit, stale_minutes=c.stale_minutes,
+                                          taken_over=bool(status.get("takeover")))
         if outcome == "fail":
             raise PhaseFailed("confirm", message)
         if outcome == "ok":

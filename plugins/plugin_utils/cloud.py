@@ -106,7 +106,8 @@ class ControllerCloud:
             return self._not_asked(outcome, agent_id, exc)
         status.update(confirm.report_fields(view))
         verdict, message = confirm.review(view, since(), audit=self.audit,
-                                          stale_minutes=int(module_args.get("confirm_stale_minutes") or 10))
+                                          stale_minutes=int(module_args.get("confirm_stale_minutes") or 10),
+                                          taken_over=bool(status.get("takeover")))
         if verdict == "fail":
             return _failed(outcome, message)
         if verdict == "heal" and not healing:  # the module restarts the agent, given this answer

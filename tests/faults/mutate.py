@@ -520,6 +520,42 @@ _ROLE_MUTATIONS = [
 for _name, _what, _file, _old, _new, _cases in _ROLE_MUTATIONS:
     MUTATIONS[_name] = (_what, [(_file, _old, _new)], [_R + case for case in _cases])
 
+# The cloud's confirmation of the running agent and the takeover refusal (issues 20, 18).
+_CONFIRM = "tests/module/test_confirm.py::"
+MUTATIONS.update({
+    "confirm-no-uptime": (
+        "an active agent older than the swap is not confirmed (uptime compared with the time since it)",
+        [("plugins/module_utils/confirm.py", "    if hb.uptime > since_s:\n", "    if False:\n")],
+        [_CONFIRM + "test_an_agent_not_restarted_fails_with_the_clouds_view_and_the_next_run_heals_it"],
+    ),
+    "confirm-404-ok": (
+        "the heartbeat route's 404 (never seen) is no confirmation",
+        [("plugins/module_utils/confirm.py", '        return Verdict("unseen", hb,',
+          '        return Verdict("confirmed", hb,')],
+        [_CONFIRM + "test_an_agent_that_never_connects_is_404_never_seen"],
+    ),
+    "no-takeover-check": (
+        "a pre-assigned ID a device holds is refused before any key or upload",
+        [("plugins/module_utils/identity/transaction.py", "        if not plan.claims:\n            return",
+          "        if True:\n            return")],
+        [F + "test_takeover.py::test_an_id_whose_agent_is_active_is_refused_before_any_key_or_upload"],
+    ),
+    "upload-lapsed-reservation": (
+        "a reservation lapsed before the upload is replaced, never uploaded against",
+        [("plugins/module_utils/identity/transaction.py",
+          "if reservation is None or not reservation.lapsed():", "if True:")],
+        [F + "test_network.py::test_a_reservation_lapsed_before_the_upload_is_replaced_once"],
+    ),
+    "restarted-nothing-ok": (
+        "with confirm=none, a restart method that restarted nothing fails a rotation",
+        [("plugins/module_utils/provision.py",
+          'elif not job.confirm.enabled and r.method != "none" and result.get("action") != "created":',
+          "elif False:")],
+        ["tests/playbook/test_role_restart.py::"
+         "test_device_without_docker_is_provisioned_but_a_rotation_it_cannot_restart_fails"],
+    ),
+})
+
 # What a mutant holds: the collection's content (built by the test session like the repository).
 CONTENT = ("plugins", "roles", "playbooks", "meta", "galaxy.yml", "README.md", "LICENSE")
 
