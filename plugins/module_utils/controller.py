@@ -100,6 +100,8 @@ def decommission_status(result):
     return {
         "agent_id": result.get("agent_id") or "", "action": result.get("action") or "failed",
         "reason": result.get("reason") or "", "phase": "decommission" if result.get("failed") else "",
+        "cloud": result.get("cloud") or "not asked", "agent_uptime_s": result.get("agent_uptime_s"),
+        "heartbeat_at": result.get("heartbeat_at") or "",
         "error": result.get("msg", "") if result.get("failed") else "",
         "checked_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

@@ -66,6 +66,29 @@ options:
         C(mtls_api_ca_src)) instead of O(ca_path).
     type: bool
     default: false
+  cloud_check:
+    description:
+      - C(heartbeat) - once the server confirmed the deletion, ask the cloud's heartbeat route
+        about the ID; an agent it still sees C(active) is reported (a warning, the reason and
+        the return value C(still_active)) - its session lasts until it disconnects. C(none) - do
+        not ask.
+      - Default C(heartbeat) for the api-service deployment (O(upload_format=json) to
+        C(/agent/certificate)), C(none) otherwise.
+    type: str
+    choices: [heartbeat, none]
+  confirm_endpoint:
+    description: The heartbeat route (POST, JSON C({"agent_id"}), bearer token).
+    type: str
+    default: /agent/heartbeat
+  upload_format:
+    description: The deployment's upload format; with O(upload_endpoint), what the default of O(cloud_check) follows.
+    type: str
+    choices: [multipart, json]
+    default: multipart
+  upload_endpoint:
+    description: The deployment's upload endpoint (see O(upload_format)).
+    type: str
+    default: /upload-orchestrator-certificate
 attributes:
   check_mode:
     description: Sends nothing and removes nothing; reports the action and the files it would remove.
@@ -142,6 +165,16 @@ reason:
   returned: success
   type: str
   sample: the server deleted 07048933
+still_active:
+  description: Why the cloud still sees the deleted ID's agent active (its session outlives the deletion).
+  returned: when the cloud still sees it active after the deletion
+  type: str
+  sample: the cloud sees its agent active (uptime 4211s, last heartbeat 2026-12-05T10:00:00)
+cloud:
+  description: The cloud's view of the agent after the deletion - C(active), C(inactive), C(unseen) or C(not asked).
+  returned: success
+  type: str
+  sample: unseen
 """
 
 import os
@@ -151,9 +184,12 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import names
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import (
+    CONFIRM_MODES,
     DEFAULTS,
     REQUESTS_IMPORT_ERROR,
+    UPLOAD_FORMATS,
     ProvisioningClient,
+    default_confirm,
 )
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certs import CRYPTOGRAPHY_IMPORT_ERROR
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import (
@@ -182,6 +218,10 @@ def argument_spec():
         "timeout": {"type": "float", "default": DEFAULTS["timeout"]},
         "retries": {"type": "int", "default": DEFAULTS["retries"]},
         "option_names": {"type": "str", "default": "module", "choices": ["module", "role"]},
+        "cloud_check": {"type": "str", "choices": list(CONFIRM_MODES)},
+        "confirm_endpoint": {"type": "str", "default": DEFAULTS["confirm_endpoint"]},
+        "upload_format": {"type": "str", "default": DEFAULTS["upload_format"], "choices": list(UPLOAD_FORMATS)},
+        "upload_endpoint": {"type": "str", "default": DEFAULTS["upload_endpoint"]},
     }
 
 
@@ -198,6 +238,26 @@ def identity_path(path, uid):
                               % (uid, names.setting("path"))) from None
         path = home + path[1:]
     return expand_path(path)
+
+
+def still_active(module, client, result):
+    """Ask the cloud about the deleted ID: an agent it still sees active is reported (a deletion
+    does not end the agent's session; the cloud checks the certificate at connect only)."""
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import confirm
+
+    agent_id = result["agent_id"]
+    try:
+        hb = client.heartbeat(agent_id)
+    except IdentityError as exc:
+        module.warn("the cloud could not be asked whether agent %s is still active: %s" % (agent_id, exc.msg))
+        return
+    result.update(confirm.report_fields(hb))
+    if hb.active:
+        result["still_active"] = confirm.holder_evidence(hb)
+        note = ("the cloud still sees agent %s active after the deletion (%s): its session lasts until it "
+                "disconnects; stop the agent" % (agent_id, result["still_active"]))
+        result["reason"] = "%s; %s" % (result["reason"], note)
+        module.warn(note)
 
 
 def main():
@@ -222,7 +282,8 @@ def main():
         ca_path = os.path.join(path, API_CA) if p["ca_in_dir"] else p["ca_path"]
         client = ProvisioningClient(p["api_url"], headers=headers, ca_path=ca_path,
                                     validate_certs=p["validate_certs"], timeout=p["timeout"],
-                                    retries=p["retries"], id_pattern=p["id_pattern"])
+                                    retries=p["retries"], id_pattern=p["id_pattern"],
+                                    confirm_endpoint=p["confirm_endpoint"])
         clients.append(client)
         if check:
             client.deletion_path(agent_id, p["endpoint"])
@@ -234,6 +295,9 @@ def main():
         uid, gid = resolve_owner(p["owner"])
         decommission(identity_path(p["path"], uid), uid, gid, p["confirm"], p["local_only"], delete,
                      check_mode=module.check_mode, id_pattern=p["id_pattern"], result=result)
+        if (p["cloud_check"] or default_confirm(p)) == "heartbeat" and clients and not module.check_mode \
+                and result.get("action") == "decommissioned":
+            still_active(module, clients[0], result)
     except IdentityError as exc:
         error = exc
     finally:

@@ -133,3 +133,18 @@ def test_check_mode_asks_nothing(svc, tmp_path, running, asker):
         check = run_task(tmp_path, "mtls_identity", dict(args, rotate=rotate), check=True)
         assert not check.failed and status(check)["cloud"] == "not asked", check.output[-3000:]
     assert svc.request_count(HEARTBEAT) == 0
+
+
+def test_a_deleted_id_whose_agent_is_still_active_is_reported(svc, tmp_path, running):
+    """Decommission on the api-service deployment: the server deletes the ID, but the agent's
+    session (validated at connect only) stays active: reported, not hidden."""
+    args, agent, agent_id = running("controller")
+    deregister = {"path": args["path"], "confirm": agent_id, "api_url": svc.api_url, "endpoint": "/orchestrators/{id}",
+                  "headers": svc.auth_headers(), "ca_path": str(svc.ca_path), "upload_format": "json",
+                  "upload_endpoint": "/agent/certificate"}
+    run = run_task(tmp_path, "mtls_deregister", deregister)
+    result = run.result
+    assert not run.failed and result["action"] == "decommissioned" and agent_id in svc.deleted_ids(), run.output[-3000:]
+    assert result["cloud"] == "active" and result["still_active"].startswith("the cloud sees its agent active"), result
+    assert "the cloud still sees agent %s active after the deletion" % agent_id in result["reason"]
+    assert "the cloud still sees agent %s active after the deletion" % agent_id in run.output  # the warning
