@@ -213,11 +213,13 @@ options:
     default: agent-tls.ini
   agent_restart:
     description:
-      - C(docker) restarts O(agent_container) (none there, or no docker command, is reported,
-        not an error) and checks that it mounts the identity read-only at
+      - C(docker) restarts O(agent_container) and checks that it mounts the identity read-only at
         C(<agent_container_home>/.mtls) with the right C(SSL_CERT_FILE); C(systemd) restarts
         O(agent_service) (after a daemon-reload when its drop-in changed); C(command) runs
         O(agent_restart_command) without a shell; C(none) restarts nothing.
+      - A method that restarted nothing (no docker command, no such container) is fine for a new
+        device; after a rotation it fails (owed to the next run) unless O(confirm=heartbeat),
+        where the cloud's answer decides.
     type: str
     choices: [docker, systemd, command, none]
     default: none
