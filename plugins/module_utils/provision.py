@@ -344,37 +344,54 @@ def _confirm(job, status, result):
     reference, label = _reference(job, result)
     healed = False
     if reference is None:
-        age = _identity_age(job)
-        if c.view is not None and c.view.agent_id == agent_id:
-            view = c.view  # asked by the controller before the module ran
-        elif c.by == "controller":  # it asks once, after the module
-            result["confirmation"] = {"agent_id": agent_id, "since_s": age, "wait": False,
-                                      "reference": "the last swap"}
+        if not _review(job, status, result, agent_id):
             return False
-        else:
-            view = _ask_once(job, agent_id)
-            if view is None:
-                return False
-        status.update(confirm.report_fields(view))
-        outcome, message = confirm.review(view, age, audit=c.audit, stale_minutes=c.stale_minutes,
-                                          taken_over=bool(status.get("takeover")))
-        if outcome == "fail":
-            raise PhaseFailed("confirm", message)
-        if outcome == "ok":
-            return False
-        if job.restart.method == "none":
-            raise PhaseFailed("confirm", "%s; %s is none: restart it yourself" % (
-                message, names.setting("agent_restart")))
-        _restart(job, status, result)  # owed: the agent still runs the identity swapped out
-        result["reason"] = status["reason"] = "; ".join(part for part in (
-            result.get("reason"), "the agent was restarted: " + message) if part)
-        if job.restarted_at is None:  # nothing restarted: the cloud decides
-            job.restarted_at = time.monotonic()
         reference, label, healed = job.restarted_at, "the restart", True
+    _wait(job, status, result, agent_id, reference, label)
+    return healed
+
+
+def _review(job, status, result, agent_id):
+    """A run that changed nothing for the agent: one answer (the controller's, asked before the
+    module, or the module's own), reported. Returns True when it restarted an agent the cloud
+    shows on an identity older than the last swap (it must then confirm the restart)."""
+    c = job.confirm
+    age = _identity_age(job)
+    if c.view is not None and c.view.agent_id == agent_id:
+        view = c.view
+    elif c.by == "controller":  # it asks once, after the module
+        result["confirmation"] = {"agent_id": agent_id, "since_s": age, "wait": False, "reference": "the last swap"}
+        return False
+    else:
+        view = _ask_once(job, agent_id)
+        if view is None:
+            return False
+    status.update(confirm.report_fields(view))
+    outcome, message = confirm.review(view, age, audit=c.audit, stale_minutes=c.stale_minutes,
+                                      taken_over=bool(status.get("takeover")))
+    if outcome == "fail":
+        raise PhaseFailed("confirm", message)
+    if outcome == "ok":
+        return False
+    if job.restart.method == "none":
+        raise PhaseFailed("confirm", "%s; %s is none: restart it yourself" % (
+            message, names.setting("agent_restart")))
+    _restart(job, status, result)  # owed: the agent still runs the identity swapped out
+    result["reason"] = status["reason"] = "; ".join(part for part in (
+        result.get("reason"), "the agent was restarted: " + message) if part)
+    if job.restarted_at is None:  # nothing restarted: the cloud decides
+        job.restarted_at = time.monotonic()
+    return True
+
+
+def _wait(job, status, result, agent_id, reference, label):
+    """Poll until the cloud shows an agent started after ``reference`` (or hand the question
+    over to the controller); raise PhaseFailed with the cloud's last answer otherwise."""
+    c = job.confirm
     if c.by == "controller":
         result["confirmation"] = {"agent_id": agent_id, "since_s": time.monotonic() - reference, "wait": True,
                                   "reference": label}
-        return healed
+        return
     try:
         verdict = confirm.poll(lambda: c.ask(agent_id), lambda: time.monotonic() - reference, c.timeout,
                                reference=label, interval=c.interval, sleep=c.sleep)
@@ -383,7 +400,6 @@ def _confirm(job, status, result):
     status.update(confirm.report_fields(verdict.heartbeat))
     if not verdict.ok:
         raise PhaseFailed("confirm", confirm.failure(agent_id, verdict, c.timeout))
-    return healed
 
 
 def _reference(job, result):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 
 from ansible.module_utils.parsing.convert_bool import boolean
+from ansible.utils.display import Display
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api, confirm, transport
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, ConfigError
@@ -111,18 +112,18 @@ class ControllerCloud:
             view = self.client.heartbeat(agent_id)
         except ApiError as exc:
             return self._not_asked(outcome, agent_id, exc)
-        status.update(confirm.report_fields(view))
-        verdict, message = confirm.review(view, since(), audit=self.audit,
-                                          stale_minutes=int(module_args.get("confirm_stale_minutes") or 10),
-                                          taken_over=bool(status.get("takeover")))
-        if verdict == "fail":
-            return _failed(outcome, message)
+        verdict, message = self._review(status, view, since(), module_args)
         if verdict == "heal" and not healing:  # the module restarts the agent, given this answer
             again = dict(module_args, cloud_view=view.as_dict())
             return self.after_module(run_again(again), again, run_again, healing=True)
-        if verdict == "heal":
-            return _failed(outcome, message)
-        return outcome
+        return outcome if verdict == "ok" else _failed(outcome, message)
+
+    def _review(self, status, view, since_s, module_args):
+        """One answer for a run that changed nothing for the agent (confirm.review), recorded."""
+        status.update(confirm.report_fields(view))
+        return confirm.review(view, since_s, audit=self.audit, taken_over=bool(status.get("takeover")),
+                              stale_minutes=int(module_args.get("confirm_stale_minutes")
+                                                or confirm.DEFAULT_STALE_MINUTES))
 
     def _wait(self, outcome, agent_id, since, reference):
         status = outcome["status"]
@@ -137,10 +138,12 @@ class ControllerCloud:
         return outcome
 
     def _not_asked(self, outcome, agent_id, exc):
+        """An unchanged run whose one question failed: its own job is done (a warning); an
+        audit fails."""
         message = "the cloud could not be asked about agent %s: %s" % (agent_id, exc.msg)
         if self.audit:
             return _failed(outcome, message)
-        outcome.setdefault("warnings", []).append(message)
+        Display().warning(message)
         return outcome
 
 
