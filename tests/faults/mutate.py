@@ -546,6 +546,38 @@ MUTATIONS.update({
           "if reservation is None or not reservation.lapsed():", "if True:")],
         [F + "test_network.py::test_a_reservation_lapsed_before_the_upload_is_replaced_once"],
     ),
+    "reserve-before-key": (
+        "the key is made before an ID is reserved (an interrupted keygen reserves none)",
+        [("plugins/module_utils/identity/transaction.py",
+          "return self._new_identity(a, plan, plan.agent_id, creating=True)",
+          "return self._new_identity(a, plan, plan.agent_id or self.client.reserve().agent_id, creating=True)")],
+        [F + "test_crash.py::test_kill_then_rerun_converges[staged-key-create-SIGTERM]"],
+    ),
+    "confirm-in-check-mode": (
+        "check mode asks the cloud nothing",
+        [("plugins/module_utils/provision.py", ' or (job.check_mode and not c.audit):', ":"),
+         ("plugins/plugin_utils/cloud.py", "        if check_mode and not audit:\n            return None",
+          "        if False:\n            return None")],
+        [_CONFIRM + "test_check_mode_asks_nothing"],
+    ),
+    "no-heal": (
+        "an unchanged run restarts an agent the cloud shows on an identity older than the last swap",
+        [("plugins/module_utils/confirm.py", 'return ("fail" if audit else "heal"),',
+          'return ("fail" if audit else "ok"),')],
+        [_CONFIRM + "test_an_agent_not_restarted_fails_with_the_clouds_view_and_the_next_run_heals_it"],
+    ),
+    "audit-no-silence": (
+        "the audit fails agents silent longer than mtls_confirm_stale_minutes, or never seen",
+        [("plugins/module_utils/confirm.py", "        silent = silence(hb, stale_minutes, now)\n",
+          "        silent = None\n")],
+        ["tests/playbook/test_role_confirm.py::test_the_audit_shows_the_clouds_view_and_flags_silent_agents"],
+    ),
+    "deleted-but-active-hidden": (
+        "a deleted ID whose agent is still active is reported",
+        [("plugins/modules/mtls_deregister.py", "            still_active(module, clients[0], result)\n",
+          "            pass\n")],
+        [_CONFIRM + "test_a_deleted_id_whose_agent_is_still_active_is_reported"],
+    ),
     "restarted-nothing-ok": (
         "with confirm=none, a restart method that restarted nothing fails a rotation",
         [("plugins/module_utils/provision.py",
