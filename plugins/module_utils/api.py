@@ -50,6 +50,7 @@ The HTTP plumbing (retries, deadlines, bounded answers) is ``transport``; what i
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 
@@ -189,7 +190,8 @@ class Heartbeat:
 
 
 def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and value >= 0
+    """A non-negative int or float (not a bool, not NaN)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value) and value >= 0
 
 
 def _text_or_none(value):
