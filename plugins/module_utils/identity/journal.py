@@ -14,7 +14,9 @@ state                  files                            the registry may hold   
 settled                client.key + client.crt (or      client.crt                     decides (plan.py)
                        nothing), no journal
 staging                .client.key.new [+ .crt.new],    the previous certificate       removes the staged files
-                       no journal                       (nothing was sent)             ("incomplete"), then decides
+                       no journal                       (nothing was sent; a creation  ("incomplete"), then decides
+                                                        may have reserved an ID, which
+                                                        lapses unused on the server)
 sending                staged key + staged cert +       the previous or the staged     recovers: uploads the staged
                        journal (create/rotate)          certificate                    certificate again, swaps it in
 enrolling (CSR)        staged key + journal, no         the previous or a certificate  removes the staged key; the
@@ -33,6 +35,11 @@ stale                  journal naming another ID        --                      
 copying                .client.crt.copy (a hard-linked  client.crt                     removes it, then decides
                        certificate being replaced)
 =====================  ===============================  =============================  ==============================
+
+The key is made before an ID is reserved, and a reservation needs no journal (it registers
+nothing): an interruption before the journal exists costs at most one unused reservation, never
+a second identity. The journal names the ID the upload is for, so it is written after the
+reservation (and rewritten by nothing: a lapsed reservation is replaced before the journal).
 
 A definitive failure (the server surely did not act) removes the staged files and the journal
 this run wrote; an interruption once the journal exists leaves everything for the next run,
