@@ -690,6 +690,14 @@ MUTATIONS.update({
          ("plugins/plugin_utils/cloud.py", "if not headers or (check_mode and not audit):", "if not headers:")],
         [_CONFIRM + "test_check_mode_asks_nothing"],
     ),
+    "audit-token-on-device": (
+        "an audit keeps the token on the controller, which asks the cloud; the device asks nothing",
+        [("plugins/action/mtls_identity.py",
+          '        return not boolean(module_args.get("audit") or False, strict=False)', "        return True"),
+         ("plugins/module_utils/provision.py", 'if job.check_mode and not (c.audit and c.by == "controller"):',
+          "if job.check_mode and not c.audit:")],
+        [_CONFIRM + "test_an_audit_has_the_controller_ask_and_sends_the_device_no_token"],
+    ),
     "no-heal": (
         "an unchanged run restarts an agent the cloud shows on an identity older than the last swap",
         [("plugins/module_utils/confirm.py", 'return ("fail" if audit else "heal"),',

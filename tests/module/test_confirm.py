@@ -19,6 +19,7 @@ from tests.fixtures.api_service import api_service_args as confirm_args
 pytestmark = pytest.mark.integration
 
 HEARTBEAT = "/agent/heartbeat"
+HEADERS_FILE = "mtls-identity-headers.json"  # the file the action plugin writes the headers into
 
 
 @pytest.fixture
@@ -147,3 +148,29 @@ def test_a_deleted_id_whose_agent_is_still_active_is_reported(svc, tmp_path, run
     assert result["cloud"] == "active" and result["still_active"].startswith("the cloud sees its agent active"), result
     assert "the cloud still sees agent %s active after the deletion" % agent_id in result["reason"]
     assert "the cloud still sees agent %s active after the deletion" % agent_id in run.output  # the warning
+
+
+def test_an_audit_has_the_controller_ask_and_sends_the_device_no_token(svc, tmp_path, running):
+    """The audit (check mode, ``audit``): the controller, holding the token, asks the cloud once
+    and flags what it says; the module gets no headers file (nothing reaches the device). With
+    the token only on the device, nobody asks: the device sends nothing in an audit."""
+    args, agent, agent_id = running("controller")
+    svc.clear_faults()
+    audit = run_task(tmp_path, "mtls_identity", dict(args, audit=True), check=True, verbosity=3)
+    row = status(audit)
+    assert not audit.failed and (row["cloud"], row["audit"]) == ("active", "valid"), audit.output[-3000:]
+    assert svc.request_count(HEARTBEAT) == 1
+    assert HEADERS_FILE not in audit.output  # no `cat > .../mtls-identity-headers.json`: the token stayed here
+    # Control: check mode outside an audit does send the device its headers file (-vvv shows it).
+    assert HEADERS_FILE in run_task(tmp_path, "mtls_identity", args, check=True, verbosity=3).output
+    agent.stop()
+    svc.wait_for_heartbeat(agent_id, until=lambda code, body: code == 200 and body["status"] == "inactive")
+    silent = run_task(tmp_path, "mtls_identity", dict(args, audit=True, confirm_stale_minutes=0), check=True)
+    row = status(silent)
+    assert silent.failed and (row["phase"], row["cloud"]) == ("confirm", "inactive"), silent.output[-3000:]
+    assert "has been silent for more than 0 minutes (confirm_stale_minutes)" in row["error"], row
+
+    device_token = confirm_args(svc, tmp_path, tmp_path / "home", "module", agent_id=agent_id)
+    svc.clear_faults()
+    alone = run_task(tmp_path, "mtls_identity", dict(device_token, audit=True), check=True)
+    assert status(alone)["cloud"] == "not asked" and svc.request_count(HEARTBEAT) == 0, alone.output[-3000:]
