@@ -209,7 +209,7 @@ options:
     default: false
   backup_keep:
     description:
-      - With O(:backup=true), after a successful swap the backups beyond the newest this many pairs (key
+      - With O(backup)=true, after a successful swap the backups beyond the newest this many pairs (key
         and certificate of one rotation) are removed, so retired private keys do not pile up in the directory.
       - Only regular files named C(client.key.<UTC time>[-<n>].bak) or C(client.crt.<UTC time>[-<n>].bak)
         count; each is unlinked through the directory's descriptor (a symbolic link is never followed, nor

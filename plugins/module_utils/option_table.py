@@ -240,7 +240,7 @@ OPTIONS = (
         Option("backup", "bool", "Keep hard-linked copies (C(<name>.<UTC time>.bak)) of the previous key and "
                "certificate on rotation.", default=False),
         Option("backup_keep", "int", [
-            "With O(:backup=true), after a successful swap the backups beyond the newest this many pairs (key "
+            "With O(:backup)=true, after a successful swap the backups beyond the newest this many pairs (key "
             "and certificate of one rotation) are removed, so retired private keys do not pile up in the "
             "directory.",
             "Only regular files named C(client.key.<UTC time>[-<n>].bak) or C(client.crt.<UTC time>[-<n>].bak) "
