@@ -21,6 +21,10 @@ repetitions (and, with --connection both, the modes one after the other in alter
   provision   playbooks/provision.yml on fresh identity dirs (first run)
   rerun       the same playbook again (idempotent re-run)
   rerun_lean  the same re-run with mtls_verify_unchanged=false (no handshake on unchanged hosts)
+  rerun_token, rerun_confirm  (--confirm) the same re-run with the API token on the controller,
+              without asking the cloud (mtls_confirm=none) and asking it (heartbeat: the
+              controller asks once per host; the fleet has no agents, so the cloud says
+              "unseen", which an unchanged run reports without failing)
   rotate      the same with mtls_rotate=always and a restart of a stand-in agent per host
               (bench/agents.py); the fleet report's blackout_ms is read afterwards
   baseline    bench/baseline/provision.yml on fresh dirs (community.crypto), and its re-run
@@ -77,6 +81,7 @@ PING = BENCH / "playbooks" / "ping.yml"
 KEYGEN = BENCH / "keygen.py"
 BLOCKS = ("provision", "baseline", "ping", "keygen", "micro")  # run per repetition, this order or reversed
 SKIPPABLE = ("rerun", "rerun_lean", "rotate", "baseline_rerun")
+HEARTBEAT = "/agent/heartbeat"
 
 
 def log(msg: str) -> None:
@@ -349,10 +354,14 @@ def run_block(mode: Mode, block: str, rep: int, runner: Runner, svc, args, rotat
         return runner.playbook(fleet, label, path, inventory, forks, extra)
 
     if block == "provision":
-        inv = fleet.inventory(svc, "ours", rep, args.settings)
+        # --confirm: the controller verifies the API itself (mtls_api_ca_src), so it asks the cloud.
+        settings = dict(args.settings, mtls_api_ca_src=str(svc.ca_path)) if args.confirm else args.settings
+        inv = fleet.inventory(svc, "ours", rep, settings)
         mode.add(playbook("provision", PROVISION, inv), "all")
         if "rerun" not in skip:
             mode.add(playbook("rerun", PROVISION, inv), "none")
+        if args.confirm:
+            confirm_reruns(mode, rep, playbook, svc, inv, args.token_vars)
         if "rerun_lean" not in skip:
             # The same re-run verifying only what changed (nothing): the large-fleet setting.
             mode.add(playbook("rerun_lean", PROVISION, inv, ["mtls_verify_unchanged=false"]), "none")
@@ -386,6 +395,21 @@ def run_block(mode: Mode, block: str, rep: int, runner: Runner, svc, args, rotat
         for kind in tables.MICRO:
             mode.add(playbook(f"micro_{kind}", BENCH / "playbooks" / f"micro_{kind}.yml", mode.ping_inventory))
     mode.loads.append(os.getloadavg())
+
+
+def confirm_reruns(mode: Mode, rep: int, playbook, svc, inv: Inventory, token_vars: Path) -> None:
+    """The re-run with the token on the controller, without and with the cloud's confirmation
+    (alternating which goes first): the difference is what asking costs. Each host is asked at
+    most once."""
+    labels = ("rerun_token", "rerun_confirm") if rep % 2 == 0 else ("rerun_confirm", "rerun_token")
+    for label in labels:
+        svc.clear_faults()
+        mode_var = "mtls_confirm=" + ("heartbeat" if label == "rerun_confirm" else "none")
+        rec = mode.add(playbook(label, PROVISION, inv, [f"@{token_vars}", mode_var]), "none")
+        rec["heartbeat_requests"] = svc.request_count(HEARTBEAT)
+        if label == "rerun_confirm" and rec["heartbeat_requests"] > mode.n:
+            mode.problems.append(f"{mode.fleet.name} rerun_confirm: {rec['heartbeat_requests']} heartbeat "
+                                 f"requests for {mode.n} hosts (at most one each)")
 
 
 # --------------------------------------------------------------------------- module alone
@@ -479,6 +503,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="calls of the module alone, each create and unchanged (default min(N, 10))")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for every ansible-playbook run (experiments, e.g. ANSIBLE_PIPELINING=1)")
+    p.add_argument("--confirm", action="store_true",
+                   help="add rerun_token and rerun_confirm: the re-run with the token on the controller, without "
+                        "and with the cloud's confirmation (mtls_confirm=heartbeat)")
     p.add_argument("--tasks", action="store_true", help="print the per-task breakdown of the median runs")
     p.add_argument("--profile", action="store_true",
                    help="also run the module alone under cProfile (create, unchanged) and print where its time goes")
@@ -551,6 +578,12 @@ def main(argv: list[str] | None = None) -> int:
     versions = _versions(crypto_ver)  # at the start: other work may commit during a long run
     rotate_vars = scratch / "rotate-vars.json"
     rotate_vars.write_text(json.dumps(agents.ROTATE_VARS))
+    # --confirm: the API token, held by the controller; the bench's (legacy) flavor has no heartbeat
+    # route of its own: the reference service's is named.
+    args.token_vars = scratch / "token-vars.json"
+    args.token_vars.write_text(json.dumps({"mtls_api_headers": {"Authorization": "Bearer bench-token"},
+                                           "mtls_confirm_endpoint": HEARTBEAT}))
+    args.token_vars.chmod(0o600)
     svc = Service(scratch / "service", token="bench-token").start()
     log(f"service api={svc.api_url} gate={svc.gate_url}; scratch {scratch}")
     runner = Runner(args, scratch, collections_root, getattr(getattr(svc, "process", None), "pid", None))
@@ -589,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
     head = {"started": started.isoformat(timespec="seconds"), "hosts": n, "forks": forks,
             "device_cpu_percent": args.device_cpu,
             "repeat": args.repeat, "cores": len(os.sched_getaffinity(0)), "extra_env": args.env,
-            "key_size": args.key_size, "skipped_runs": args.skip, "versions": versions,
+            "key_size": args.key_size, "skipped_runs": args.skip, "confirm": args.confirm, "versions": versions,
             "service_registrations": registrations}
     results = [_mode_result(mode, {**head, "forks": mode.forks}) for mode in modes]
     tables.add_fleet_summaries(results)

@@ -9,7 +9,8 @@ import statistics
 from pathlib import Path
 
 MICRO = ("empty", "skipped", "set_fact", "module")  # bench/playbooks/micro_<kind>.yml; 10 tasks each
-RUN_ORDER = ("provision", "rerun", "rerun_lean", "rotate", "baseline", "baseline_rerun", "ping")
+RUN_ORDER = ("provision", "rerun", "rerun_lean", "rerun_token", "rerun_confirm", "rotate", "baseline",
+             "baseline_rerun", "ping")
 FLEET_RUNS = ("ping", "provision", "rerun", "rerun_lean", "rotate")  # the side-by-side table, this order
 
 # The targets at N = 50, forks 20, in both modes: (ratio, comparison, target, the run whose
@@ -55,6 +56,9 @@ def summarise(runs: dict[str, list[dict]], n: int, cores: int, module_alone: dic
     ratio("rerun/ping", "rerun", "ping", "an idempotent re-run against one ping task")
     ratio("rerun_lean/ping", "rerun_lean", "ping",
           "the same with mtls_verify_unchanged=false (unchanged hosts skip the handshake)")
+    ratio("rerun_confirm/rerun_token", "rerun_confirm", "rerun_token",
+          "the re-run asking the cloud once per host (mtls_confirm=heartbeat, the controller asks) against the "
+          "same without asking (target <= 1.1)")
     ratio("provision/baseline", "provision", "baseline", "the inverse of baseline/provision")
     ratio("rotate/provision", "rotate", "provision", "a rotation is a first run that keeps the ID")
     notes = {k: v for k, v in notes.items() if k in ratios or k in ratios_cpu}

@@ -140,3 +140,24 @@ def settings_for(ident_dir):
         return settings(ident_dir, **kw)
 
     return make
+
+
+# ---- the running agent (tests/fixtures/agent_daemon.py) as the cloud sees it ----
+@pytest.fixture
+def service_agent(tmp_path_factory):
+    """``service_agent(service, home)``: the stand-in agent for ``home`` on ``service``'s gate as
+    a service manager runs it (``servicectl.ServiceAgent``: its ``restart_script`` is the
+    ``command`` restart method), not started yet; stopped at teardown."""
+    from tests.fixtures.servicectl import ServiceAgent
+
+    made = []
+
+    def make(service, home, **options):
+        options.setdefault("env", {"SSL_CERT_FILE": str(service.ca_path)})
+        agent = ServiceAgent(service.gate_url, home, tmp_path_factory.mktemp("agent"), **options)
+        made.append(agent)
+        return agent
+
+    yield make
+    for agent in made:
+        agent.stop()

@@ -15,11 +15,16 @@ module run does the device's whole job.
   the ID the ledger holds for this host (``ledger_id``);
 - select the phases the role's tags ask for;
 - install the device's missing Python libraries (``install_prerequisites``) and run again;
+- ask the cloud about the running agent when the controller holds the token (``confirm``: no
+  device cost; plugin_utils/cloud.py), else leave it to the module; in an audit the token stays
+  on the controller;
 - return the module's ``status`` row as the fact ``mtls_identity_status`` for the report.
 """
 from __future__ import annotations
 
 import os
+
+from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import controller, names, option_table, options
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_files import (
@@ -29,6 +34,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_fil
 )
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.plugin_utils.api_action import ApiAction
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.plugin_utils.cloud import ControllerCloud
 
 try:
     from ansible.template import trust_as_template  # ansible-core >= 2.19: file text is not trusted
@@ -44,6 +50,7 @@ ROLE_TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os
 class ActionModule(ApiAction):
 
     role_options = tuple(option.name for option in option_table.MODULE_OPTIONS)
+    cloud = None
 
     def status_row(self, result, host):
         status = result.get("status")
@@ -64,6 +71,8 @@ class ActionModule(ApiAction):
         if self._task._role is not None and "phases" not in module_args:
             module_args["phases"] = controller.phases_for_tags(
                 task_vars.get("ansible_run_tags"), task_vars.get("ansible_skip_tags"))
+        self.cloud = ControllerCloud.for_task(module_args, self.controller_headers, self._task.check_mode,
+                                              lambda path: self.find_source(path, "ca_src", task_vars))
         for source, content in SOURCES:
             path = module_args.pop(source, None)
             if path:
@@ -72,9 +81,23 @@ class ActionModule(ApiAction):
                 module_args[content] = controller.read_source(self.find_source(path, source, task_vars), source)
         self._render_agent_files(module_args, task_vars)
         controller.apply_jitter(module_args, host)
+        if self.cloud is not None:
+            self.cloud.before_module(module_args)
         install = module_args.pop("install_prerequisites", False)
         packages = module_args.pop("prerequisite_packages", None) or []
         return packages if install else None
+
+    def headers_for_device(self, module_args):
+        """An audit reads the cloud from the controller only: its token never reaches the device."""
+        return not boolean(module_args.get("audit") or False, strict=False)
+
+    def after_module(self, outcome, module_args, task_vars):
+        if self.cloud is None:
+            return outcome
+        try:
+            return self.cloud.after_module(outcome, module_args, lambda args: self.run_again(args, task_vars))
+        finally:
+            self.cloud.close()
 
     # ------------------------------------------------------------------ the agent's files
     def _render_agent_files(self, module_args, task_vars):

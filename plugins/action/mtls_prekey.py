@@ -15,7 +15,9 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.action.mtls_identity i
 class ActionModule(IdentityAction):
 
     def _take_headers(self, module_args, wrap_async, task_vars):
-        super()._take_headers(module_args, wrap_async, task_vars)  # refused as the identity task refuses them
+        # Refused as the identity task refuses them, then dropped: without headers the controller
+        # asks the cloud nothing (plugin_utils/cloud.py) and the device gets none.
+        super()._take_headers(module_args, wrap_async, task_vars)
         return {}
 
     def status_row(self, result, host):

@@ -20,7 +20,7 @@ options:
         upload to C(/upload-orchestrator-certificate). C(enroll) - the upstream installer's current flow,
         C(GET /orchestrators/id) and a CSR the API signs at C(/orchestrators/enroll). C(api_service) - the
         api-service cloud, a JSON upload to C(/agent/certificate) with a bearer token (O(headers)), pre-assigned
-        IDs (set O(agent_id)) and a heartbeat route.
+        IDs (set O(agent_id)) and a heartbeat route (O(confirm)).
     type: str
     default: legacy
     choices:
@@ -111,6 +111,14 @@ options:
         (an INI C(mtls_agent_id=1234e567) is the float C(inf)). Quote it. Default - the API issues one on
         the first run.'
     type: raw
+  agent_id_takeover:
+    description:
+      - A creation with a pre-assigned O(agent_id) (or re-keying a device as another ID) first asks the
+        cloud (O(confirm)=heartbeat) whether a device holds the ID (its agent active or seen) and is refused,
+        before any key or upload, when one does. C(true) takes the ID over - for a host that replaces that
+        device (dead hardware); the report's C(takeover) column records the evidence overridden.
+    type: bool
+    default: false
   lost_identity:
     description:
       - What a device that lost its identity gets when the identity ledger knows its ID - C(restore) that
@@ -201,7 +209,7 @@ options:
     default: false
   backup_keep:
     description:
-      - With O(backup=true), after a successful swap the backups beyond the newest this many pairs (key
+      - With O(backup)=true, after a successful swap the backups beyond the newest this many pairs (key
         and certificate of one rotation) are removed, so retired private keys do not pile up in the directory.
       - Only regular files named C(client.key.<UTC time>[-<n>].bak) or C(client.crt.<UTC time>[-<n>].bak)
         count; each is unlinked through the directory's descriptor (a symbolic link is never followed, nor
@@ -296,10 +304,12 @@ options:
   agent_restart:
     description:
       - How the agent is restarted after its identity or a file it reads changed - C(docker) restarts O(agent_container)
-        (none there, or no docker command, is reported, not an error) and checks that it mounts the identity
-        read-only at C(<agent_container_home>/.mtls) with the right C(SSL_CERT_FILE); C(systemd) restarts
-        O(agent_service) (after a daemon-reload when its drop-in changed); C(command) runs O(agent_restart_command)
-        without a shell; C(none) restarts nothing.
+        and checks that it mounts the identity read-only at C(<agent_container_home>/.mtls) with the right
+        C(SSL_CERT_FILE); C(systemd) restarts O(agent_service) (after a daemon-reload when its drop-in changed);
+        C(command) runs O(agent_restart_command) without a shell; C(none) restarts nothing.
+      - A method that restarted nothing (no docker command, no such container) is fine for a new device
+        (its agent reads the identity when it starts); after a rotation it fails the host (owed to the next
+        run) unless O(confirm)=heartbeat, where the cloud's answer decides.
     type: str
     default: none
     choices:
@@ -380,6 +390,62 @@ options:
       - Seconds between those retries.
     type: float
     default: 3
+  confirm:
+    description:
+      - C(heartbeat) - the cloud confirms the running agent. After a swap or a restart the api-service's
+        heartbeat route is polled until it reports the agent C(active) with an C(uptime) no longer than
+        the time since then (an agent process started after the new pair was in place, whose certificate
+        the cloud validated at connect), within O(confirm_timeout); a host whose agent is not seen back
+        fails with what the cloud said (C(404 never seen), C(inactive since <time>), C(active but started
+        before the swap)), whatever the restart method. An unchanged run asks once and reports (report columns
+        C(cloud), C(agent_uptime_s), C(heartbeat_at)), and restarts an agent the cloud shows on an identity
+        older than the last swap. The controller asks when it holds the token (O(headers), O(headers_src)),
+        the device when only it does (O(headers_file)). Check mode asks nothing; the audit has the controller
+        ask once.
+      - C(none) - the cloud is not asked; a restart method that restarted nothing (no docker command, no
+        such container) then fails a rotation, unless O(agent_restart)=none.
+      - Default the API flavor's (O(api_flavor)) - C(heartbeat) where the API has the heartbeat route (C(api_service)),
+        C(none) for C(legacy) and C(enroll).
+    type: str
+    choices:
+      - heartbeat
+      - none
+  confirm_timeout:
+    description:
+      - Seconds to wait for the cloud to see the agent back after a swap or a restart (its reconnect time).
+    type: float
+    default: 90
+  confirm_endpoint:
+    description:
+      - Path of the heartbeat route (POST, JSON C({"agent_id"}), bearer token). Default the API flavor's
+        (O(api_flavor)) (C(/agent/heartbeat) for C(api_service)).
+    type: str
+  confirm_stale_minutes:
+    description:
+      - The audit (C(playbooks/verify.yml)) fails a host whose agent the cloud has not heard from for longer
+        than this many minutes (or never).
+    type: int
+    default: 10
+  confirm_by:
+    description:
+      - Who asks the cloud - C(module), or C(controller) (the action plugin sets it when it holds the token;
+        the module then hands the question over in its result's C(confirmation)).
+    type: str
+    default: module
+    choices:
+      - module
+      - controller
+  cloud_view:
+    description:
+      - The cloud's view of this host's agent ID, asked by the action plugin before the module ran (when
+        it holds the token and knows the ID).
+    type: dict
+  audit:
+    description:
+      - 'A read-only audit (the role''s C(audit) entry point, in check mode): the controller asks the cloud
+        once (a read), and silent agents (O(confirm_stale_minutes)) fail.'
+    type: bool
+    default: false
   metrics_dir:
     description:
       - A node_exporter textfile-collector directory on the device; the run writes C(fleet_mtls.prom) there

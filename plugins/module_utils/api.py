@@ -10,8 +10,9 @@ format unless ``id_field`` says otherwise: ``ID_FIELDS``.
 ==========  ==============================================  ===========================================
 call        request                                         success: HTTP 2xx and exactly this JSON
 ==========  ==============================================  ===========================================
-reserve ID  GET {id_endpoint}                               {"statusCode": 2xx, "data": {"id": ID, ...}}
-                                                            (``id_answer`` "data": {"data": {"id": ID, ...}})
+reserve ID  GET {id_endpoint}                               {"statusCode": 2xx, "data": {"id": ID,
+                                                            "expiresAt": ISO, "expiresIn": s}}
+                                                            (``id_answer`` "data": {"data": {...}} alone)
 upload      POST {upload_endpoint}, multipart: file         {"statusCode": 2xx, "data": {...}}, data.id
 (multipart) ``certificate_field``, field ``id_field`` (id)  (or data[id_field]) equal to ID when present
 upload      POST {upload_endpoint}, JSON                    the real cloud's {"message": str, "agent_id":
@@ -28,11 +29,21 @@ delete      DELETE {endpoint}, ``{id}`` replaced by ID      {"statusCode": 2xx, 
                                                             404, "message": "unknown ID ID..."}, 410
                                                             {"statusCode": 410, "message": "ID ID was
                                                             [already] decommissioned"}
+heartbeat   POST {heartbeat_endpoint}, JSON                 {"agent_id": ID, "cpu_usage", ...,
+            {"agent_id": ID} (the api-service's route,      "uptime": s, "status", "timestamp"}
+            bearer token)                                   (``HEARTBEAT_FIELDS``, no envelope); 404
+                                                            {"detail": "No heartbeat data found for
+                                                            agent ID"} = never seen (``NEVER_SEEN``)
 ==========  ==============================================  ===========================================
 
 The deployments the bundle knows are ``FLAVORS`` (option ``api_flavor``): one record each, with
 its endpoints, formats and capabilities; an individual endpoint or format option overrides its
-flavor's value (``endpoints``).
+flavor's value (``endpoints``). A flavor with the heartbeat route (``has_heartbeat``) has the
+cloud confirm the running agent by default (``confirm_mode``).
+
+A reservation lapses (a flavor whose ``reservations_expire``): its ``expiresIn`` (whole
+seconds) is measured with the device's monotonic clock from the moment the request was sent
+(``Reservation.lapsed``), never by comparing the server's ``expiresAt`` with the device's clock.
 
 A 2xx answer of any other shape (``{"statusCode": "500"}``, ``{"status": "error"}``,
 ``{"error": ...}``, ``{}``, another ID) is an ambiguous failure: the server may have acted, so
@@ -49,7 +60,9 @@ The HTTP plumbing (retries, deadlines, bounded answers) is ``transport``; what i
 from __future__ import annotations
 
 import json
+import math
 import re
+import time
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
@@ -62,9 +75,9 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.transport
 )
 
 __all__ = [
-    "DEFAULTS", "DEFAULT_ID_PATTERN", "FLAVORS", "Flavor", "HAS_REQUESTS", "ID_FIELDS", "MAX_BODY",
-    "REQUESTS_IMPORT_ERROR", "UNKNOWN_ID", "UPLOAD_FORMATS", "ProvisioningClient", "check_agent_id", "endpoints",
-    "is_unknown_id_answer",
+    "CONFIRM_MODES", "DEFAULTS", "DEFAULT_ID_PATTERN", "FLAVORS", "Flavor", "HAS_REQUESTS", "HEARTBEAT_FIELDS",
+    "ID_FIELDS", "MAX_BODY", "NEVER_SEEN", "REQUESTS_IMPORT_ERROR", "UNKNOWN_ID", "UPLOAD_FORMATS", "Heartbeat",
+    "ProvisioningClient", "Reservation", "check_agent_id", "confirm_mode", "endpoints", "is_unknown_id_answer",
 ]
 
 # The provisioning service's IDs (and the cloud's): 8 upper-case hexadecimal characters. An ID
@@ -93,6 +106,15 @@ UNKNOWN_ID = {
     404: r"unknown ID {id}\b",
     410: r"ID {id} was (already )?decommissioned\b",
 }
+# expiresIn is whole seconds (rounded) and the upload still has to reach the server: a
+# reservation this close to its end counts as lapsed.
+RESERVATION_MARGIN = 1.0
+# The heartbeat route's answer (the stock agent's heartbeat fields, in the cloud's order), and
+# its 404 for an agent it never heard from ({id}: the ID asked for).
+HEARTBEAT_FIELDS = ("agent_id", "cpu_usage", "memory_usage", "memory_total", "disk_usage", "disk_total",
+                    "uptime", "status", "timestamp")
+NEVER_SEEN = r"No heartbeat data found for agent {id}"
+CONFIRM_MODES = ("heartbeat", "none")
 
 
 class Flavor:
@@ -102,9 +124,10 @@ class Flavor:
     FIELDS = ("name", "description", "id_endpoint", "id_answer", "upload_endpoint", "upload_format", "id_field",
               "certificate_field", "enroll_endpoint", "enrollment", "issues_ids", "reservations_expire",
               "has_heartbeat", "heartbeat_endpoint")
-    # What an option may override (None: the flavor's value).
-    OVERRIDABLE = ("id_endpoint", "upload_endpoint", "enroll_endpoint", "upload_format", "id_field",
-                   "certificate_field", "enrollment")
+    # What an option may override ({option: the field it overrides}; None: the flavor's value).
+    OVERRIDABLE = {name: name for name in ("id_endpoint", "upload_endpoint", "enroll_endpoint", "upload_format",
+                                           "id_field", "certificate_field", "enrollment")}
+    OVERRIDABLE["confirm_endpoint"] = "heartbeat_endpoint"
 
     def __init__(self, **fields):
         missing = set(self.FIELDS) - set(fields)
@@ -140,11 +163,95 @@ FLAVORS = {flavor.name: flavor for flavor in (
 
 
 def endpoints(flavor, **overrides):
-    """The Flavor named ``flavor`` with the options given (``Flavor.OVERRIDABLE``) in place of
-    its values. Raises ConfigError for an unknown flavor."""
+    """The Flavor named ``flavor`` with the fields given (``Flavor.OVERRIDABLE``'s values) in
+    place of its own. Raises ConfigError for an unknown flavor."""
     if flavor not in FLAVORS:
         raise ConfigError("%s must be one of %s" % (setting("api_flavor"), ", ".join(FLAVORS)))
     return FLAVORS[flavor].replace(**overrides)
+
+
+def confirm_mode(flavor, confirm):
+    """The ``confirm`` setting (heartbeat, none), or, unset, its default for the deployment
+    ``flavor``: ``heartbeat`` where the API has the heartbeat route, else ``none``."""
+    if confirm:
+        return confirm
+    return "heartbeat" if flavor.has_heartbeat else "none"
+
+
+class Reservation:
+    """A reserved agent ID and how long it stays reserved: ``expires_in`` seconds (None: not
+    said, or the deployment's reservations do not lapse) from ``sent_at``, the device's
+    ``time.monotonic()`` when the request was sent."""
+
+    def __init__(self, agent_id, *, expires_at, expires_in, sent_at):
+        self.agent_id = agent_id
+        self.expires_at = expires_at  # the server's ISO time, as it said it (never compared)
+        self.expires_in = expires_in
+        self.sent_at = sent_at
+
+    def lapsed(self, now=None):
+        """True when the reservation may have lapsed by the time a request sent now arrives."""
+        if self.expires_in is None:
+            return False
+        elapsed = (time.monotonic() if now is None else now) - self.sent_at
+        return elapsed + RESERVATION_MARGIN >= self.expires_in
+
+    def describe(self, now=None):
+        elapsed = (time.monotonic() if now is None else now) - self.sent_at
+        return "ID %s (reserved for %ss%s, %.1fs ago)" % (
+            self.agent_id, _seconds(self.expires_in), ", until %s" % self.expires_at if self.expires_at else "",
+            elapsed)
+
+
+class Heartbeat:
+    """The cloud's view of one agent: ``seen`` (False: it never heard from it), its ``status``
+    (``active``, or ``inactive`` since a disconnect), ``uptime`` (seconds since the agent's
+    process started, as of its last heartbeat) and ``timestamp`` (the agent's local ISO time of
+    that heartbeat). ``detail``: the cloud's words when it never saw the agent."""
+
+    def __init__(self, agent_id, seen=True, status=None, uptime=None, timestamp=None, detail=""):
+        self.agent_id = agent_id
+        self.seen = seen
+        self.status = status
+        self.uptime = uptime
+        self.timestamp = timestamp
+        self.detail = detail
+
+    @property
+    def active(self):
+        return self.seen and self.status == "active"
+
+    def as_dict(self):
+        return {"agent_id": self.agent_id, "seen": self.seen, "status": self.status, "uptime": self.uptime,
+                "timestamp": self.timestamp, "detail": self.detail}
+
+    @classmethod
+    def from_dict(cls, value):
+        """A Heartbeat from ``as_dict()``'s shape (handed from the controller to the module)."""
+        if not isinstance(value, dict) or not isinstance(value.get("agent_id"), str):
+            raise ConfigError("the cloud's view handed to the module is not a heartbeat")
+        uptime = value.get("uptime")
+        if uptime is not None and not _is_number(uptime):
+            raise ConfigError("the cloud's view handed to the module has an uptime that is not a number")
+        return cls(value["agent_id"], seen=bool(value.get("seen")), status=_text_or_none(value.get("status")),
+                   uptime=uptime, timestamp=_text_or_none(value.get("timestamp")),
+                   detail=str(value.get("detail") or ""))
+
+    def __repr__(self):  # for test failure output
+        return "Heartbeat(%s, seen=%s, status=%r, uptime=%r)" % (self.agent_id, self.seen, self.status, self.uptime)
+
+
+def _is_number(value):
+    """A non-negative int or float (not a bool, not NaN)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value) and value >= 0
+
+
+def _text_or_none(value):
+    return value if isinstance(value, str) else None
+
+
+def _seconds(value):
+    return "%g" % value if value is not None else "?"
 
 
 def check_agent_id(value, pattern=DEFAULT_ID_PATTERN, source="agent_id"):
@@ -189,18 +296,20 @@ class ProvisioningClient(Transport):
                  **transport):
         super().__init__(api_url, headers=headers, ca_path=ca_path, validate_certs=validate_certs,
                          timeout=timeout, retries=retries, **transport)
-        for name in ("id_endpoint", "upload_endpoint", "enroll_endpoint"):
-            value = getattr(flavor, name)
-            if value is None and name != "upload_endpoint":
+        for option, field in (("id_endpoint", "id_endpoint"), ("upload_endpoint", "upload_endpoint"),
+                              ("enroll_endpoint", "enroll_endpoint"), ("confirm_endpoint", "heartbeat_endpoint")):
+            value = getattr(flavor, field)
+            if value is None and option != "upload_endpoint":
                 continue  # this deployment has no such call
             if not isinstance(value, str) or not value.startswith("/") or "://" in value:
-                raise ConfigError("%s must be a path starting with '/', got %s" % (setting(name), _shown(value)))
+                raise ConfigError("%s must be a path starting with '/', got %s" % (setting(option), _shown(value)))
         if flavor.upload_format not in UPLOAD_FORMATS:
             raise ConfigError("%s must be multipart or json" % setting("upload_format"))
         self.flavor = flavor
         self.id_endpoint = flavor.id_endpoint
         self.upload_endpoint = flavor.upload_endpoint
         self.enroll_endpoint = flavor.enroll_endpoint
+        self.heartbeat_endpoint = flavor.heartbeat_endpoint
         self.upload_format = flavor.upload_format
         self.id_field = flavor.id_field or ID_FIELDS[flavor.upload_format]
         self.enroll_id_field = flavor.id_field or ID_FIELDS["multipart"]  # enrollment is multipart
@@ -265,10 +374,16 @@ class ProvisioningClient(Transport):
     # ------------------------------------------------------------------ the contract
     def request_id(self):
         """Reserve a new agent ID. Returns it after validation against id_pattern."""
+        return self.reserve().agent_id
+
+    def reserve(self):
+        """Reserve a new agent ID: a Reservation (the ID validated against id_pattern; how long
+        it stays reserved, when the server says so and the deployment's reservations lapse)."""
         endpoint = self.id_endpoint
         if endpoint is None:
             raise ConfigError("the %s API issues no IDs (they are pre-assigned): set %s"
                               % (self.flavor.name, setting("agent_id")))
+        sent_at = time.monotonic()
         status, body = self._request("GET", endpoint)
         payload = self._payload("GET", endpoint, status, body)
         if self.flavor.id_answer == "data" and "statusCode" not in payload:
@@ -287,10 +402,64 @@ class ProvisioningClient(Transport):
                                                       type(data["id"]).__name__, _shown(data["id"])),
                            endpoint=endpoint, status=status, definitive=False)
         try:
-            return check_agent_id(data["id"], self.id_pattern, source="the ID returned by %s" % endpoint)
+            agent_id = check_agent_id(data["id"], self.id_pattern, source="the ID returned by %s" % endpoint)
         except ConfigError as exc:
             raise ApiError("%s: %s" % (self._what("GET", endpoint), exc.msg), endpoint=endpoint,
                            status=status, definitive=False) from None
+        expires_in = data.get("expiresIn")
+        if not self.flavor.reservations_expire or not _is_number(expires_in):
+            expires_in = None
+        return Reservation(agent_id, expires_at=_text_or_none(data.get("expiresAt")), expires_in=expires_in,
+                           sent_at=sent_at)
+
+    def heartbeat(self, agent_id):
+        """The cloud's view of the running agent ``agent_id`` (a Heartbeat; ``seen`` False for the
+        route's "never heard from it" answer). Any other answer raises ApiError with the server's
+        reason: a 404 of another kind (a wrong confirm_endpoint), a 403 (the token), a 200 that is
+        not the route's answer."""
+        endpoint = self.heartbeat_endpoint
+        if endpoint is None:
+            raise ConfigError("the %s API has no heartbeat route: set %s"
+                              % (self.flavor.name, setting("confirm_endpoint")))
+        what = self._what("POST", endpoint)
+        status, body = self._request("POST", endpoint, accept=(404,), json={"agent_id": agent_id})
+        if status == 404:
+            detail = self._never_seen_detail(body, agent_id)
+            if detail is None:
+                reason = self._reason_of(body)
+                raise ApiError("%s: HTTP 404%s, which is not the cloud's answer for an agent it never heard "
+                               "from (check %s)" % (what, (": " + reason) if reason else "",
+                                                    setting("confirm_endpoint")),
+                               endpoint=endpoint, status=status, reason=reason, definitive=True)
+            return Heartbeat(agent_id, seen=False, detail=detail)
+        payload = self._payload("POST", endpoint, status, body)
+        missing = [name for name in HEARTBEAT_FIELDS if name not in payload]
+        problem = None
+        if missing:
+            problem = "the answer lacks %s" % ", ".join(missing)
+        elif payload["agent_id"] != agent_id:
+            problem = "the answer names another agent %s" % _shown(payload["agent_id"])
+        elif not isinstance(payload["status"], str) or not payload["status"]:
+            problem = "its status %s is not a word" % _shown(payload["status"])
+        elif payload["uptime"] is not None and not _is_number(payload["uptime"]):
+            problem = "its uptime %s is not a number of seconds" % _shown(payload["uptime"])
+        if problem:
+            raise ApiError("%s: HTTP %d but %s: not the heartbeat route's answer (check %s)" % (
+                what, status, problem, setting("confirm_endpoint")), endpoint=endpoint, status=status)
+        return Heartbeat(agent_id, status=payload["status"], uptime=payload["uptime"],
+                         timestamp=_text_or_none(payload["timestamp"]))
+
+    @staticmethod
+    def _never_seen_detail(body, agent_id):
+        """The ``detail`` of the route's 404 for ``agent_id`` (NEVER_SEEN), or None."""
+        try:
+            payload = json.loads(body.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            return None
+        detail = payload.get("detail") if isinstance(payload, dict) else None
+        if isinstance(detail, str) and re.fullmatch(NEVER_SEEN.format(id=re.escape(agent_id)), detail):
+            return detail
+        return None
 
     def upload_certificate(self, agent_id, cert_pem):
         """Register ``cert_pem`` (canonical PEM bytes, the content of client.crt) for ``agent_id``."""

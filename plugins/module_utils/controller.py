@@ -109,8 +109,9 @@ def role_arguments(entry_point, names, module_args, variables, template):
     spec = option_table.role_argument_spec(entry_point)
     given = {var: template(variables[var]) for var in spec if var in variables}
     _validate(spec, given, entry_point)
+    vocabulary = option_table.VOCABULARIES[option_table.ENTRY_POINTS[entry_point]]
     for name in names:
-        option = option_table.BY_NAME[name]
+        option = vocabulary[name]
         if not option.role or name in module_args:
             continue
         if option.role in given:
@@ -162,6 +163,8 @@ def decommission_status(result):
     return {
         "agent_id": result.get("agent_id") or "", "action": result.get("action") or "failed",
         "reason": result.get("reason") or "", "phase": "decommission" if result.get("failed") else "",
+        "cloud": result.get("cloud") or "not asked", "agent_uptime_s": result.get("agent_uptime_s"),
+        "heartbeat_at": result.get("heartbeat_at") or "",
         "error": result.get("msg", "") if result.get("failed") else "",
         "checked_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

@@ -17,6 +17,9 @@ Per host, labelled ``host`` and ``agent_id`` (control characters written as visi
     fleet_mtls_last_success_timestamp_seconds             the last run that succeeded
     fleet_mtls_last_rotation_timestamp_seconds            the last run that put a new pair in place
     fleet_mtls_action_info{..., action="rotated"} 1       what that run did
+    fleet_mtls_agent_connected                            1 when the cloud saw the agent active, else 0
+                                                          (only for a run that asked it: the cloud column)
+    fleet_mtls_agent_heartbeat_timestamp_seconds          the agent's last heartbeat the cloud had
 
 plus ``fleet_mtls_metrics_generated_timestamp_seconds`` (when the file was written: a stale
 file means the writer stopped). A row says nothing about earlier runs, so the last success and
@@ -56,6 +59,9 @@ GAUGES = (
     ("last_run_success", "1 if the last fleet-mtls run for the host succeeded, else 0."),
     ("last_success_timestamp_seconds", "When a fleet-mtls run for the host last succeeded, seconds since the epoch."),
     ("last_rotation_timestamp_seconds", "When a fleet-mtls run last put a new key and certificate in place."),
+    ("agent_connected", "1 if the cloud saw the host's agent active when the last run asked it, else 0."),
+    ("agent_heartbeat_timestamp_seconds", "When the host's agent sent the last heartbeat the cloud had "
+                                          "(the agent's clock), seconds since the epoch."),
 )
 ACTION = ("action_info", "What the last fleet-mtls run did to the host's identity (the action label); always 1.")
 GENERATED = ("metrics_generated_timestamp_seconds", "When this file was written, seconds since the epoch.")
@@ -115,6 +121,10 @@ def host_series(row, now, previous=None):
         values["last_success_timestamp_seconds"] = ran_at
     if ran_at is not None and action in ROTATION_ACTIONS:
         values["last_rotation_timestamp_seconds"] = ran_at
+    cloud = row.get("cloud") or ""
+    if cloud in ("active", "inactive", "unseen") and action not in RELEASED_ACTIONS:
+        values["agent_connected"] = 1 if cloud == "active" else 0
+        values["agent_heartbeat_timestamp_seconds"] = epoch(row.get("heartbeat_at"))
     for name in KEPT:  # never back in time, and kept by a run that says nothing about it
         earlier = (previous or {}).get("values", {}).get(name)
         if earlier is not None and (values.get(name) is None or earlier > values[name]):

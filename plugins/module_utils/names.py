@@ -13,12 +13,14 @@ from __future__ import annotations
 # The API's CA: the role offers a controller file beside the device path; messages name both.
 _ROLE_SHOWN = {"ca_path": "mtls_api_ca_src (or mtls_api_ca)"}
 
-_style = {"role": False}
+_style = {"role": False, "vocabulary": "mtls_identity"}
 
 
-def use_role_names(enabled=True):
-    """Name settings by their role variables from now on (the role's modules call this)."""
+def use_role_names(enabled=True, vocabulary="mtls_identity"):
+    """Name settings by their role variables from now on (the role's modules call this), as the
+    module ``vocabulary`` means its options (option_table.VOCABULARIES)."""
     _style["role"] = bool(enabled)
+    _style["vocabulary"] = vocabulary
 
 
 def setting(option, controller_source=None):
@@ -27,9 +29,10 @@ def setting(option, controller_source=None):
     if not _style["role"]:
         return option
     # Imported here: the option table refers to the API contract, whose messages use this module.
-    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.option_table import ROLE_VARIABLES
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.option_table import role_variables
 
-    shown = _ROLE_SHOWN.get(option) or ROLE_VARIABLES.get(option, "mtls_" + option)
+    variables = role_variables(_style["vocabulary"])
+    shown = _ROLE_SHOWN.get(option) or variables.get(option, "mtls_" + option)
     if controller_source:
-        return "%s (or %s)" % (ROLE_VARIABLES[controller_source], shown)
+        return "%s (or %s)" % (variables[controller_source], shown)
     return shown

@@ -7,7 +7,9 @@ variable, aliases, no_log, description.
 Everything else is made from this table:
 
 - the module's argument spec, at run time (``argument_spec()``), and the other modules' options
-  of the same name (``argument_spec(names)``: one vocabulary, one default);
+  of the same name (``argument_spec(names)``: one vocabulary, one default). mtls_deregister's
+  own options are its vocabulary's only exceptions (``VOCABULARIES``): its ``confirm`` is the
+  decommission's confirmation, mtls_identity's the cloud's confirmation of the running agent;
 - the role variable each option is read from (``ROLE_VARIABLES``): the action plugin maps the
   role's ``mtls_*`` variables onto the module's options, and messages name them (``names``);
 - generated, checked by a unit test: the module's documentation fragment
@@ -36,12 +38,14 @@ class Option:
     """One option. ``role``: its role variable (default ``mtls_<name>``; None: none).
     ``role_default``: the role's default when it differs from the module's. ``controller``:
     consumed by the action plugin, it never reaches the device. ``entry_points``: the role entry
-    points that document it."""
+    points that document it. ``module``: the module whose own option it is (mtls_deregister's
+    differ from mtls_identity's of the same name)."""
 
     def __init__(self, name, kind, description, default=UNSET, choices=None, elements=None, suboptions=None,
                  role=UNSET, role_default=UNSET, aliases=(), no_log=None, required=False, controller=False,
-                 entry_points=("main", "audit"), section=""):
+                 entry_points=("main", "audit"), section="", module="mtls_identity"):
         self.name = name
+        self.module = module
         self.type = kind
         self.description = [description] if isinstance(description, str) else list(description)
         self.default = default
@@ -106,12 +110,15 @@ OPTIONS = (
             "to C(/upload-orchestrator-certificate). C(enroll) - the upstream installer's current flow, C(GET "
             "/orchestrators/id) and a CSR the API signs at C(/orchestrators/enroll). C(api_service) - the "
             "api-service cloud, a JSON upload to C(/agent/certificate) with a bearer token (O(:headers)), "
-            "pre-assigned IDs (set O(:agent_id)) and a heartbeat route."],
-            default=api.DEFAULTS["api_flavor"], choices=list(api.FLAVORS)),
+            "pre-assigned IDs (set O(:agent_id)) and a heartbeat route (O(:confirm))."],
+            default=api.DEFAULTS["api_flavor"], choices=list(api.FLAVORS),
+            entry_points=("main", "audit", "decommission")),
         Option("headers", "dict", [
             "Extra request headers, for example C(Authorization) with a bearer token. Never logged; keep "
             "the values in Ansible Vault. The action plugin hands them to the device as a 0600 file "
-            "(O(:headers_file)) - never a module argument, which C(ANSIBLE_DEBUG) would print."],
+            "(O(:headers_file)) - never a module argument, which C(ANSIBLE_DEBUG) would print.",
+            "Held by the controller, the token also lets it ask the cloud about the running agent (O(:confirm)) "
+            "at no device cost; the audit keeps it there (nothing reaches the device)."],
             default={}, no_log=True, role="mtls_api_headers", entry_points=("main", "audit", "decommission")),
         Option("headers_src", "path", [
             "A JSON file on the controller of header names to values (C({\"Authorization\": \"Bearer ...\"})), "
@@ -176,6 +183,12 @@ OPTIONS = (
             "A pre-assigned agent ID, a B(string) matching O(:id_pattern): numbers are refused rather than "
             "converted (an INI C(mtls_agent_id=1234e567) is the float C(inf)). Quote it. Default - the API "
             "issues one on the first run."]),
+        Option("agent_id_takeover", "bool", [
+            "A creation with a pre-assigned O(:agent_id) (or re-keying a device as another ID) first asks the "
+            "cloud (O(:confirm)=heartbeat) whether a device holds the ID (its agent active or seen) and is "
+            "refused, before any key or upload, when one does. C(true) takes the ID over - for a host that "
+            "replaces that device (dead hardware); the report's C(takeover) column records the evidence "
+            "overridden."], default=False),
         Option("id_pattern", "str", [
             "Regular expression a valid agent ID matches in full. The default is the provisioning service's "
             "format, 8 upper-case hexadecimal characters, so an ID the API answers in another form (lower "
@@ -227,7 +240,7 @@ OPTIONS = (
         Option("backup", "bool", "Keep hard-linked copies (C(<name>.<UTC time>.bak)) of the previous key and "
                "certificate on rotation.", default=False),
         Option("backup_keep", "int", [
-            "With O(:backup=true), after a successful swap the backups beyond the newest this many pairs (key "
+            "With O(:backup)=true, after a successful swap the backups beyond the newest this many pairs (key "
             "and certificate of one rotation) are removed, so retired private keys do not pile up in the "
             "directory.",
             "Only regular files named C(client.key.<UTC time>[-<n>].bak) or C(client.crt.<UTC time>[-<n>].bak) "
@@ -243,7 +256,7 @@ OPTIONS = (
     _options(
         "slow devices",
         Option("background_keygen", "bool", [
-            "A first, fast pass of the role (M(autonomy_edge.fleet_mtls.mtls_prekey), one round trip, no network "
+            "A first, fast pass of the role (C(autonomy_edge.fleet_mtls.mtls_prekey), one round trip, no network "
             "from the device) starts the new key's generation on each device that will need one - not in the "
             "identity ledger yet, due by the renewal date the ledger holds, or O(:rotate=always) - detached and "
             "at the lowest CPU priority, so slow devices make their keys in parallel rather than one batch of "
@@ -299,7 +312,10 @@ OPTIONS = (
             role=None),
         Option("agent_restart", "str", [
             "How the agent is restarted after its identity or a file it reads changed - "
-            + "; ".join("C(%s) %s" % (method.name, method.doc) for method in restart.METHODS.values()) + "."],
+            + "; ".join("C(%s) %s" % (method.name, method.doc) for method in restart.METHODS.values()) + ".",
+            "A method that restarted nothing (no docker command, no such container) is fine for a new device (its "
+            "agent reads the identity when it starts); after a rotation it fails the host (owed to the next run) "
+            "unless O(:confirm)=heartbeat, where the cloud's answer decides."],
             default="none", role_default="docker", choices=list(restart.METHODS)),
         Option("agent_container", "str", "The agent's container.", default="orchestrator_agent"),
         Option("agent_container_home", "str", "HOME of the agent inside its container (it reads C(~/.mtls) "
@@ -332,6 +348,42 @@ OPTIONS = (
         Option("verify_delay", "float", "Seconds between those retries.", default=3),
     ),
     _options(
+        "the cloud's confirmation",
+        Option("confirm", "str", [
+            "C(heartbeat) - the cloud confirms the running agent. After a swap or a restart the api-service's "
+            "heartbeat route is polled until it reports the agent C(active) with an C(uptime) no longer than the "
+            "time since then (an agent process started after the new pair was in place, whose certificate the "
+            "cloud validated at connect), within O(:confirm_timeout); a host whose agent is not seen back fails "
+            "with what the cloud said (C(404 never seen), C(inactive since <time>), C(active but started before "
+            "the swap)), whatever the restart method. An unchanged run asks once and reports (report columns "
+            "C(cloud), C(agent_uptime_s), C(heartbeat_at)), and restarts an agent the cloud shows on an identity "
+            "older than the last swap. The controller asks when it holds the token (O(:headers), "
+            "O(:headers_src)), the device when only it does (O(:headers_file)). Check mode asks nothing; the "
+            "audit has the controller ask once.",
+            "C(none) - the cloud is not asked; a restart method that restarted nothing (no docker command, no "
+            "such container) then fails a rotation, unless O(:agent_restart)=none.",
+            "Default " + _FLAVOR + " - C(heartbeat) where the API has the heartbeat route (C(api_service)), "
+            "C(none) for C(legacy) and C(enroll)."], choices=list(api.CONFIRM_MODES)),
+        Option("confirm_timeout", "float", "Seconds to wait for the cloud to see the agent back after a swap or a "
+               "restart (its reconnect time).", default=90),
+        Option("confirm_endpoint", "str", "Path of the heartbeat route (POST, JSON C({\"agent_id\"}), bearer "
+               "token). Default " + _FLAVOR + " (C(/agent/heartbeat) for C(api_service)).",
+               entry_points=("main", "audit", "decommission")),
+        Option("confirm_stale_minutes", "int", [
+            "The audit (C(playbooks/verify.yml)) fails a host whose agent the cloud has not heard from for "
+            "longer than this many minutes (or never)."], default=10),
+        Option("confirm_by", "str", [
+            "Who asks the cloud - C(module), or C(controller) (the action plugin sets it when it holds the "
+            "token; the module then hands the question over in its result's C(confirmation))."],
+            default="module", choices=["module", "controller"], role=None),
+        Option("cloud_view", "dict", [
+            "The cloud's view of this host's agent ID, asked by the action plugin before the module ran (when "
+            "it holds the token and knows the ID)."], role=None),
+        Option("audit", "bool", [
+            "A read-only audit (the role's C(audit) entry point, in check mode): the controller asks the cloud "
+            "once (a read), and silent agents (O(:confirm_stale_minutes)) fail."], default=False, role=None),
+    ),
+    _options(
         "monitoring and the run",
         Option("metrics_dir", "path", [
             "A node_exporter textfile-collector directory on the device; the run writes C(fleet_mtls.prom) there "
@@ -348,44 +400,65 @@ OPTIONS = (
     _options(
         "decommissioning (mtls_deregister)",
         Option("confirm", "str", "Must equal the device's agent ID, or C(all) to decommission every targeted "
-               "device.", role="mtls_decommission_confirm", role_default="", entry_points=("decommission",)),
+               "device.", role="mtls_decommission_confirm", role_default="", entry_points=("decommission",),
+               module="mtls_deregister"),
         Option("endpoint", "str", [
             "Path template of the deletion endpoint, C({id}) replaced by the agent ID (e.g. "
             "C(/orchestrators/{id})). Required unless O(:local_only)=true."],
-            role="mtls_decommission_endpoint", entry_points=("decommission",)),
+            role="mtls_decommission_endpoint", entry_points=("decommission",), module="mtls_deregister"),
         Option("local_only", "bool", [
             "Remove the local identity without deleting the ID on the server. Only when you mean it - the "
             "registry keeps accepting the ID until it is deleted there."], default=False,
-            role="mtls_decommission_local_only", entry_points=("decommission",)),
+            role="mtls_decommission_local_only", entry_points=("decommission",), module="mtls_deregister"),
+        Option("cloud_check", "str", [
+            "C(heartbeat) - once the server confirmed the deletion, ask the cloud's heartbeat route about the "
+            "ID and report an agent still C(active) (its session outlives the deletion: stop it). C(none) - "
+            "do not ask.",
+            "Default " + _FLAVOR + " - C(heartbeat) where the API has the heartbeat route, else C(none)."],
+            choices=list(api.CONFIRM_MODES), role="mtls_confirm", entry_points=("decommission",),
+            module="mtls_deregister"),
     ),
 )
 OPTIONS = tuple(option for section in OPTIONS for option in section)
-# What only provisioning acts on: the audit entry point (check mode: no request, no write, no
-# restart) does not document them, and its tasks pin them.
+# What only provisioning acts on: the audit entry point (check mode: the device sends no request,
+# nothing is written or restarted) does not document them, and its tasks pin them. The audit
+# reads the token only on the controller, which asks the cloud about the agent (confirm).
 NOT_AUDITED = ("rotate", "backup", "backup_keep", "install_prerequisites", "prerequisite_packages", "metrics_dir",
-               "lost_identity", "agent_restart_command", "verify_unchanged", "headers", "headers_src", "headers_file",
-               "ca_path", "ca_src", "validate_certs", "timeout", "retries", "id_endpoint", "upload_endpoint",
-               "enroll_endpoint", "upload_format", "id_field", "certificate_field", "keygen_timeout")
+               "lost_identity", "agent_restart_command", "verify_unchanged", "headers_file", "ca_path", "retries",
+               "id_endpoint", "upload_endpoint", "enroll_endpoint", "upload_format", "id_field", "certificate_field",
+               "agent_id_takeover", "confirm_timeout", "keygen_timeout")
 for _option in OPTIONS:
     if _option.name in NOT_AUDITED:
         _option.entry_points = tuple(entry for entry in _option.entry_points if entry != "audit")
-BY_NAME = {option.name: option for option in OPTIONS}
-# Not options of mtls_identity: the role's ledger, mtls_deregister's own options.
-NOT_IDENTITY = ("state_dir", "confirm", "endpoint", "local_only", "background_keygen")
-MODULE_OPTIONS = tuple(option for option in OPTIONS if option.name not in NOT_IDENTITY)
-ROLE_VARIABLES = {option.name: option.role for option in OPTIONS if option.role}
-# The table's options the other modules take (one vocabulary: one name, type and default each).
+# mtls_identity's vocabulary, which the other modules share (one name, type and default each).
+BY_NAME = {option.name: option for option in OPTIONS if option.module == "mtls_identity"}
+# mtls_deregister's: mtls_identity's, but for its own options.
+VOCABULARIES = {"mtls_identity": BY_NAME, "mtls_deregister": dict(
+    BY_NAME, **{option.name: option for option in OPTIONS if option.module == "mtls_deregister"})}
+# The module each role entry point calls (its variables are that module's options).
+ENTRY_POINTS = {"main": "mtls_identity", "audit": "mtls_identity", "decommission": "mtls_deregister"}
+# Not options of mtls_identity: the role's ledger, its background keygen pass (a task's condition).
+NOT_IDENTITY = ("state_dir", "background_keygen")
+MODULE_OPTIONS = tuple(option for option in BY_NAME.values() if option.name not in NOT_IDENTITY)
+ROLE_VARIABLES = {option.name: option.role for option in BY_NAME.values() if option.role}
+# The table's options the other modules take.
 DEREGISTER_OPTIONS = ("path", "owner", "confirm", "local_only", "api_url", "endpoint", "id_pattern", "ledger_path",
-                      "headers", "headers_file", "ca_path", "validate_certs", "timeout", "retries", "option_names")
+                      "headers", "headers_file", "ca_path", "validate_certs", "timeout", "retries", "option_names",
+                      "api_flavor", "cloud_check", "confirm_endpoint")
 INFO_OPTIONS = ("path", "owner", "id_pattern", "renew_before_days")
 CHECK_OPTIONS = ("server_url", "verify_protocol", "verify_url", "path", "owner", "agent_trust", "server_ca",
                  "verify_timeout", "verify_status_code")
 
 
-def argument_spec(names=None, **aliases):
-    """The argument spec of ``names`` (default: every mtls_identity option); ``aliases`` add a
-    module's own old names (``owner=["user"]``)."""
-    wanted = MODULE_OPTIONS if names is None else [BY_NAME[name] for name in names]
+def role_variables(vocabulary):
+    """{option: role variable} of ``vocabulary`` (a module of VOCABULARIES)."""
+    return {name: option.role for name, option in VOCABULARIES[vocabulary].items() if option.role}
+
+
+def argument_spec(names=None, vocabulary="mtls_identity", **aliases):
+    """The argument spec of ``names`` (default: every mtls_identity option) in ``vocabulary``'s
+    meaning; ``aliases`` add a module's own old names (``owner=["user"]``)."""
+    wanted = MODULE_OPTIONS if names is None else [VOCABULARIES[vocabulary][name] for name in names]
     spec = {option.name: option.spec() for option in wanted}
     for name, extra in aliases.items():
         spec[name]["aliases"] = spec[name].get("aliases", []) + list(extra)

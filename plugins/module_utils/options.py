@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api, option_table
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api, confirm, option_table
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_files import SYSTEMD_DIR, AgentConfig
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
@@ -44,7 +44,7 @@ class Verify:
 
 def flavor(p):
     """The API flavor's record with the endpoint and format options given in ``p`` in its place."""
-    return api.endpoints(p["api_flavor"], **{name: p[name] for name in api.Flavor.OVERRIDABLE})
+    return api.endpoints(p["api_flavor"], **{field: p[name] for name, field in api.Flavor.OVERRIDABLE.items()})
 
 
 def restart(p):
@@ -61,14 +61,37 @@ def agent_config(p, identity_dir, templates, systemd_dir=SYSTEMD_DIR):
         restart=restart(p), config_name=p["agent_config_name"], templates=templates, systemd_dir=systemd_dir)
 
 
+def confirmation(p, api_flavor, ask):
+    """The run's Confirm (confirm.py); ``ask(agent_id)`` is the module's question (used when it
+    asks). Its mode defaults to the API flavor's (api.confirm_mode)."""
+    if p["confirm_timeout"] <= 0:
+        raise ConfigError("%s must be a positive number of seconds" % setting("confirm_timeout"))
+    mode = api.confirm_mode(api_flavor, p["confirm"])
+    if mode == "heartbeat" and api_flavor.heartbeat_endpoint is None:
+        raise ConfigError("the %s API has no heartbeat route: set %s, or %s=none"
+                          % (api_flavor.name, setting("confirm_endpoint"), setting("confirm")))
+    view, view_error = None, ""
+    if p["cloud_view"]:
+        if p["cloud_view"].get("error"):
+            view_error = str(p["cloud_view"]["error"])
+        else:
+            view = api.Heartbeat.from_dict(p["cloud_view"])
+    return confirm.Confirm(mode=mode, by=p["confirm_by"], timeout=p["confirm_timeout"], ask=ask, view=view,
+                           view_error=view_error, audit=p["audit"], stale_minutes=p["confirm_stale_minutes"])
+
+
 def verify(p):
     return Verify(enabled=p["verify"] and "verify" in p["phases"], unchanged=p["verify_unchanged"],
                   protocol=p["verify_protocol"], url=p["verify_url"], timeout=p["verify_timeout"],
                   status_code=p["verify_status_code"], retries=p["verify_retries"], delay=p["verify_delay"])
 
 
-def client(p, headers, ca_path, api_flavor):
-    """The API client (opens no connection until a call)."""
+def client(p, headers, ca_path, api_flavor, polling=False):
+    """The API client (opens no connection until a call); ``polling``: for the heartbeat
+    questions, which the poll repeats itself (no retries) within the confirmation's timeout."""
+    timeout, retries = p["timeout"], p["retries"]
+    if polling:
+        timeout, retries = min(timeout, p["confirm_timeout"]), 0
     return api.ProvisioningClient(
         p["api_url"], flavor=api_flavor, headers=headers, ca_path=ca_path, validate_certs=p["validate_certs"],
-        timeout=p["timeout"], retries=p["retries"], id_pattern=p["id_pattern"])
+        timeout=timeout, retries=retries, id_pattern=p["id_pattern"])

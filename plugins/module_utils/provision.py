@@ -12,6 +12,11 @@
                  was accepted, so the time until the restart is the agent's blackout
     verify       the agent-true check of the live settings (unless the staged check already
                  proved exactly them)
+    confirm      with ``confirm=heartbeat``, the cloud's view of the running agent (confirm.py):
+                 after a swap or a restart, polled until it shows an agent started since then;
+                 otherwise asked once, and an agent still on an identity older than the last
+                 swap is restarted (owed) and confirmed. When the controller holds the token,
+                 the question is handed over to it (``result["confirmation"]``)
 
 A later phase failing never hides an earlier one: the identity part is reported as it
 happened, the agent is restarted when its identity changed even if its configuration was
@@ -23,10 +28,11 @@ import datetime
 import json
 import time
 
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import confirm
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_files import Staging
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.check import split_url
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import RESTART_OWED
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, IdentityError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import CERT, RESTART_OWED
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.restart import RestartError
 
@@ -48,13 +54,16 @@ class Job:
     directory (None: missing) and returns (its result, the directory it worked in, which it may
     have created); ``check`` runs the agent-true check (run_agent_check's arguments); ``runner``
     runs a command: argv -> (rc, stdout, stderr). ``agent``: agent_files.AgentConfig;
-    ``restart``: restart.Restart; ``verify``: options.Verify. ``phases`` are the phases to run
-    (the role maps its tags to them); the others only report."""
+    ``restart``: restart.Restart; ``verify``: options.Verify; ``confirm``: confirm.Confirm.
+    ``phases`` are the phases to run (the role maps its tags to them); the others only report."""
 
     def __init__(self, *, agent, restart, verify, identity, check, runner, run_as, renew_before_days, check_mode,
-                 warn, phases):
+                 warn, phases, confirm):
         self.phases = tuple(phases)
+        self.confirm = confirm
         self.accepted_at = None  # set by the identity phase when the registry took a new pair
+        self.swapped_at = None  # time.monotonic() when the new pair was renamed into place
+        self.restarted_at = None  # time.monotonic() when a restart that restarted the agent began
         self.idir = None  # the open identity directory, set by run()
         self.restart_owed = False  # a previous run's restart failed (RESTART_OWED in the directory)
         self.agent = agent
@@ -75,7 +84,8 @@ def blank_status():
     status.update({
         "days_left": None, "key_size": None, "renew_after": "", "audit": "", "config": "", "config_changed": False,
         "restarted": False, "blackout_ms": None, "verify": "not run", "verify_failure": "",
-        "verify_protocol": "", "tls_version": "", "phase": "", "error": "",
+        "verify_protocol": "", "tls_version": "", "phase": "", "error": "", "takeover": "",
+        "cloud": confirm.NOT_ASKED, "agent_uptime_s": None, "heartbeat_at": "",
         "checked_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     })
     return status
@@ -95,6 +105,7 @@ def run(job, idir):
         result = _identity(job, idir, status)
         changed = bool(result.get("changed"))
         changed = _config_restart_verify(job, job.idir, status, result) or changed
+        changed = _confirm(job, status, result) or changed
     except PhaseFailed as exc:
         status["phase"], status["error"] = exc.phase, exc.msg
         exc.status, exc.result = status, result
@@ -109,7 +120,9 @@ def _identity(job, idir, status):
     except IdentityError as exc:
         raise PhaseFailed("identity", exc.msg, getattr(exc, "registry_uncertain", False)) from None
     job.accepted_at = result.pop("registry_accepted_at", None)
+    job.swapped_at = result.pop("swapped_at", None)
     status["audit"] = result.pop("audit", "")
+    status["takeover"] = result.get("takeover", "")
     if skipped and result.get("changed"):
         result["reason"] = "the identity phase was not run (tags): it would be %s (%s)" % (
             result["action"], result.get("reason", ""))
@@ -170,12 +183,25 @@ def _identity_part(result, new_pair):
 
 def _restart(job, status, result, daemon_reload=False):
     """Restart the agent; a failed restart is recorded in the identity directory, so the next
-    run restarts it even when nothing changes any more (the agent still holds the old pair)."""
+    run restarts it even when nothing changes any more (the agent still holds the old pair).
+    A method that restarted nothing (no docker, no such container) fails the same way unless
+    the cloud is to decide (confirm=heartbeat), restarting was switched off (none), or the
+    device had no identity before (a new agent reads it when it starts)."""
+    r = job.restart
+    started = time.monotonic()
     try:
-        outcome = job.restart.run(job.runner, daemon_reload=daemon_reload)
+        outcome = r.run(job.runner, daemon_reload=daemon_reload)
     except RestartError as exc:
         _owe_restart(job, exc.msg)
         raise PhaseFailed("restart", exc.msg + "; the next run restarts the agent again") from None
+    if outcome.restarted:
+        job.restarted_at = started
+    elif not job.confirm.enabled and r.method != "none" and result.get("action") != "created":
+        _owe_restart(job, outcome.detail)
+        raise PhaseFailed("restart", "%s: the running agent keeps presenting its old certificate, which the "
+                          "registry now refuses. Start the agent (or set %s=none if it is restarted "
+                          "otherwise); the next run restarts it again" % (
+                              outcome.detail, setting("agent_restart")))
     if job.restart_owed:
         job.idir.unlink(RESTART_OWED)
         job.restart_owed = False
@@ -276,6 +302,111 @@ def _check(job, status, ca_file):
             return msg
         status["verify"], status["verify_failure"] = "ok", ""
         status["tls_version"] = outcome.get("tls_version", "")
+        return None
+
+
+def _confirm(job, status, result):
+    """The cloud's view of the running agent (see the module docstring); returns whether it
+    restarted the agent (an owed restart). Records the view in ``status``; hands the question
+    over to the controller when it holds the token; raises PhaseFailed("confirm")."""
+    c = job.confirm
+    agent_id = status.get("agent_id")
+    if not c.enabled or not agent_id or "verify" not in job.phases:
+        return False
+    if job.check_mode and not (c.audit and c.by == "controller"):
+        return False  # check mode asks nothing; an audit has the controller ask (the token stays there)
+    reference, label = _reference(job, result)
+    healed = False
+    if reference is None:
+        if not _review(job, status, result, agent_id):
+            return False
+        reference, label, healed = job.restarted_at, "the restart", True
+    _wait(job, status, result, agent_id, reference, label)
+    return healed
+
+
+def _review(job, status, result, agent_id):
+    """A run that changed nothing for the agent: one answer (the controller's, asked before the
+    module, or the module's own), reported. Returns True when it restarted an agent the cloud
+    shows on an identity older than the last swap (it must then confirm the restart)."""
+    c = job.confirm
+    age = _identity_age(job)
+    if c.view is not None and c.view.agent_id == agent_id:
+        view = c.view
+    elif c.by == "controller":  # it asks once, after the module
+        result["confirmation"] = {"agent_id": agent_id, "since_s": age, "wait": False, "reference": "the last swap"}
+        return False
+    else:
+        view = _ask_once(job, agent_id)
+        if view is None:
+            return False
+    status.update(confirm.report_fields(view))
+    outcome, message = confirm.review(view, age, audit=c.audit, stale_minutes=c.stale_minutes,
+                                      taken_over=bool(status.get("takeover")))
+    if outcome == "fail":
+        raise PhaseFailed("confirm", message)
+    if outcome == "ok":
+        return False
+    if job.restart.method == "none":
+        raise PhaseFailed("confirm", "%s; %s is none: restart it yourself" % (
+            message, setting("agent_restart")))
+    _restart(job, status, result)  # owed: the agent still runs the identity swapped out
+    result["reason"] = status["reason"] = "; ".join(part for part in (
+        result.get("reason"), "the agent was restarted: " + message) if part)
+    if job.restarted_at is None:  # nothing restarted: the cloud decides
+        job.restarted_at = time.monotonic()
+    return True
+
+
+def _wait(job, status, result, agent_id, reference, label):
+    """Poll until the cloud shows an agent started after ``reference`` (or hand the question
+    over to the controller); raise PhaseFailed with the cloud's last answer otherwise."""
+    c = job.confirm
+    if c.by == "controller":
+        result["confirmation"] = {"agent_id": agent_id, "since_s": time.monotonic() - reference, "wait": True,
+                                  "reference": label}
+        return
+    try:
+        verdict = confirm.poll(lambda: c.ask(agent_id), lambda: time.monotonic() - reference, c.timeout,
+                               reference=label, interval=c.interval, sleep=c.sleep)
+    except ApiError as exc:
+        raise PhaseFailed("confirm", "the cloud could not be asked about agent %s: %s" % (agent_id, exc.msg)) from None
+    status.update(confirm.report_fields(verdict.heartbeat))
+    if not verdict.ok:
+        raise PhaseFailed("confirm", confirm.failure(agent_id, verdict, c.timeout))
+
+
+def _reference(job, result):
+    """(time.monotonic() after which the agent must have started, its name) for this run: the
+    restart it made, else the swap of a pair an agent was running with; (None, "") when neither
+    happened: nothing to wait for (a new device's agent, started by nobody yet, connects when it
+    starts; it is reported as the cloud sees it)."""
+    if job.restarted_at is not None:
+        return job.restarted_at, "the restart"
+    if job.swapped_at is not None and result.get("action") != "created":
+        return job.swapped_at, "the swap"
+    return None, ""
+
+
+def _identity_age(job):
+    """Seconds since the pair in place was swapped in: the certificate's mtime against this
+    device's clock (one clock: the file system's and the module's)."""
+    st = job.idir.lstat(CERT) if job.idir is not None else None
+    if st is None:
+        return 0.0
+    return max(0.0, time.time() - st.st_mtime)
+
+
+def _ask_once(job, agent_id):
+    """The module's one question of an unchanged run: the Heartbeat, or None after a warning
+    when the cloud cannot be asked (the run's own job is done; an audit fails)."""
+    try:
+        return job.confirm.ask(agent_id)
+    except ApiError as exc:
+        message = "the cloud could not be asked about agent %s: %s" % (agent_id, exc.msg)
+        if job.confirm.audit:
+            raise PhaseFailed("confirm", message) from None
+        job.warn(message)
         return None
 
 

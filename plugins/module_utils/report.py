@@ -49,13 +49,14 @@ COLUMNS = (
     ("not_after", str), ("days_left", int), ("renew_after", str), ("config", str),
     ("config_changed", bool), ("restarted", bool), ("blackout_ms", int), ("verify", str),
     ("verify_failure", str), ("verify_protocol", str), ("tls_version", str), ("checked_at", str),
-    ("failed_task", str), ("replaces", str),
+    ("failed_task", str), ("replaces", str), ("cloud", str), ("agent_uptime_s", int), ("heartbeat_at", str),
+    ("takeover", str),
 )
 IDENTITY = ("agent_id", "fingerprint_sha256", "serial", "key_size", "not_before", "not_after", "renew_after")
 TABLE = (
     ("HOST", "host"), ("AGENT ID", "agent_id"), ("ACTION", "action"), ("FINGERPRINT", "fingerprint_sha256"),
     ("NOT AFTER", "not_after"), ("RENEW AFTER", "renew_after"), ("DAYS", "days_left"), ("CONFIG", "config"),
-    ("RESTART", "restarted"), ("VERIFY", "verify"), ("ERROR", "error"),
+    ("RESTART", "restarted"), ("VERIFY", "verify"), ("CLOUD", "cloud"), ("ERROR", "error"),
 )
 OUTCOMES = ("ok", "changed", "failed", "unreachable", "not_run")
 UNCHANGED_ACTIONS = ("", "unchanged", "valid", "due")
@@ -270,6 +271,11 @@ def _table_cell(row, key):
         return visible(value[:10])
     if key == "verify" and row["verify_failure"]:
         return "%s (%s)" % (visible(value), visible(row["verify_failure"]))
+    if key == "cloud":
+        if value in ("", "not asked"):
+            return "-"
+        uptime = row["agent_uptime_s"]
+        return visible(value) if uptime is None else "%s %ds" % (visible(value), uptime)
     if key == "restarted":
         return "-" if not value else ("%d ms" % row["blackout_ms"] if row["blackout_ms"] is not None else "yes")
     text = visible(value)

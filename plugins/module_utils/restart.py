@@ -148,8 +148,7 @@ def _in_container(r, identity_dir, path):
 
 
 METHODS = {method.name: method for method in (
-    Method(name="docker", doc="restarts O(:agent_container) (none there, or no docker command, is reported, not an "
-                              "error) and checks that it mounts the identity read-only at "
+    Method(name="docker", doc="restarts O(:agent_container) and checks that it mounts the identity read-only at "
                               "C(<agent_container_home>/.mtls) with the right C(SSL_CERT_FILE)",
            restart=_restart_docker, inspect=_inspect_docker, needs_dropin=False, agent_path=_in_container),
     Method(name="systemd", doc="restarts O(:agent_service) (after a daemon-reload when its drop-in changed)",

@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import location, names, options, provision
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import (
+    confirm,
+    location,
+    names,
+    options,
+    provision,
+)
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_files import API_CA, check_ca_content
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, IdentityError, StateError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import HEADERS_FILE_NAME, module_headers
 
 
@@ -35,12 +41,14 @@ def run(module):
         headers = module_headers(module, transferred=HEADERS_FILE_NAME)
     except IdentityError as exc:
         return Outcome(True, exc.msg, {"status": failure_row("identity", exc.msg), "changed": False})
+    cloud = _Cloud()
     try:  # every option is checked before anything changes (the preflight)
         where = location.resolve(p["path"], p["owner"], p["group"])
         api_flavor = options.flavor(p)
         templates = (p["agent_templates"] or {}) if "config" in p["phases"] else None
         agent = options.agent_config(p, where.path, templates)
         verify = options.verify(p)
+        confirmation = options.confirmation(p, api_flavor, cloud.ask)
         settings = _settings(p, where, api_flavor.enrollment)
         options.client(p, headers, p["ca_path"] if p["ca_content"] is None else None, api_flavor).close()
     except IdentityError as exc:
@@ -57,11 +65,12 @@ def run(module):
             api_ca.deliver(engine_dir)  # into a directory the engine just created
             return options.client(p, headers, api_ca.path, api_flavor)
 
+        cloud.factory = lambda: options.client(p, headers, api_ca.path, api_flavor, polling=True)
         job = provision.Job(
             agent=agent, restart=agent.restart, verify=verify,
-            identity=_identity_runner(module, settings, make_client),
+            identity=_identity_runner(module, settings, make_client, held_by=_held_by(confirmation)),
             check=_check, runner=_runner(module), run_as=where.run_as(), renew_before_days=p["renew_before_days"],
-            check_mode=module.check_mode, warn=module.warn, phases=p["phases"])
+            check_mode=module.check_mode, warn=module.warn, phases=p["phases"], confirm=confirmation)
         status, result, changed = provision.run(job, idir)
     except provision.PhaseFailed as exc:
         if exc.phase == "identity":
@@ -75,6 +84,7 @@ def run(module):
     except IdentityError as exc:
         return Outcome(True, exc.msg, {"status": failure_row("identity", exc.msg), "changed": False})
     finally:
+        cloud.close()
         opened = job.idir if job is not None else idir  # the engine may have created it
         if opened is not None:
             opened.close()
@@ -168,11 +178,51 @@ def _settings(p, where, enrollment):
     return settings_from(p, where, enrollment)
 
 
-def _identity_runner(module, settings, client_factory):
+class _Cloud:
+    """The module's questions to the heartbeat route: one client, opened on the first."""
+
+    def __init__(self):
+        self.factory = None
+        self._client = None
+
+    def ask(self, agent_id):
+        if self._client is None:
+            self._client = self.factory()
+        return self._client.heartbeat(agent_id)
+
+    def close(self):
+        if self._client is not None:
+            self._client.close()
+
+
+def _held_by(c):
+    """held_by(agent_id) for the transaction: why a device holds the ID (the cloud's view), or
+    None. Without an answer a claim is refused: nothing shows the ID is free."""
+    def held_by(agent_id):
+        if not c.enabled:
+            return None
+        view = c.view if c.view is not None and c.view.agent_id == agent_id else None
+        if view is None and c.by == "module":
+            try:
+                view = c.ask(agent_id)
+            except ApiError as exc:
+                raise StateError("cannot tell whether a device holds agent ID %s: %s. Nothing was done"
+                                 % (agent_id, exc.msg)) from None
+        if view is None:
+            raise StateError("cannot tell whether a device holds agent ID %s: the cloud's view was not "
+                             "handed to the module%s. Nothing was done" % (
+                                 agent_id, " (%s)" % c.view_error if c.view_error else ""))
+        return confirm.holder_evidence(view)
+
+    return held_by
+
+
+def _identity_runner(module, settings, client_factory, held_by=None):
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.engine import Engine
 
     def identity(idir, check_mode):
-        engine = Engine(settings, lambda: client_factory(engine.idir), check_mode=check_mode, warn=module.warn)
+        engine = Engine(settings, lambda: client_factory(engine.idir), check_mode=check_mode, warn=module.warn,
+                        held_by=held_by)
         try:
             return engine.run(idir), engine.idir
         except BaseException:

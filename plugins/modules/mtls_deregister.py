@@ -73,6 +73,28 @@ options:
         C(mtls_api_ca_src)) instead of O(ca_path).
     type: bool
     default: false
+  api_flavor:
+    description:
+      - The deployment the API is (C(legacy), C(enroll), C(api_service)); what the default of
+        O(cloud_check) and O(confirm_endpoint) follow.
+    type: str
+    choices: [legacy, enroll, api_service]
+    default: legacy
+  cloud_check:
+    description:
+      - C(heartbeat) - once the server confirmed the deletion, ask the cloud's heartbeat route
+        about the ID; an agent it still sees C(active) is reported (a warning, the reason and
+        the return value C(still_active)) - its session lasts until it disconnects. C(none) - do
+        not ask.
+      - Default the API flavor's - C(heartbeat) where the API has the heartbeat route
+        (O(api_flavor=api_service)), C(none) otherwise.
+    type: str
+    choices: [heartbeat, none]
+  confirm_endpoint:
+    description:
+      - Path of the heartbeat route (POST, JSON C({"agent_id"}), bearer token). Default the API
+        flavor's (C(/agent/heartbeat) for C(api_service)).
+    type: str
 attributes:
   check_mode:
     description: Sends nothing and removes nothing; reports the action and the files it would remove.
@@ -149,6 +171,16 @@ reason:
   returned: success
   type: str
   sample: the server deleted 07048933
+still_active:
+  description: Why the cloud still sees the deleted ID's agent active (its session outlives the deletion).
+  returned: when the cloud still sees it active after the deletion
+  type: str
+  sample: the cloud sees its agent active (uptime 4211s, last heartbeat 2026-12-05T10:00:00)
+cloud:
+  description: The cloud's view of the agent after the deletion - C(active), C(inactive), C(unseen) or C(not asked).
+  returned: success
+  type: str
+  sample: unseen
 """
 
 import os
@@ -159,6 +191,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import lo
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import (
     REQUESTS_IMPORT_ERROR,
     ProvisioningClient,
+    confirm_mode,
     endpoints,
 )
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certs import CRYPTOGRAPHY_IMPORT_ERROR
@@ -168,11 +201,31 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout im
 
 
 def argument_spec():
-    spec = option_table.argument_spec(option_table.DEREGISTER_OPTIONS)
+    spec = option_table.argument_spec(option_table.DEREGISTER_OPTIONS, vocabulary="mtls_deregister")
     spec["api_url"].pop("required")  # not with local_only (required_if)
     spec["confirm"]["required"] = True
     spec["ca_in_dir"] = {"type": "bool", "default": False}
     return spec
+
+
+def still_active(module, client, result):
+    """Ask the cloud about the deleted ID: an agent it still sees active is reported (a deletion
+    does not end the agent's session; the cloud checks the certificate at connect only)."""
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import confirm
+
+    agent_id = result["agent_id"]
+    try:
+        hb = client.heartbeat(agent_id)
+    except IdentityError as exc:
+        module.warn("the cloud could not be asked whether agent %s is still active: %s" % (agent_id, exc.msg))
+        return
+    result.update(confirm.report_fields(hb))
+    if hb.active:
+        result["still_active"] = confirm.holder_evidence(hb)
+        note = ("the cloud still sees agent %s active after the deletion (%s): its session lasts until it "
+                "disconnects; stop the agent" % (agent_id, result["still_active"]))
+        result["reason"] = "%s; %s" % (result["reason"], note)
+        module.warn(note)
 
 
 def main():
@@ -182,14 +235,14 @@ def main():
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.decommission import Refused, decommission
 
     p = module.params
-    names.use_role_names(p["option_names"] == "role")
+    names.use_role_names(p["option_names"] == "role", "mtls_deregister")
     if not p["validate_certs"] and not p["local_only"]:
         module.warn("validate_certs is false: the API server is not authenticated")
     clients = []
 
     def delete(agent_id, path, check=False):
         ca_path = os.path.join(path, API_CA) if p["ca_in_dir"] else p["ca_path"]
-        client = ProvisioningClient(p["api_url"], flavor=endpoints(option_table.BY_NAME["api_flavor"].default),
+        client = ProvisioningClient(p["api_url"], flavor=api_flavor,
                                     headers=module_headers(module, transferred=HEADERS_FILE_NAME), ca_path=ca_path,
                                     validate_certs=p["validate_certs"], timeout=p["timeout"], retries=p["retries"],
                                     id_pattern=p["id_pattern"])
@@ -201,9 +254,13 @@ def main():
 
     error, result = None, {"path": p["path"], "agent_id": None}
     try:
+        api_flavor = endpoints(p["api_flavor"], heartbeat_endpoint=p["confirm_endpoint"])
         where = location.resolve(p["path"], p["owner"])
         decommission(where.path, where.uid, where.gid, p["confirm"], p["local_only"], delete,
                      check_mode=module.check_mode, id_pattern=p["id_pattern"], result=result)
+        if confirm_mode(api_flavor, p["cloud_check"]) == "heartbeat" and clients and not module.check_mode \
+                and result.get("action") == "decommissioned":
+            still_active(module, clients[0], result)
     except IdentityError as exc:
         error = exc
     finally:

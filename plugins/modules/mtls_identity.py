@@ -27,6 +27,14 @@ description:
     blackout.
   - B(verify) - the agent-true check (the agent's user, HOME, C(~/.mtls), trust and
     protocol; see M(autonomy_edge.fleet_mtls.mtls_check)).
+  - B(confirm) - with O(confirm=heartbeat), the cloud's view of the running agent (the
+    api-service's heartbeat route) - after a swap or a restart, polled until it reports the
+    agent C(active) with an C(uptime) no longer than the time since then (an agent process
+    started after the new pair was in place, whose certificate the cloud validated at connect),
+    within O(confirm_timeout); an unchanged run asks once and reports, and restarts an agent the
+    cloud shows on an identity older than the last swap. The action plugin asks from the
+    controller when it holds the token (O(headers), O(headers_src)); the module asks when only
+    the device does (O(headers_file)).
   - Returns one O(ignore:status) row for the fleet report, also when it fails.
 version_added: "1.0.0"
 author:
@@ -167,8 +175,22 @@ status:
     tls_version:
       description: TLS version of the check.
       type: str
+    cloud:
+      description:
+        - The cloud's view of the running agent - C(active), C(inactive), C(unseen) (it never
+          heard from it) or C(not asked) (O(confirm=none), check mode, or no answer).
+      type: str
+    agent_uptime_s:
+      description: The agent's uptime (seconds since its process started) as of its last heartbeat.
+      type: int
+    heartbeat_at:
+      description: When the agent sent its last heartbeat (its own ISO time).
+      type: str
+    takeover:
+      description: The evidence that a device held the ID, overridden by O(agent_id_takeover=true); else empty.
+      type: str
     phase:
-      description: The phase that failed (identity, config, restart, verify), or empty.
+      description: The phase that failed (identity, config, restart, verify, confirm), or empty.
       type: str
     error:
       description: The failure, once.
@@ -256,6 +278,14 @@ registry_uncertain:
   returned: failure
   type: bool
   sample: false
+confirmation:
+  description:
+    - The question handed over to the controller (O(confirm_by=controller)) - C(agent_id),
+      C(since_s) (seconds from the swap or restart, or since the pair in place was swapped in,
+      to the module's end), C(wait) (poll, or ask once), C(reference).
+  returned: when the controller asks the cloud
+  type: dict
+  sample: {agent_id: "07048933", since_s: 0.41, wait: true, reference: the swap}
 installed_packages:
   description: Packages the action plugin installed before running the module again.
   returned: when it installed them

@@ -15,8 +15,11 @@ A task with ``option_names: role`` speaks the role's vocabulary: every option of
 task's variables) or takes the role's default (option_table), so the role's task passes almost
 nothing while a module user passes options directly.
 
-A subclass says what else the controller does before the module (``prepare``) and which report
-row it makes of the result (``status_row``). Without headers this adds no round trip.
+A subclass says what else the controller does before the module (``prepare``, which sees the
+headers the controller holds in ``self.controller_headers``), whether the device gets them
+(``headers_for_device``), what it does after the module (``after_module``, which may run it again
+with ``run_again``) and which report row it makes of the result (``status_row``). Without
+headers this adds no round trip.
 
 With ``ledger_path`` (the role's ``mtls_ledger_path``), the row is recorded in the identity
 ledger on the controller right after the module returned, under the ledger's lock: a role used
@@ -35,7 +38,7 @@ from ansible.module_utils.common.validation import check_type_dict
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import merge_hash
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import controller, ledger, names
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import controller, ledger, names, option_table
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.plugin_utils import operator_paths
 
@@ -67,11 +70,23 @@ class ApiAction(ActionBase):
     role_options = ()
     role_entry_point = "main"
 
+    # The headers (the token) the controller holds for this task: {} when only the device does.
+    controller_headers = {}
+
     # ------------------------------------------------------------------ what subclasses add
     def prepare(self, module_args, host, task_vars):
         """Controller work before the module; returns packages to install when the device lacks
         libraries (None: never install)."""
         return None
+
+    def headers_for_device(self, module_args):
+        """Whether the controller's headers go to the device (the module's requests need them)."""
+        return True
+
+    def after_module(self, outcome, module_args, task_vars):
+        """Controller work on the module's result (the headers file still exists); returns the
+        result to report."""
+        return outcome
 
     def status_row(self, result, host):
         """The host's report row made of the module's result, or None."""
@@ -91,7 +106,7 @@ class ApiAction(ActionBase):
         in_role = self._task._role is not None
         module_args = dict(self._task.args)
         role_vocabulary = module_args.get("option_names") == "role"
-        names.use_role_names(role_vocabulary or in_role)  # messages name the role's variables
+        names.use_role_names(role_vocabulary or in_role, option_table.ENTRY_POINTS[self.role_entry_point])
         wrap_async = self._task.async_val and not self._connection.has_native_async
         try:  # the task's own arguments and the role's variables, checked before the device is touched
             if role_vocabulary:
@@ -99,6 +114,7 @@ class ApiAction(ActionBase):
                                           self._templar.template)
             ledger_path = self._take_ledger_path(module_args)
             headers = self._take_headers(module_args, wrap_async, task_vars)
+            self.controller_headers = headers
         except (ConfigError, AnsibleActionFail) as exc:
             return self._refuse(result, host, str(exc), "arguments")
         try:
@@ -110,10 +126,12 @@ class ApiAction(ActionBase):
 
         headers_path = None
         try:
-            if headers:
+            if headers and self.headers_for_device(module_args):
                 headers_path = self._send_headers(headers)
                 module_args["headers_file"] = headers_path
             outcome = self._run_module(module_args, task_vars, wrap_async, install)
+            if not wrap_async:
+                outcome = self.after_module(outcome, module_args, task_vars)
         finally:
             if not wrap_async:  # async_wrapper removes its directory itself
                 self._cleanup(headers_path)
@@ -198,6 +216,13 @@ class ApiAction(ActionBase):
         again["changed"] = True  # the packages were installed
         again["installed_packages"] = list(install)
         return again
+
+    def run_again(self, module_args, task_vars):
+        """Run the module once more with ``module_args`` (its headers file sent again: the module
+        deleted the first one once read)."""
+        if "headers_file" in module_args and self.controller_headers:
+            module_args["headers_file"] = self._send_headers(self.controller_headers)
+        return self._execute_module(module_args=module_args, task_vars=task_vars)
 
     def _send_headers(self, headers):
         """Write ``headers`` 0600 into the remote temporary directory through the standard input

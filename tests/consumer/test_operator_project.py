@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 REPO = consumer.REPO
 # The ID the header commands of playbooks/decommission.yml confirm: edge-sp-01's, pre-assigned.
 DOCUMENTED_ID = "07048933"
-DOCS = ["README.md", "roles/mtls_identity/README.md"]
+DOCS = ["README.md", *sorted(str(p.relative_to(REPO)) for p in REPO.glob("docs/*.md")), "roles/mtls_identity/README.md"]
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,16 @@ import yaml
 from tests.fixtures.consumer import REPO
 
 SPECS = REPO / "roles" / "mtls_identity" / "meta" / "argument_specs.yml"
-# What only provisioning acts on: an audit sends no request, writes, rotates and installs nothing.
+# What only provisioning acts on: an audit's device sends no request, writes, rotates and installs
+# nothing. The token, the API's CA from the controller, its verification and timeout are the
+# controller's, which asks the cloud about the agent (mtls_confirm): the audit documents them.
 PROVISIONING_ONLY = {
     "mtls_rotate", "mtls_backup", "mtls_backup_keep", "mtls_install_prerequisites", "mtls_prerequisite_packages",
     "mtls_metrics_dir",
     "mtls_lost_identity", "mtls_agent_restart_command", "mtls_verify_unchanged",
-    "mtls_api_headers", "mtls_api_headers_src", "mtls_api_headers_file", "mtls_api_ca", "mtls_api_ca_src",
-    "mtls_api_validate_certs", "mtls_api_timeout", "mtls_api_retries", "mtls_id_endpoint", "mtls_upload_endpoint",
+    "mtls_api_headers_file", "mtls_api_ca", "mtls_api_retries", "mtls_id_endpoint", "mtls_upload_endpoint",
     "mtls_enroll_endpoint", "mtls_upload_format", "mtls_id_field", "mtls_certificate_field",
+    "mtls_agent_id_takeover", "mtls_confirm_timeout",
 }
 
 
@@ -41,6 +43,6 @@ def test_the_audit_documents_only_what_it_reads():
     # without effect in check mode (no request is sent, nothing written).
     (audit_task,) = yaml.safe_load((REPO / "roles" / "mtls_identity" / "tasks" / "audit.yml").read_text())[:1]
     pinned = set(audit_task["vars"]) - {"__mtls_audit"}
-    assert pinned == {"mtls_api_headers", "mtls_api_headers_src", "mtls_api_headers_file", "mtls_rotate",
-                      "mtls_backup", "mtls_install_prerequisites", "mtls_metrics_dir"}
+    assert pinned == {"mtls_api_headers_file", "mtls_rotate", "mtls_backup", "mtls_install_prerequisites",
+                      "mtls_metrics_dir"}
     assert main - audit <= PROVISIONING_ONLY, sorted(main - audit - PROVISIONING_ONLY)

@@ -696,8 +696,83 @@ MUTATIONS["prekey-every-host"] = (
     "an unchanged run starts nothing: the background pass is skipped on the controller where no key is due",
     [("roles/mtls_identity/tasks/main.yml", "    - (mtls_rotate | default('auto')) == 'always'\n",
       "    - true or (mtls_rotate | default('auto')) == 'always'\n")],
-    ["tests/playbook/test_role_task_count.py"],
+    ["tests/playbook/test_role_task_count.py::test_tasks_per_host"],
 )
+# The cloud's confirmation of the running agent and the takeover refusal (issues 20, 18).
+_CONFIRM = "tests/module/test_confirm.py::"
+MUTATIONS.update({
+    "confirm-no-uptime": (
+        "an active agent older than the swap is not confirmed (uptime compared with the time since it)",
+        [("plugins/module_utils/confirm.py", "    if hb.uptime > since_s:\n", "    if False:\n")],
+        [_CONFIRM + "test_an_agent_not_restarted_fails_with_the_clouds_view_and_the_next_run_heals_it"],
+    ),
+    "confirm-404-ok": (
+        "the heartbeat route's 404 (never seen) is no confirmation",
+        [("plugins/module_utils/confirm.py", '        return Verdict("unseen", hb,',
+          '        return Verdict("confirmed", hb,')],
+        [_CONFIRM + "test_an_agent_that_never_connects_is_404_never_seen"],
+    ),
+    "no-takeover-check": (
+        "a pre-assigned ID a device holds is refused before any key or upload",
+        [("plugins/module_utils/identity/transaction.py", "        if not plan.claims:\n            return",
+          "        if True:\n            return")],
+        [F + "test_takeover.py::test_an_id_whose_agent_is_active_is_refused_before_any_key_or_upload"],
+    ),
+    "upload-lapsed-reservation": (
+        "a reservation lapsed before the upload is replaced, never uploaded against",
+        [("plugins/module_utils/identity/transaction.py",
+          "if reservation is None or not reservation.lapsed():", "if True:")],
+        [F + "test_network.py::test_a_reservation_lapsed_before_the_upload_is_replaced_once"],
+    ),
+    "reserve-before-key": (
+        "the key is made before an ID is reserved (an interrupted keygen reserves none)",
+        [("plugins/module_utils/identity/transaction.py",
+          "return self._new_identity(a, plan, plan.agent_id, creating=True)",
+          "return self._new_identity(a, plan, plan.agent_id or self.client.reserve().agent_id, creating=True)")],
+        [F + "test_crash.py::test_kill_then_rerun_converges[staged-key-create-SIGTERM]"],
+    ),
+    "confirm-in-check-mode": (
+        "check mode asks the cloud nothing",
+        [("plugins/module_utils/provision.py", "    if job.check_mode and not (c.audit and c.by == \"controller\"):\n"
+          "        return False", "    if False:\n        return False"),
+         ("plugins/plugin_utils/cloud.py", "if not headers or (check_mode and not audit):", "if not headers:")],
+        [_CONFIRM + "test_check_mode_asks_nothing"],
+    ),
+    "audit-token-on-device": (
+        "an audit keeps the token on the controller, which asks the cloud; the device asks nothing",
+        [("plugins/action/mtls_identity.py",
+          '        return not boolean(module_args.get("audit") or False, strict=False)', "        return True"),
+         ("plugins/module_utils/provision.py", 'if job.check_mode and not (c.audit and c.by == "controller"):',
+          "if job.check_mode and not c.audit:")],
+        [_CONFIRM + "test_an_audit_has_the_controller_ask_and_sends_the_device_no_token"],
+    ),
+    "no-heal": (
+        "an unchanged run restarts an agent the cloud shows on an identity older than the last swap",
+        [("plugins/module_utils/confirm.py", 'return ("fail" if audit else "heal"),',
+          'return ("fail" if audit else "ok"),')],
+        [_CONFIRM + "test_an_agent_not_restarted_fails_with_the_clouds_view_and_the_next_run_heals_it"],
+    ),
+    "audit-no-silence": (
+        "the audit fails agents silent longer than mtls_confirm_stale_minutes, or never seen",
+        [("plugins/module_utils/confirm.py", "        silent = silence(hb, stale_minutes, now)\n",
+          "        silent = None\n")],
+        ["tests/playbook/test_role_confirm.py::test_the_audit_shows_the_clouds_view_and_flags_silent_agents"],
+    ),
+    "deleted-but-active-hidden": (
+        "a deleted ID whose agent is still active is reported",
+        [("plugins/modules/mtls_deregister.py", "            still_active(module, clients[0], result)\n",
+          "            pass\n")],
+        [_CONFIRM + "test_a_deleted_id_whose_agent_is_still_active_is_reported"],
+    ),
+    "restarted-nothing-ok": (
+        "with confirm=none, a restart method that restarted nothing fails a rotation",
+        [("plugins/module_utils/provision.py",
+          'elif not job.confirm.enabled and r.method != "none" and result.get("action") != "created":',
+          "elif False:")],
+        ["tests/playbook/test_role_restart.py::"
+         "test_device_without_docker_is_provisioned_but_a_rotation_it_cannot_restart_fails"],
+    ),
+})
 
 # What a mutant holds: the collection's content (built by the test session like the repository).
 CONTENT = ("plugins", "roles", "playbooks", "meta", "galaxy.yml", "README.md", "LICENSE")

@@ -352,19 +352,20 @@ def test_5xx_after_retries_on_create_journal_then_converge(device, svc, registry
 def short_ttl_service(tmp_path_factory):
     from tests.fixtures.servicectl import ProvisioningService
 
-    with ProvisioningService(tmp_path_factory.mktemp("ttl-service"), reservation_ttl=1) as svc:
+    with ProvisioningService(tmp_path_factory.mktemp("ttl-service"), reservation_ttl=3) as svc:
         yield svc
 
 
 def test_reservation_expired_before_upload(make_device, short_ttl_service):
-    """The ID reservation (TTL 1 s) expires while the upload hangs 2 s: the real 410 is
-    reported with the advice to run again; nothing is written, no journal; the re-run
-    requests a fresh ID and the expired one stays unregistered."""
+    """The ID reservation (TTL 3 s) expires while the upload hangs 4 s on the server (the
+    device sent it in time): the real 410 is reported with the advice to run again; nothing is
+    written, no journal; the re-run requests a fresh ID and the expired one stays unregistered."""
     svc = short_ttl_service
+    svc.restart(reservation_ttl=3)
     svc.clear_faults()
     dev = make_device(svc)
     ids_before = set(svc.reserved_ids())
-    svc.inject(UPLOAD_EP, "hang", seconds=2)
+    svc.inject(UPLOAD_EP, "hang", seconds=4)
     result = dev.run(timeout=10)
     assert_failed(result, "HTTP 410", "expired", "run again")
     assert_no_identity(dev)
@@ -380,6 +381,45 @@ def test_reservation_expired_before_upload(make_device, short_ttl_service):
     assert expired[0] not in svc.registrations()
     dev.assert_registered()
     assert [i for i in svc.reserved_ids() if i not in ids_before] == [expired[0], dev.agent_id]
+
+
+# A slow device: the module's process stalls between the ID reservation and staging the
+# certificate it uploads (a device needing longer for its key than the API's reservation lasts).
+STALL_BEFORE_THE_CERTIFICATE = "op=open,match=.client.crt.new,nth=1,times=%d,seconds=3.5"
+
+
+def test_a_reservation_lapsed_before_the_upload_is_replaced_once(make_device, short_ttl_service):
+    """The reservation (TTL 3 s) lapses, by the module's own monotonic clock, while the device
+    stalls 3.5 s: it reserves once more and uploads against the fresh ID, never against the
+    lapsed one (no 410 on the way); the lapsed ID stays unregistered."""
+    svc = short_ttl_service
+    svc.restart(reservation_ttl=3)
+    svc.clear_faults()
+    dev = make_device(svc)
+    ids_before = set(svc.reserved_ids())
+    result = dev.run(hooks={"FLEET_FAULTS_PAUSE": STALL_BEFORE_THE_CERTIFICATE % 1})
+    assert not result.failed and result.result["action"] == "created", result
+    lapsed, fresh = [i for i in svc.reserved_ids() if i not in ids_before]
+    assert dev.agent_id == fresh and lapsed not in svc.registrations()
+    assert svc.request_count(ID_EP) == 2 and svc.request_count(UPLOAD_EP) == 1
+    assert "the reservation of ID %s" % lapsed in str(result.result.get("warnings")), result
+    dev.assert_registered()
+
+
+def test_a_second_lapsed_reservation_uploads_nothing(make_device, short_ttl_service):
+    """Both reservations lapse while the device stalls: the run fails before any upload, with
+    nothing written; neither ID is registered."""
+    svc = short_ttl_service
+    svc.restart(reservation_ttl=3)
+    svc.clear_faults()
+    dev = make_device(svc)
+    ids_before = set(svc.reserved_ids())
+    result = dev.run(hooks={"FLEET_FAULTS_PAUSE": STALL_BEFORE_THE_CERTIFICATE % 2})
+    assert_failed(result, "both lapsed", "nothing was uploaded")
+    assert_no_identity(dev)
+    reserved = [i for i in svc.reserved_ids() if i not in ids_before]
+    assert len(reserved) == 2 and not set(reserved) & set(svc.registrations())
+    assert svc.request_count(UPLOAD_EP) == 0
 
 
 def test_upload_timeout_with_late_server_processing_converges(device, svc):

@@ -18,7 +18,7 @@ import threading
 import pytest
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs, names
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, ConfigError
 from tests.fixtures.identities import build_cert, client_for
 from tests.fixtures.product import api_client
 
@@ -103,6 +103,79 @@ def test_an_enrollment_answer_without_the_envelope_is_refused(svc):
     svc.inject("/orchestrators/enroll", "malformed", body=json.dumps({"certificate": "x", "id": agent_id}))
     with pytest.raises(ApiError, match="not the contract's success answer"):
         client_for(svc).enroll(agent_id, b"-----BEGIN CERTIFICATE REQUEST-----\n")
+
+
+# ----------------------------------------------------------------------------- reservations
+
+
+@pytest.mark.parametrize("flavor", ["legacy", "enroll"])
+def test_a_reservation_keeps_how_long_it_lasts_from_either_route(service_factory, flavor):
+    """The legacy envelope (/generate-orchestrator-id) and the current installer's unwrapped
+    {"data"} answer (/orchestrators/id), both real."""
+    svc = service_factory(reservation_ttl=30)
+    reservation = client_for(svc, flavor=flavor).reserve()
+    assert reservation.agent_id in svc.reserved_ids()
+    assert reservation.expires_in in (29, 30) and reservation.expires_at.endswith("Z")
+    assert not reservation.lapsed()
+
+
+def test_the_unwrapped_answer_is_only_the_current_flavors(svc):
+    """{"data"} without statusCode stays a hostile shape for the legacy flavor (above)."""
+    svc.inject("/orchestrators/id", "malformed", body='{"data": {"id": "0A1B2C3D"}}')
+    assert client_for(svc, flavor="enroll").reserve().expires_in is None
+    svc.inject("/orchestrators/id", "malformed", body='{"data": "0A1B2C3D"}')
+    with pytest.raises(ApiError, match="no data object"):
+        client_for(svc, flavor="enroll").reserve()
+
+
+# ----------------------------------------------------------------------------- the heartbeat route
+
+HEARTBEAT = "/agent/heartbeat"
+
+
+def test_the_heartbeat_routes_never_seen_answer_is_not_an_error(svc):
+    agent_id = svc.reserve_id()
+    hb = client_for(svc, flavor="api_service", headers=svc.auth_headers()).heartbeat(agent_id)
+    assert (hb.seen, hb.detail) == (False, "No heartbeat data found for agent %s" % agent_id)
+
+
+def test_a_flavor_without_the_heartbeat_route_is_told_to_name_one(svc):
+    with pytest.raises(ConfigError, match="the legacy API has no heartbeat route: set confirm_endpoint"):
+        client_for(svc, headers=svc.auth_headers()).heartbeat(svc.reserve_id())
+    named = client_for(svc, headers=svc.auth_headers(), confirm_endpoint=HEARTBEAT)
+    assert named.heartbeat(svc.reserve_id()).seen is False
+
+
+def beat_body(agent_id, **changes):
+    """A heartbeat answer for ``agent_id`` with ``changes`` (None: the field left out)."""
+    body = {"agent_id": agent_id, "cpu_usage": 1.5, "memory_usage": 0.7, "memory_total": 3.8, "disk_usage": 12.5,
+            "disk_total": 58.0, "uptime": 7, "status": "active", "timestamp": "2026-12-05T10:00:00"}
+    body.update(changes)
+    return json.dumps({k: v for k, v in body.items() if v is not None})
+
+
+@pytest.mark.parametrize(("fault", "words"), [
+    (lambda _id: {"kind": "status", "status": 404, "message": "Not Found"},
+     "not the cloud's answer for an agent it never heard"),
+    (lambda agent_id: {"kind": "malformed", "body": beat_body(agent_id, cpu_usage=None)}, "the answer lacks cpu_usage"),
+    (lambda agent_id: {"kind": "malformed", "body": beat_body("FFFF0000")}, "names another agent"),
+    (lambda agent_id: {"kind": "malformed", "body": beat_body(agent_id, status="")}, "is not a word"),
+    (lambda agent_id: {"kind": "malformed", "body": beat_body(agent_id, uptime="7")}, "is not a number of seconds"),
+], ids=["wrong-404", "missing-field", "other-agent", "empty-status", "string-uptime"])
+def test_an_answer_that_is_not_the_routes_is_an_error(svc, fault, words):
+    agent_id = svc.reserve_id()
+    spec = fault(agent_id)
+    svc.inject(HEARTBEAT, spec.pop("kind"), **spec)
+    with pytest.raises(ApiError, match=words):
+        client_for(svc, flavor="api_service", headers=svc.auth_headers()).heartbeat(agent_id)
+    # the real answer
+    assert client_for(svc, flavor="api_service", headers=svc.auth_headers()).heartbeat(agent_id).seen is False
+
+
+def test_without_the_token_the_route_says_forbidden(svc):
+    with pytest.raises(ApiError, match="HTTP 403: Forbidden") as info:
+        client_for(svc, flavor="api_service").heartbeat(svc.reserve_id())
+    assert info.value.status == 403
 
 
 # ----------------------------------------------------------------------------- the format's ID field

@@ -235,8 +235,8 @@ def test_creation_refused_for_the_id_says_run_again(svc, ident_dir, status):
 
 
 def test_expired_reservation_during_creation(service_factory, ident_dir):
-    svc = service_factory(reservation_ttl=1)
-    svc.inject(UP_EP, "hang", seconds=2.5)
+    svc = service_factory(reservation_ttl=3)
+    svc.inject(UP_EP, "hang", seconds=4)
     with pytest.raises(TransactionError, match="410.*run again to request a fresh ID"):
         run(svc, ident_dir)
     assert not (ident_dir / JOURNAL).exists()

@@ -48,12 +48,15 @@ def test_the_api_service_flavor_uploads_json_with_a_bearer_token_for_a_preassign
     reserved = api_requests(svc)  # the reservation stands for the ID the cloud pre-assigned
     run = run_task(tmp_path, "mtls_identity", args)
     assert not run.failed, run.result.get("msg")
-    assert new_requests(svc, reserved) == {"/agent/certificate": 1}
+    # The heartbeat route: is the pre-assigned ID a live device's (no takeover), then the cloud's
+    # view of the new agent (none started here: `unseen`, asked once, not waited for).
+    assert new_requests(svc, reserved) == {"/agent/certificate": 1, "/agent/heartbeat": 2}
+    assert run.result["status"]["cloud"] == "unseen"
     assert svc.registered_pem(agent_id) == (ident / "client.crt").read_text()
     # It issues no IDs: without one, the run says so and asks nothing of the server.
     fresh = run_task(tmp_path, "mtls_identity", dict(args, path=str(tmp_path / "fresh"), agent_id=""))
     assert fresh.failed and "issues no IDs" in fresh.result["msg"] and "agent_id" in fresh.result["msg"]
-    assert new_requests(svc, reserved) == {"/agent/certificate": 1}
+    assert new_requests(svc, reserved) == {"/agent/certificate": 1, "/agent/heartbeat": 2}
 
 
 def test_an_endpoint_option_overrides_its_flavors(svc, tmp_path):

@@ -41,9 +41,9 @@ def test_the_floor_is_the_same_everywhere():
 
 
 def test_the_docs_state_the_floor_the_tests_run():
-    """What README.md and the roles' READMEs say about the controller's ansible-core is the
-    floor this file tests (each "Controller:" line: its oldest version; "... is the tested floor")."""
-    docs = [REPO / "README.md", *sorted(REPO.glob("roles/*/README.md"))]
+    """What README.md, docs/ and the roles' READMEs say about the controller's ansible-core is
+    the floor this file tests (each "Controller:" line: its oldest version; "... is the tested floor")."""
+    docs = [REPO / "README.md", *sorted(REPO.glob("docs/*.md")), *sorted(REPO.glob("roles/*/README.md"))]
     stated = {}
     for doc in docs:
         text = " ".join(doc.read_text().split())

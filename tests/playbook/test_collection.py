@@ -49,12 +49,13 @@ def test_tarball_holds_the_collection_layout_in_real_files(tarball):
                  "roles/mtls_report/tasks/main.yml", "playbooks/provision.yml", "playbooks/pull.yml",
                  "roles/mtls_pull/tasks/main.yml", "meta/runtime.yml", "meta/execution-environment.yml",
                  "extensions/awx/execution-environment.yml", "extensions/awx/credential_type/injectors.yml",
-                 "changelogs/config.yaml",
+                 "changelogs/config.yaml", "docs/operations.md",
                  "LICENSE", "README.md", "MANIFEST.json"):
         assert name in members, name
     top = {name.split("/")[0] for name in members}
-    assert top == {"plugins", "roles", "playbooks", "meta", "extensions", "changelogs", "LICENSE", "README.md",
-                   "MANIFEST.json", "FILES.json"}
+    # docs/ ships: the installed README links to it.
+    assert top == {"plugins", "roles", "playbooks", "meta", "extensions", "changelogs", "docs", "LICENSE",
+                   "README.md", "MANIFEST.json", "FILES.json"}
     assert not [n for n in members if "/molecule" in n or "__pycache__" in n]
 
 

@@ -439,7 +439,9 @@ def test_check_mode_on_a_fresh_fleet_touches_nothing(small_fleet, service, tmp_p
 
 
 def test_json_upload_with_bearer_token(small_fleet, service):
-    fleet = small_fleet({"edge-01": {}}, mtls_upload_format="json", mtls_upload_endpoint="/agent/certificate")
+    # No agent runs here: the cloud's confirmation (the default there) is tests/module/test_confirm.py's.
+    fleet = small_fleet({"edge-01": {}}, mtls_upload_format="json", mtls_upload_endpoint="/agent/certificate",
+                        mtls_confirm="none")
     run = fleet.play("provision.yml")
     assert run.rc == 0, explain(run)
     row = fleet.rows()["edge-01"]

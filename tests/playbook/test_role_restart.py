@@ -5,10 +5,12 @@ reference service: the mtls_identity module restarts the container right after t
 swap (no handler) and then inspects it (the identity mounted read-only at ``~/.mtls``, the right
 ``SSL_CERT_FILE``). What differs is the ``docker`` the devices find on their PATH:
 
-- none at all (a device without docker): nothing to restart, not a failure;
+- none at all (a device without docker): nothing to restart, not a failure for a new device
+  (its agent reads the identity when it starts), a failure for a rotation (the running agent
+  would keep presenting the old certificate), owed to the next run;
 - a stand-in ``docker`` that answers per container name like the real CLI does (restarted, "No
   such container", daemon down, a usage error; ``inspect`` with the mounts and environment of a
-  well-made agent container): only the missing container is tolerated;
+  well-made agent container): only the missing container of a new device is tolerated;
 - a ``docker`` file that cannot be executed: a failure, not "no docker".
 
 The stand-in is a shell script because no docker daemon runs here; its answers are the CLI's.
@@ -91,7 +93,7 @@ def docker_fleet(tmp_path, service):
     return make
 
 
-def test_device_without_docker_is_provisioned_and_says_why_nothing_was_restarted(docker_fleet):
+def test_device_without_docker_is_provisioned_but_a_rotation_it_cannot_restart_fails(docker_fleet):
     path = path_without_docker()
     assert shutil.which("docker", path=path) is None, path
     fleet = docker_fleet({"edge-nodocker": {"mtls_agent_container": "orchestrator_agent"}}, path)
@@ -104,13 +106,20 @@ def test_device_without_docker_is_provisioned_and_says_why_nothing_was_restarted
     row = fleet.rows()["edge-nodocker"]
     assert (row["action"], row["verify"], row["restarted"], row["blackout_ms"]) == ("created", "ok", False, None), row
     assert fleet.gate_accepts(fleet.cert("edge-nodocker"), fleet.key("edge-nodocker"))
-    # A rotation, where the running agent would keep its old certificate, says why nothing was
-    # restarted.
+    # A rotation, where the running agent would keep its old certificate, fails the host with
+    # why nothing was restarted (mtls_confirm none: nobody else can tell), and owes the restart.
     run = fleet.play("provision.yml", "-e", "mtls_rotate=always")
+    assert run.rc != 0 and run.recap["edge-nodocker"]["failed"] == 1, explain(run)
+    row = fleet.rows()["edge-nodocker"]
+    assert (row["action"], row["phase"], row["restarted"], row["cloud"]) == ("rotated", "restart", False,
+                                                                             "not asked"), row
+    assert row["error"].startswith("no docker command on this host, so no container orchestrator_agent to "
+                                   "restart: the running agent keeps presenting its old certificate"), row
+    assert "mtls_agent_restart=none" in row["error"], row
+    assert (fleet.host_dir("edge-nodocker") / ".mtls-restart-owed").exists()
+    # Unless restarting was switched off: then the operator restarts the agent.
+    run = fleet.play("provision.yml", "-e", "mtls_rotate=always", "-e", "mtls_agent_restart=none")
     assert run.rc == 0, explain(run)
-    assert "no docker command on this host, so no container orchestrator_agent to restart" in run.output
-    assert "no container orchestrator_agent on this host" not in run.output
-    assert fleet.rows()["edge-nodocker"]["restarted"] is False
 
 
 def test_docker_answers_are_told_apart(docker_fleet, tmp_path):
@@ -147,10 +156,11 @@ def test_docker_answers_are_told_apart(docker_fleet, tmp_path):
     # the identity itself was provisioned everywhere: only the restart failed
     assert all(fleet.cert(host).exists() for host in hosts)
     assert {rows[h]["action"] for h in hosts} == {"created"}
-    # A rotation with no container to restart says why the agent was not restarted.
+    # A rotation with no container to restart fails, saying why the agent was not restarted.
     run = fleet.play("provision.yml", "--limit", "edge-absent", "-e", "mtls_rotate=always")
-    assert run.rc == 0, explain(run)
-    assert f"no container agent-absent on this host: {NOTHING_RESTARTED}" in run.output, explain(run)
+    assert run.rc != 0, explain(run)
+    assert fleet.rows()["edge-absent"]["error"].startswith(f"no container agent-absent on this host: "
+                                                           f"{NOTHING_RESTARTED}: the running agent"), explain(run)
 
 
 def test_a_container_that_does_not_get_the_identity_fails_the_verification(docker_fleet, tmp_path):

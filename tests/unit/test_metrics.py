@@ -69,6 +69,21 @@ def test_the_file_holds_the_certificate_s_dates_and_the_run(tmp_path, cert):
         assert family.name.startswith("fleet_mtls_")
 
 
+def test_the_clouds_view_of_the_agent(tmp_path, cert):
+    """Connected (0/1) and the last heartbeat's time for the hosts whose run asked the cloud."""
+    rows = [status_row(cert, host="up", cloud="active", heartbeat_at="2026-12-01T09:59:55"),
+            status_row(cert, host="down", cloud="inactive", heartbeat_at="2026-12-01T08:00:00.5"),
+            status_row(cert, host="never", cloud="unseen"),
+            status_row(cert, host="unasked", cloud="not asked")]
+    parsed = families(open(metrics.write(str(tmp_path), rows, now=T0), encoding="utf-8").read())
+    assert [value(parsed, "agent_connected", host=h) for h in ("up", "down", "never")] == [1, 0, 0]
+    assert value(parsed, "agent_heartbeat_timestamp_seconds", host="up") == T0 - 5
+    assert value(parsed, "agent_heartbeat_timestamp_seconds", host="down") == T0 - 7200  # whole seconds
+    hosts = {s.labels["host"] for s in parsed[P + "agent_connected"].samples}
+    assert hosts == {"up", "down", "never"}  # a run that did not ask says nothing about it
+    assert {s.labels["host"] for s in parsed[P + "agent_heartbeat_timestamp_seconds"].samples} == {"up", "down"}
+
+
 def test_a_failed_run_keeps_the_last_success_and_rotation(tmp_path, cert):
     directory = str(tmp_path)
     metrics.write(directory, [status_row(cert, action="created", checked_at=T0)], now=T0)

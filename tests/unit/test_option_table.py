@@ -13,6 +13,7 @@ import pytest
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import (
     agent_files,
     api,
+    confirm,
     keys,
     names,
     option_table,
@@ -47,11 +48,19 @@ def test_the_argument_spec_is_the_tables():
 
 
 def test_messages_name_the_tables_role_variables(role_names):
-    for option in option_table.OPTIONS:
-        if option.role and option.name != "ca_path":
-            assert names.setting(option.name) == option.role
+    for vocabulary, by_name in option_table.VOCABULARIES.items():
+        names.use_role_names(True, vocabulary)
+        for name, option in by_name.items():
+            if option.role and name != "ca_path":
+                assert names.setting(name) == option.role, (vocabulary, name)
+    names.use_role_names(True)
     assert names.setting("ca_path") == "mtls_api_ca_src (or mtls_api_ca)"
     assert names.setting("server_ca", "server_ca_src") == "mtls_server_ca_src (or mtls_server_ca)"
+    # One name, two meanings: the cloud's confirmation for mtls_identity, the decommission's for
+    # mtls_deregister (whose cloud question is cloud_check, through the same role variable).
+    assert names.setting("confirm") == "mtls_confirm"
+    names.use_role_names(True, "mtls_deregister")
+    assert (names.setting("confirm"), names.setting("cloud_check")) == ("mtls_decommission_confirm", "mtls_confirm")
 
 
 def test_the_role_maps_a_variable_it_is_given_else_takes_its_default():
@@ -94,9 +103,13 @@ def test_the_role_variables_are_checked_against_the_entry_points_spec(entry_poin
 ])
 def test_one_vocabulary_across_the_modules(module, names_, old):
     """A setting has mtls_identity's name, type and default in every module; old names are
-    aliases."""
-    spec = option_table.argument_spec(names_, **{new: [name] for new, name in old.items()})
-    for name in names_:
+    aliases. mtls_deregister's own options (its confirm, endpoint, local_only, cloud_check) are
+    the only exceptions."""
+    vocabulary = module if module in option_table.VOCABULARIES else "mtls_identity"
+    spec = option_table.argument_spec(names_, vocabulary=vocabulary, **{new: [name] for new, name in old.items()})
+    own = {name for name, option in option_table.VOCABULARIES[vocabulary].items() if option.module == module}
+    assert own <= {"confirm", "endpoint", "local_only", "cloud_check"}
+    for name in set(names_) - own:
         option = option_table.BY_NAME[name]
         assert spec[name]["type"] == option.type, name
         assert spec[name].get("default") == option.spec().get("default"), name
@@ -128,6 +141,10 @@ def test_each_flavor_is_a_complete_record():
     assert api.FLAVORS["api_service"].has_heartbeat and not api.FLAVORS["api_service"].issues_ids
     assert api.endpoints("enroll", upload_endpoint="/x").upload_endpoint == "/x"
     assert api.endpoints("enroll", upload_endpoint=None).upload_endpoint == "/upload-orchestrator-certificate"
+    # confirm_endpoint names the flavor's heartbeat route (legacy has none of its own)
+    assert api.Flavor.OVERRIDABLE["confirm_endpoint"] == "heartbeat_endpoint"
+    assert options.flavor(option_table.defaults()).heartbeat_endpoint is None
+    assert options.flavor(dict(option_table.defaults(), confirm_endpoint="/hb")).heartbeat_endpoint == "/hb"
     with pytest.raises(TypeError, match="missing"):
         api.Flavor(name="half")
 
@@ -139,11 +156,11 @@ def test_key_profiles_hold_rsa_only():
 
 
 # Parameters of a run's objects that are no option: test and tuning knobs, or a path of the OS.
-NOT_OPTIONS = {"sleep", "lock_timeout", "systemd_dir", "backoff_base", "backoff_cap", "retry_after_cap"}
+NOT_OPTIONS = {"sleep", "lock_timeout", "systemd_dir", "backoff_base", "backoff_cap", "retry_after_cap", "interval"}
 
 
 @pytest.mark.parametrize("cls", [Settings, agent_files.AgentConfig, restart.Restart, options.Verify,
-                                 api.ProvisioningClient, Job])
+                                 api.ProvisioningClient, Job, confirm.Confirm])
 def test_constructors_take_every_option_as_a_required_keyword(cls):
     defaulted = [name for name, parameter in inspect.signature(cls.__init__).parameters.items()
                  if parameter.default is not inspect.Parameter.empty and name not in NOT_OPTIONS]

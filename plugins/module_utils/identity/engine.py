@@ -23,13 +23,14 @@ FACT_KEYS = ("agent_id", "fingerprint_sha256", "serial", "not_before", "not_afte
 OPEN = object()
 
 
-def ensure_identity(settings, client_factory, check_mode=False, now=None, warn=None, idir=OPEN):
+def ensure_identity(settings, client_factory, check_mode=False, now=None, warn=None, idir=OPEN, held_by=None):
     """Run the engine; returns (result dict, warnings). The result is complete (action,
     agent_id, fingerprint, files...) before the caller does anything else with the device.
 
     ``idir``: the identity directory the caller opened and locked with ``open_locked`` (None:
-    it does not exist), or OPEN for the engine to open and close it. See Engine.run."""
-    engine = Engine(settings, client_factory, check_mode=check_mode, now=now, warn=warn)
+    it does not exist), or OPEN for the engine to open and close it. See Engine.run.
+    ``held_by(agent_id)``: why a device holds an ID this device would claim, or None."""
+    engine = Engine(settings, client_factory, check_mode=check_mode, now=now, warn=warn, held_by=held_by)
     return engine.run(idir), engine.warnings
 
 
@@ -50,8 +51,9 @@ def open_locked(settings, create):
 class Engine:
     """One run of the module against one identity directory."""
 
-    def __init__(self, settings, client_factory, check_mode=False, now=None, warn=None):
+    def __init__(self, settings, client_factory, check_mode=False, now=None, warn=None, held_by=None):
         self.s = settings
+        self.held_by = held_by
         self._client_factory = client_factory
         self._client = None
         self.check_mode = check_mode
@@ -102,7 +104,8 @@ class Engine:
     def _converge(self, idir):
         s = self.s
         a = assess(idir, self.now)
-        tx = None if self.check_mode or idir is None else Transaction(idir, s, self.client, self.now, self.warn)
+        tx = None if self.check_mode or idir is None else Transaction(idir, s, self.client, self.now, self.warn,
+                                                                      self.held_by)
         recovered, before = None, a
         if tx is not None and a.staged:
             recovered = tx.recover(a)
@@ -138,8 +141,11 @@ class Engine:
         # certificate (time.monotonic(): the agent's blackout starts there).
         result["audit"] = "broken" if recovered is not None else plan.audit
         result["registry_accepted_at"] = tx.accepted_at if tx is not None else None
+        result["swapped_at"] = tx.swapped_at if tx is not None else None
         if tx is not None and tx.replaced:
             result["replaces"] = tx.replaced
+        if tx is not None and tx.takeover:
+            result["takeover"] = tx.takeover
         return result
 
     def _result(self, action, reason, agent_id, before, after, changed, backups=None, pruned=None):

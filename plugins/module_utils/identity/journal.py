@@ -14,7 +14,9 @@ state                  files                            the registry may hold   
 settled                client.key + client.crt (or      client.crt                     decides (plan.py)
                        nothing), no journal
 staging                .client.key.new [+ .crt.new],    the previous certificate       removes the staged files
-                       no journal                       (nothing was sent)             ("incomplete"), then decides
+                       no journal                       (nothing was sent; a creation  ("incomplete"), then decides
+                                                        may have reserved an ID, which
+                                                        lapses unused on the server)
 sending                staged key + staged cert +       the previous or the staged     recovers: uploads the staged
                        journal (create/rotate)          certificate                    certificate again, swaps it in
 enrolling (CSR)        staged key + journal, no         the previous or a certificate  removes the staged key; the
@@ -45,6 +47,11 @@ keygen abandoned       a record of a dead (or not our)  as in the state beside i
                        anything foreign at those names                                 is never signalled), warns,
                                                                                        then decides
 =====================  ===============================  =============================  ==============================
+
+The key is made before an ID is reserved, and a reservation needs no journal (it registers
+nothing): an interruption before the journal exists costs at most one unused reservation, never
+a second identity. The journal names the ID the upload is for, so it is written after the
+reservation (and rewritten by nothing: a lapsed reservation is replaced before the journal).
 
 The three keygen states (identity/prekey.py: the role's first pass starts the background process)
 sit beside any of the others: their files hold only the next key, never part of the identity.

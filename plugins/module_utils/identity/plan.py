@@ -20,6 +20,11 @@ restore     restored   as create, for the ID the controller's identity ledger ho
 rekey       rotated    new key and certificate for the same ID
 ==========  =========  ==================================================================
 
+``Plan.claims`` says that the plan puts a pre-assigned ``agent_id`` on this device that it did
+not hold (a creation with it, or re-keying a device as it): the transaction first asks whether
+another device holds it (no takeover). A device completing its own interrupted creation, or
+getting back the ID the ledger holds for it, claims nothing.
+
 ``Plan.audit`` says what the device held before this run, for a read-only audit:
 ``missing`` (no identity), ``broken`` (unusable, wrong modes, or the registry may not hold
 it), ``due`` (to be rotated: expiring, or a key size, subject or enrollment to change) or
@@ -54,8 +59,10 @@ RENEW_FRACTION = 1.0 / 3
 
 
 class Plan:
-    def __init__(self, kind, reason, agent_id=None, fixes=(), notes=(), stale_journal=False, audit="valid"):
+    def __init__(self, kind, reason, agent_id=None, fixes=(), notes=(), stale_journal=False, audit="valid",
+                 claims=False):
         self.kind = kind
+        self.claims = claims              # a pre-assigned ID this device did not hold (no takeover)
         self.audit = audit                # missing | broken | due | valid (see the docstring)
         self.reason = reason
         self.agent_id = agent_id          # None only for a create that requests a new ID
@@ -93,7 +100,8 @@ def decide(a, settings, now=None, rotated_already=False):
         if kind == RESTORE:
             agent_id = s.ledger_id
         return Plan(kind, reason, agent_id=agent_id, fixes=fixes, notes=notes, stale_journal=stale(agent_id),
-                    audit="broken" if a.key.exists else "missing")
+                    audit="broken" if a.key.exists else "missing",
+                    claims=kind == CREATE and s.agent_id is not None and s.agent_id != journal_id)
     info = a.cert_info
     cn = info.agent_id if info is not None else None
     if info is None or cn is None or not s.valid_id(cn):
@@ -108,7 +116,7 @@ def decide(a, settings, now=None, rotated_already=False):
                 % (s.cert_path, cn, s.agent_id, s.agent_id)
             )
         return Plan(REKEY, "rotate=always: re-keying as %s (the certificate was for %s)" % (s.agent_id, cn),
-                    s.agent_id, fixes, stale_journal=stale(s.agent_id))
+                    s.agent_id, fixes, stale_journal=stale(s.agent_id), claims=True)
     plan = _for_certificate(a, s, now, rotated_already, uncertain=a.journal is not None and not stale(cn))
     plan.agent_id, plan.fixes, plan.stale_journal = cn, fixes, stale(cn)
     if fixes and plan.audit == "valid":

@@ -334,6 +334,7 @@ def checked_settings(p):
     api_flavor = options.flavor(p)
     options.agent_config(p, where.path, (p["agent_templates"] or {}) if "config" in p["phases"] else None)
     options.verify(p)
+    options.confirmation(p, api_flavor, lambda _agent_id: None)  # checked only: the first pass asks nobody
     settings = settings_from(p, where, api_flavor.enrollment)
     options.client(p, {}, p["ca_path"] if p["ca_content"] is None else None, api_flavor).close()
     return settings

@@ -39,7 +39,7 @@ class Settings:
 
     def __init__(self, *, location, agent_id, id_pattern, enrollment, key_size, subject, valid_days, rotate,
                  renew_before_days, backup, backup_keep, max_clock_skew, ledger_id, lost_identity, modes,
-                 keygen_timeout, lock_timeout=LOCK_TIMEOUT):
+                 keygen_timeout, agent_id_takeover, lock_timeout=LOCK_TIMEOUT):
         self.location = location
         self.path, self.uid, self.gid = location.path, location.uid, location.gid
         self.key_path, self.cert_path = location.key_path, location.cert_path
@@ -69,6 +69,8 @@ class Settings:
         self.max_clock_skew = _int_in(max_clock_skew, "max_clock_skew", 1)
         self.lost_identity = lost_identity
         self.modes = modes
+        # This host replaces the device that holds agent_id (dead hardware): no takeover refusal.
+        self.agent_id_takeover = bool(agent_id_takeover)
         # The ID the controller's identity ledger holds for this host (a hint, used only for a
         # device that lost its identity; never to override the certificate's CN).
         self.ledger_id = None
@@ -87,5 +89,5 @@ def settings_from(p, location, enrollment):
         key_size=p["key_size"], subject=p["subject"], valid_days=p["valid_days"], rotate=p["rotate"],
         renew_before_days=p["renew_before_days"], backup=p["backup"], backup_keep=p["backup_keep"],
         max_clock_skew=p["max_clock_skew"], keygen_timeout=p["keygen_timeout"],
-        ledger_id=p["ledger_id"], lost_identity=p["lost_identity"],
+        ledger_id=p["ledger_id"], lost_identity=p["lost_identity"], agent_id_takeover=p["agent_id_takeover"],
         modes=Modes(dir_mode=p["dir_mode"], key_mode=p["key_mode"], cert_mode=p["cert_mode"]))

@@ -5,10 +5,19 @@
 
 A new identity (``create``, ``rekey``) is one transaction::
 
-    clock check -> [ID request] -> key (made in the background, prekey.py, or now) -> stage key
-    [, stage cert], fsync -> journal
-    -> upload / enroll -> (backup links) -> rename key, rename cert -> fsync -> drop journal
-    -> (backups beyond backup_keep pairs removed)
+    clock check -> [takeover check] -> key (made in the background, prekey.py, or now) -> stage key
+    -> [ID reservation] -> [stage cert], fsync -> journal -> upload / enroll -> (backup links)
+    -> rename key, rename cert -> fsync -> drop journal -> (backups beyond backup_keep pairs removed)
+
+The key comes before the reservation: a reservation lapses (a device needing 30 s for RSA-4096
+could outlive a short one), and an interruption during keygen leaves no reserved ID unused. A
+reservation whose ``expiresIn`` ran out (the device's monotonic clock, ``api.Reservation``)
+before the upload is replaced once by a new one; a second lapse fails the run before anything
+is uploaded. A pre-assigned ID this device did not hold (``Plan.claims``) is first asked about
+(``held_by``, the cloud's view): an ID a device holds is refused before any key, unless
+``agent_id_takeover`` says this host replaces that device. (The clock check comes first: it
+opens the API client, which delivers the API's CA into a directory the engine just made, and
+the cloud's question needs it too.)
 
 A definitive refusal removes the staged files and leaves the previous identity byte-for-byte
 intact. An ambiguous failure (the registry may hold the new certificate) of a rotation uploads
@@ -24,10 +33,11 @@ import datetime
 import stat
 import time
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs, keys, names
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs, confirm, keys, names
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import (
     ApiError,
     CertificateError,
+    StateError,
     TransactionError,
 )
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import journal, prekey
@@ -62,17 +72,21 @@ class ForgottenId(TransactionError):
 class Transaction:
     """Writes in one locked identity directory (never used in check mode)."""
 
-    def __init__(self, idir, settings, client, now, warn):
+    def __init__(self, idir, settings, client, now, warn, held_by=None):
         self.idir = idir
         self.s = settings
         self._client = client  # a callable returning the API client (opened on first use)
         self.now = now
         self.warn = warn
+        # held_by(agent_id): why a device holds the ID (the cloud's view), or None
+        self.held_by = held_by or (lambda agent_id: None)
         self.backups = []
         self.pruned = []  # backups removed beyond backup_keep
         self.replaced = None  # the ledger's ID a restore replaced with a new one (the registry forgot it)
         self._unused_key = None  # a key no registry accepted, for the new ID of such a restore
         self.accepted_at = None  # time.monotonic() when the registry accepted a new certificate
+        self.swapped_at = None  # time.monotonic() when the new pair was renamed into place
+        self.takeover = ""  # the evidence overridden by agent_id_takeover
 
     @property
     def client(self):
@@ -110,26 +124,42 @@ class Transaction:
 
     def create(self, a, plan):
         check_clock(self.client, self.now, self.s.max_clock_skew)
-        agent_id = plan.agent_id or self.client.request_id()
+        self._check_claim(plan)
         try:
-            return self._new_identity(a, plan, agent_id, creating=True)
+            return self._new_identity(a, plan, plan.agent_id, creating=True)
         except ForgottenId:
             pass
         # Only a restore gets here, on the registry's own "unknown ID" answer: the ID the ledger
         # remembers no longer exists, so there is nothing to give back, and asking again would
         # get the same answer on every run. The device converges as a new one (lost_identity=fail
         # is the operator's way to stop instead); the ledger records the new ID as replacing it.
-        self.replaced = agent_id
-        new_id = self.client.request_id()
+        self.replaced = plan.agent_id
+        info = self._new_identity(a, plan, None, creating=True)  # its key kept: a new ID reserved for it
         self.warn("the registry no longer knows ID %s, which the identity ledger held for this host (its own "
                   "unknown-ID answer): this device was enrolled under the new ID %s, which the ledger records "
                   "as replacing it (set %s=fail to stop instead)"
-                  % (agent_id, new_id, names.setting("lost_identity")))
-        return self._new_identity(a, plan, new_id, creating=True)
+                  % (self.replaced, info.agent_id, names.setting("lost_identity")))
+        return info
 
     def rekey(self, a, plan):
         check_clock(self.client, self.now, self.s.max_clock_skew)
+        self._check_claim(plan)
         return self._new_identity(a, plan, plan.agent_id, creating=False)
+
+    def _check_claim(self, plan):
+        """Refuse to put a pre-assigned ID on this device when a device holds it (the cloud's
+        view), unless agent_id_takeover says this host replaces that device."""
+        if not plan.claims:
+            return
+        evidence = self.held_by(plan.agent_id)
+        if evidence is None:
+            return
+        if not self.s.agent_id_takeover:
+            raise StateError(confirm.takeover_refusal(plan.agent_id, evidence))
+        self.takeover = evidence
+        self.warn("taking agent ID %s over from another device (%s=true): %s; the registry refuses that "
+                  "device once this host's certificate is registered" % (
+                      plan.agent_id, names.setting("agent_id_takeover"), evidence))
 
     # ---------------------------------------------------------------- files
     def _fix(self, a, fixes):
@@ -162,12 +192,14 @@ class Transaction:
             self.idir.rename(STAGED_KEY, KEY)
         self.idir.rename(STAGED_CERT, CERT)
         self.idir.fsync()
+        self.swapped_at = time.monotonic()
         self._drop_journal_after_success()
         if self.s.backup:
             self.pruned = prune_backups(self.idir, self.s.backup_keep)
 
     # ---------------------------------------------------------------- a new identity
     def _new_identity(self, a, plan, agent_id, creating):
+        """``agent_id`` None: a new ID is reserved once the key exists."""
         s, idir = self.s, self.idir
         registry_was_uncertain = a.journal is not None and not plan.stale_journal
         idir.fix_self(s.modes.directory)
@@ -176,27 +208,24 @@ class Transaction:
         journaled = False
         try:
             idir.create(STAGED_KEY, s.key_profile.private_pem(key), s.modes.key)
+            agent_id, cert, request = self._stage_for_an_id(key, agent_id)
             if s.enrollment == "self_signed":
-                cert = certs.build_self_signed(key, agent_id, s.subject, s.valid_days, self.now)
-                cert_pem = certs.certificate_pem(cert)
-                idir.create(STAGED_CERT, cert_pem, s.modes.cert)
-                idir.fsync()
                 journal.write(idir, agent_id, operation, certs.fingerprint_sha256(cert), self.now)
                 journaled = True
-                self.client.upload_certificate(agent_id, cert_pem)
+                self.client.upload_certificate(agent_id, request)
                 self.accepted_at = time.monotonic()
             else:
-                csr = certs.build_csr(key, agent_id, s.subject)
-                idir.fsync()
                 journal.write(idir, agent_id, operation, None, self.now)
                 journaled = True
-                cert = self._enroll(agent_id, key, csr)
+                cert = self._enroll(agent_id, key, request)
                 self.accepted_at = time.monotonic()
                 idir.create(STAGED_CERT, certs.certificate_pem(cert), s.modes.cert)
                 idir.fsync()
             self._swap()
         except ApiError as exc:
             journal.drop_leftovers(idir)
+            if not journaled:
+                raise  # a reservation failed: nothing left the device but that request
             failure = self._failure(a, plan, agent_id, exc, creating, registry_was_uncertain)
             if isinstance(failure, ForgottenId):
                 self._unused_key = key  # never registered anywhere: good for the new ID
@@ -208,6 +237,38 @@ class Transaction:
             # files stay, as after a kill, and the next run completes the transaction.
             raise
         return certs.CertInfo(cert, self.now)
+
+    def _stage_for_an_id(self, key, agent_id):
+        """(agent_id, cert or None, what to send: the staged certificate's PEM or a CSR) for
+        ``agent_id``, or for a new reservation when it is None: reserved again, once, when the
+        first one lapsed before the request could be sent; a second lapse raises."""
+        s, lapsed = self.s, []
+        while True:
+            reservation = None
+            if agent_id is None or lapsed:
+                reservation = self.client.reserve()
+                agent_id = reservation.agent_id
+            if s.enrollment == "self_signed":
+                cert = certs.build_self_signed(key, agent_id, s.subject, s.valid_days, self.now)
+                request = certs.certificate_pem(cert)
+                self.idir.create(STAGED_CERT, request, s.modes.cert)
+            else:
+                cert, request = None, certs.build_csr(key, agent_id, s.subject)
+            self.idir.fsync()
+            if reservation is None or not reservation.lapsed():
+                if lapsed:
+                    self.warn("the reservation of %s lapsed before the device could send its %s; reserved "
+                              "%s instead" % (lapsed[0], "certificate" if cert else "CSR", agent_id))
+                return agent_id, cert, request
+            lapsed.append(reservation.describe())
+            self.idir.unlink(STAGED_CERT)
+            if len(lapsed) > 1:
+                raise TransactionError(
+                    "the reservations of %s both lapsed before the device could send its %s (a "
+                    "reservation is used within its expiresIn, measured on this device): nothing was "
+                    "uploaded and no identity was written. The device needs more time between the "
+                    "reservation and the upload than the API grants" % (
+                        " and ".join(lapsed), "certificate" if cert else "CSR"))
 
     def _enroll(self, agent_id, key, csr):
         endpoint = self.client.enroll_endpoint
