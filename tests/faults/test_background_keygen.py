@@ -26,6 +26,7 @@ import time
 import pytest
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import keys
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.decommission import decommission
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import ensure_identity, prekey
 from tests.fixtures import module_runner as h
 from tests.fixtures.product import api_client
@@ -416,6 +417,20 @@ def test_a_key_made_for_a_run_that_needs_none_is_stopped_and_removed(device, svc
     assert "stopped the background key generation" in warnings_of(result), result.result
     assert not record.alive()
     assert_nothing_of_the_background(device)
+
+
+def test_decommissioning_stops_a_background_keygen_before_it_wipes(device, svc, keygens):
+    """A key being made while the device is decommissioned never appears after the wipe: the
+    process is stopped first, then the bundle's files (its own included) are removed."""
+    agent = device.seed()
+    run_prekey(device, rotate="always", hooks={"FLEET_FAULTS_KILL": HOLD_WRITING})
+    record = record_of(device)
+    keygens.append(record)
+    h.wait_for(lambda: (device.path / PREKEY_TMP).exists(), what="the background process to hold mid-write")
+    result = decommission(str(device.path), os.getuid(), os.getgid(), agent, True, None, id_pattern=r"^[0-9A-F]{8}$")
+    assert result["action"] == "removed locally", result
+    assert not record.alive()
+    assert not device.path.exists() or os.listdir(device.path) == []
 
 
 # ------------------------------------------------------------------------------ due mid-run
