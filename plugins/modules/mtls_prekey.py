@@ -9,23 +9,24 @@ DOCUMENTATION = r"""
 module: mtls_prekey
 short_description: Start generating a device's new private key in the background
 description:
-  - The first, fast pass of the role M(autonomy_edge.fleet_mtls.mtls_identity) (variable C(mtls_background_keygen)).
+  - The first, fast pass of the role C(autonomy_edge.fleet_mtls.mtls_identity) (variable C(mtls_background_keygen)).
     It decides, as M(autonomy_edge.fleet_mtls.mtls_identity) will and without the network, whether the device needs
     a new key in this run (no identity yet, due, broken, O(rotate=always)...), and if so starts the key's
     generation in a process of its own, detached from the connection, as the identity's owner, at the lowest CPU
     priority, and returns at once. The process writes the key into the identity directory - O_EXCL, 0600 from its
     first byte, never through a symbolic link - and nowhere else; nothing of it is ever printed.
   - M(autonomy_edge.fleet_mtls.mtls_identity) then takes that key instead of making one, waiting for it (up to its
-    C(keygen_timeout)) only when it is not ready yet. So a fleet of slow devices makes its keys in parallel instead
+    O(keygen_timeout)) only when it is not ready yet. So a fleet of slow devices makes its keys in parallel instead
     of one batch of forks after the other.
   - Starts nothing when a key is being made or waits already, when none is needed, or in check mode. A process
     left by an interrupted run (killed, gone after a reboot) and anything at its file names that this bundle did
     not write are removed, with a warning, before a new one starts.
   - It takes the options of M(autonomy_edge.fleet_mtls.mtls_identity) (the role's task passes the same role
     variables) and checks them as that module does before anything changes; an option that module would refuse
-    starts nothing and creates nothing. Its action plugin refuses on the controller what that module's action
-    refuses (the role's variables, the headers, the C(*_src) files, the ledger's conflicts), so a host refused
-    there is refused before its device is touched. It never sends the headers and makes no request.
+    starts nothing and creates nothing (a O(headers_file) on the device is read and checked, never used). Its
+    action plugin checks on the controller what that module's action checks (the role's variables, the headers,
+    the C(*_src) files, the ledger's conflicts) and leaves a host it would refuse untouched - the identity task
+    refuses it. It never sends the headers and makes no request.
   - Never fails on the device's state - the identity task reports what is wrong - only on its arguments.
 version_added: "1.0.0"
 author:
@@ -95,6 +96,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import na
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import REQUESTS_IMPORT_ERROR
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certs import CRYPTOGRAPHY_IMPORT_ERROR
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import module_headers
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.options import argument_spec
 
 
@@ -107,7 +109,7 @@ def main():
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import prekey
 
     try:
-        settings = prekey.checked_settings(module.params)
+        settings = prekey.checked_settings(module.params, module_headers(module))
     except IdentityError as exc:  # the identity task refuses the same option, by its name
         module.exit_json(changed=False, keygen="not started", reason=exc.msg)
     try:

@@ -323,10 +323,11 @@ def stop(record):
 
 
 # ------------------------------------------------------------------------------ the first pass
-def checked_settings(p):
+def checked_settings(p, headers):
     """The identity's Settings from the mtls_identity options ``p``, every option checked as that
-    module's preflight checks it (module_utils/runner.py), without headers and without the
-    network: an option it would refuse raises here, before anything is created."""
+    module's preflight checks it (module_utils/runner.py; ``headers``: the device's own, checked
+    by headers.module_headers), without the network: an option it would refuse raises here,
+    before anything is created."""
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import location, options
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.settings import settings_from
 
@@ -336,7 +337,7 @@ def checked_settings(p):
     options.verify(p)
     options.confirmation(p, api_flavor, lambda _agent_id: None)  # checked only: the first pass asks nobody
     settings = settings_from(p, where, api_flavor.enrollment)
-    options.client(p, {}, p["ca_path"] if p["ca_content"] is None else None, api_flavor).close()
+    options.client(p, headers, p["ca_path"] if p["ca_content"] is None else None, api_flavor).close()
     return settings
 
 
