@@ -169,7 +169,7 @@ class SshFleet:
         self.ensure_users()
         if self.quota:
             self.quota.create(self.log)
-        else:
+        elif self._lock is not None:
             cpuquota.remove_all(self.log)  # an interrupted slow-device run's groups
         self._start_sshd()
         self._check_login()

@@ -26,6 +26,7 @@ Stages, in order: bootstrap lint pytest molecule.
 Environment:
   FLEET_MTLS_MOLECULE_TIMEOUT  seconds allowed per molecule scenario (default 900)
   FLEET_MTLS_PYTEST_ARGS       extra arguments for pytest (e.g. "-x -k unit")
+  FLEET_MTLS_PYTEST_WORKERS    pytest-xdist workers (default 2, one per core; 0: one process)
   Any FLEET_MTLS_* variable of tests/bootstrap.sh (see tests/bootstrap.sh --help).
 
 Each molecule scenario gets a fresh reference provisioning service on 127.0.0.1 (see
@@ -122,8 +123,12 @@ run_ansible_lint() {
 
 run_pytest() {
     local log="$STATE/run/pytest.log" rc
+    # Both cores: one worker per core, each test file whole on one worker (a file's tests share
+    # their module fixtures); FLEET_MTLS_PYTEST_WORKERS=0 runs in one process.
+    local workers=(-n "${FLEET_MTLS_PYTEST_WORKERS:-2}" --dist loadfile)
+    [[ "${FLEET_MTLS_PYTEST_WORKERS:-2}" == 0 ]] && workers=()
     # shellcheck disable=SC2086
-    "$VENV/bin/pytest" ${FLEET_MTLS_PYTEST_ARGS:-} 2>&1 | tee "$log"
+    "$VENV/bin/pytest" "${workers[@]}" ${FLEET_MTLS_PYTEST_ARGS:-} 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     # Exit 5 = no test collected: there are test files, so that is a failure too.
     return "$rc"

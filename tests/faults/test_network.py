@@ -388,16 +388,22 @@ def test_reservation_expired_before_upload(make_device, short_ttl_service):
 STALL_BEFORE_THE_CERTIFICATE = "op=open,match=.client.crt.new,nth=1,times=%d,seconds=3.5"
 
 
+def _run_stalling(make_device, svc, stalls):
+    """A new device against reservations lasting 3 s, stalling 3.5 s ``stalls`` times: (device,
+    the IDs reserved before, the run's result)."""
+    svc.restart(reservation_ttl=3)
+    svc.clear_faults()
+    dev = make_device(svc)
+    ids_before = set(svc.reserved_ids())
+    return dev, ids_before, dev.run(hooks={"FLEET_FAULTS_PAUSE": STALL_BEFORE_THE_CERTIFICATE % stalls})
+
+
 def test_a_reservation_lapsed_before_the_upload_is_replaced_once(make_device, short_ttl_service):
     """The reservation (TTL 3 s) lapses, by the module's own monotonic clock, while the device
     stalls 3.5 s: it reserves once more and uploads against the fresh ID, never against the
     lapsed one (no 410 on the way); the lapsed ID stays unregistered."""
     svc = short_ttl_service
-    svc.restart(reservation_ttl=3)
-    svc.clear_faults()
-    dev = make_device(svc)
-    ids_before = set(svc.reserved_ids())
-    result = dev.run(hooks={"FLEET_FAULTS_PAUSE": STALL_BEFORE_THE_CERTIFICATE % 1})
+    dev, ids_before, result = _run_stalling(make_device, svc, stalls=1)
     assert not result.failed and result.result["action"] == "created", result
     lapsed, fresh = [i for i in svc.reserved_ids() if i not in ids_before]
     assert dev.agent_id == fresh and lapsed not in svc.registrations()
@@ -410,11 +416,7 @@ def test_a_second_lapsed_reservation_uploads_nothing(make_device, short_ttl_serv
     """Both reservations lapse while the device stalls: the run fails before any upload, with
     nothing written; neither ID is registered."""
     svc = short_ttl_service
-    svc.restart(reservation_ttl=3)
-    svc.clear_faults()
-    dev = make_device(svc)
-    ids_before = set(svc.reserved_ids())
-    result = dev.run(hooks={"FLEET_FAULTS_PAUSE": STALL_BEFORE_THE_CERTIFICATE % 2})
+    dev, ids_before, result = _run_stalling(make_device, svc, stalls=2)
     assert_failed(result, "both lapsed", "nothing was uploaded")
     assert_no_identity(dev)
     reserved = [i for i in svc.reserved_ids() if i not in ids_before]
