@@ -67,11 +67,7 @@ class ActionModule(ApiAction):
     def prepare(self, module_args, host, task_vars):
         """Controller work for mtls_identity; returns the prerequisites to install if needed."""
         module_args.setdefault("host", host)
-        answer = (task_vars.get("mtls_ledger") or {}).get(host) or {}
-        if answer.get("conflict"):
-            raise ConfigError(answer["conflict"])
-        if answer.get("ledger_id") and not module_args.get("ledger_id"):
-            module_args["ledger_id"] = answer["ledger_id"]
+        controller.apply_ledger_answer(module_args, host, task_vars.get("mtls_ledger"))
         if self._task._role is not None and "phases" not in module_args:
             module_args["phases"] = controller.phases_for_tags(
                 task_vars.get("ansible_run_tags"), task_vars.get("ansible_skip_tags"))
@@ -84,18 +80,7 @@ class ActionModule(ApiAction):
                     raise ConfigError("set either %s or its content, not both" % names.setting(source))
                 module_args[content] = controller.read_source(self.find_source(path, source, task_vars), source)
         self._render_agent_files(module_args, task_vars)
-        jitter = module_args.pop("renew_jitter_days", None)
-        if jitter:
-            base = int(module_args.get("renew_before_days", option_table.BY_NAME["renew_before_days"].default))
-            offset = controller.jitter_offset(host, jitter)
-            valid = int(module_args.get("valid_days", option_table.BY_NAME["valid_days"].default))
-            if base < valid <= base + offset:
-                raise ConfigError(
-                    "%s (%d) plus this host's jitter (%d, from %s=%s) must be smaller than %s (%d), or "
-                    "every run would rotate" % (names.setting("renew_before_days"), base, offset,
-                                                names.setting("renew_jitter_days"), jitter,
-                                                names.setting("valid_days"), valid))
-            module_args["renew_before_days"] = base + offset
+        controller.apply_jitter(module_args, host)
         if self.cloud is not None:
             self.cloud.before_module(module_args)
         install = module_args.pop("install_prerequisites", False)

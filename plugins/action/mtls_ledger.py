@@ -6,10 +6,13 @@ Run once per batch (``run_once``), before the identity task: for each host, the 
 holds for it (handed to mtls_identity as ``ledger_id``, so a device that lost its identity can
 get it back) and, when two hosts would use one agent ID (pre-assigned ``mtls_agent_id`` values,
 or an ID another host of the inventory holds in the ledger), a conflict that the mtls_identity
-action refuses before anything changes. The answer is the fact ``mtls_ledger`` (one dict for
-the batch, keyed by host). The ledger itself is written by the mtls_identity and mtls_deregister
-actions right after each host's module run, and by the report once per batch. The run prints
-where the ledger is (once per batch); a path inside an installed collection is refused.
+action refuses before anything changes; and whether the host is expected to need a new key in
+this run (``new_key``: not in the ledger yet, or due by the renewal date it holds), which picks
+the hosts of the role's background key generation without a round trip. The answer is the fact
+``mtls_ledger`` (one dict for the batch, keyed by host). The ledger itself is written by the
+mtls_identity and mtls_deregister actions right after each host's module run, and by the report
+once per batch. The run prints where the ledger is (once per batch); a path inside an installed
+collection is refused.
 """
 from __future__ import annotations
 
@@ -78,7 +81,9 @@ class ActionModule(ActionBase):
             return ("the ledger says %s holds it" % ", ".join(held)) if held else "pre-assigned in the inventory"
 
         found = conflicts(dups, claims_of)
+        now = ledger.utc_now()
         answer = {host: {"ledger_id": (known.get(host) or {}).get("agent_id") or "",
-                         "conflict": found.get(host, "")} for host in hosts}
+                         "conflict": found.get(host, ""),
+                         "new_key": ledger.expects_new_key(known.get(host), now)} for host in hosts}
         result.update(changed=False, path=path, conflicts=sorted(found), ansible_facts={"mtls_ledger": answer})
         return result

@@ -222,6 +222,13 @@ options:
         rotate (the certificate would not be valid for the server).
     type: int
     default: 600
+  keygen_timeout:
+    description:
+      - 'Seconds the identity phase waits for the key a background process is making (the role''s first
+        pass, C(mtls_background_keygen)) when it is not ready yet. A device slower than that fails, its
+        identity intact, and the process goes on: the next run takes its key.'
+    type: int
+    default: 600
   install_prerequisites:
     description:
       - When the device lacks C(cryptography) or C(requests), the action plugin installs O(prerequisite_packages)

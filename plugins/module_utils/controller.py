@@ -32,6 +32,32 @@ def jitter_offset(host, jitter_days):
     return int(digest[:8], 16) % (jitter_days + 1)
 
 
+def apply_jitter(module_args, host):
+    """Turn ``renew_jitter_days`` of ``module_args`` into this host's ``renew_before_days``."""
+    jitter = module_args.pop("renew_jitter_days", None)
+    if not jitter:
+        return
+    base = int(module_args.get("renew_before_days", option_table.BY_NAME["renew_before_days"].default))
+    offset = jitter_offset(host, jitter)
+    valid = int(module_args.get("valid_days", option_table.BY_NAME["valid_days"].default))
+    if base < valid <= base + offset:
+        raise ConfigError(
+            "%s (%d) plus this host's jitter (%d, from %s=%s) must be smaller than %s (%d), or every run would "
+            "rotate" % (setting("renew_before_days"), base, offset, setting("renew_jitter_days"), jitter,
+                        setting("valid_days"), valid))
+    module_args["renew_before_days"] = base + offset
+
+
+def apply_ledger_answer(module_args, host, answers):
+    """What the identity ledger's look-up (the fact ``mtls_ledger``) says about ``host``: refuse an
+    agent ID another host holds; hand the module the ID the ledger holds for it (``ledger_id``)."""
+    answer = (answers or {}).get(host) or {}
+    if answer.get("conflict"):
+        raise ConfigError(answer["conflict"])
+    if answer.get("ledger_id") and not module_args.get("ledger_id"):
+        module_args["ledger_id"] = answer["ledger_id"]
+
+
 def read_source(path, option):
     """The text of a controller file named by an ``*_src`` option (a CA, a headers file)."""
     try:

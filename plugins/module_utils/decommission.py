@@ -24,6 +24,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors im
     IdentityError,
 )
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import prekey
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import CERT, is_managed
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.safepath import open_directory
@@ -135,6 +136,8 @@ def decommission(path, uid, gid, confirm, local_only, delete, check_mode=False,
         if check_mode:
             result.update(removed=names, changed=bool(names) or not local_only)
             return result
+        prekey.stop_running(idir, uid)  # a key made in the background must not appear after the wipe
+        names = managed_entries(idir)
         result["removed"] = remove_managed(idir, names)
         result["directory_removed"] = remove_directory_if_empty(idir, uid, gid)
         result["changed"] = bool(result["removed"]) or result["deleted"] or result["directory_removed"]

@@ -57,8 +57,10 @@ def load_private_key(data, validate=False):
     """Load a PEM private key.
 
     With ``validate=False`` the expensive RSA consistency check is skipped where the library
-    allows it (cryptography >= 39): a re-run only needs the public numbers to compare with the
-    certificate. Keys the module creates are validated fully (``validate=True``).
+    allows it (cryptography >= 37; 37 and 38 through their backend's own switch): a re-run only
+    needs the public numbers to compare with the certificate, and a key made in the background
+    on the device (identity/prekey.py) was made by OpenSSL's generation itself. Keys the module
+    creates are validated fully (``validate=True``).
     Raises CertificateError with a message that never includes key material.
     """
     try:
@@ -73,11 +75,28 @@ def load_private_key(data, validate=False):
                 # TypeError: tell them apart by the message.
                 if "unsafe_skip_rsa_key_validation" not in str(exc):
                     raise
+            return _load_unchecked_before_39(data)
         return serialization.load_pem_private_key(data, password=None, backend=default_backend())
     except TypeError:
         raise CertificateError("the private key is encrypted with a passphrase") from None
     except (ValueError, UnsupportedAlgorithm):
         raise CertificateError("the private key cannot be parsed (not an unencrypted PEM key)") from None
+
+
+def _load_unchecked_before_39(data):
+    """Load without RSA_check_key on cryptography 37 and 38 (Debian 12: a quarter of a second of
+    CPU for RSA-4096 on OpenSSL 3, more than a slow device should pay for a key it just made):
+    their backend skips the check while its ``_rsa_skip_check_key`` is set, the switch their own
+    tests use. Older versions (3.3 on Debian 11) have none and validate."""
+    backend = default_backend()
+    if not hasattr(backend, "_rsa_skip_check_key"):
+        return serialization.load_pem_private_key(data, password=None, backend=backend)
+    before = backend._rsa_skip_check_key
+    backend._rsa_skip_check_key = True
+    try:
+        return serialization.load_pem_private_key(data, password=None, backend=backend)
+    finally:
+        backend._rsa_skip_check_key = before
 
 
 # ---- a cheap look at an RSA private key (re-runs) ---------------------------------------------

@@ -18,6 +18,12 @@ CERT_COPY = ".client.crt.copy"  # a fresh copy replacing a hard-linked certifica
 RESTART_OWED = ".mtls-restart-owed"
 JOURNAL = ".mtls-pending.json"
 JOURNAL_TMP = ".mtls-pending.json.new"
+# A key generated in the background before the run needs it (identity/prekey.py): the record of
+# the process making it (no secret), the key being written, the finished key (both 0600).
+KEYGEN_RECORD = ".mtls-keygen.json"
+KEYGEN_RECORD_TMP = ".mtls-keygen.json.new"
+PREKEY_TMP = ".client.key.pre.new"
+PREKEY = ".client.key.pre"
 AGENT_CONFIG = "agent-tls.ini"
 AGENT_ENV = "agent.env"
 API_CA = "api-ca.crt"
@@ -26,7 +32,8 @@ SERVER_CA = "server-ca.crt"
 # Each of these may also be staged as ".<name>.new" while a run writes it.
 _WRITTEN = (KEY, CERT, AGENT_CONFIG, AGENT_ENV, API_CA, SERVER_CA)
 MANAGED_FILES = _WRITTEN + tuple("." + name + ".new" for name in _WRITTEN) + (
-    JOURNAL, JOURNAL_TMP, CERT_COPY, RESTART_OWED, "." + RESTART_OWED + ".new")
+    JOURNAL, JOURNAL_TMP, CERT_COPY, RESTART_OWED, "." + RESTART_OWED + ".new",
+    KEYGEN_RECORD, KEYGEN_RECORD_TMP, PREKEY_TMP, PREKEY)
 # Backups kept by backup=true: <name>.<UTC timestamp>[-<n>].bak
 MANAGED_PATTERNS = ("client.key.*.bak", "client.crt.*.bak")
 BACKUP = re.compile(r"(client\.key|client\.crt)\.([0-9]{8}T[0-9]{6}Z)(?:-([0-9]{1,6}))?\.bak")

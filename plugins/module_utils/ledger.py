@@ -11,7 +11,9 @@ One JSON file (the role variable ``mtls_ledger_path``)::
                            "history": [{"time": "...", "action": "created",
                                         "agent_id": "07048933", "fingerprint_sha256": "9c5f..."}]}}}
 
-``agent_id`` is what the host holds now ("" once it was decommissioned or wiped); ``history``
+``agent_id`` is what the host holds now ("" once it was decommissioned or wiped), ``renew_after``
+the date its certificate becomes due (the report's, with the host's jitter; absent in entries
+written before it was kept); ``history``
 has one event per change of ID or certificate (a new ID that replaced one the registry forgot
 carries ``"replaces": <old ID>``, after a ``forgotten by the registry`` event of the old one;
 an ID recorded for a host while another holds it, a renamed host most often, moves: ``moved``
@@ -182,6 +184,7 @@ def apply_row(entry, row, now, resolution=LAST_SEEN_RESOLUTION):
         entry = copy.deepcopy(entry)
         entry["history"].append(_event(now, action, entry["agent_id"], entry["fingerprint_sha256"]))
         entry.update(agent_id="", fingerprint_sha256="", last_seen=now)
+        entry.pop("renew_after", None)
         return entry
     if not agent_id or not fingerprint:
         return None
@@ -200,7 +203,20 @@ def apply_row(entry, row, now, resolution=LAST_SEEN_RESOLUTION):
         entry.update(agent_id=agent_id, fingerprint_sha256=fingerprint, last_seen=now)
     elif _seconds_between(entry["last_seen"], now) >= resolution:
         entry["last_seen"] = now
+    renew_after = _text(row.get("renew_after"))
+    if renew_after:
+        entry["renew_after"] = renew_after
     return entry
+
+
+def expects_new_key(entry, now):
+    """Whether a run at ``now`` will most likely make ``entry``'s host a new key: the ledger holds
+    no identity for it, or its renewal date has come. A guess for the controller (the device
+    decides); an entry without a renewal date is expected to need none."""
+    if entry is None or not _text(entry.get("agent_id")):
+        return True
+    renew_after = _text(entry.get("renew_after"))
+    return bool(renew_after) and renew_after <= now
 
 
 def _take_from_others(hosts, host, agent_id, now):
@@ -228,10 +244,13 @@ def _merge_entries(mine, theirs):
             events.append(event)
     latest = theirs if _text(theirs.get("last_seen")) > _text(mine.get("last_seen")) else mine
     firsts = [t for t in (_text(mine.get("first_seen")), _text(theirs.get("first_seen"))) if t]
-    return {"agent_id": latest.get("agent_id", ""), "fingerprint_sha256": latest.get("fingerprint_sha256", ""),
-            "first_seen": min(firsts) if firsts else "",
-            "last_seen": max(_text(mine.get("last_seen")), _text(theirs.get("last_seen"))),
-            "history": copy.deepcopy(events)}
+    merged = {"agent_id": latest.get("agent_id", ""), "fingerprint_sha256": latest.get("fingerprint_sha256", ""),
+              "first_seen": min(firsts) if firsts else "",
+              "last_seen": max(_text(mine.get("last_seen")), _text(theirs.get("last_seen"))),
+              "history": copy.deepcopy(events)}
+    if latest.get("renew_after"):
+        merged["renew_after"] = latest["renew_after"]
+    return merged
 
 
 def _id_timeline(hosts):

@@ -254,6 +254,21 @@ OPTIONS = (
             "rotate (the certificate would not be valid for the server)."], default=600, role=None),
     ),
     _options(
+        "slow devices",
+        Option("background_keygen", "bool", [
+            "A first, fast pass of the role (C(autonomy_edge.fleet_mtls.mtls_prekey), one round trip, no network "
+            "from the device) starts the new key's generation on each device that will need one - not in the "
+            "identity ledger yet, due by the renewal date the ledger holds, or O(:rotate=always) - detached and "
+            "at the lowest CPU priority, so slow devices make their keys in parallel rather than one batch of "
+            "forks after the other; the module call then takes the staged key. A host the ledger expects to "
+            "need no key is skipped on the controller, at no round trip. C(false) - every key is made inline, "
+            "holding its fork."], default=UNSET, role_default=True, entry_points=("main",)),
+        Option("keygen_timeout", "int", [
+            "Seconds the identity phase waits for the key a background process is making (the role's first pass, "
+            "C(mtls_background_keygen)) when it is not ready yet. A device slower than that fails, its identity "
+            "intact, and the process goes on: the next run takes its key."], default=600),
+    ),
+    _options(
         "device prerequisites",
         Option("install_prerequisites", "bool", [
             "When the device lacks C(cryptography) or C(requests), the action plugin installs "
@@ -411,7 +426,7 @@ OPTIONS = tuple(option for section in OPTIONS for option in section)
 NOT_AUDITED = ("rotate", "backup", "backup_keep", "install_prerequisites", "prerequisite_packages", "metrics_dir",
                "lost_identity", "agent_restart_command", "verify_unchanged", "headers_file", "ca_path", "retries",
                "id_endpoint", "upload_endpoint", "enroll_endpoint", "upload_format", "id_field", "certificate_field",
-               "agent_id_takeover", "confirm_timeout")
+               "agent_id_takeover", "confirm_timeout", "keygen_timeout")
 for _option in OPTIONS:
     if _option.name in NOT_AUDITED:
         _option.entry_points = tuple(entry for entry in _option.entry_points if entry != "audit")
@@ -422,8 +437,8 @@ VOCABULARIES = {"mtls_identity": BY_NAME, "mtls_deregister": dict(
     BY_NAME, **{option.name: option for option in OPTIONS if option.module == "mtls_deregister"})}
 # The module each role entry point calls (its variables are that module's options).
 ENTRY_POINTS = {"main": "mtls_identity", "audit": "mtls_identity", "decommission": "mtls_deregister"}
-# Not options of mtls_identity: the role's ledger.
-NOT_IDENTITY = ("state_dir",)
+# Not options of mtls_identity: the role's ledger, its background keygen pass (a task's condition).
+NOT_IDENTITY = ("state_dir", "background_keygen")
 MODULE_OPTIONS = tuple(option for option in BY_NAME.values() if option.name not in NOT_IDENTITY)
 ROLE_VARIABLES = {option.name: option.role for option in BY_NAME.values() if option.role}
 # The table's options the other modules take.

@@ -13,7 +13,10 @@ description:
   - Reads the identity ledger (host, agent ID, fingerprint, history) on the controller, once
     per batch (C(run_once)), and sets the fact C(mtls_ledger) - for each host, the ID the
     ledger holds for it (C(ledger_id)) and a C(conflict) message when two hosts would use one
-    agent ID (pre-assigned IDs, or an ID the ledger says another host of the inventory holds).
+    agent ID (pre-assigned IDs, or an ID the ledger says another host of the inventory holds),
+    and C(new_key) - whether the host is expected to need a new key in this run (not in the ledger
+    yet, or due by the renewal date it holds), which picks the hosts of the role's background key
+    generation (M(autonomy_edge.fleet_mtls.mtls_prekey)) on the controller.
   - M(autonomy_edge.fleet_mtls.mtls_identity) refuses a host with a conflict before anything
     changes, and hands a device that lost its identity its ledger ID (O(ignore:lost_identity)).
   - Reads only; the ledger is written by the report (M(autonomy_edge.fleet_mtls.mtls_report_write)).
@@ -65,8 +68,8 @@ conflicts:
   elements: str
   sample: [edge-sp-02, edge-sp-03]
 ansible_facts:
-  description: C(mtls_ledger) - per host, C(ledger_id) and C(conflict).
+  description: C(mtls_ledger) - per host, C(ledger_id), C(conflict) and C(new_key).
   returned: always
   type: dict
-  sample: {mtls_ledger: {edge-sp-01: {ledger_id: "07048933", conflict: ""}}}
+  sample: {mtls_ledger: {edge-sp-01: {ledger_id: "07048933", conflict: "", new_key: false}}}
 """

@@ -619,7 +619,7 @@ _ROLE_MUTATIONS = [
      'would_change = job.check_mode and status.get("audit") != "valid"',
      ["agent_true.py::test_the_audit_checks_a_due_identity_too"]),
     ("ignore-ledger-conflict", "two hosts with one agent ID are refused before any change",
-     "plugins/action/mtls_identity.py", 'if answer.get("conflict"):', "if False:",
+     "plugins/module_utils/controller.py", 'if answer.get("conflict"):', "if False:",
      ["ledger.py::test_two_hosts_with_one_agent_id_are_both_refused_before_any_request"]),
     ("no-restore", "a lost identity gets its ledger ID back",
      "plugins/module_utils/identity/plan.py", 'if not s.ledger_id or s.lost_identity == "new":', "if True:",
@@ -650,6 +650,57 @@ MUTATIONS["dir-before-decision"] = (
     [_R + "ledger.py::test_lost_identity_fail_stops_before_any_change"],
 )
 
+# The key made in the background (issue 22, identity/prekey.py), proven by
+# tests/faults/test_background_keygen.py (and the role's condition by the task count).
+_BG = F + "test_background_keygen.py::"
+_PREKEY = "plugins/module_utils/identity/prekey.py"
+_PREKEY_MUTATIONS = [
+    ("prekey-not-taken", "the identity takes the key made in the background (no second keygen)",
+     "plugins/module_utils/identity/transaction.py", "prekey.new_key(idir, s, self.warn)",
+     "s.key_profile.generate(s.key_size)",
+     ["test_the_identity_takes_the_key_made_in_the_background"]),
+    ("prekey-no-wait", "a key still being made is waited for, never made a second time",
+     _PREKEY, "        state = _wait(idir, s, state, clock, sleep)\n", "        pass\n",
+     ["test_the_identity_waits_for_a_key_still_being_made"]),
+    ("prekey-unbounded-wait", "the wait for a key being made ends at keygen_timeout",
+     _PREKEY, "if clock() >= deadline:", "if False:",
+     ["test_a_device_slower_than_the_bound_fails_clearly_and_the_next_run_converges"]),
+    ("prekey-dead-process-trusted", "what a dead background process left is removed, not waited for",
+     _PREKEY, "    if record is not None and record.alive():\n", "    if record is not None:\n",
+     ["test_an_abandoned_background_keygen_is_removed_and_the_run_converges"]),
+    ("prekey-pid-only", "a live process the record does not prove ours (start time) is never waited for",
+     _PREKEY, "and facts[1] == self.start", "",
+     ["test_an_abandoned_background_keygen_is_removed_and_the_run_converges"]),
+    ("prekey-any-mode", "a staged key with another mode than 0600 is removed, never used",
+     _PREKEY, "if mode is not None and stat.S_IMODE(st.st_mode) != mode:", "if False:",
+     ["test_a_foreign_file_in_place_of_the_staged_key_is_removed_never_used"]),
+    ("prekey-write-follows-link", "the background writes its key O_EXCL|O_NOFOLLOW (a link is never followed)",
+     _PREKEY, "os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _O_CLOEXEC",
+     "os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC",
+     ["test_a_symlink_put_where_the_key_is_being_written_is_never_followed"]),
+    ("prekey-check-mode-starts", "check mode starts no background keygen and writes nothing",
+     _PREKEY, '    if check_mode:\n        return _result("would start"',
+     '    if False:\n        return _result("would start"',
+     ["test_check_mode_starts_nothing"]),
+    ("prekey-no-preflight", "the first pass checks the identity's options before it creates anything",
+     _PREKEY, "    options.agent_config(p, where.path,", "    (p, where.path,",
+     ["test_an_option_the_identity_refuses_starts_nothing_and_creates_nothing"]),
+    ("prekey-survives-decommission", "decommissioning stops a background keygen before it wipes",
+     "plugins/module_utils/decommission.py", "        prekey.stop_running(idir, uid)", "        pass",
+     ["test_decommissioning_stops_a_background_keygen_before_it_wipes"]),
+    ("prekey-unneeded-kept", "a key made for a run that needs none is stopped and removed",
+     "plugins/module_utils/identity/transaction.py", "        if not plan.new_key:\n            prekey.discard",
+     "        if False:\n            prekey.discard",
+     ["test_a_key_made_for_a_run_that_needs_none_is_stopped_and_removed"]),
+]
+for _name, _what, _file, _old, _new, _cases in _PREKEY_MUTATIONS:
+    MUTATIONS[_name] = (_what, [(_file, _old, _new)], [_BG + case for case in _cases])
+MUTATIONS["prekey-every-host"] = (
+    "an unchanged run starts nothing: the background pass is skipped on the controller where no key is due",
+    [("roles/mtls_identity/tasks/main.yml", "    - (mtls_rotate | default('auto')) == 'always'\n",
+      "    - true or (mtls_rotate | default('auto')) == 'always'\n")],
+    ["tests/playbook/test_role_task_count.py::test_tasks_per_host"],
+)
 # The cloud's confirmation of the running agent and the takeover refusal (issues 20, 18).
 _CONFIRM = "tests/module/test_confirm.py::"
 MUTATIONS.update({

@@ -42,7 +42,7 @@ FRAGMENTS = {
 }
 ARGUMENT_SPECS = REPO / "roles" / "mtls_identity" / "meta" / "argument_specs.yml"
 ENTRY_POINTS = ("main", "audit", "decommission")
-_REF = re.compile(r"O\(:([a-z_]+)\)")
+_REF = re.compile(r"O\(:([a-z_]+)(=[^)]*)?\)")  # O(:name) or O(:name=value)
 ROLE_HEADER = ("# The role's variables: Ansible checks them against this file before the role runs, and\n"
                "# the README's tables are generated from it (tests/tools/role_docs.py). Rules between\n"
                "# variables live once, in Python, and name the variable to change.\n")
@@ -53,7 +53,7 @@ def text_for(option, role):
     """The option's description, other options named as the module or the role names them."""
     def name(match):
         other = table.VOCABULARIES[option.module][match.group(1)]
-        return "O(%s)" % ((other.role or other.name) if role else other.name)
+        return "O(%s%s)" % ((other.role or other.name) if role else other.name, match.group(2) or "")
 
     return [_REF.sub(name, line) for line in option.description]
 

@@ -128,6 +128,21 @@ def test_decommissioning_releases_the_id_and_keeps_the_history(led):
     assert led.record("edge-01", row(action="decommissioned")) is None
 
 
+def test_the_renewal_date_predicts_which_hosts_need_a_new_key(led):
+    """The role's background keygen runs only where the ledger expects a new key: a host it does
+    not know or holds no ID for, or whose renewal date (kept from the report row) has come."""
+    expects = ledger_mod.expects_new_key
+    assert expects(None, "2026-06-01T00:00:00Z")
+    led.record("edge-01", dict(row("A1", FP["a"], "created"), renew_after="2026-06-01T00:00:00Z"))
+    entry = led.lookup("edge-01")
+    assert entry["renew_after"] == "2026-06-01T00:00:00Z"
+    assert not expects(entry, "2026-05-31T23:59:59Z") and expects(entry, "2026-06-01T00:00:00Z")
+    led.record("edge-02", row("A2", FP["b"], "created"))  # an entry written before the date was kept
+    assert not expects(led.lookup("edge-02"), "2099-01-01T00:00:00Z")
+    led.record("edge-01", row(action="decommissioned"))
+    assert "renew_after" not in led.lookup("edge-01") and expects(led.lookup("edge-01"), "2026-01-01T00:00:00Z")
+
+
 def test_record_many_is_one_write_for_many_hosts(led):
     events = led.record_many({"edge-01": row("A1", FP["a"], "created"), "edge-02": row("A2", FP["b"], "created"),
                               "edge-03": row(action="unreachable")})

@@ -34,12 +34,27 @@ reserved               no pair + journal (create)       a certificate for the   
 stale                  journal naming another ID        --                             drops it, then decides
 copying                .client.crt.copy (a hard-linked  client.crt                     removes it, then decides
                        certificate being replaced)
+keygen running         .mtls-keygen.json naming a live  as in the state beside it      decides; needing a new key, it
+                       process of ours [+ .client.key.  (the background sends          waits for that one (up to
+                       pre.new being written]           nothing)                       keygen_timeout, then fails with
+                                                                                       the identity intact), else
+                                                                                       stops the process, removes both
+keygen ready           .client.key.pre (0600) + record  as in the state beside it      takes that key for its new
+                                                                                       identity (no keygen of its
+                                                                                       own), else removes both
+keygen abandoned       a record of a dead (or not our)  as in the state beside it      removes them (a link itself,
+                       process, a half-written key, or                                 never its target; the process
+                       anything foreign at those names                                 is never signalled), warns,
+                                                                                       then decides
 =====================  ===============================  =============================  ==============================
 
 The key is made before an ID is reserved, and a reservation needs no journal (it registers
 nothing): an interruption before the journal exists costs at most one unused reservation, never
 a second identity. The journal names the ID the upload is for, so it is written after the
 reservation (and rewritten by nothing: a lapsed reservation is replaced before the journal).
+
+The three keygen states (identity/prekey.py: the role's first pass starts the background process)
+sit beside any of the others: their files hold only the next key, never part of the identity.
 
 A definitive failure (the server surely did not act) removes the staged files and the journal
 this run wrote; an interruption once the journal exists leaves everything for the next run,

@@ -39,7 +39,7 @@ class Settings:
 
     def __init__(self, *, location, agent_id, id_pattern, enrollment, key_size, subject, valid_days, rotate,
                  renew_before_days, backup, backup_keep, max_clock_skew, ledger_id, lost_identity, modes,
-                 agent_id_takeover, lock_timeout=LOCK_TIMEOUT):
+                 keygen_timeout, agent_id_takeover, lock_timeout=LOCK_TIMEOUT):
         self.location = location
         self.path, self.uid, self.gid = location.path, location.uid, location.gid
         self.key_path, self.cert_path = location.key_path, location.cert_path
@@ -64,6 +64,8 @@ class Settings:
         # After a swap with backup, the backups beyond the newest this many pairs go (0: none).
         self.backup_keep = _int_in(backup_keep, "backup_keep", 0)
         self.lock_timeout = lock_timeout
+        # How long a run waits for the key a background process is making (identity/prekey.py).
+        self.keygen_timeout = _int_in(keygen_timeout, "keygen_timeout", 0)
         self.max_clock_skew = _int_in(max_clock_skew, "max_clock_skew", 1)
         self.lost_identity = lost_identity
         self.modes = modes
@@ -86,6 +88,6 @@ def settings_from(p, location, enrollment):
         location=location, agent_id=p["agent_id"], id_pattern=p["id_pattern"], enrollment=enrollment,
         key_size=p["key_size"], subject=p["subject"], valid_days=p["valid_days"], rotate=p["rotate"],
         renew_before_days=p["renew_before_days"], backup=p["backup"], backup_keep=p["backup_keep"],
-        max_clock_skew=p["max_clock_skew"],
+        max_clock_skew=p["max_clock_skew"], keygen_timeout=p["keygen_timeout"],
         ledger_id=p["ledger_id"], lost_identity=p["lost_identity"], agent_id_takeover=p["agent_id_takeover"],
         modes=Modes(dir_mode=p["dir_mode"], key_mode=p["key_mode"], cert_mode=p["cert_mode"]))

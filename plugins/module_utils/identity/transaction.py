@@ -5,9 +5,9 @@
 
 A new identity (``create``, ``rekey``) is one transaction::
 
-    clock check -> [takeover check] -> keygen -> stage key -> [ID reservation] -> [stage cert],
-    fsync -> journal -> upload / enroll -> (backup links) -> rename key, rename cert -> fsync
-    -> drop journal -> (backups beyond backup_keep pairs removed)
+    clock check -> [takeover check] -> key (made in the background, prekey.py, or now) -> stage key
+    -> [ID reservation] -> [stage cert], fsync -> journal -> upload / enroll -> (backup links)
+    -> rename key, rename cert -> fsync -> drop journal -> (backups beyond backup_keep pairs removed)
 
 The key comes before the reservation: a reservation lapses (a device needing 30 s for RSA-4096
 could outlive a short one), and an interruption during keygen leaves no reserved ID unused. A
@@ -40,7 +40,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors im
     StateError,
     TransactionError,
 )
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import journal
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import journal, prekey
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.clock import check_clock, describe_span
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.files import (
     CERT,
@@ -96,6 +96,8 @@ class Transaction:
         """Carry out ``plan``; returns the CertInfo of a new certificate, else None."""
         if plan.stale_journal:
             journal.drop(self.idir)  # about another ID: not about this identity
+        if not plan.new_key:
+            prekey.discard(self.idir, self.s.uid, self.warn)  # a key being made for nothing: stopped
         kinds = {UNCHANGED: self.unchanged, REPAIR: self.repair, REUPLOAD: self.reupload,
                  CREATE: self.create, RESTORE: self.create, REKEY: self.rekey}
         return kinds[plan.kind](a, plan)
@@ -201,7 +203,7 @@ class Transaction:
         s, idir = self.s, self.idir
         registry_was_uncertain = a.journal is not None and not plan.stale_journal
         idir.fix_self(s.modes.directory)
-        key, self._unused_key = self._unused_key or s.key_profile.generate(s.key_size), None
+        key, self._unused_key = self._unused_key or prekey.new_key(idir, s, self.warn), None
         operation = "create" if creating else "rotate"
         journaled = False
         try:

@@ -1,0 +1,511 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The device's next key, made in the background before the run needs it.
+
+A small board takes 5-30 s for RSA-4096, and the identity task holds one of Ansible's forks for
+the whole of it, so a fleet used to cost one keygen per batch of forks. The role's first, fast
+pass (the mtls_prekey module, ``start_pass``) starts the key generation on each device that will
+need a new key - decided as the identity task decides, without the network - in a process
+detached from the SSH session, at the lowest CPU priority, so the devices make their keys in
+parallel. The identity transaction then gets its key from ``new_key``: the staged one when it is
+there, waiting for it (within ``keygen_timeout``) while it is being made, else a key made inline
+as before. No key byte leaves the device: the process writes the key into the identity directory,
+nowhere else, and prints nothing.
+
+Files, in the identity directory and only through its descriptor (names: layout.py)::
+
+    .mtls-keygen.json      the record of the process (no secret): pid, its start time and boot,
+                           its uid, the key size; written (and renamed into place) under the
+                           directory's lock before the process may start
+    .client.key.pre.new    the key being written: O_EXCL|O_NOFOLLOW, 0600 from its first byte
+    .client.key.pre        the finished key (0600), renamed into place, then taken by the
+                           transaction (or removed by a run that needs no new key)
+
+The process is ours only when the record's pid is alive with the recorded start time, boot and
+uid: a pid reused after a reboot or by another process is never waited for nor signalled. A
+record naming a process that is gone, a half-written key, or anything at those names that is not
+what this bundle writes (a symbolic link, another owner, another mode, a second link, not an RSA
+key of ``key_size``) is removed - the name itself, never what a link points at - with a warning;
+the run then goes on as if there were none. The directory's states: journal.py.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import signal
+import stat
+import sys
+import time
+
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs, names
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError, StateError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import (
+    CERT,
+    KEYGEN_RECORD,
+    KEYGEN_RECORD_TMP,
+    PREKEY,
+    PREKEY_TMP,
+)
+
+NONE, RUNNING, READY, ABANDONED = "none", "running", "ready", "abandoned"
+# Every name the background keygen may leave, in the order a clean-up removes them.
+NAMES = (PREKEY, PREKEY_TMP, KEYGEN_RECORD, KEYGEN_RECORD_TMP)
+KEY_MODE = 0o600
+MAX_RECORD = 4096
+MAX_KEY = 64 * 1024
+POLL = 0.2  # seconds between two looks at a key being made (a few syscalls each)
+STOP_WAIT = 10.0  # seconds a killed process is given to disappear
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+class KeygenTimeout(StateError):
+    """The key being made in the background was not ready within keygen_timeout."""
+
+
+# ------------------------------------------------------------------------------ the process
+def boot_id():
+    try:
+        with open("/proc/sys/kernel/random/boot_id", "rb") as handle:
+            return handle.read(64).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+
+
+def process_facts(pid):
+    """(state letter, start time in clock ticks since boot, real uid) of ``pid``, or None."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as handle:
+            fields = handle.read(4096)
+        with open("/proc/%d/status" % pid, "rb") as handle:
+            status = handle.read(8192)
+        rest = fields[fields.rindex(b")") + 2:].split()  # the name in (...) may hold spaces
+        uid = next(int(line.split()[1]) for line in status.splitlines() if line.startswith(b"Uid:"))
+        return rest[0].decode("ascii"), int(rest[19]), uid
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+class Record:
+    """What ``.mtls-keygen.json`` says about the process making the key."""
+
+    def __init__(self, pid, start, boot, uid, key_size, since):
+        self.pid = pid
+        self.start = start
+        self.boot = boot
+        self.uid = uid
+        self.key_size = key_size
+        self.since = since
+
+    def to_json(self):
+        return json.dumps({"version": 1, "pid": self.pid, "start": self.start, "boot": self.boot, "uid": self.uid,
+                           "key_size": self.key_size, "since": self.since}, sort_keys=True) + "\n"
+
+    @classmethod
+    def parse(cls, data):
+        """The record in ``data``, or None when it is not one."""
+        try:
+            doc = json.loads(data.decode("utf-8"))
+            values = [doc[name] for name in ("pid", "start", "boot", "uid", "key_size", "since")]
+        except (ValueError, UnicodeDecodeError, TypeError, KeyError):
+            return None
+        pid, start, boot, uid, key_size, since = values
+        ints = (pid, start, uid, key_size)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ints) or pid < 2 \
+                or not isinstance(boot, str) or not isinstance(since, str):
+            return None
+        return cls(pid, start, boot, uid, key_size, since)
+
+    def alive(self):
+        """Whether the recorded process is still running (the same process: start time, boot
+        and uid agree; a zombie has finished)."""
+        facts = process_facts(self.pid)
+        return (facts is not None and facts[0] not in ("Z", "X") and facts[1] == self.start
+                and facts[2] == self.uid and self.boot == boot_id())
+
+    def age(self):
+        """Seconds since the process started, or None."""
+        try:
+            since = datetime.datetime.strptime(self.since, "%Y-%m-%dT%H:%M:%SZ")
+        except ValueError:
+            return None
+        return max(0, int((certs.utcnow().replace(tzinfo=None) - since).total_seconds()))
+
+
+# ------------------------------------------------------------------------------ what is there
+class State:
+    """The background keygen as found: ``kind`` (NONE, RUNNING, READY, ABANDONED), its record,
+    and ``foreign``: {name: why} of entries that are not what this bundle writes."""
+
+    def __init__(self, kind, record=None, foreign=None, present=()):
+        self.kind = kind
+        self.record = record
+        self.foreign = foreign or {}
+        self.present = tuple(present)
+
+
+def _not_ours(st, uid, mode=None):
+    """Why the entry ``st`` is not a file this bundle wrote for ``uid`` (None: it may be)."""
+    if stat.S_ISLNK(st.st_mode):
+        return "a symbolic link"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if st.st_uid != uid:
+        return "owned by uid %d, not %d" % (st.st_uid, uid)
+    if st.st_nlink != 1:
+        return "%d links" % st.st_nlink
+    if mode is not None and stat.S_IMODE(st.st_mode) != mode:
+        return "mode %04o, not %04o" % (stat.S_IMODE(st.st_mode), mode)
+    return None
+
+
+def inspect(idir, uid):
+    """The background keygen in ``idir`` for the owner ``uid`` (reads only: four lstat calls
+    when there is none)."""
+    present = {name: idir.lstat(name) for name in NAMES}
+    present = {name: st for name, st in present.items() if st is not None}
+    if not present:
+        return State(NONE)
+    foreign = {}
+    for name, mode in ((PREKEY, KEY_MODE), (KEYGEN_RECORD, None), (KEYGEN_RECORD_TMP, None)):
+        if name in present:
+            why = _not_ours(present[name], uid, mode)
+            if why:
+                foreign[name] = why
+    record = None
+    if KEYGEN_RECORD in present and KEYGEN_RECORD not in foreign:
+        try:
+            data, _st = idir.read(KEYGEN_RECORD, limit=MAX_RECORD)
+        except IdentityError as exc:  # replaced by a link or a big file since the look above
+            data, foreign[KEYGEN_RECORD] = None, exc.msg
+        record = Record.parse(data) if data is not None else None
+        if record is None:
+            foreign.setdefault(KEYGEN_RECORD, "not a keygen record")
+    if PREKEY in present and PREKEY not in foreign:  # complete once renamed into place
+        return State(READY, record, foreign, present)
+    if record is not None and record.alive():
+        # A key being written is the process's own (its mode is exact only once it is open).
+        return State(RUNNING, record, foreign, present)
+    if PREKEY_TMP in present:
+        foreign[PREKEY_TMP] = _not_ours(present[PREKEY_TMP], uid) or "left half-written"
+    return State(ABANDONED, record, foreign, present)
+
+
+def _remove(idir, names_):
+    removed = [name for name in names_ if idir.unlink(name)]
+    if removed:
+        idir.fsync()
+    return removed
+
+
+def _clean(idir, state, warn, also=()):
+    """Remove what ``state`` found that is not ours, what a dead process left, and ``also``
+    (the warning names the first two)."""
+    left = state.present if state.kind == ABANDONED else ()
+    unexpected = [name for name in NAMES if name in state.foreign or name in left]
+    removed = _remove(idir, [name for name in NAMES if name in unexpected or name in also])
+    told = [name for name in removed if name in unexpected]
+    if told and warn is not None:
+        why = ["%s: %s" % (name, state.foreign[name]) for name in told if name in state.foreign]
+        if state.kind == ABANDONED and state.record is not None:
+            why.append("its process (pid %d) is gone" % state.record.pid)
+        warn("removed what a background key generation left in %s (%s): %s"
+             % (idir.path, "; ".join(why) or "abandoned", ", ".join(told)))
+    return removed
+
+
+# ------------------------------------------------------------------------------ the transaction's side
+def new_key(idir, settings, warn):
+    """The transaction's new key: the one made in the background when there is one (waiting for
+    it while it is being made, up to ``keygen_timeout``), else one made now."""
+    return take(idir, settings, warn) or settings.key_profile.generate(settings.key_size)
+
+
+def take(idir, settings, warn, clock=time.monotonic, sleep=time.sleep):
+    """The key the background made for this identity (its files removed), or None (anything
+    unusable removed, with a warning). Raises KeygenTimeout when it is still being made after
+    ``keygen_timeout`` seconds: it is left to finish for the next run."""
+    s = settings
+    state = inspect(idir, s.uid)
+    if state.kind == RUNNING:
+        state = _wait(idir, s, state, clock, sleep)
+    if state.kind != READY:
+        _clean(idir, state, warn)
+        return None
+    key, why = _load(idir, s)
+    _clean(idir, state, warn, also=(PREKEY, KEYGEN_RECORD))
+    if key is None and warn is not None:
+        warn("removed %s, the key made in the background (%s): making one now" % (idir.join(PREKEY), why))
+    return key
+
+
+def _staged(idir):
+    """Whether the finished key is in place (a link someone put there is not: the process's
+    rename replaces it)."""
+    st = idir.lstat(PREKEY)
+    return st is not None and stat.S_ISREG(st.st_mode)
+
+
+def _wait(idir, s, state, clock, sleep):
+    deadline = clock() + s.keygen_timeout
+    while not _staged(idir) and state.record.alive():
+        if clock() >= deadline:
+            age = state.record.age()
+            raise KeygenTimeout(
+                "the new key this device is generating in the background (pid %d, running for %s) was not ready "
+                "within %s=%d s: nothing was changed%s. The next run takes the key once it is ready; "
+                "raise %s for a device this slow"
+                % (state.record.pid, "%d s" % age if age is not None else "a while",
+                   names.setting("keygen_timeout"), s.keygen_timeout,
+                   ", the current identity is intact" if idir.exists(CERT) else "",
+                   names.setting("keygen_timeout")))
+        sleep(POLL)
+    return inspect(idir, s.uid)
+
+
+def _load(idir, s):
+    """(key, None) for the staged key when it is an RSA key of key_size, else (None, why)."""
+    try:
+        data, st = idir.read(PREKEY, limit=MAX_KEY)
+        if data is None:
+            return None, "gone"
+        why = _not_ours(st, s.uid, KEY_MODE)  # of the file opened, not of the name looked at
+        if why:
+            return None, why
+        summary = s.key_profile.summarize(data)  # the DER's consistency checks, no OpenSSL validation
+        if not summary.is_rsa or summary.key_size != s.key_size:
+            return None, "not an RSA key of %s=%d" % (names.setting("key_size"), s.key_size)
+        # OpenSSL's own generation made it on this device, into a directory only its owner may
+        # write; validating it again (primality tests) would cost a slow device as much as a
+        # quarter of a new key.
+        return s.key_profile.load(data, validate=False), None
+    except IdentityError as exc:
+        return None, exc.msg
+
+
+def discard(idir, uid, warn):
+    """This run needs no new key: stop a background keygen of ours and remove what it left (a
+    few lstat calls when there is none)."""
+    state = inspect(idir, uid)
+    if state.kind == NONE:
+        return
+    if state.kind == RUNNING:
+        stop(state.record)
+        if warn is not None:
+            warn("stopped the background key generation in %s (pid %d): this run needs no new key"
+                 % (idir.path, state.record.pid))
+    elif state.kind == READY and warn is not None:
+        warn("removed the key made in the background in %s: this run needs no new key" % idir.path)
+    _clean(idir, State(READY, foreign=state.foreign), warn, also=NAMES)
+
+
+def stop_running(idir, uid):
+    """Stop the background keygen of ``idir`` if one of ours is running (before its files are
+    removed: decommissioning)."""
+    state = inspect(idir, uid)
+    if state.kind == RUNNING:
+        stop(state.record)
+
+
+def stop(record):
+    """SIGKILL the recorded process when it is ours and alive; wait (bounded) until it is gone,
+    so nothing it would still write appears after its files are removed."""
+    if record is None or not record.alive():
+        return
+    try:
+        os.kill(record.pid, signal.SIGKILL)
+    except OSError:  # gone meanwhile, or not ours to signal (another user's run started it)
+        return
+    deadline = time.monotonic() + STOP_WAIT
+    while record.alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+# ------------------------------------------------------------------------------ the first pass
+def checked_settings(p, headers):
+    """The identity's Settings from the mtls_identity options ``p``, every option checked as that
+    module's preflight checks it (module_utils/runner.py; ``headers``: the device's own, checked
+    by headers.module_headers), without the network: an option it would refuse raises here,
+    before anything is created."""
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import location, options
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.settings import settings_from
+
+    where = location.resolve(p["path"], p["owner"], p["group"])
+    api_flavor = options.flavor(p)
+    options.agent_config(p, where.path, (p["agent_templates"] or {}) if "config" in p["phases"] else None)
+    options.verify(p)
+    options.confirmation(p, api_flavor, lambda _agent_id: None)  # checked only: the first pass asks nobody
+    settings = settings_from(p, where, api_flavor.enrollment)
+    options.client(p, headers, p["ca_path"] if p["ca_content"] is None else None, api_flavor).close()
+    return settings
+
+
+def start_pass(settings, check_mode=False, now=None, warn=None):
+    """The mtls_prekey module's run: decide as the identity task will (no network, no write),
+    and when it will need a new key, start making it in the background unless one is being made
+    or waits already. Returns the result: ``keygen`` (started, would start, running, ready, not
+    needed), ``reason``, ``changed``."""
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.engine import open_locked
+
+    s = settings
+    idir = open_locked(s, create=False)
+    try:
+        result = _pass(s, idir, check_mode, now, warn)
+        if result is None:  # a new key is needed and the directory is missing: make it, decide again
+            idir = open_locked(s, create=True)
+            result = _pass(s, idir, check_mode, now, warn) or _result("not needed", "nothing to do")
+        return result
+    finally:
+        if idir is not None:
+            idir.close()
+
+
+def _result(keygen, reason, changed=False, record=None):
+    result = {"changed": changed, "keygen": keygen, "reason": reason}
+    if record is not None:
+        result["keygen_pid"] = record.pid
+    return result
+
+
+def _pass(s, idir, check_mode, now, warn):
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.assess import assess
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.plan import decide
+
+    a = assess(idir, now)
+    if a.staged:
+        return _result("not needed", "an interrupted transaction is pending: the identity task completes it first")
+    try:
+        plan = decide(a, s, now)
+    except IdentityError as exc:
+        return _result("not needed", "the identity task decides: %s" % exc.msg)
+    if not plan.new_key:
+        return _result("not needed", plan.reason)
+    if check_mode:
+        return _result("would start", plan.reason, changed=True)
+    if idir is None:
+        return None
+    state = inspect(idir, s.uid)
+    if state.kind == RUNNING:
+        return _result("running", "a key for this device is being made in the background already", record=state.record)
+    if state.kind == READY:
+        key, why = _load(idir, s)
+        if key is not None:
+            return _result("ready", "a key made in the background waits for the identity task", record=state.record)
+        _clean(idir, state, warn, also=NAMES)
+        if warn is not None:
+            warn("removed %s, the key made in the background (%s)" % (idir.join(PREKEY), why))
+    else:
+        _clean(idir, state, warn)
+    record = start(idir, s)
+    return _result("started", plan.reason, changed=True, record=record)
+
+
+def start(idir, s):
+    """Start the process that makes the key; it waits until its record is written (a starter
+    interrupted before that leaves no process making a key nobody knows of). Returns its Record."""
+    uid, gid = (s.uid, s.gid) if os.geteuid() == 0 else (os.geteuid(), os.getegid())
+    # A descriptor of its own for the process: the run's one holds the directory's lock, which
+    # the process must not keep once the run ends.
+    dir_fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | _O_CLOEXEC, dir_fd=idir.fd)
+    go_read, go_write = os.pipe()
+    pid_read, pid_write = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    middle = os.fork()
+    if middle == 0:  # a session of its own, then forked again: never a zombie of the run
+        try:
+            os.close(go_write)
+            os.close(pid_read)
+            os.setsid()
+            if os.fork() == 0:
+                _make_key(dir_fd, go_read, pid_write, uid, gid, s.key_profile, s.key_size)
+        finally:
+            os._exit(0)
+    for fd in (go_read, pid_write, dir_fd):
+        os.close(fd)
+    try:
+        os.waitpid(middle, 0)
+        with os.fdopen(pid_read, "rb") as pids:  # the process writes its pid once set up, then closes
+            pid = int(pids.read(32) or b"0")
+        facts = process_facts(pid) if pid > 1 else None
+        if facts is None:
+            raise StateError("the background key generation did not start")
+        record = Record(pid, facts[1], boot_id() or "", uid, s.key_size, certs.iso(certs.utcnow()))
+        idir.create(KEYGEN_RECORD_TMP, record.to_json().encode("ascii"), 0o600)
+        idir.rename(KEYGEN_RECORD_TMP, KEYGEN_RECORD)
+        idir.fsync()
+        os.write(go_write, b"1")
+    finally:
+        os.close(go_write)  # without the "1", the process makes nothing and exits
+    return record
+
+
+def _make_key(dir_fd, go_read, pid_write, uid, gid, profile, key_size):
+    """The background process (never returns): away from the SSH session, as the identity's
+    owner, at the lowest CPU priority; once its record is written, make the key and stage it."""
+    try:
+        _detach(keep=(dir_fd, go_read, pid_write))
+        if os.geteuid() == 0 and uid != 0:
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+        os.write(pid_write, str(os.getpid()).encode("ascii"))
+        os.close(pid_write)
+        _lowest_priority()
+        go = os.read(go_read, 1)
+        os.close(go_read)
+        if go == b"1":
+            _stage(dir_fd, profile.private_pem(profile.generate(key_size)))
+    finally:
+        os._exit(0)
+
+
+def _detach(keep):
+    """/dev/null as stdin, stdout and stderr, every other descriptor but ``keep`` closed: the
+    SSH session (Ansible's pipe) ends with the run, and nothing here can print."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _lowest_priority():
+    """nice 19 and, where there is one, the idle scheduling class: the device's other work (the
+    identity task itself) goes first."""
+    try:
+        os.nice(19)
+    except OSError:
+        pass
+    idle = getattr(os, "SCHED_IDLE", None)
+    if idle is not None:
+        try:
+            os.sched_setscheduler(0, idle, os.sched_param(0))
+        except OSError:
+            pass
+
+
+def _stage(dir_fd, data):
+    """Write the key 0600 from its first byte (O_EXCL, no link followed), fsync, rename it into
+    place, fsync the directory."""
+    fd = os.open(PREKEY_TMP, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _O_CLOEXEC, KEY_MODE,
+                 dir_fd=dir_fd)
+    try:
+        os.fchmod(fd, KEY_MODE)  # the umask only narrows the creation mode: exact before any byte
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(PREKEY_TMP, dir_fd=dir_fd)
+        raise
+    os.close(fd)
+    os.rename(PREKEY_TMP, PREKEY, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    os.fsync(dir_fd)

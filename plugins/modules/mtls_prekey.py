@@ -1,0 +1,125 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: mtls_prekey
+short_description: Start generating a device's new private key in the background
+description:
+  - The first, fast pass of the role C(autonomy_edge.fleet_mtls.mtls_identity) (variable C(mtls_background_keygen)).
+    It decides, as M(autonomy_edge.fleet_mtls.mtls_identity) will and without the network, whether the device needs
+    a new key in this run (no identity yet, due, broken, O(rotate=always)...), and if so starts the key's
+    generation in a process of its own, detached from the connection, as the identity's owner, at the lowest CPU
+    priority, and returns at once. The process writes the key into the identity directory - O_EXCL, 0600 from its
+    first byte, never through a symbolic link - and nowhere else; nothing of it is ever printed.
+  - M(autonomy_edge.fleet_mtls.mtls_identity) then takes that key instead of making one, waiting for it (up to its
+    O(keygen_timeout)) only when it is not ready yet. So a fleet of slow devices makes its keys in parallel instead
+    of one batch of forks after the other.
+  - Starts nothing when a key is being made or waits already, when none is needed, or in check mode. A process
+    left by an interrupted run (killed, gone after a reboot) and anything at its file names that this bundle did
+    not write are removed, with a warning, before a new one starts.
+  - It takes the options of M(autonomy_edge.fleet_mtls.mtls_identity) (the role's task passes the same role
+    variables) and checks them as that module does before anything changes; an option that module would refuse
+    starts nothing and creates nothing (a O(headers_file) on the device is read and checked, never used). Its
+    action plugin checks on the controller what that module's action checks (the role's variables, the headers,
+    the C(*_src) files, the ledger's conflicts) and leaves a host it would refuse untouched - the identity task
+    refuses it. It never sends the headers and makes no request.
+  - Never fails on the device's state - the identity task reports what is wrong - only on its arguments.
+version_added: "1.0.0"
+author:
+  - fleet-mtls contributors (@autonomy-edge)
+requirements:
+  - python >= 3.9
+  - cryptography >= 3.3
+extends_documentation_fragment:
+  - autonomy_edge.fleet_mtls.api
+  - autonomy_edge.fleet_mtls.identity
+attributes:
+  check_mode:
+    support: full
+    description:
+      - Decides and reports RV(keygen=would start); starts no process and writes nothing.
+  diff_mode:
+    support: none
+    description: Nothing to show - the key is never shown.
+  platform:
+    platforms: posix
+    support: full
+    description: Linux devices (the process is identified through C(/proc)).
+notes:
+  - The role runs it only for the hosts its identity ledger expects to need a key (not in it yet, or due by the
+    renewal date it holds) and for every host with C(mtls_rotate=always); the others skip it on the controller.
+seealso:
+  - module: autonomy_edge.fleet_mtls.mtls_identity
+"""
+
+EXAMPLES = r"""
+- name: Start the new keys of the whole batch first (one short round trip each)
+  autonomy_edge.fleet_mtls.mtls_prekey:
+    api_url: https://api.example.com
+    owner: agent
+    rotate: always
+
+- name: Rotate; each device takes the key it made in the background
+  autonomy_edge.fleet_mtls.mtls_identity:
+    api_url: https://api.example.com
+    owner: agent
+    rotate: always
+"""
+
+RETURN = r"""
+keygen:
+  description:
+    - C(started), C(would start) (check mode), C(running) (one is being made already), C(ready) (a key made in
+      the background waits), C(not needed) or C(not started) (the identity task will say why).
+  returned: always
+  type: str
+  sample: started
+reason:
+  description: Why, for humans.
+  returned: always
+  type: str
+  sample: certificate expires in 12 days (renew_before_days=30)
+keygen_pid:
+  description: The process making the key (when one is started, running or done).
+  returned: when there is one
+  type: int
+  sample: 41872
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import names
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import REQUESTS_IMPORT_ERROR
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certs import CRYPTOGRAPHY_IMPORT_ERROR
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import module_headers
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.options import argument_spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    names.use_role_names(module.params["option_names"] == "role")
+    if CRYPTOGRAPHY_IMPORT_ERROR is not None or REQUESTS_IMPORT_ERROR is not None:
+        module.exit_json(changed=False, keygen="not started", reason="the device lacks cryptography or requests: "
+                                                                     "the identity task installs them, makes the key")
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import prekey
+
+    try:
+        settings = prekey.checked_settings(module.params, module_headers(module))
+    except IdentityError as exc:  # the identity task refuses the same option, by its name
+        module.exit_json(changed=False, keygen="not started", reason=exc.msg)
+    try:
+        result = prekey.start_pass(settings, check_mode=module.check_mode, warn=module.warn)
+    except (IdentityError, OSError) as exc:
+        # The identity task meets the same problem and reports it, once, as the host's failure.
+        result = {"changed": False, "keygen": "not started",
+                  "reason": getattr(exc, "msg", None) or getattr(exc, "strerror", None) or str(exc)}
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

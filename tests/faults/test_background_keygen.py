@@ -1,0 +1,462 @@
+"""Fault matrix, slow devices: the key made in the background (issue 22).
+
+``mtls_prekey`` (the role's first pass) starts the new key's generation in a detached process;
+``mtls_identity`` takes the staged key (identity/prekey.py). Both run as on a device, each in
+its own Python process (the background process is a fork of the first one, so the fault hooks
+of tests/fixtures/inject reach it: ``signal=STOP`` holds it at an exact step, as a slow device
+would be, ``signal=KILL`` ends it there). The cases prove: the registered certificate's key is
+the one the background made and the identity run made none of its own; a process killed
+mid-way, a record of a dead or of somebody else's process, and anything at the staged key's
+names that this bundle did not write (a symbolic link, another owner, a loose mode, a second
+link, not a key of key_size) are removed - never followed, never signalled - and the run
+converges; a device slower than ``keygen_timeout`` fails saying so with its identity intact,
+and the next run takes the key; check mode and a run that needs no key start no process and
+write no file; a device that becomes due between the two passes is keyed once.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import time
+
+import pytest
+
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import keys
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.decommission import decommission
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import ensure_identity, prekey
+from tests.fixtures import module_runner as h
+from tests.fixtures.product import api_client
+from tests.fixtures.product import settings as make_settings
+
+PREKEY = ".client.key.pre"
+PREKEY_TMP = ".client.key.pre.new"
+RECORD = ".mtls-keygen.json"
+CLOCK_EP = "/"  # the clock check's HEAD: the identity run has reached its new key
+UPLOAD_EP = "/upload-orchestrator-certificate"
+# Hold the background process once it opened the key it writes (a slow device, mid-way), or
+# just before it opens it; end it there.
+HOLD_WRITING = "op=open,match=.client.key.pre.new,nth=1,when=after,signal=STOP"
+HOLD_BEFORE_WRITING = "op=open,match=.client.key.pre.new,nth=1,when=before,signal=STOP"
+KILL_WRITING = "op=open,match=.client.key.pre.new,nth=1,when=after,signal=KILL"
+
+
+# ------------------------------------------------------------------------------ helpers
+def run_prekey(device, *, check=False, hooks=None, **overrides):
+    """mtls_prekey on ``device`` (the identity's options), as on a device; its output scanned."""
+    args = device.args(**overrides)
+    if os.environ.get("FLEET_FAULTS_VIA", "direct") == "ansible":
+        result = h.run_ansible_module(args, workdir=device.work, check=check, hooks=hooks, module="mtls_prekey")
+    else:
+        result = h.run_module(args, workdir=device.work, check=check, hooks=hooks, via="direct",
+                              env={"FLEET_FAULTS_MODULE": "mtls_prekey"})
+    device.assert_no_secrets(result)
+    return result
+
+
+def record_of(device):
+    data = (device.path / RECORD).read_bytes()
+    record = prekey.Record.parse(data)
+    assert record is not None, data
+    return record
+
+
+def warnings_of(result) -> str:
+    """The run's warnings, one text (ansible-core 2.19 returns them as summaries; an ad-hoc
+    ``ansible`` run prints them, unwrapped, on stderr)."""
+    texts = []
+    for warning in result.result.get("warnings") or []:
+        texts.append(warning if isinstance(warning, str) else str((warning.get("event") or {}).get("msg", warning)))
+    if result.via == "ansible":
+        texts.append(" ".join(result.stderr.split()))
+    return "\n".join(texts)
+
+
+def public_numbers(pem: bytes):
+    return keys.load_private_key(pem).public_key().public_numbers()
+
+
+def wait_for_staged_key(device, record) -> bytes:
+    h.wait_for(lambda: (device.path / PREKEY).exists() or not record.alive(), timeout=120,
+               what="the background key")
+    return (device.path / PREKEY).read_bytes()
+
+
+def processes_holding(directory: pathlib.Path) -> list[int]:
+    """Pids with a descriptor open on ``directory`` (the background process keeps one on the
+    identity directory for as long as it lives), whatever started them."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            fds = os.listdir("/proc/%s/fd" % name)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink("/proc/%s/fd/%s" % (name, fd)) == str(directory):
+                    found.append(int(name))
+                    break
+            except OSError:
+                pass
+    return found
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended (and was reaped)."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def write_record(device, pid, start=1, key_size=2048):
+    boot = prekey.boot_id() or ""
+    data = {"version": 1, "pid": pid, "start": start, "boot": boot, "uid": os.getuid(), "key_size": key_size,
+            "since": "2026-01-01T00:00:00Z"}
+    path = device.path / RECORD
+    path.write_text(json.dumps(data))
+    os.chmod(path, 0o600)
+
+
+def write_key(path: pathlib.Path, bits=2048, mode=0o600) -> bytes:
+    pem = h.key_pem(h.new_key(bits))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    os.chmod(path, mode)
+    return pem
+
+
+@pytest.fixture
+def keygens(device):
+    """The background processes a case starts: SIGCONT-ed and SIGKILL-ed at the end, whatever
+    happened (never a stray process after the case)."""
+    started = []
+    yield started
+    for path in [device.path / RECORD] + list(started):
+        try:
+            record = prekey.Record.parse(pathlib.Path(path).read_bytes()) if isinstance(path, pathlib.Path) else path
+        except OSError:
+            continue
+        if record is not None and record.alive():
+            os.kill(record.pid, signal.SIGCONT)
+            prekey.stop(record)
+
+
+def assert_nothing_of_the_background(device):
+    left = [n for n in os.listdir(device.path) if n in (PREKEY, PREKEY_TMP, RECORD, RECORD + ".new")]
+    assert left == [], left
+
+
+# ------------------------------------------------------------------------------ pass-through
+@pytest.mark.parametrize("operation", ["create", "rotate"])
+def test_the_identity_takes_the_key_made_in_the_background(device, svc, registry_delta, keygens, operation):
+    """The first pass starts the key and returns; the identity run registers a certificate for
+    exactly that key (made once: the staged bytes are the device's key) and leaves nothing of it."""
+    agent = device.seed() if operation == "rotate" else None
+    rotate = "always" if operation == "rotate" else "auto"
+    first = run_prekey(device, rotate=rotate)
+    assert not first.failed and first.result["keygen"] == "started" and first.result["changed"], first
+    record = record_of(device)
+    keygens.append(record)
+    assert record.pid == first.result["keygen_pid"] and record.key_size == 2048
+    staged = wait_for_staged_key(device, record)
+    assert oct(os.lstat(device.path / PREKEY).st_mode & 0o7777) == oct(0o600)
+    device.remember_keys()
+
+    result = device.run(rotate=rotate)
+    assert not result.failed, result
+    assert result.result["action"] == ("rotated" if agent else "created"), result
+    assert public_numbers(device.key_path.read_bytes()) == public_numbers(staged)
+    device.assert_registered()
+    assert_nothing_of_the_background(device)
+    ids, regs = registry_delta()
+    assert len(regs) == 1 and len(ids) == 1  # the seed's ID, or the one the creation reserved
+    assert device.run(rotate="auto").result["action"] == "unchanged"
+
+
+def test_the_identity_waits_for_a_key_still_being_made(device, svc, keygens):
+    """A key not ready when the identity run looks is waited for (within keygen_timeout), never
+    made a second time: the run is held right after it read the record, while the background
+    process is held mid-write; then both go on."""
+    device.seed()
+    run_prekey(device, rotate="always", hooks={"FLEET_FAULTS_KILL": HOLD_WRITING})
+    record = record_of(device)
+    keygens.append(record)
+    h.wait_for(lambda: (device.path / PREKEY_TMP).exists(), what="the background process to hold mid-write")
+    assert processes_holding(device.path) == [record.pid]  # what the cases that start nothing look for
+    started = time.monotonic()
+    proc = device.start(rotate="always", keygen_timeout=120,
+                        hooks={"FLEET_FAULTS_KILL": "op=open,match=%s,nth=1,when=after,signal=STOP" % RECORD})
+    try:
+        h.wait_for(lambda: (prekey.process_facts(proc.pid) or ("?",))[0] == "T",
+                   what="the identity run to look at the background key")
+        assert record.alive() and not (device.path / PREKEY).exists()
+        os.kill(proc.pid, signal.SIGCONT)
+        os.kill(record.pid, signal.SIGCONT)
+        result = h.finish(proc, started)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    device.assert_no_secrets(result)
+    assert not result.failed and result.result["action"] == "rotated", result
+    assert "background" not in warnings_of(result), result.result
+    device.assert_registered()
+    h.wait_for(lambda: not record.alive(), what="the background process to end")
+    assert_nothing_of_the_background(device)  # its key was taken: none made beside it
+    assert svc.request_count(UPLOAD_EP) == 1
+
+
+# ------------------------------------------------------------------------------ slow beyond the bound
+def test_a_device_slower_than_the_bound_fails_clearly_and_the_next_run_converges(device, svc, keygens):
+    """The identity run does not wait past keygen_timeout: it fails naming the bound and the
+    process, uploads nothing, leaves the identity (and the key being made) as they are; the
+    next run takes the key once it is ready."""
+    agent = device.seed()
+    run_prekey(device, rotate="always", hooks={"FLEET_FAULTS_KILL": HOLD_WRITING})
+    record = record_of(device)
+    keygens.append(record)
+    h.wait_for(lambda: (device.path / PREKEY_TMP).exists(), what="the background process to hold mid-write")
+    before, registered = device.state(), svc.registrations()
+
+    slow = device.run(rotate="always", keygen_timeout=1)
+    assert slow.failed, slow
+    assert "generating in the background (pid %d" % record.pid in slow.msg, slow.msg
+    assert "keygen_timeout=1 s: nothing was changed, the current identity is intact" in slow.msg, slow.msg
+    device.assert_intact(before)
+    assert svc.registrations() == registered and svc.request_count(UPLOAD_EP) == 0
+    assert record.alive(), "the background process must be left to finish"
+
+    os.kill(record.pid, signal.SIGCONT)
+    staged = wait_for_staged_key(device, record)
+    device.remember_keys()
+    again = device.run(rotate="always", keygen_timeout=1)
+    assert not again.failed and again.result["action"] == "rotated", again
+    assert again.result["agent_id"] == agent
+    assert public_numbers(device.key_path.read_bytes()) == public_numbers(staged)
+    device.assert_registered()
+    assert_nothing_of_the_background(device)
+
+
+# ------------------------------------------------------------------------------ abandoned
+@pytest.mark.parametrize("how", ["killed-mid-write", "dead-process", "somebody-elses-process"])
+def test_an_abandoned_background_keygen_is_removed_and_the_run_converges(device, svc, keygens, how):
+    """What an interrupted background process left is removed with a warning naming it; a live
+    process the record does not prove ours is never signalled; the run makes its own key."""
+    agent = device.seed()
+    bystander = None
+    if how == "killed-mid-write":
+        run_prekey(device, rotate="always", hooks={"FLEET_FAULTS_KILL": KILL_WRITING})
+        record = record_of(device)
+        h.wait_for(lambda: not record.alive(), what="the background process to die")
+        assert (device.path / PREKEY_TMP).exists() and not (device.path / PREKEY).exists()
+        pid = record.pid
+    elif how == "dead-process":
+        pid = dead_pid()
+        write_record(device, pid)
+        (device.path / PREKEY_TMP).write_bytes(b"-----BEGIN PRIVATE KEY-----\nMIIE")
+    else:
+        bystander = subprocess.Popen(["sleep", "120"])
+        pid = bystander.pid
+        write_record(device, pid, start=prekey.process_facts(pid)[1] + 1)  # not that process
+    try:
+        result = device.run(rotate="always", keygen_timeout=5)  # never waited for: 5 s would fail it
+        assert not result.failed and result.result["action"] == "rotated", result
+        warnings = warnings_of(result)
+        assert "removed what a background key generation left in" in warnings, result.result
+        assert "its process (pid %d) is gone" % pid in warnings or how == "somebody-elses-process", warnings
+        assert result.result["agent_id"] == agent
+        device.assert_registered()
+        assert_nothing_of_the_background(device)
+        if bystander is not None:
+            assert bystander.poll() is None, "a process the record does not prove ours was signalled"
+    finally:
+        if bystander is not None:
+            bystander.kill()
+            bystander.wait()
+
+
+def test_a_finished_key_of_a_gone_process_is_reused(device, svc):
+    """The background process ends once its key is staged: the next run takes that key, whatever
+    happened to the run that started it."""
+    device.seed()
+    write_record(device, dead_pid())
+    staged = write_key(device.path / PREKEY)
+    device.remember_keys()
+    result = device.run(rotate="always")
+    assert not result.failed and result.result["action"] == "rotated", result
+    assert public_numbers(device.key_path.read_bytes()) == public_numbers(staged)
+    assert "background" not in warnings_of(result), result.result
+    device.assert_registered()
+    assert_nothing_of_the_background(device)
+
+
+def _plant(device, tmp_path, kind):
+    """Put ``kind`` at the staged key's name; returns (what must stay untouched, the planted key)."""
+    target = tmp_path / "elsewhere.pem"
+    planted = None
+    path = device.path / PREKEY
+    if kind == "symlink":
+        planted = write_key(target)
+        os.symlink(target, path)
+    elif kind == "other-owner":
+        planted = write_key(path)
+        os.chown(path, 65534, 65534)
+    elif kind == "loose-mode":
+        planted = write_key(path, mode=0o644)
+    elif kind == "hard-link":
+        planted = write_key(target)
+        os.link(target, path)
+    elif kind == "not-a-key":
+        path.write_bytes(b"not a key\n")
+        os.chmod(path, 0o600)
+    elif kind == "wrong-size":
+        planted = write_key(path, bits=3072)
+    return target, planted
+
+
+@pytest.mark.parametrize("kind", ["symlink", "other-owner", "loose-mode", "hard-link", "not-a-key", "wrong-size"])
+def test_a_foreign_file_in_place_of_the_staged_key_is_removed_never_used(device, svc, tmp_path, kind):
+    """Anything at the staged key's name that this bundle did not write is removed (a link
+    itself, never what it points at) with a warning, and never becomes the device's key."""
+    if kind == "other-owner" and os.geteuid() != 0:
+        pytest.skip("needs root to give the file to another user")
+    device.seed()
+    write_record(device, dead_pid())
+    target, planted = _plant(device, tmp_path, kind)
+    outside = h.snapshot(tmp_path, ignore=("home", "home/*", "work", "work/*"))
+    result = device.run(rotate="always")
+    assert not result.failed and result.result["action"] == "rotated", result
+    warnings = warnings_of(result)
+    assert "background" in warnings and PREKEY in warnings, result.result
+    if planted is not None:
+        assert public_numbers(device.key_path.read_bytes()) != public_numbers(planted)
+    device.assert_registered()
+    assert_nothing_of_the_background(device)
+    assert h.snapshot(tmp_path, ignore=("home", "home/*", "work", "work/*")) == outside  # the target untouched
+
+
+def test_a_symlink_put_where_the_key_is_being_written_is_never_followed(device, svc, tmp_path, keygens):
+    """The background process writes with O_EXCL|O_NOFOLLOW: a link in its way makes it give
+    up; the link's target is untouched and the identity run makes its own key."""
+    device.seed()
+    run_prekey(device, rotate="always", hooks={"FLEET_FAULTS_KILL": HOLD_BEFORE_WRITING})
+    record = record_of(device)
+    keygens.append(record)
+    h.wait_for(lambda: prekey.process_facts(record.pid) is not None and prekey.process_facts(record.pid)[0] == "T",
+               what="the background process to hold before writing")
+    target = tmp_path / "target"
+    target.write_bytes(b"precious\n")
+    os.symlink(target, device.path / PREKEY_TMP)
+    os.kill(record.pid, signal.SIGCONT)
+    h.wait_for(lambda: not record.alive(), what="the background process to give up")
+    assert target.read_bytes() == b"precious\n" and os.path.islink(device.path / PREKEY_TMP)
+    result = device.run(rotate="always")
+    assert not result.failed and result.result["action"] == "rotated", result
+    assert "a symbolic link" in warnings_of(result), result.result
+    assert target.read_bytes() == b"precious\n"
+    device.assert_registered()
+    assert_nothing_of_the_background(device)
+
+
+# ------------------------------------------------------------------------------ nothing started
+def test_check_mode_starts_nothing(device, svc):
+    """In check mode the first pass says it would start, and starts no process and writes no file."""
+    device.seed()
+    before = device.tree()
+    result = run_prekey(device, check=True, rotate="always")
+    assert not result.failed and result.result["keygen"] == "would start", result
+    assert device.tree() == before
+    assert processes_holding(device.path) == []
+
+
+@pytest.mark.parametrize("state", ["unchanged", "new-device-check-mode"])
+def test_a_run_that_needs_no_key_starts_nothing(device, svc, state):
+    """A valid identity that is not due: the first pass decides so (no process, no file), and
+    the identity run costs what it cost before (unchanged, no request)."""
+    if state == "unchanged":
+        device.seed()
+    before = device.tree()
+    first = run_prekey(device, check=state != "unchanged")
+    assert processes_holding(device.path) == []
+    assert device.tree() == before
+    if state == "unchanged":
+        assert first.result["keygen"] == "not needed" and not first.result["changed"], first
+        result = device.run()
+        assert result.result["action"] == "unchanged" and svc.request_count(CLOCK_EP) == 0, result
+        assert device.tree() == before
+    else:
+        assert first.result["keygen"] == "would start", first
+
+
+def test_an_option_the_identity_refuses_starts_nothing_and_creates_nothing(device, svc):
+    """The first pass checks the identity's options as that module's preflight does: a new device
+    with an option it would refuse gets no directory, no file, no process."""
+    first = run_prekey(device, server_url="ftp://agent.example.com")
+    assert not first.failed and first.result["keygen"] == "not started", first
+    assert "server_url" in first.result["reason"], first
+    assert not device.path.exists() and processes_holding(device.path) == []
+    assert device.run(server_url="ftp://agent.example.com").failed
+
+
+def test_a_key_made_for_a_run_that_needs_none_is_stopped_and_removed(device, svc, keygens):
+    """A key being made for nothing (another run rotated meanwhile) is stopped and removed by the
+    identity run that needs none."""
+    device.seed()
+    run_prekey(device, rotate="always", hooks={"FLEET_FAULTS_KILL": HOLD_WRITING})
+    record = record_of(device)
+    keygens.append(record)
+    h.wait_for(lambda: (device.path / PREKEY_TMP).exists(), what="the background process to hold mid-write")
+    result = device.run()
+    assert result.result["action"] == "unchanged", result
+    assert "stopped the background key generation" in warnings_of(result), result.result
+    assert not record.alive()
+    assert_nothing_of_the_background(device)
+
+
+def test_decommissioning_stops_a_background_keygen_before_it_wipes(device, svc, keygens):
+    """A key being made while the device is decommissioned never appears after the wipe: the
+    process is stopped first, then the bundle's files (its own included) are removed."""
+    agent = device.seed()
+    run_prekey(device, rotate="always", hooks={"FLEET_FAULTS_KILL": HOLD_WRITING})
+    record = record_of(device)
+    keygens.append(record)
+    h.wait_for(lambda: (device.path / PREKEY_TMP).exists(), what="the background process to hold mid-write")
+    result = decommission(str(device.path), os.getuid(), os.getgid(), agent, True, None, id_pattern=r"^[0-9A-F]{8}$")
+    assert result["action"] == "removed locally", result
+    assert not record.alive()
+    assert not device.path.exists() or os.listdir(device.path) == []
+
+
+# ------------------------------------------------------------------------------ due mid-run
+def test_a_device_that_becomes_due_between_the_passes_is_keyed_once(device, svc):
+    """The first pass, a moment before the certificate is due, starts nothing; the identity run
+    finds it due and makes the key itself: one key, one upload (the engine in this process, its
+    profile counting the keys it makes)."""
+    # Valid since yesterday, due (renew_before_days=365) from 5 minutes before now on.
+    device.seed(days=366, not_before_days=-1)
+    settings = make_settings(device.path, key_size=2048, renew_before_days=365, valid_days=366)
+    made = []
+    profile = keys.PROFILES["rsa"]
+    settings.key_profile = keys.KeyProfile(
+        name=profile.name, min_size=profile.min_size, max_size=profile.max_size,
+        generate=lambda size: made.append(size) or profile.generate(size), private_pem=profile.private_pem,
+        load=profile.load, summarize=profile.summarize, certificate_public=profile.certificate_public)
+    earlier = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=7)
+    first = prekey.start_pass(settings, now=earlier)
+    assert first["keygen"] == "not needed", first
+    assert_nothing_of_the_background(device)
+
+    def client():
+        return api_client(svc.api_url, ca_path=str(svc.ca_path), retries=0, timeout=10, sleep=lambda _s: None)
+
+    result, _warnings = ensure_identity(settings, client)
+    assert result["action"] == "rotated", result
+    assert made == [2048]
+    assert svc.request_count(UPLOAD_EP) == 1
+    device.assert_registered()
