@@ -20,7 +20,7 @@ PROVISIONING_ONLY = {
     "mtls_lost_identity", "mtls_agent_restart_command", "mtls_verify_unchanged",
     "mtls_api_headers_file", "mtls_api_ca", "mtls_api_retries", "mtls_id_endpoint", "mtls_upload_endpoint",
     "mtls_enroll_endpoint", "mtls_upload_format", "mtls_id_field", "mtls_certificate_field",
-    "mtls_agent_id_takeover", "mtls_confirm_timeout",
+    "mtls_agent_id_takeover", "mtls_confirm_timeout", "mtls_background_keygen", "mtls_keygen_timeout",
 }
 
 
