@@ -82,6 +82,14 @@ def stat_facts(st):
     }
 
 
+
+def write_all(fd, data):
+    """Write every byte of ``data`` to ``fd`` (os.write may write less), then fsync it."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.fsync(fd)
+
 class DirFd:
     """Renames, unlinks and fsyncs relative to an open directory (``self.fd``): never through a
     path, so a directory swapped for a link meanwhile is never acted through."""
@@ -273,11 +281,7 @@ class IdentityDir(DirFd):
                 os.fchown(fd, self.uid, self.gid)
             if stat.S_IMODE(st.st_mode) != mode:
                 os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
+            write_all(fd, data)
         except BaseException:
             os.close(fd)
             self.unlink(name)

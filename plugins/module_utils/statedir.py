@@ -25,7 +25,7 @@ import secrets
 import stat
 import time
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import DirFd, read_at_most
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import DirFd, read_at_most, write_all
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _O_CLOEXEC
@@ -160,10 +160,7 @@ class StateDir(DirFd):
         fd = self._open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
             os.fchmod(fd, mode)  # whatever the umask
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
+            write_all(fd, data)
         except BaseException:
             os.close(fd)
             self.unlink(tmp)

@@ -301,11 +301,8 @@ MUTATIONS = {
             (
                 "plugins/module_utils/fsutil.py",
                 "            if stat.S_IMODE(st.st_mode) != mode:\n                os.fchmod(fd, mode)\n"
-                "            view = memoryview(data)\n            while view:\n"
-                "                written = os.write(fd, view)\n                view = view[written:]\n",
-                "            view = memoryview(data)\n            while view:\n"
-                "                written = os.write(fd, view)\n                view = view[written:]\n"
-                "            os.fchmod(fd, mode)\n",
+                "            write_all(fd, data)\n",
+                "            write_all(fd, data)\n            os.fchmod(fd, mode)\n",
             ),
         ],
         [F + "test_secrets.py::test_no_key_file_ever_has_another_mode_than_0600"],

@@ -41,6 +41,7 @@ import time
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs, names
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError, StateError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import write_all
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import (
     CERT,
     KEYGEN_RECORD,
@@ -498,10 +499,7 @@ def _stage(dir_fd, data):
                  dir_fd=dir_fd)
     try:
         os.fchmod(fd, KEY_MODE)  # the umask only narrows the creation mode: exact before any byte
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
+        write_all(fd, data)
     except BaseException:
         os.close(fd)
         os.unlink(PREKEY_TMP, dir_fd=dir_fd)
