@@ -82,13 +82,13 @@ def stat_facts(st):
     }
 
 
-
 def write_all(fd, data):
     """Write every byte of ``data`` to ``fd`` (os.write may write less), then fsync it."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
     os.fsync(fd)
+
 
 class DirFd:
     """Renames, unlinks and fsyncs relative to an open directory (``self.fd``): never through a
