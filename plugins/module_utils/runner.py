@@ -96,17 +96,23 @@ def run(module):
     return Outcome(False, "", result)
 
 
-def _remove_if_created_for_nothing(idir, where):
+def _remove_if_created_for_nothing(idir, where, by_keygen_pass=False):
     """A creation refused before anything of the identity was written (the clock check, the
-    ID request, a definitive upload refusal) leaves no directory behind when this run made it:
-    only the API's CA this run copied in may be there (a journal, a staged or an identity file
-    keeps it)."""
-    if idir is None or idir.fd is None or not idir.created or not set(idir.listdir()) <= {API_CA}:
+    ID request, a definitive upload refusal) leaves no directory behind when this run made it,
+    or the role's keygen pass made it for this creation (``by_keygen_pass``): only the API's CA
+    this run copied in and what that pass left may be there (a journal, a staged or an identity
+    file, anything else keeps it). The pass's process is stopped before its files go, so nothing
+    it would still write appears after."""
+    if idir is None or idir.fd is None or not (idir.created or by_keygen_pass):
         return
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.decommission import (
         remove_directory_if_empty,
     )
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import prekey
 
+    if not set(idir.listdir()) <= {API_CA}.union(prekey.NAMES):
+        return
+    prekey.discard(idir, where.uid, None)  # the failure says why: no warning of its own
     idir.unlink(API_CA)
     remove_directory_if_empty(idir, where.uid, where.gid)
 
@@ -218,20 +224,33 @@ def _held_by(c):
 
 
 def _identity_runner(module, settings, client_factory, held_by=None):
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import prekey
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.engine import Engine
 
     def identity(idir, check_mode):
         engine = Engine(settings, lambda: client_factory(engine.idir), check_mode=check_mode, warn=module.warn,
                         held_by=held_by)
+        # Read before the transaction takes the background key, and its record with it.
+        by_keygen_pass = idir is not None and not check_mode and prekey.made_the_directory(idir, settings.uid)
         try:
             return engine.run(idir), engine.idir
-        except BaseException:
+        except BaseException as exc:
             if engine.idir is not None and engine.idir is not idir:  # one it created: nobody else closes it
                 _remove_if_created_for_nothing(engine.idir, settings.location)
                 engine.idir.close()
+            elif by_keygen_pass and _refused(exc):
+                _remove_if_created_for_nothing(idir, settings.location, by_keygen_pass=True)
             raise
 
     return identity
+
+
+def _refused(exc):
+    """Whether ``exc`` refused the creation: not a key still being made (KeygenTimeout: it is
+    left to finish for the next run), not an interruption (the directory stays as it was)."""
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.prekey import KeygenTimeout
+
+    return isinstance(exc, IdentityError) and not isinstance(exc, KeygenTimeout)
 
 
 def _runner(module):

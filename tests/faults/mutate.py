@@ -487,8 +487,7 @@ MUTATIONS = {
     "empty-dir-after-refusal": (
         "a creation refused before anything was written leaves no directory this run made",
         [("plugins/module_utils/runner.py",
-          "    if idir is None or idir.fd is None or not idir.created or not set(idir.listdir()) <= {API_CA}:\n"
-          "        return",
+          "    if idir is None or idir.fd is None or not (idir.created or by_keygen_pass):\n        return",
           "    if True:\n        return")],
         [F + "test_hostile_round.py::test_a_creation_refused_for_the_clock_leaves_no_directory"],
     ),
@@ -641,8 +640,7 @@ MUTATIONS["dir-before-decision"] = (
       "        if idir is None and not self.check_mode:\n            idir = self.idir = open_locked(s, create=True)\n"
       "        a = assess(idir, self.now)\n"),
      ("plugins/module_utils/runner.py",
-      "    if idir is None or idir.fd is None or not idir.created or not set(idir.listdir()) <= {API_CA}:\n"
-      "        return",
+      "    if idir is None or idir.fd is None or not (idir.created or by_keygen_pass):\n        return",
       "    if True:\n        return")],
     [_R + "ledger.py::test_lost_identity_fail_stops_before_any_change"],
 )
@@ -689,6 +687,17 @@ _PREKEY_MUTATIONS = [
      "plugins/module_utils/identity/transaction.py", "        if not plan.new_key:\n            prekey.discard",
      "        if False:\n            prekey.discard",
      ["test_a_key_made_for_a_run_that_needs_none_is_stopped_and_removed"]),
+    ("prekey-refused-dir-kept", "a creation refused after the pass made the directory leaves neither it nor "
+     "the keygen", "plugins/module_utils/runner.py",
+     "by_keygen_pass = idir is not None and not check_mode and prekey.made_the_directory(idir, settings.uid)",
+     "by_keygen_pass = False",
+     ["test_a_creation_refused_after_the_pass_leaves_no_directory_and_no_keygen"]),
+    ("prekey-any-dir-removed", "a directory there before the first pass is never removed; its key is kept",
+     _PREKEY, "    made = idir.created or (state.record", "    made = True or (state.record",
+     ["test_a_directory_there_before_the_pass_keeps_its_key_for_the_next_run"]),
+    ("prekey-made-dir-forgotten", "a pass restarting an abandoned keygen keeps the record that a pass made "
+     "the directory", _PREKEY, "    made = idir.created or (state.record is not None and state.record.made_directory)",
+     "    made = idir.created", ["test_a_creation_refused_after_the_pass_leaves_no_directory_and_no_keygen"]),
 ]
 for _name, _what, _file, _old, _new, _cases in _PREKEY_MUTATIONS:
     MUTATIONS[_name] = (_what, [(_file, _old, _new)], [_BG + case for case in _cases])

@@ -11,7 +11,9 @@ names that this bundle did not write (a symbolic link, another owner, a loose mo
 link, not a key of key_size) are removed - never followed, never signalled - and the run
 converges; a device slower than ``keygen_timeout`` fails saying so with its identity intact,
 and the next run takes the key; check mode and a run that needs no key start no process and
-write no file; a device that becomes due between the two passes is keyed once.
+write no file; a device that becomes due between the two passes is keyed once; a creation the
+identity run refuses (the clock, the ID request) leaves no directory the pass made, no key and no
+process, while a directory there before the pass keeps its key for the next run.
 """
 from __future__ import annotations
 
@@ -36,7 +38,9 @@ PREKEY = ".client.key.pre"
 PREKEY_TMP = ".client.key.pre.new"
 RECORD = ".mtls-keygen.json"
 CLOCK_EP = "/"  # the clock check's HEAD: the identity run has reached its new key
+ID_EP = "/generate-orchestrator-id"
 UPLOAD_EP = "/upload-orchestrator-certificate"
+LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 # Hold the background process once it opened the key it writes (a slow device, mid-way), or
 # just before it opens it; end it there.
 HOLD_WRITING = "op=open,match=.client.key.pre.new,nth=1,when=after,signal=STOP"
@@ -431,6 +435,65 @@ def test_decommissioning_stops_a_background_keygen_before_it_wipes(device, svc, 
     assert result["action"] == "removed locally", result
     assert not record.alive()
     assert not device.path.exists() or os.listdir(device.path) == []
+
+
+# ------------------------------------------------------------------------------ a refused creation
+@pytest.mark.skipif(not os.path.exists(LIBFAKETIME), reason="libfaketime is not installed")
+@pytest.mark.parametrize("refusal", ["clock-key-being-made", "clock-after-an-abandoned-pass", "id-refused-key-taken"])
+def test_a_creation_refused_after_the_pass_leaves_no_directory_and_no_keygen(device, svc, keygens, refusal):
+    """The first pass made the directory for a new device (or an earlier pass did, whose process
+    died); the identity run refuses the creation before anything of the identity is written: the
+    clock (the key still being made: its process is stopped) or the ID request (the key taken
+    already; the API's CA copied in). Neither the directory, nor the key, nor the process
+    outlives the refusal."""
+    if refusal == "clock-after-an-abandoned-pass":
+        run_prekey(device, hooks={"FLEET_FAULTS_KILL": KILL_WRITING})
+        abandoned = record_of(device)
+        h.wait_for(lambda: not abandoned.alive(), what="the first background process to die")
+    first = run_prekey(device, hooks={"FLEET_FAULTS_KILL": HOLD_WRITING} if refusal.startswith("clock") else None)
+    assert first.result["keygen"] == "started", first
+    record = record_of(device)
+    keygens.append(record)
+    assert record.made_directory
+    if refusal.startswith("clock"):
+        h.wait_for(lambda: (device.path / PREKEY_TMP).exists(), what="the background process to hold mid-write")
+        result = device.run(env={"LD_PRELOAD": LIBFAKETIME, "FAKETIME": "+730d"})  # the device's clock only
+        assert result.failed and "the device clock is" in result.msg, result
+    else:
+        wait_for_staged_key(device, record)
+        device.remember_keys()
+        svc.inject(ID_EP, "status", status=403, count=0, message="refused by policy")
+        result = device.run(ca_path=None, ca_content=svc.ca_path.read_text())
+        assert result.failed and "refused by policy" in result.msg, result
+    assert svc.request_count(UPLOAD_EP) == 0
+    assert not device.path.exists(), sorted(p.name for p in device.path.iterdir())
+    assert not record.alive(), "the background key generation outlived the refused creation"
+    assert device.home.is_dir()  # only what the provisioning made goes
+
+
+@pytest.mark.skipif(not os.path.exists(LIBFAKETIME), reason="libfaketime is not installed")
+def test_a_directory_there_before_the_pass_keeps_its_key_for_the_next_run(device, svc, keygens):
+    """A directory that was there before the first pass is never removed; the key being made in
+    it is not the refusal's business either (bound to no ID, never sent): the next run, with the
+    cause gone, takes it."""
+    device.path.mkdir(mode=0o700)
+    run_prekey(device, hooks={"FLEET_FAULTS_KILL": HOLD_WRITING})
+    record = record_of(device)
+    keygens.append(record)
+    assert not record.made_directory
+    h.wait_for(lambda: (device.path / PREKEY_TMP).exists(), what="the background process to hold mid-write")
+    refused = device.run(env={"LD_PRELOAD": LIBFAKETIME, "FAKETIME": "+730d"})
+    assert refused.failed and "the device clock is" in refused.msg, refused
+    assert device.path.is_dir() and (device.path / RECORD).exists() and record.alive()
+
+    os.kill(record.pid, signal.SIGCONT)
+    staged = wait_for_staged_key(device, record)
+    device.remember_keys()
+    result = device.run()
+    assert not result.failed and result.result["action"] == "created", result
+    assert public_numbers(device.key_path.read_bytes()) == public_numbers(staged)
+    device.assert_registered()
+    assert_nothing_of_the_background(device)
 
 
 # ------------------------------------------------------------------------------ due mid-run

@@ -16,8 +16,9 @@ nowhere else, and prints nothing.
 Files, in the identity directory and only through its descriptor (names: layout.py)::
 
     .mtls-keygen.json      the record of the process (no secret): pid, its start time and boot,
-                           its uid, the key size; written (and renamed into place) under the
-                           directory's lock before the process may start
+                           its uid, the key size, whether the pass made the directory; written
+                           (and renamed into place) under the directory's lock before the
+                           process may start
     .client.key.pre.new    the key being written: O_EXCL|O_NOFOLLOW, 0600 from its first byte
     .client.key.pre        the finished key (0600), renamed into place, then taken by the
                            transaction (or removed by a run that needs no new key)
@@ -28,6 +29,10 @@ record naming a process that is gone, a half-written key, or anything at those n
 what this bundle writes (a symbolic link, another owner, another mode, a second link, not an RSA
 key of ``key_size``) is removed - the name itself, never what a link points at - with a warning;
 the run then goes on as if there were none. The directory's states: journal.py.
+
+A directory the pass made for a creation the identity task then refuses before anything of the
+identity is written goes, with the background keygen (runner.py): the record says the pass made
+it (``made_directory``), and the identity run reads that before its transaction takes the key.
 """
 from __future__ import annotations
 
@@ -89,19 +94,23 @@ def process_facts(pid):
 
 
 class Record:
-    """What ``.mtls-keygen.json`` says about the process making the key."""
+    """What ``.mtls-keygen.json`` says about the process making the key, and whether the first
+    pass made the identity directory for it (``made_directory``: absent in older records, which
+    never lets a directory go)."""
 
-    def __init__(self, pid, start, boot, uid, key_size, since):
+    def __init__(self, pid, start, boot, uid, key_size, since, made_directory=False):
         self.pid = pid
         self.start = start
         self.boot = boot
         self.uid = uid
         self.key_size = key_size
         self.since = since
+        self.made_directory = made_directory
 
     def to_json(self):
         return json.dumps({"version": 1, "pid": self.pid, "start": self.start, "boot": self.boot, "uid": self.uid,
-                           "key_size": self.key_size, "since": self.since}, sort_keys=True) + "\n"
+                           "key_size": self.key_size, "since": self.since,
+                           "made_directory": self.made_directory}, sort_keys=True) + "\n"
 
     @classmethod
     def parse(cls, data):
@@ -112,11 +121,12 @@ class Record:
         except (ValueError, UnicodeDecodeError, TypeError, KeyError):
             return None
         pid, start, boot, uid, key_size, since = values
+        made_directory = doc.get("made_directory", False)
         ints = (pid, start, uid, key_size)
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ints) or pid < 2 \
-                or not isinstance(boot, str) or not isinstance(since, str):
+                or not isinstance(boot, str) or not isinstance(since, str) or not isinstance(made_directory, bool):
             return None
-        return cls(pid, start, boot, uid, key_size, since)
+        return cls(pid, start, boot, uid, key_size, since, made_directory)
 
     def alive(self):
         """Whether the recorded process is still running (the same process: start time, boot
@@ -286,8 +296,8 @@ def _load(idir, s):
 
 
 def discard(idir, uid, warn):
-    """This run needs no new key: stop a background keygen of ours and remove what it left (a
-    few lstat calls when there is none)."""
+    """This run needs no new key (or the directory the key was made in goes): stop a background
+    keygen of ours and remove what it left (a few lstat calls when there is none)."""
     state = inspect(idir, uid)
     if state.kind == NONE:
         return
@@ -299,6 +309,13 @@ def discard(idir, uid, warn):
     elif state.kind == READY and warn is not None:
         warn("removed the key made in the background in %s: this run needs no new key" % idir.path)
     _clean(idir, State(READY, foreign=state.foreign), warn, also=NAMES)
+
+
+def made_the_directory(idir, uid):
+    """Whether a record of ours says the first pass made ``idir`` (read before the transaction
+    takes the key and its record)."""
+    record = inspect(idir, uid).record
+    return record is not None and record.made_directory
 
 
 def stop_running(idir, uid):
@@ -398,13 +415,16 @@ def _pass(s, idir, check_mode, now, warn):
             warn("removed %s, the key made in the background (%s)" % (idir.join(PREKEY), why))
     else:
         _clean(idir, state, warn)
-    record = start(idir, s)
+    # Made by this pass, or by an earlier one whose process is gone: nothing else was there.
+    made = idir.created or (state.record is not None and state.record.made_directory)
+    record = start(idir, s, made_directory=made)
     return _result("started", plan.reason, changed=True, record=record)
 
 
-def start(idir, s):
+def start(idir, s, made_directory=False):
     """Start the process that makes the key; it waits until its record is written (a starter
-    interrupted before that leaves no process making a key nobody knows of). Returns its Record."""
+    interrupted before that leaves no process making a key nobody knows of). Returns its Record
+    (``made_directory``: the pass made ``idir``, recorded for the identity run)."""
     uid, gid = (s.uid, s.gid) if os.geteuid() == 0 else (os.geteuid(), os.getegid())
     # A descriptor of its own for the process: the run's one holds the directory's lock, which
     # the process must not keep once the run ends.
@@ -432,7 +452,7 @@ def start(idir, s):
         facts = process_facts(pid) if pid > 1 else None
         if facts is None:
             raise StateError("the background key generation did not start")
-        record = Record(pid, facts[1], boot_id() or "", uid, s.key_size, certs.iso(certs.utcnow()))
+        record = Record(pid, facts[1], boot_id() or "", uid, s.key_size, certs.iso(certs.utcnow()), made_directory)
         idir.create(KEYGEN_RECORD_TMP, record.to_json().encode("ascii"), 0o600)
         idir.rename(KEYGEN_RECORD_TMP, KEYGEN_RECORD)
         idir.fsync()
