@@ -261,8 +261,11 @@ OPTIONS = (
             "identity ledger yet, due by the renewal date the ledger holds, or O(:rotate=always) - detached and "
             "at the lowest CPU priority, so slow devices make their keys in parallel rather than one batch of "
             "forks after the other; the module call then takes the staged key. A host the ledger expects to "
-            "need no key is skipped on the controller, at no round trip. C(false) - every key is made inline, "
-            "holding its fork."], default=UNSET, role_default=True, entry_points=("main",)),
+            "need no key is skipped on the controller, at no round trip. When the identity task refuses a "
+            "creation before it wrote anything of the identity (the clock, a takeover, the ID request, the "
+            "upload), an identity directory this pass made goes with its key and process; one that was there "
+            "before keeps the key for the next run. C(false) - every key is made inline, holding its fork."],
+            default=UNSET, role_default=True, entry_points=("main",)),
         Option("keygen_timeout", "int", [
             "Seconds the identity phase waits for the key a background process is making (the role's first pass, "
             "C(mtls_background_keygen)) when it is not ready yet. A device slower than that fails, its identity "
