@@ -11,7 +11,6 @@ import os
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import (
     confirm,
-    location,
     names,
     options,
     provision,
@@ -19,6 +18,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import (
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_files import API_CA, check_ca_content
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, IdentityError, StateError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import HEADERS_FILE_NAME, module_headers
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.preflight import preflight
 
 
 class Outcome:
@@ -42,17 +42,11 @@ def run(module):
     except IdentityError as exc:
         return Outcome(True, exc.msg, {"status": failure_row("identity", exc.msg), "changed": False})
     cloud = _Cloud()
-    try:  # every option is checked before anything changes (the preflight)
-        where = location.resolve(p["path"], p["owner"], p["group"])
-        api_flavor = options.flavor(p)
-        templates = (p["agent_templates"] or {}) if "config" in p["phases"] else None
-        agent = options.agent_config(p, where.path, templates)
-        verify = options.verify(p)
-        confirmation = options.confirmation(p, api_flavor, cloud.ask)
-        settings = _settings(p, where, api_flavor.enrollment)
-        options.client(p, headers, p["ca_path"] if p["ca_content"] is None else None, api_flavor).close()
+    try:  # every option is checked before anything changes
+        checked = preflight(p, headers, cloud.ask)
     except IdentityError as exc:
         return Outcome(True, exc.msg, {"status": failure_row("preflight", exc.msg), "changed": False})
+    where, api_flavor, agent, verify, confirmation, settings = checked
     idir = job = None
     try:
         from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.engine import open_locked
@@ -176,12 +170,6 @@ class ApiCa:
             idir.rename("." + API_CA + ".new", API_CA)
             idir.fsync()
         self.changed = True
-
-
-def _settings(p, where, enrollment):
-    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.settings import settings_from
-
-    return settings_from(p, where, enrollment)
 
 
 class _Cloud:

@@ -677,8 +677,9 @@ _PREKEY_MUTATIONS = [
      _PREKEY, '    if check_mode:\n        return _result("would start"',
      '    if False:\n        return _result("would start"',
      ["test_check_mode_starts_nothing"]),
-    ("prekey-no-preflight", "the first pass checks the identity's options before it creates anything",
-     _PREKEY, "    options.agent_config(p, where.path,", "    (p, where.path,",
+    ("prekey-no-preflight", "the first pass checks the identity's options (the one preflight) before it creates "
+     "anything", "plugins/module_utils/preflight.py", "    agent = options.agent_config(p, where.path, templates)",
+     "    agent = None",
      ["test_an_option_the_identity_refuses_starts_nothing_and_creates_nothing"]),
     ("prekey-survives-decommission", "decommissioning stops a background keygen before it wipes",
      "plugins/module_utils/decommission.py", "        prekey.stop_running(idir, uid)", "        pass",

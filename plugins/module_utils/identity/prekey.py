@@ -342,21 +342,13 @@ def stop(record):
 
 # ------------------------------------------------------------------------------ the first pass
 def checked_settings(p, headers):
-    """The identity's Settings from the mtls_identity options ``p``, every option checked as that
-    module's preflight checks it (module_utils/runner.py; ``headers``: the device's own, checked
-    by headers.module_headers), without the network: an option it would refuse raises here,
-    before anything is created."""
-    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import location, options
-    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.settings import settings_from
+    """The identity's Settings from the mtls_identity options ``p``, every option checked by that
+    module's own preflight (module_utils/preflight.py; ``headers``: the device's own, checked by
+    headers.module_headers), without the network: an option it would refuse raises here, before
+    anything is created."""
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.preflight import preflight
 
-    where = location.resolve(p["path"], p["owner"], p["group"])
-    api_flavor = options.flavor(p)
-    options.agent_config(p, where.path, (p["agent_templates"] or {}) if "config" in p["phases"] else None)
-    options.verify(p)
-    options.confirmation(p, api_flavor, lambda _agent_id: None)  # checked only: the first pass asks nobody
-    settings = settings_from(p, where, api_flavor.enrollment)
-    options.client(p, headers, p["ca_path"] if p["ca_content"] is None else None, api_flavor).close()
-    return settings
+    return preflight(p, headers, lambda _agent_id: None).settings  # checked only: the first pass asks nobody
 
 
 def start_pass(settings, check_mode=False, now=None, warn=None):
