@@ -104,11 +104,18 @@ def _remove_if_created_for_nothing(idir, where, by_keygen_pass=False):
     )
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import prekey
 
-    if not set(idir.listdir()) <= {API_CA}.union(prekey.NAMES):
+    if not _holds_only_ours(idir):
         return
     prekey.discard(idir, where.uid, None)  # the failure says why: no warning of its own
     idir.unlink(API_CA)
     remove_directory_if_empty(idir, where.uid, where.gid)
+
+
+def _holds_only_ours(idir):
+    """Whether ``idir`` holds nothing but the API's CA and what the keygen pass leaves."""
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.prekey import NAMES
+
+    return set(idir.listdir()) <= {API_CA}.union(NAMES)
 
 
 def _identity_as_it_is(status, where, p, modes):
@@ -218,8 +225,10 @@ def _identity_runner(module, settings, client_factory, held_by=None):
     def identity(idir, check_mode):
         engine = Engine(settings, lambda: client_factory(engine.idir), check_mode=check_mode, warn=module.warn,
                         held_by=held_by)
-        # Read before the transaction takes the background key, and its record with it.
-        by_keygen_pass = idir is not None and not check_mode and prekey.made_the_directory(idir, settings.uid)
+        # Read before the transaction takes the background key, and its record with it; only for a
+        # directory that could go (a run on an identity reads no record here).
+        by_keygen_pass = (idir is not None and not check_mode and _holds_only_ours(idir)
+                          and prekey.made_the_directory(idir, settings.uid))
         try:
             return engine.run(idir), engine.idir
         except BaseException as exc:

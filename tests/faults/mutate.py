@@ -690,8 +690,8 @@ _PREKEY_MUTATIONS = [
      ["test_a_key_made_for_a_run_that_needs_none_is_stopped_and_removed"]),
     ("prekey-refused-dir-kept", "a creation refused after the pass made the directory leaves neither it nor "
      "the keygen", "plugins/module_utils/runner.py",
-     "by_keygen_pass = idir is not None and not check_mode and prekey.made_the_directory(idir, settings.uid)",
-     "by_keygen_pass = False",
+     "        by_keygen_pass = (idir is not None and not check_mode and _holds_only_ours(idir)\n",
+     "        by_keygen_pass = False and (idir is not None and not check_mode and _holds_only_ours(idir)\n",
      ["test_a_creation_refused_after_the_pass_leaves_no_directory_and_no_keygen"]),
     ("prekey-any-dir-removed", "a directory there before the first pass is never removed; its key is kept",
      _PREKEY, "    made = idir.created or (state.record", "    made = True or (state.record",
