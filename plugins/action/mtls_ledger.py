@@ -9,10 +9,11 @@ or an ID another host of the inventory holds in the ledger), a conflict that the
 action refuses before anything changes; and whether the host is expected to need a new key in
 this run (``new_key``: not in the ledger yet, or due by the renewal date it holds), which picks
 the hosts of the role's background key generation without a round trip. The answer is the fact
-``mtls_ledger`` (one dict for the batch, keyed by host). The ledger itself is written by the
-mtls_identity and mtls_deregister actions right after each host's module run, and by the report
-once per batch. The run prints where the ledger is (once per batch); a path inside an installed
-collection is refused.
+``mtls_ledger`` (one dict for the batch, keyed by host), and ``mtls_ledger_keygen_hosts``: the hosts
+that pass will start a key on, so that a batch with none skips it once, not once per host. The
+ledger itself is written by the mtls_identity and mtls_deregister actions right after each host's
+module run, and by the report once per batch. The run prints where the ledger is (once per
+batch); a path inside an installed collection is refused.
 """
 from __future__ import annotations
 
@@ -53,6 +54,15 @@ def conflicts(dups, claims_of):
     return found
 
 
+def keygen_hosts(answer, hostvars):
+    """The hosts the role's background keygen pass will start a key on: expected to need a new
+    key, or set to rotate always by their own variables (the pass reads them per host)."""
+    def rotates_always(host):
+        return host in hostvars and hostvars[host].get("mtls_rotate") == "always"
+
+    return sorted(host for host, said in answer.items() if said["new_key"] or rotates_always(host))
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _VALID_ARGS = frozenset(SPEC)
@@ -85,5 +95,7 @@ class ActionModule(ActionBase):
         answer = {host: {"ledger_id": (known.get(host) or {}).get("agent_id") or "",
                          "conflict": found.get(host, ""),
                          "new_key": ledger.expects_new_key(known.get(host), now)} for host in hosts}
-        result.update(changed=False, path=path, conflicts=sorted(found), ansible_facts={"mtls_ledger": answer})
+        keygen = keygen_hosts(answer, task_vars.get("hostvars") or {})
+        result.update(changed=False, path=path, conflicts=sorted(found),
+                      ansible_facts={"mtls_ledger": answer, "mtls_ledger_keygen_hosts": keygen})
         return result

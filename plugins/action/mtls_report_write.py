@@ -143,7 +143,8 @@ class ActionModule(ActionBase):
         except OSError as exc:
             raise AnsibleActionFail("cannot write the report in %s: %s" % (directory, exc.strerror or exc))
         written["metrics_file"] = self._metrics(args, task_vars, fleet, now, warnings)
-        result.update(written, changed=False, final=final, orphaned_ids=orphans, skipped=skipped)
+        result.update(written, changed=False, final=final, orphaned_ids=orphans, skipped=skipped,
+                      failing_hosts=self._failing_hosts(task_vars))
         if warnings:
             result["warnings"] = warnings
         return result
@@ -173,6 +174,12 @@ class ActionModule(ActionBase):
             max_fail_percentage=getattr(play, "max_fail_percentage", None),
             any_errors_fatal=bool(getattr(play, "any_errors_fatal", False)),
             order=getattr(play, "order", None))
+
+    def _failing_hosts(self, task_vars):
+        """The hosts of this batch whose row names the phase that failed: the playbooks' last
+        task fails them, and is skipped once for the batch when there are none."""
+        batch = task_vars.get("ansible_play_batch") or []
+        return sorted(host for host in batch if (self._status(task_vars, host) or {}).get("phase"))
 
     @staticmethod
     def _status(task_vars, host):

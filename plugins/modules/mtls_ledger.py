@@ -16,7 +16,10 @@ description:
     agent ID (pre-assigned IDs, or an ID the ledger says another host of the inventory holds),
     and C(new_key) - whether the host is expected to need a new key in this run (not in the ledger
     yet, or due by the renewal date it holds), which picks the hosts of the role's background key
-    generation (M(autonomy_edge.fleet_mtls.mtls_prekey)) on the controller.
+    generation (M(autonomy_edge.fleet_mtls.mtls_prekey)) on the controller; and the fact
+    C(mtls_ledger_keygen_hosts) - the hosts of the batch that pass will start a key on (C(new_key),
+    or C(mtls_rotate=always) among the host's variables), so that a batch with none skips the
+    pass once rather than once per host.
   - M(autonomy_edge.fleet_mtls.mtls_identity) refuses a host with a conflict before anything
     changes, and hands a device that lost its identity its ledger ID (O(ignore:lost_identity)).
   - Reads only; the ledger is written by the report (M(autonomy_edge.fleet_mtls.mtls_report_write)).
@@ -68,8 +71,10 @@ conflicts:
   elements: str
   sample: [edge-sp-02, edge-sp-03]
 ansible_facts:
-  description: C(mtls_ledger) - per host, C(ledger_id), C(conflict) and C(new_key).
+  description: C(mtls_ledger) - per host, C(ledger_id), C(conflict) and C(new_key);
+    C(mtls_ledger_keygen_hosts) - the hosts of the batch expected to need a new key.
   returned: always
   type: dict
-  sample: {mtls_ledger: {edge-sp-01: {ledger_id: "07048933", conflict: "", new_key: false}}}
+  sample: {mtls_ledger: {edge-sp-01: {ledger_id: "07048933", conflict: "", new_key: false}},
+           mtls_ledger_keygen_hosts: []}
 """

@@ -100,6 +100,13 @@ final:
   description: Whether the play ends after this batch (the table is printed then).
   returned: success
   type: bool
+failing_hosts:
+  description:
+    - The hosts of this batch whose row names a failed phase (their fact C(mtls_identity_status)), which the
+      playbooks then fail; with none, their last task is skipped once for the batch.
+  returned: success
+  type: list
+  elements: str
 history:
   description: This run's timestamped copy of its rows, or null (not the final batch, or O(history=false)).
   returned: success

@@ -41,8 +41,10 @@ def test_the_audit_documents_only_what_it_reads():
     assert not audit & PROVISIONING_ONLY, sorted(audit & PROVISIONING_ONLY)
     # What the audit leaves out of its documentation never reaches its module call: pinned, or
     # without effect in check mode (no request is sent, nothing written).
-    (audit_task,) = yaml.safe_load((REPO / "roles" / "mtls_identity" / "tasks" / "audit.yml").read_text())[:1]
-    pinned = set(audit_task["vars"]) - {"__mtls_audit"}
+    tasks = yaml.safe_load((REPO / "roles" / "mtls_identity" / "tasks" / "audit.yml").read_text())
+    (audit_task,) = [task for task in tasks if "autonomy_edge.fleet_mtls.mtls_identity" in task]
+    assert audit_task["autonomy_edge.fleet_mtls.mtls_identity"]["audit"] is True and audit_task["check_mode"] is True
+    pinned = set(audit_task["vars"])
     assert pinned == {"mtls_api_headers_file", "mtls_rotate", "mtls_backup", "mtls_install_prerequisites",
                       "mtls_metrics_dir"}
     assert main - audit <= PROVISIONING_ONLY, sorted(main - audit - PROVISIONING_ONLY)

@@ -708,6 +708,27 @@ MUTATIONS["prekey-every-host"] = (
       "    - true or (mtls_rotate | default('auto')) == 'always'\n")],
     ["tests/playbook/test_role_task_count.py::test_tasks_per_host"],
 )
+# A batch-wide skip (run_once templated per batch) only where no host of the batch needs the task.
+_COUNT = "tests/playbook/test_role_task_count.py::"
+MUTATIONS.update({
+    "prekey-skip-whole-batch": (
+        "the keygen pass is skipped for the whole batch only when the ledger expects no new key in it",
+        [("roles/mtls_identity/tasks/main.yml", "and not (mtls_ledger_keygen_hosts | default([]))",
+          "and true")],
+        [_COUNT + "test_tasks_per_host"],
+    ),
+    "prekey-skip-ignores-host-rotate": (
+        "a host set to rotate always by its own variables keeps the batch's keygen pass",
+        [("plugins/action/mtls_ledger.py", 'if said["new_key"] or rotates_always(host)', 'if said["new_key"]')],
+        [_COUNT + "test_a_host_that_rotates_by_its_own_variable_still_gets_the_pass"],
+    ),
+    "final-fail-skipped-for-batch": (
+        "the playbook's final fail is skipped for the batch only when the report found no failed host",
+        [("playbooks/provision.yml", "__mtls_report.failing_hosts is defined and not __mtls_report.failing_hosts",
+          "true")],
+        ["tests/playbook/test_role_report_truth.py::test_each_failure_is_printed_once_per_host"],
+    ),
+})
 # The cloud's confirmation of the running agent and the takeover refusal (issues 20, 18).
 _CONFIRM = "tests/module/test_confirm.py::"
 MUTATIONS.update({
