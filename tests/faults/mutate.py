@@ -729,6 +729,11 @@ MUTATIONS.update({
         ["tests/playbook/test_role_report_truth.py::test_each_failure_is_printed_once_per_host"],
     ),
 })
+MUTATIONS["prekey-own-autogroup-priority"] = (
+    "the background keygen's session (an autogroup of its own) is scheduled last, not as any session",
+    [("plugins/module_utils/identity/prekey.py", 'autogroup.write("19")', "pass")],
+    [F + "test_keygen_priority.py"],
+)
 # The cloud's confirmation of the running agent and the takeover refusal (issues 20, 18).
 _CONFIRM = "tests/module/test_confirm.py::"
 MUTATIONS.update({

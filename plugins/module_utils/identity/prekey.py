@@ -459,13 +459,13 @@ def _make_key(dir_fd, go_read, pid_write, uid, gid, profile, key_size):
     owner, at the lowest CPU priority; once its record is written, make the key and stage it."""
     try:
         _detach(keep=(dir_fd, go_read, pid_write))
+        _lowest_priority()  # before dropping root: its own /proc entry is then no longer its own
         if os.geteuid() == 0 and uid != 0:
             os.setgroups([])
             os.setgid(gid)
             os.setuid(uid)
         os.write(pid_write, str(os.getpid()).encode("ascii"))
         os.close(pid_write)
-        _lowest_priority()
         go = os.read(go_read, 1)
         os.close(go_read)
         if go == b"1":
@@ -491,10 +491,18 @@ def _detach(keep):
 
 def _lowest_priority():
     """nice 19 and, where there is one, the idle scheduling class: the device's other work (the
-    identity task itself) goes first."""
+    identity task itself, the agent) goes first. Both act only inside the process's autogroup,
+    which the kernel (CONFIG_SCHED_AUTOGROUP, on by default in Debian's) schedules as fairly as
+    any other session's: the new session of this process would get as much CPU as the whole SSH
+    session or the agent's service. The autogroup's own nice 19 makes the process last there too."""
     try:
         os.nice(19)
     except OSError:
+        pass
+    try:
+        with open("/proc/self/autogroup", "w") as autogroup:
+            autogroup.write("19")
+    except (OSError, ValueError):  # a kernel without autogroups
         pass
     idle = getattr(os, "SCHED_IDLE", None)
     if idle is not None:
