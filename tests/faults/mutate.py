@@ -732,7 +732,7 @@ MUTATIONS.update({
 MUTATIONS["prekey-own-autogroup-priority"] = (
     "the background keygen's session (an autogroup of its own) is scheduled last, not as any session",
     [("plugins/module_utils/identity/prekey.py", 'autogroup.write("19")', "pass")],
-    [F + "test_keygen_priority.py"],
+    [F + "test_keygen_priority.py::test_the_background_keygen_is_last_in_its_autogroup_and_as_a_group"],
 )
 # The cloud's confirmation of the running agent and the takeover refusal (issues 20, 18).
 _CONFIRM = "tests/module/test_confirm.py::"
