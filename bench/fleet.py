@@ -129,7 +129,7 @@ class LocalFleet:
     def start(self) -> LocalFleet:
         return self
 
-    def inventory(self, svc, kind: str, rep: int | None, settings: dict) -> Inventory:
+    def inventory(self, svc, kind: str, rep: int | str | None, settings: dict) -> Inventory:
         base = self.root / (kind if rep is None else f"{kind}-{rep}")
         width = max(3, len(str(self.n)))
         hosts = {f"dev{i:0{width}d}": {"mtls_dir": str(base / "hosts" / f"dev{i:0{width}d}" / ".mtls")}
@@ -356,7 +356,9 @@ def run_block(mode: Mode, block: str, rep: int, runner: Runner, svc, args, rotat
     if block == "provision":
         # --confirm: the controller verifies the API itself (mtls_api_ca_src), so it asks the cloud.
         settings = dict(args.settings, mtls_api_ca_src=str(svc.ca_path)) if args.confirm else args.settings
-        inv = fleet.inventory(svc, "ours", rep, settings)
+        # A first run: its own hosts and reports (the identity ledger) per repetition and fork
+        # count; a ledger left by the other fork count would make it a restore with no keygen pass.
+        inv = fleet.inventory(svc, "ours", f"{rep}-f{forks}", settings)
         mode.add(playbook("provision", PROVISION, inv), "all")
         if "rerun" not in skip:
             mode.add(playbook("rerun", PROVISION, inv), "none")
@@ -375,7 +377,7 @@ def run_block(mode: Mode, block: str, rep: int, runner: Runner, svc, args, rotat
                 mode.problems.append(f"{fleet.name} rotate: {rec['agent_restarts']} stand-in agent restart(s) "
                                      f"for {n} hosts")
     elif block == "baseline":
-        inv = fleet.inventory(svc, "base", rep, args.settings)
+        inv = fleet.inventory(svc, "base", f"{rep}-f{forks}", args.settings)
         mode.add(playbook("baseline", BASELINE, inv), "all")
         if "baseline_rerun" not in skip:
             mode.add(playbook("baseline_rerun", BASELINE, inv), "none")

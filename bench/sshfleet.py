@@ -348,7 +348,7 @@ class SshFleet:
                 "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes"]
 
     # ----------------------------------------------------------------- what fleet.py uses
-    def inventory(self, svc, kind: str, rep: int | None, settings: dict) -> Inventory:
+    def inventory(self, svc, kind: str, rep: int | str | None, settings: dict) -> Inventory:
         """The same devices for every run; a first run (ours, base) gets them without ~/.mtls."""
         if kind in ("ours", "base"):
             self.reset_identities()
