@@ -505,6 +505,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="calls of the module alone, each create and unchanged (default min(N, 10))")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for every ansible-playbook run (experiments, e.g. ANSIBLE_PIPELINING=1)")
+    p.add_argument("--var", action="append", default=[], metavar="KEY=VALUE",
+                   help="an inventory variable for every run's hosts, a string (e.g. "
+                        "mtls_background_keygen=false: every key made inline)")
     p.add_argument("--confirm", action="store_true",
                    help="add rerun_token and rerun_confirm: the re-run with the token on the controller, without "
                         "and with the cloud's confirmation (mtls_confirm=heartbeat)")
@@ -531,6 +534,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error(f"--skip: unknown runs {sorted(set(args.skip) - set(SKIPPABLE))}")
     # Inventory settings beyond the fleet's shape: only what differs from the role's defaults.
     args.settings = {"mtls_key_size": args.key_size} if args.key_size != 4096 else {}
+    for item in args.var:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith("mtls_"):
+            p.error(f"--var {item!r}: KEY=VALUE with a role variable (mtls_*) as KEY")
+        args.settings[key] = value
     args.blocks = {b.strip() for b in args.only.split(",") if b.strip()}
     if args.blocks - {*BLOCKS, "module"}:
         p.error(f"unknown --only blocks: {sorted(args.blocks - {*BLOCKS, 'module'})}")
