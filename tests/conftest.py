@@ -8,6 +8,7 @@ import os
 import pathlib
 import secrets
 import shutil
+import signal
 import tempfile
 
 import pytest
@@ -20,6 +21,12 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 # In-process tests import the source under the collection's own name; every Ansible run of the
 # session uses the collection built from it and installed, as an operator's project does.
 import_source()
+
+# A suite started as a background job of a shell (nohup, `&`) inherits SIGINT ignored, and so
+# would every process it starts: the cases that interrupt a run with Ctrl-C's signal would see it
+# ignored. A handler of our own is reset to the default in every program started from here.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_configure(config):
