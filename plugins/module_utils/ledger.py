@@ -42,6 +42,7 @@ import datetime
 import json
 import os
 
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.report import parse_time
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.statedir import StateDir, StateDirError
 
 FORMAT = "fleet-mtls identity ledger"
@@ -72,19 +73,10 @@ def utc_now():
 
 
 def _seconds_between(earlier, later):
-    try:
-        return (_parse_time(later) - _parse_time(earlier)).total_seconds()
-    except (TypeError, ValueError):
+    try:  # report.parse_time, not strptime: its first call compiles the locale's patterns in every worker
+        return (parse_time(later) - parse_time(earlier)).total_seconds()
+    except TypeError:  # one of them unreadable (None)
         return float("inf")
-
-
-def _parse_time(text):
-    """A TIME_FORMAT text as a datetime, without strptime: its first call in a process compiles
-    the locale's patterns, a few ms in every Ansible worker that records a host."""
-    if not (isinstance(text, str) and len(text) == 20 and text[10] == "T" and text.endswith("Z")):
-        raise ValueError("not a ledger time: %r" % (text,))
-    return datetime.datetime(int(text[0:4]), int(text[5:7]), int(text[8:10]),
-                             int(text[11:13]), int(text[14:16]), int(text[17:19]))
 
 
 MAX_LEDGER = 256 * 1024 * 1024  # ~300 bytes per host and event: far beyond any fleet
