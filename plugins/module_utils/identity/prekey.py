@@ -492,9 +492,9 @@ def _detach(keep):
 def _lowest_priority():
     """nice 19 and, where there is one, the idle scheduling class: the device's other work (the
     identity task itself, the agent) goes first. Both act only inside the process's autogroup,
-    which the kernel (CONFIG_SCHED_AUTOGROUP, on by default in Debian's) schedules as fairly as
-    any other session's: the new session of this process would get as much CPU as the whole SSH
-    session or the agent's service. The autogroup's own nice 19 makes the process last there too."""
+    which a kernel with autogroups (sched(7); for tasks outside CPU cgroups) schedules as fairly
+    as any other session: this process's new session would weigh as much as the whole SSH
+    session or another service. The autogroup's own nice 19 makes it last there too."""
     try:
         os.nice(19)
     except OSError:
