@@ -24,6 +24,8 @@ KEYGEN_RECORD = ".mtls-keygen.json"
 KEYGEN_RECORD_TMP = ".mtls-keygen.json.new"
 PREKEY_TMP = ".client.key.pre.new"
 PREKEY = ".client.key.pre"
+# Every name the background keygen may leave, in the order a clean-up removes them.
+KEYGEN_FILES = (PREKEY, PREKEY_TMP, KEYGEN_RECORD, KEYGEN_RECORD_TMP)
 AGENT_CONFIG = "agent-tls.ini"
 AGENT_ENV = "agent.env"
 API_CA = "api-ca.crt"
@@ -33,7 +35,7 @@ SERVER_CA = "server-ca.crt"
 _WRITTEN = (KEY, CERT, AGENT_CONFIG, AGENT_ENV, API_CA, SERVER_CA)
 MANAGED_FILES = _WRITTEN + tuple("." + name + ".new" for name in _WRITTEN) + (
     JOURNAL, JOURNAL_TMP, CERT_COPY, RESTART_OWED, "." + RESTART_OWED + ".new",
-    KEYGEN_RECORD, KEYGEN_RECORD_TMP, PREKEY_TMP, PREKEY)
+    *KEYGEN_FILES)
 # Backups kept by backup=true: <name>.<UTC timestamp>[-<n>].bak
 MANAGED_PATTERNS = ("client.key.*.bak", "client.crt.*.bak")
 BACKUP = re.compile(r"(client\.key|client\.crt)\.([0-9]{8}T[0-9]{6}Z)(?:-([0-9]{1,6}))?\.bak")

@@ -18,6 +18,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import (
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_files import API_CA, check_ca_content
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, IdentityError, StateError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import HEADERS_FILE_NAME, module_headers
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import KEYGEN_FILES
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.preflight import preflight
 
 
@@ -113,9 +114,7 @@ def _remove_if_created_for_nothing(idir, where, by_keygen_pass=False):
 
 def _holds_only_ours(idir):
     """Whether ``idir`` holds nothing but the API's CA and what the keygen pass leaves."""
-    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.prekey import NAMES
-
-    return set(idir.listdir()) <= {API_CA}.union(NAMES)
+    return set(idir.listdir()) <= {API_CA}.union(KEYGEN_FILES)
 
 
 def _identity_as_it_is(status, where, p, modes):
@@ -219,7 +218,6 @@ def _held_by(c):
 
 
 def _identity_runner(module, settings, client_factory, held_by=None):
-    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import prekey
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.engine import Engine
 
     def identity(idir, check_mode):
@@ -228,7 +226,7 @@ def _identity_runner(module, settings, client_factory, held_by=None):
         # Read before the transaction takes the background key, and its record with it; only for a
         # directory that could go (a run on an identity reads no record here).
         by_keygen_pass = (idir is not None and not check_mode and _holds_only_ours(idir)
-                          and prekey.made_the_directory(idir, settings.uid))
+                          and _made_by_keygen_pass(idir, settings.uid))
         try:
             return engine.run(idir), engine.idir
         except BaseException as exc:
@@ -240,6 +238,12 @@ def _identity_runner(module, settings, client_factory, held_by=None):
             raise
 
     return identity
+
+
+def _made_by_keygen_pass(idir, uid):
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import prekey
+
+    return prekey.made_the_directory(idir, uid)
 
 
 def _refused(exc):

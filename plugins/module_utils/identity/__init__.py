@@ -22,23 +22,33 @@ Entry points: ``Settings``, ``ensure_identity`` (mtls_identity), ``identity_fact
 """
 from __future__ import annotations
 
+# Bound here, not in __getattr__: ``assess`` is also the submodule's name, which the import
+# system would otherwise leave on the package.
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.assess import Assessment, assess
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.engine import Engine, ensure_identity
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.facts import identity_facts
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.files import (
-    CERT,
-    JOURNAL,
-    KEY,
-    STAGED_CERT,
-    STAGED_KEY,
-)
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.plan import Plan, decide
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.settings import Settings
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.transaction import (
-    check_issued_certificate,
-)
 
 __all__ = [
     "CERT", "JOURNAL", "KEY", "STAGED_CERT", "STAGED_KEY", "Assessment", "Engine", "Plan", "Settings",
     "assess", "check_issued_certificate", "decide", "ensure_identity", "identity_facts",
 ]
+
+
+def __getattr__(name):
+    """The entry points, imported when first used: importing one submodule (the engine, on a
+    device's unchanged run) does not load the others (the transaction, the facts)."""
+    # Absolute imports written out: Ansible's payload builder finds a module's dependencies in
+    # its import statements.
+    if name in ("Engine", "ensure_identity"):
+        from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import engine as module
+    elif name == "identity_facts":
+        from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import facts as module
+    elif name in ("CERT", "JOURNAL", "KEY", "STAGED_CERT", "STAGED_KEY"):
+        from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import files as module
+    elif name in ("Plan", "decide"):
+        from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import plan as module
+    elif name == "Settings":
+        from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import settings as module
+    elif name == "check_issued_certificate":
+        from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import transaction as module
+    else:
+        raise AttributeError("module %r has no attribute %r" % (__name__, name))
+    return getattr(module, name)

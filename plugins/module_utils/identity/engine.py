@@ -13,7 +13,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil im
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.assess import assess
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.files import CERT, KEY
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.plan import CREATE, UNCHANGED, decide
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.transaction import Transaction
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import KEYGEN_FILES
 
 DIFF_KEYS = ("agent_id", "fingerprint_sha256", "not_after", "key_size")
 FACT_KEYS = ("agent_id", "fingerprint_sha256", "serial", "not_before", "not_after", "days_left", "key_size")
@@ -104,13 +104,16 @@ class Engine:
     def _converge(self, idir):
         s = self.s
         a = assess(idir, self.now)
-        tx = None if self.check_mode or idir is None else Transaction(idir, s, self.client, self.now, self.warn,
-                                                                      self.held_by)
+        writes = not self.check_mode and idir is not None
+        tx = None
         recovered, before = None, a
-        if tx is not None and a.staged:
+        if writes and a.staged:
+            tx = self._transaction(idir)
             recovered = tx.recover(a)
             a = assess(idir, self.now)
         plan = decide(a, s, self.now, rotated_already=recovered is not None)
+        if writes and tx is None and _writes_anything(idir, plan):
+            tx = self._transaction(idir)
         if idir is None and not self.check_mode:
             # Only once decided: a refusal (lost_identity=fail, an ID that cannot be recovered)
             # leaves not even an empty directory behind.
@@ -148,6 +151,15 @@ class Engine:
             result["takeover"] = tx.takeover
         return result
 
+    def _transaction(self, idir):
+        # Imported here: a run that leaves the identity as it is never loads the writing code
+        # (the module's import time is most of an unchanged run's device CPU).
+        from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.transaction import (
+            Transaction,
+        )
+
+        return Transaction(idir, self.s, self.client, self.now, self.warn, self.held_by)
+
     def _result(self, action, reason, agent_id, before, after, changed, backups=None, pruned=None):
         """The module result. ``after`` is the CertInfo now on disk when it changed, else None
         (check mode, or no new certificate: the current identity is described)."""
@@ -182,6 +194,15 @@ class Engine:
         if pruned:
             result["backups_removed"] = pruned
         return result
+
+
+def _writes_anything(idir, plan):
+    """Whether Transaction.run has anything to do for ``plan``: every kind but UNCHANGED writes,
+    and an unchanged identity still drops a stale journal and stops a key being made for
+    nothing (a keygen pass's files)."""
+    if plan.kind != UNCHANGED or plan.stale_journal:
+        return True
+    return any(idir.lstat(name) is not None for name in KEYGEN_FILES)
 
 
 def file_facts(idir):

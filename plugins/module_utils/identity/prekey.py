@@ -49,6 +49,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors im
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import write_all
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import (
     CERT,
+    KEYGEN_FILES,
     KEYGEN_RECORD,
     KEYGEN_RECORD_TMP,
     PREKEY,
@@ -56,8 +57,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout im
 )
 
 NONE, RUNNING, READY, ABANDONED = "none", "running", "ready", "abandoned"
-# Every name the background keygen may leave, in the order a clean-up removes them.
-NAMES = (PREKEY, PREKEY_TMP, KEYGEN_RECORD, KEYGEN_RECORD_TMP)
+NAMES = KEYGEN_FILES
 KEY_MODE = 0o600
 MAX_RECORD = 4096
 MAX_KEY = 64 * 1024
