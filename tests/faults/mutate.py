@@ -734,6 +734,19 @@ MUTATIONS["prekey-own-autogroup-priority"] = (
     [("plugins/module_utils/identity/prekey.py", 'autogroup.write("19")', "pass")],
     [F + "test_keygen_priority.py::test_the_background_keygen_is_last_in_its_autogroup_and_as_a_group"],
 )
+# An unchanged run builds no transaction, except to tidy what a keygen pass left (issue 21).
+MUTATIONS["unchanged-ignores-keygen-files"] = (
+    "an unchanged identity still stops and removes a key the keygen pass is making for nothing",
+    [("plugins/module_utils/identity/engine.py",
+      "return any(idir.lstat(name) is not None for name in KEYGEN_FILES)", "return False")],
+    [F + "test_background_keygen.py::test_a_key_made_for_a_run_that_needs_none_is_stopped_and_removed"],
+)
+MUTATIONS["unchanged-builds-transaction"] = (
+    "an unchanged run loads no writing code",
+    [("plugins/module_utils/identity/engine.py",
+      "if writes and tx is None and _writes_anything(idir, plan):", "if writes and tx is None:")],
+    ["tests/module/test_unchanged_run_imports.py"],
+)
 # The cloud's confirmation of the running agent and the takeover refusal (issues 20, 18).
 _CONFIRM = "tests/module/test_confirm.py::"
 MUTATIONS.update({
