@@ -745,7 +745,7 @@ MUTATIONS["unchanged-builds-transaction"] = (
     "an unchanged run loads no writing code",
     [("plugins/module_utils/identity/engine.py",
       "if writes and tx is None and _writes_anything(idir, plan):", "if writes and tx is None:")],
-    ["tests/module/test_unchanged_run_imports.py"],
+    ["tests/module/test_unchanged_run_imports.py::test_an_unchanged_run_imports_no_writing_code"],
 )
 # The cloud's confirmation of the running agent and the takeover refusal (issues 20, 18).
 _CONFIRM = "tests/module/test_confirm.py::"
