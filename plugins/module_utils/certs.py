@@ -16,7 +16,6 @@ key is refused.
 from __future__ import annotations
 
 import datetime
-import re
 
 try:
     from cryptography import x509
@@ -32,17 +31,23 @@ except ImportError as exc:  # pragma: no cover - exercised on devices without th
     HAS_CRYPTOGRAPHY = False
     CRYPTOGRAPHY_IMPORT_ERROR = exc
 
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import keys
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certinfo import (  # noqa: F401 - re-exported
+    DEFAULT_SUBJECT,
+    PEM_CERT_RE,
+    SUBJECT_KEYS,
+    UTC,
+    CertInfo,
+    iso,
+    normalize_subject,
+    usage_problems,
+    utcnow,
+    validity_problems,
+)
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import CertificateError
 
-UTC = datetime.timezone.utc
 BACKDATE = datetime.timedelta(minutes=5)
-# Order of the subject attributes; CN is always last.
-SUBJECT_KEYS = ("C", "ST", "L", "O", "OU")
-DEFAULT_SUBJECT = {"C": "BR", "ST": "SP", "L": "SaoPaulo", "O": "AutonomyLogic", "OU": "Development"}
 
-_PEM_CERT_RE = re.compile(
-    rb"-----BEGIN CERTIFICATE-----\r?\n(.*?)-----END CERTIFICATE-----", re.DOTALL
-)
 
 
 def _oids():
@@ -56,39 +61,9 @@ def _oids():
     }
 
 
-def utcnow():
-    return datetime.datetime.now(UTC)
-
-
-def iso(dt):
-    """Format an aware datetime as ISO 8601 UTC with a Z suffix (second precision)."""
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 # --------------------------------------------------------------------------------------------
 # Names and extensions
 # --------------------------------------------------------------------------------------------
-def normalize_subject(subject):
-    """Complete ``subject`` with the defaults and check the values (C has two letters)."""
-    result = {}
-    subject = subject or {}
-    unknown = sorted(set(subject) - set(SUBJECT_KEYS))
-    if unknown:
-        raise CertificateError("unknown subject attribute(s): %s" % ", ".join(unknown))
-    for key in SUBJECT_KEYS:
-        value = subject.get(key)
-        if value is None:
-            value = DEFAULT_SUBJECT[key]
-        if not isinstance(value, str) or not value or len(value) > 64:
-            raise CertificateError("subject %s must be a non-empty string of at most 64 characters" % key)
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-            raise CertificateError("subject %s contains control characters" % key)
-        result[key] = value
-    if len(result["C"]) != 2:
-        raise CertificateError("subject C must be a two-letter country code")
-    return result
-
-
 def build_name(subject, agent_id):
     oids = _oids()
     attrs = [x509.NameAttribute(oids[k], subject[k]) for k in SUBJECT_KEYS]
@@ -174,7 +149,7 @@ def load_certificate(data):
             raise CertificateError("the certificate is not ASCII PEM") from None
     if b"PRIVATE KEY" in data:
         raise CertificateError("refusing certificate data that contains a private key")
-    match = _PEM_CERT_RE.search(data)
+    match = PEM_CERT_RE.search(data)
     if not match:
         raise CertificateError("no PEM certificate found")
     try:
@@ -184,7 +159,7 @@ def load_certificate(data):
 
 
 def count_certificates(data):
-    return len(_PEM_CERT_RE.findall(data if isinstance(data, bytes) else data.encode("ascii", "replace")))
+    return len(PEM_CERT_RE.findall(data if isinstance(data, bytes) else data.encode("ascii", "replace")))
 
 
 def canonical_certificate_pem(data):
@@ -232,27 +207,18 @@ def _extension(cert, oid):
 
 def client_auth_problems(cert, now=None):
     """Reasons why TLS front ends would refuse ``cert`` as a client certificate ([] if none)."""
-    problems = []
     now = now or utcnow()
-    if now < not_before(cert):
-        problems.append("not valid before %s" % iso(not_before(cert)))
-    if now >= not_after(cert):
-        problems.append("expired on %s" % iso(not_after(cert)))
+    problems = validity_problems(not_before(cert), not_after(cert), now)
     try:
         eku = _extension(cert, ExtensionOID.EXTENDED_KEY_USAGE)
         ku = _extension(cert, ExtensionOID.KEY_USAGE)
         bc = _extension(cert, ExtensionOID.BASIC_CONSTRAINTS)
     except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
         return problems + ["its extensions cannot be parsed"]
-    if eku is None or not (
-        ExtendedKeyUsageOID.CLIENT_AUTH in eku or x509.ObjectIdentifier("2.5.29.37.0") in eku
-    ):
-        problems.append("extendedKeyUsage lacks clientAuth")
-    if ku is not None and not ku.digital_signature:
-        problems.append("keyUsage lacks digitalSignature")
-    if bc is not None and bc.ca:
-        problems.append("it is a CA certificate")
-    return problems
+    eku_ok = eku is not None and (
+        ExtendedKeyUsageOID.CLIENT_AUTH in eku or x509.ObjectIdentifier("2.5.29.37.0") in eku)
+    return problems + usage_problems(eku_ok, ku.digital_signature if ku is not None else None,
+                                     bc is not None and bc.ca)
 
 
 def is_self_signed(cert):
@@ -274,37 +240,18 @@ def public_key_size(cert):
     return getattr(pub, "key_size", None)
 
 
-class CertInfo:
-    """What the module needs to know about a certificate (no key material)."""
-
-    def __init__(self, cert, now=None):
-        now = now or utcnow()
-        self.cert = cert
-        try:
-            self.agent_id = common_name(cert)
-        except CertificateError:
-            self.agent_id = None
-        self.subject = name_to_dict(cert.subject)
-        self.fingerprint_sha256 = fingerprint_sha256(cert)
-        self.serial = serial_hex(cert)
-        self.not_before = not_before(cert)
-        self.not_after = not_after(cert)
-        self.days_left = int((self.not_after - now).total_seconds() // 86400)
-        self.key_size = public_key_size(cert)
-        self.is_rsa = isinstance(cert.public_key(), rsa.RSAPublicKey)
-        self.self_signed = is_self_signed(cert)
-        self.client_auth_problems = client_auth_problems(cert, now)
-
-    def facts(self):
-        return {
-            "agent_id": self.agent_id,
-            "fingerprint_sha256": self.fingerprint_sha256,
-            "serial": self.serial,
-            "not_before": iso(self.not_before),
-            "not_after": iso(self.not_after),
-            "days_left": self.days_left,
-            "key_size": self.key_size,
-        }
+def cert_info(cert, now=None):
+    """The CertInfo (certinfo.py) of a ``cryptography`` certificate: of one just made or issued,
+    and of any certificate the standard-library reader leaves to this library."""
+    now = now or utcnow()
+    try:
+        agent_id = common_name(cert)
+    except CertificateError:
+        agent_id = None
+    return CertInfo(agent_id=agent_id, subject=name_to_dict(cert.subject), fingerprint_sha256=fingerprint_sha256(cert),
+                    serial=serial_hex(cert), not_before=not_before(cert), not_after=not_after(cert),
+                    key_size=public_key_size(cert), public=keys.certificate_public(cert),
+                    self_signed=is_self_signed(cert), client_auth_problems=client_auth_problems(cert, now), now=now)
 
 
 def get_agent_id(cert_path):

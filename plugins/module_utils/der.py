@@ -130,13 +130,13 @@ def parse_certificate(data):
         raise ValueError("bad validity")
     return {
         "cn": _common_name(der, tbs[4][1], tbs[4][2]),
-        "not_before": _time(der, validity[0]),
-        "not_after": _time(der, validity[1]),
+        "not_before": read_time(der, validity[0]),
+        "not_after": read_time(der, validity[1]),
         "fingerprint_sha256": hashlib.sha256(der).hexdigest(),
     }
 
 
-def _string(tag, raw):
+def decode_string(tag, raw):
     try:
         if tag == 0x1E:  # BMPString
             return raw.decode("utf-16-be")
@@ -149,7 +149,7 @@ def _string(tag, raw):
         raise ValueError("bad string in a name") from None
 
 
-def _time(data, element):
+def read_time(data, element):
     tag, start, end = element
     try:
         text = data[start:end].decode("ascii")
@@ -162,7 +162,7 @@ def _time(data, element):
             rest = text[4:]
         else:
             raise ValueError("unexpected time type")
-        if len(rest) != 11 or not rest.endswith("Z") or not rest[:10].isdigit():
+        if len(rest) != 11 or not rest.endswith("Z") or not (text[:-1].isascii() and text[:-1].isdigit()):
             raise ValueError("unsupported time format")
         fields = [int(rest[i:i + 2]) for i in range(0, 10, 2)]
         return datetime.datetime(year, *fields, tzinfo=datetime.timezone.utc)
@@ -183,5 +183,5 @@ def _common_name(data, start, end):
             if len(parts) != 2 or parts[0][0] != OBJECT_IDENTIFIER:
                 raise ValueError("bad attribute")
             if data[parts[0][1]:parts[0][2]] == _OID_COMMON_NAME:
-                found = _string(parts[1][0], data[parts[1][1]:parts[1][2]])
+                found = decode_string(parts[1][0], data[parts[1][1]:parts[1][2]])
     return found

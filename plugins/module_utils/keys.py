@@ -7,19 +7,12 @@ loading, a cheap look at it for re-runs, and whether it belongs to a certificate
 Apart from ``certs`` (certificates and CSRs) so that the code that touches private key bytes
 is in one short file. Nothing here returns or formats private key bytes except
 ``private_key_pem`` (used only to write the key file) and no exception message contains them.
-Whether ``cryptography`` is importable is ``certs.HAS_CRYPTOGRAPHY`` (what the modules check).
+Whether ``cryptography`` is importable is ``certinfo.HAS_CRYPTOGRAPHY`` (what the modules check);
+each function imports it when it needs it, so a re-run's cheap look at the key never loads it.
 """
 from __future__ import annotations
 
 import re
-
-try:
-    from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.backends import default_backend
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-except ImportError:  # pragma: no cover - reported by certs.CRYPTOGRAPHY_IMPORT_ERROR
-    pass
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.der import (
     OCTET_STRING,
@@ -39,6 +32,9 @@ def generate_key(key_size):
         raise CertificateError(
             "key_size must be between %d and %d, got %d" % (MIN_KEY_SIZE, MAX_KEY_SIZE, key_size)
         )
+    from cryptography.hazmat.backends import default_backend
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     return rsa.generate_private_key(
         public_exponent=PUBLIC_EXPONENT, key_size=key_size, backend=default_backend()
     )
@@ -46,6 +42,8 @@ def generate_key(key_size):
 
 def private_key_pem(key):
     """PKCS#8 PEM, unencrypted: the bytes of client.key. Never log or return them."""
+    from cryptography.hazmat.primitives import serialization
+
     return key.private_bytes(
         encoding=serialization.Encoding.PEM,
         format=serialization.PrivateFormat.PKCS8,
@@ -63,6 +61,10 @@ def load_private_key(data, validate=False):
     creates are validated fully (``validate=True``).
     Raises CertificateError with a message that never includes key material.
     """
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.backends import default_backend
+    from cryptography.hazmat.primitives import serialization
+
     try:
         if not validate:
             try:
@@ -88,6 +90,9 @@ def _load_unchecked_before_39(data):
     CPU for RSA-4096 on OpenSSL 3, more than a slow device should pay for a key it just made):
     their backend skips the check while its ``_rsa_skip_check_key`` is set, the switch their own
     tests use. Older versions (3.3 on Debian 11) have none and validate."""
+    from cryptography.hazmat.backends import default_backend
+    from cryptography.hazmat.primitives import serialization
+
     backend = default_backend()
     if not hasattr(backend, "_rsa_skip_check_key"):
         return serialization.load_pem_private_key(data, password=None, backend=backend)
@@ -178,6 +183,8 @@ def summarize_private_key(data):
 
 def certificate_public(cert):
     """(n, e) of an RSA certificate, else None."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     pub = cert.public_key()
     if not isinstance(pub, rsa.RSAPublicKey):
         return None
@@ -200,6 +207,8 @@ def key_matches_certificate(key, cert):
 
 
 def is_rsa_key(key):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     return isinstance(key, rsa.RSAPrivateKey)
 
 

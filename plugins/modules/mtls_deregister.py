@@ -194,7 +194,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api impor
     confirm_mode,
     endpoints,
 )
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certs import CRYPTOGRAPHY_IMPORT_ERROR
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certinfo import CRYPTOGRAPHY_IMPORT_ERROR
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError, fail_when_missing
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import HEADERS_FILE_NAME, module_headers
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import API_CA

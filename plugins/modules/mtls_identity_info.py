@@ -176,7 +176,7 @@ problems:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import option_table
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certs import CRYPTOGRAPHY_IMPORT_ERROR
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certinfo import CRYPTOGRAPHY_IMPORT_ERROR
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError, fail_when_missing
 
 

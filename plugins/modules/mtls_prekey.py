@@ -94,7 +94,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import names
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import REQUESTS_IMPORT_ERROR
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certs import CRYPTOGRAPHY_IMPORT_ERROR
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certinfo import CRYPTOGRAPHY_IMPORT_ERROR
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import module_headers
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.options import argument_spec

@@ -747,6 +747,24 @@ MUTATIONS["unchanged-builds-transaction"] = (
       "if writes and tx is None and _writes_anything(idir, plan):", "if writes and tx is None:")],
     ["tests/module/test_unchanged_run_imports.py::test_an_unchanged_run_imports_no_writing_code"],
 )
+_CERTINFO = "tests/unit/test_certinfo.py::"
+MUTATIONS["certinfo-through-library"] = (
+    "an unchanged run reads its certificate without loading cryptography",
+    [("plugins/module_utils/certinfo.py", "        return _read_plain(data, now)\n", "        raise ValueError\n")],
+    ["tests/module/test_unchanged_run_imports.py::test_an_unchanged_run_imports_no_writing_code"],
+)
+MUTATIONS["certinfo-trusts-signature"] = (
+    "the standard-library reader calls a certificate self-signed only when its signature verifies",
+    [("plugins/module_utils/certinfo.py", "    if pow(value, e, n).to_bytes(size, \"big\") != encoded:",
+      "    if False:")],
+    [_CERTINFO + "test_a_broken_self_signature_is_left_to_the_library"],
+)
+MUTATIONS["certinfo-any-oid"] = (
+    "the standard-library reader refuses what cryptography cannot parse (an OID's encoding)",
+    [("plugins/module_utils/certinfo.py", "    if element[0] != der.OBJECT_IDENTIFIER or not raw or raw[-1] & 0x80",
+      "    if element[0] != der.OBJECT_IDENTIFIER or not raw")],
+    [_CERTINFO + "test_corrupted_certificates_read_plainly_read_the_same"],
+)
 # The cloud's confirmation of the running agent and the takeover refusal (issues 20, 18).
 _CONFIRM = "tests/module/test_confirm.py::"
 MUTATIONS.update({

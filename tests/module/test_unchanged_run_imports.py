@@ -1,6 +1,7 @@
 """An unchanged run loads only what reads and checks the identity: the writing code (the
-transaction, the background keygen's, the facts' module) is not imported, since a re-run's device
-CPU is mostly import time (issue 21: a re-run's cost against a ping's). The module runs in its own
+transaction, the background keygen's, the facts' module) and ``cryptography`` (the certificate is
+read by certinfo.py) are not imported, since a re-run's device CPU is mostly import time (issue 21:
+a re-run's cost against a ping's). The module runs in its own
 Python process as on a device; ``-X importtime`` (PYTHONPROFILEIMPORTTIME) lists what it loaded."""
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ PREFIX = "ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils."
 WRITING = ("identity.transaction", "identity.prekey", "identity.facts")
 
 
+def all_imported(result):
+    return {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
 def imported(result):
-    names = set()
-    for line in result.stderr.splitlines():
-        if line.startswith("import time:") and "|" in line:
-            names.add(line.rsplit("|", 1)[1].strip())
-    return {name[len(PREFIX):] for name in names if name.startswith(PREFIX)}
+    return {name[len(PREFIX):] for name in all_imported(result) if name.startswith(PREFIX)}
 
 
 def run(svc, tmp_path, **env):
@@ -36,3 +38,5 @@ def test_an_unchanged_run_imports_no_writing_code(svc, tmp_path):
     loaded = imported(again)
     assert "identity.engine" in loaded and "check" in loaded  # read, decided and verified
     assert not loaded & set(WRITING), sorted(loaded & set(WRITING))
+    assert "cryptography" in all_imported(created)
+    assert not [name for name in all_imported(again) if name.startswith("cryptography")]

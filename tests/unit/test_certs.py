@@ -207,7 +207,7 @@ def test_client_auth_problems(keys, kwargs, problem):
 
 def test_certinfo_facts(made):
     _key, cert, _b, _a = made
-    info = certs.CertInfo(cert)
+    info = certs.cert_info(cert)
     facts = info.facts()
     assert facts["agent_id"] == AGENT_ID
     assert re.fullmatch(r"[0-9a-f]{64}", facts["fingerprint_sha256"])

@@ -35,7 +35,7 @@ def iso(seconds):
 
 def status_row(cert, host="edge-01", action="created", checked_at=T0, **extra):
     """The status row the module returns for ``cert`` (its facts, as the module computes them)."""
-    row = dict(certs.CertInfo(cert).facts(), host=host, action=action, phase="", error="",
+    row = dict(certs.cert_info(cert).facts(), host=host, action=action, phase="", error="",
                checked_at=iso(checked_at))
     row.update(extra)
     return row

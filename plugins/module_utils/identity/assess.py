@@ -5,7 +5,7 @@
 structure is read directly, never validated through OpenSSL on a re-run)."""
 from __future__ import annotations
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs, keys
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certinfo, keys
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import CertificateError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import journal
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.files import (
@@ -55,7 +55,7 @@ class Assessment:
 
 def assess(idir, now=None):
     """Read the identity in ``idir`` (an IdentityDir, or None when the directory is absent)."""
-    now = now or certs.utcnow()
+    now = now or certinfo.utcnow()
     a = Assessment()
     if idir is None:
         return a
@@ -66,7 +66,7 @@ def assess(idir, now=None):
     a.cert.exists = a.cert.data is not None
     if a.cert.exists:
         try:
-            a.cert_info = certs.CertInfo(certs.load_certificate(a.cert.data), now)
+            a.cert_info = certinfo.read(a.cert.data, now)
         except CertificateError as exc:
             a.cert.error = exc.msg
 
@@ -80,7 +80,7 @@ def assess(idir, now=None):
         except CertificateError as exc:
             a.key.error = exc.msg
     if a.key_summary is not None and a.cert_info is not None:
-        public = keys.certificate_public(a.cert_info.cert)
+        public = a.cert_info.public
         a.key_matches = public is not None and a.key_summary.public == public
 
     a.journal = journal.read(idir)

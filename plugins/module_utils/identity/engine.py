@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certinfo
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import StateError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir, stat_facts
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.assess import assess
@@ -57,7 +57,7 @@ class Engine:
         self._client_factory = client_factory
         self._client = None
         self.check_mode = check_mode
-        self.now = now or certs.utcnow()
+        self.now = now or certinfo.utcnow()
         self.warnings = []
         self._warn = warn
         self.idir = None  # the directory the run works in (created by it when it was missing)
@@ -174,7 +174,7 @@ class Engine:
                 after_diff = {
                     "agent_id": agent_id or "(requested from the API)",
                     "fingerprint_sha256": "(new key)",
-                    "not_after": certs.iso(self.now + datetime.timedelta(days=self.s.valid_days)),
+                    "not_after": certinfo.iso(self.now + datetime.timedelta(days=self.s.valid_days)),
                     "key_size": self.s.key_size,
                 }
             else:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certinfo
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError, UnreadableError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir, stat_facts
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.assess import assess
@@ -26,7 +26,7 @@ def identity_facts(location, id_pattern, renew_before_days, modes, now=None):
     network. Read whoever owns it (root reads any user's identity); owners are compared only
     when the location names one. Raises UnreadableError when it cannot be read: an identity the
     module cannot see is a failure, never "no identity"."""
-    now = now or certs.utcnow()
+    now = now or certinfo.utcnow()
     path = location.path
     facts = {
         "dir_path": path,

@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import json
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certinfo
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.files import (
     JOURNAL,
     JOURNAL_TMP,
@@ -96,7 +96,7 @@ def write(idir, agent_id, operation, fingerprint=None, now=None):
         "id": agent_id,
         "operation": operation,
         "registry": "uncertain",
-        "since": certs.iso(now or certs.utcnow()),
+        "since": certinfo.iso(now or certinfo.utcnow()),
     }
     if fingerprint:
         record["fingerprint_sha256"] = fingerprint

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import datetime
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs, names
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certinfo, names
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import StateError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.clock import describe_span
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.files import (
@@ -84,7 +84,7 @@ class Plan:
 
 def decide(a, settings, now=None, rotated_already=False):
     """Plan for assessment ``a``. Raises StateError when the module must not guess."""
-    now = now or certs.utcnow()
+    now = now or certinfo.utcnow()
     s = settings
     fixes = mode_owner_problems(a.stats, s.modes, s.uid, s.gid)
     journal_id = a.journal.get("id") if a.journal else None
@@ -271,9 +271,9 @@ def _due(info, s, now):
     window, note = renewal_window(info, s.renew_before_days)
     notes = [note] if note else []
     if now >= info.not_after:
-        return ["certificate expired on %s" % certs.iso(info.not_after)], notes
+        return ["certificate expired on %s" % certinfo.iso(info.not_after)], notes
     if now < info.not_before:
-        return ["certificate not valid before %s" % certs.iso(info.not_before)], notes
+        return ["certificate not valid before %s" % certinfo.iso(info.not_before)], notes
     if info.not_after - now >= window:
         return [], notes
     if note is None:
@@ -290,7 +290,7 @@ def _policy(a, s, broken):
         policy.append("key size %d differs from key_size %d" % (size, s.key_size))
     # A CA-issued certificate carries the subject the CA chose: only compare self-signed ones.
     differing = ["%s=%s (want %s)" % (k, info.subject.get(k), s.subject[k])
-                 for k in certs.SUBJECT_KEYS if info.subject.get(k) != s.subject[k]]
+                 for k in certinfo.SUBJECT_KEYS if info.subject.get(k) != s.subject[k]]
     if differing and info.self_signed:
         policy.append("subject differs: %s" % ", ".join(differing))
     if s.enrollment == "csr" and info.self_signed:

@@ -8,7 +8,7 @@ enforce, so only what it cannot say is checked here: ranges, the subject, IDs, m
 """
 from __future__ import annotations
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs, keys
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certinfo, keys
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import check_agent_id
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import CertificateError, ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.files import Modes
@@ -51,7 +51,7 @@ class Settings:
         self.key_profile = keys.PROFILES["rsa"]  # the registry contract is RSA
         self.key_size = _int_in(key_size, "key_size", self.key_profile.min_size, self.key_profile.max_size)
         try:
-            self.subject = certs.normalize_subject(subject)
+            self.subject = certinfo.normalize_subject(subject)
         except CertificateError as exc:
             raise ConfigError(exc.msg) from None
         self.valid_days = _int_in(valid_days, "valid_days", 1, 36500)

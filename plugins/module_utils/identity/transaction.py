@@ -236,7 +236,7 @@ class Transaction:
             # Else the upload may be on its way or stored already: the journal and the staged
             # files stay, as after a kill, and the next run completes the transaction.
             raise
-        return certs.CertInfo(cert, self.now)
+        return certs.cert_info(cert, self.now)
 
     def _stage_for_an_id(self, key, agent_id):
         """(agent_id, cert or None, what to send: the staged certificate's PEM or a CSR) for
