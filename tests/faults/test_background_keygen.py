@@ -11,9 +11,10 @@ names that this bundle did not write (a symbolic link, another owner, a loose mo
 link, not a key of key_size) are removed - never followed, never signalled - and the run
 converges; a device slower than ``keygen_timeout`` fails saying so with its identity intact,
 and the next run takes the key; check mode and a run that needs no key start no process and
-write no file; a device that becomes due between the two passes is keyed once; a creation the
-identity run refuses (the clock, the ID request) leaves no directory the pass made, no key and no
-process, while a directory there before the pass keeps its key for the next run.
+write no file; a device that becomes due between the two passes is keyed once; a start that
+fails leaves no directory a pass made for it; a creation the identity run refuses (the clock,
+the ID request) leaves no directory the pass made, no key and no process, while a directory there
+before the pass keeps its key for the next run.
 """
 from __future__ import annotations
 
@@ -46,6 +47,9 @@ LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 HOLD_WRITING = "op=open,match=.client.key.pre.new,nth=1,when=after,signal=STOP"
 HOLD_BEFORE_WRITING = "op=open,match=.client.key.pre.new,nth=1,when=before,signal=STOP"
 KILL_WRITING = "op=open,match=.client.key.pre.new,nth=1,when=after,signal=KILL"
+# End the background process at its first step (/dev/null as its stdin), before it tells the pass
+# its pid: a start that fails, as a fork refused or a process killed at once would.
+KILL_STARTING = "op=open,match=null,nth=1,when=before,signal=KILL"
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -406,6 +410,34 @@ def test_an_option_the_identity_refuses_starts_nothing_and_creates_nothing(devic
     assert "server_url" in first.result["reason"], first
     assert not device.path.exists() and processes_holding(device.path) == []
     assert device.run(server_url="ftp://agent.example.com").failed
+
+
+@pytest.mark.parametrize("directory", ["made-by-the-pass", "made-by-an-abandoned-pass", "there-before"])
+def test_a_start_that_fails_leaves_no_directory_the_pass_made(device, svc, directory):
+    """The background process dies before it reports itself: the pass says it started nothing
+    and removes the directory made for the key (by this pass, or by an earlier one whose process
+    died: its record said so); a directory there before any pass stays as it was. The identity
+    run then makes the key itself."""
+    if directory == "there-before":
+        device.path.mkdir(mode=0o700)
+    elif directory == "made-by-an-abandoned-pass":
+        run_prekey(device, hooks={"FLEET_FAULTS_KILL": KILL_WRITING})
+        abandoned = record_of(device)
+        assert abandoned.made_directory
+        h.wait_for(lambda: not abandoned.alive(), what="the first background process to die")
+    first = run_prekey(device, hooks={"FLEET_FAULTS_KILL": KILL_STARTING})
+    assert not first.failed and first.result["keygen"] == "not started", first
+    assert "did not start" in first.result["reason"], first
+    assert processes_holding(device.path) == []
+    if directory == "there-before":
+        assert device.path.is_dir() and os.listdir(device.path) == []
+    else:
+        assert not device.path.exists(), sorted(p.name for p in device.path.iterdir())
+        assert device.home.is_dir() and os.listdir(device.home) == []  # only what the pass made goes
+    result = device.run()
+    assert not result.failed and result.result["action"] == "created", result
+    device.assert_registered()
+    assert_nothing_of_the_background(device)
 
 
 def test_a_key_made_for_a_run_that_needs_none_is_stopped_and_removed(device, svc, keygens):
