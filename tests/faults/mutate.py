@@ -699,6 +699,9 @@ _PREKEY_MUTATIONS = [
     ("prekey-made-dir-forgotten", "a pass restarting an abandoned keygen keeps the record that a pass made "
      "the directory", _PREKEY, "    made = idir.created or (state.record is not None and state.record.made_directory)",
      "    made = idir.created", ["test_a_creation_refused_after_the_pass_leaves_no_directory_and_no_keygen"]),
+    ("prekey-failed-start-dir-kept", "a start that fails leaves no directory a pass made for it",
+     _PREKEY, "        if made:  # made for this key only", "        if False:  # made for this key only",
+     ["test_a_start_that_fails_leaves_no_directory_the_pass_made"]),
 ]
 for _name, _what, _file, _old, _new, _cases in _PREKEY_MUTATIONS:
     MUTATIONS[_name] = (_what, [(_file, _old, _new)], [_BG + case for case in _cases])

@@ -11,9 +11,10 @@ names that this bundle did not write (a symbolic link, another owner, a loose mo
 link, not a key of key_size) are removed - never followed, never signalled - and the run
 converges; a device slower than ``keygen_timeout`` fails saying so with its identity intact,
 and the next run takes the key; check mode and a run that needs no key start no process and
-write no file; a device that becomes due between the two passes is keyed once; a creation the
-identity run refuses (the clock, the ID request) leaves no directory the pass made, no key and no
-process, while a directory there before the pass keeps its key for the next run.
+write no file; a device that becomes due between the two passes is keyed once; a start that
+fails leaves no directory a pass made for it; a creation the identity run refuses (the clock,
+the ID request, a pre-assigned ID a live device holds) leaves no directory the pass made, no key
+and no process, while a directory there before the pass keeps its key for the next run.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import ke
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.decommission import decommission
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import ensure_identity, prekey
 from tests.fixtures import module_runner as h
+from tests.fixtures.device import Device
 from tests.fixtures.product import api_client
 from tests.fixtures.product import settings as make_settings
 
@@ -40,12 +42,16 @@ RECORD = ".mtls-keygen.json"
 CLOCK_EP = "/"  # the clock check's HEAD: the identity run has reached its new key
 ID_EP = "/generate-orchestrator-id"
 UPLOAD_EP = "/upload-orchestrator-certificate"
+JSON_UPLOAD_EP = "/agent/certificate"  # the api-service's upload
 LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 # Hold the background process once it opened the key it writes (a slow device, mid-way), or
 # just before it opens it; end it there.
 HOLD_WRITING = "op=open,match=.client.key.pre.new,nth=1,when=after,signal=STOP"
 HOLD_BEFORE_WRITING = "op=open,match=.client.key.pre.new,nth=1,when=before,signal=STOP"
 KILL_WRITING = "op=open,match=.client.key.pre.new,nth=1,when=after,signal=KILL"
+# End the background process at its first step (/dev/null as its stdin), before it tells the pass
+# its pid: a start that fails, as a fork refused or a process killed at once would.
+KILL_STARTING = "op=open,match=null,nth=1,when=before,signal=KILL"
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -408,6 +414,34 @@ def test_an_option_the_identity_refuses_starts_nothing_and_creates_nothing(devic
     assert device.run(server_url="ftp://agent.example.com").failed
 
 
+@pytest.mark.parametrize("directory", ["made-by-the-pass", "made-by-an-abandoned-pass", "there-before"])
+def test_a_start_that_fails_leaves_no_directory_the_pass_made(device, svc, directory):
+    """The background process dies before it reports itself: the pass says it started nothing
+    and removes the directory made for the key (by this pass, or by an earlier one whose process
+    died: its record said so); a directory there before any pass stays as it was. The identity
+    run then makes the key itself."""
+    if directory == "there-before":
+        device.path.mkdir(mode=0o700)
+    elif directory == "made-by-an-abandoned-pass":
+        run_prekey(device, hooks={"FLEET_FAULTS_KILL": KILL_WRITING})
+        abandoned = record_of(device)
+        assert abandoned.made_directory
+        h.wait_for(lambda: not abandoned.alive(), what="the first background process to die")
+    first = run_prekey(device, hooks={"FLEET_FAULTS_KILL": KILL_STARTING})
+    assert not first.failed and first.result["keygen"] == "not started", first
+    assert "did not start" in first.result["reason"], first
+    assert processes_holding(device.path) == []
+    if directory == "there-before":
+        assert device.path.is_dir() and os.listdir(device.path) == []
+    else:
+        assert not device.path.exists(), sorted(p.name for p in device.path.iterdir())
+        assert device.home.is_dir() and os.listdir(device.home) == []  # only what the pass made goes
+    result = device.run()
+    assert not result.failed and result.result["action"] == "created", result
+    device.assert_registered()
+    assert_nothing_of_the_background(device)
+
+
 def test_a_key_made_for_a_run_that_needs_none_is_stopped_and_removed(device, svc, keygens):
     """A key being made for nothing (another run rotated meanwhile) is stopped and removed by the
     identity run that needs none."""
@@ -438,30 +472,64 @@ def test_decommissioning_stops_a_background_keygen_before_it_wipes(device, svc, 
 
 
 # ------------------------------------------------------------------------------ a refused creation
-@pytest.mark.skipif(not os.path.exists(LIBFAKETIME), reason="libfaketime is not installed")
-@pytest.mark.parametrize("refusal", ["clock-key-being-made", "clock-after-an-abandoned-pass", "id-refused-key-taken"])
-def test_a_creation_refused_after_the_pass_leaves_no_directory_and_no_keygen(device, svc, keygens, refusal):
+NEEDS_FAKETIME = pytest.mark.skipif(not os.path.exists(LIBFAKETIME), reason="libfaketime is not installed")
+
+
+@pytest.fixture
+def held_id(svc, tmp_path):
+    """An ID a live device holds: registered, its agent (the long-lived stand-in) heartbeating on
+    it, the cloud's heartbeat route saying so."""
+    holder = Device(tmp_path / "holder", svc)
+    agent_id = holder.seed()
+    with svc.start_agent(holder.home):
+        svc.wait_for_heartbeat(agent_id, until=lambda status, body: status == 200 and body["status"] == "active",
+                               what="the holder's agent active")
+        svc.clear_faults()
+        yield agent_id
+
+
+@pytest.mark.parametrize("refusal", [
+    pytest.param("clock-key-being-made", marks=NEEDS_FAKETIME),
+    pytest.param("clock-after-an-abandoned-pass", marks=NEEDS_FAKETIME),
+    "id-refused-key-taken",
+    "takeover-key-being-made",
+    "takeover-key-staged",
+])
+def test_a_creation_refused_after_the_pass_leaves_no_directory_and_no_keygen(device, svc, keygens, request, refusal):
     """The first pass made the directory for a new device (or an earlier pass did, whose process
     died); the identity run refuses the creation before anything of the identity is written: the
-    clock (the key still being made: its process is stopped) or the ID request (the key taken
-    already; the API's CA copied in). Neither the directory, nor the key, nor the process
-    outlives the refusal."""
+    clock (the key still being made: its process is stopped), the ID request (the key taken
+    already; the API's CA copied in) or a pre-assigned ID a live device holds (the cloud's
+    heartbeat view, asked by the module, before any key is taken: the key being made or staged).
+    Neither the directory, nor the key, nor the process outlives the refusal."""
+    overrides = {}
+    if refusal.startswith("takeover"):
+        overrides = {"api_flavor": "api_service", "headers": svc.auth_headers(), "confirm_by": "module",
+                     "agent_id": request.getfixturevalue("held_id")}
     if refusal == "clock-after-an-abandoned-pass":
         run_prekey(device, hooks={"FLEET_FAULTS_KILL": KILL_WRITING})
         abandoned = record_of(device)
         h.wait_for(lambda: not abandoned.alive(), what="the first background process to die")
-    first = run_prekey(device, hooks={"FLEET_FAULTS_KILL": HOLD_WRITING} if refusal.startswith("clock") else None)
+    being_made = refusal.startswith("clock") or refusal.endswith("being-made")
+    first = run_prekey(device, hooks={"FLEET_FAULTS_KILL": HOLD_WRITING} if being_made else None, **overrides)
     assert first.result["keygen"] == "started", first
     record = record_of(device)
     keygens.append(record)
     assert record.made_directory
-    if refusal.startswith("clock"):
+    if being_made:
         h.wait_for(lambda: (device.path / PREKEY_TMP).exists(), what="the background process to hold mid-write")
-        result = device.run(env={"LD_PRELOAD": LIBFAKETIME, "FAKETIME": "+730d"})  # the device's clock only
-        assert result.failed and "the device clock is" in result.msg, result
     else:
         wait_for_staged_key(device, record)
         device.remember_keys()
+    if refusal.startswith("clock"):
+        result = device.run(env={"LD_PRELOAD": LIBFAKETIME, "FAKETIME": "+730d"})  # the device's clock only
+        assert result.failed and "the device clock is" in result.msg, result
+    elif refusal.startswith("takeover"):
+        result = device.run(**overrides)
+        assert result.failed and "agent ID %s already belongs to a device: the cloud sees its agent active" % (
+            overrides["agent_id"]) in result.msg, result
+        assert svc.request_count(JSON_UPLOAD_EP) == 0
+    else:
         svc.inject(ID_EP, "status", status=403, count=0, message="refused by policy")
         result = device.run(ca_path=None, ca_content=svc.ca_path.read_text())
         assert result.failed and "refused by policy" in result.msg, result
@@ -471,7 +539,7 @@ def test_a_creation_refused_after_the_pass_leaves_no_directory_and_no_keygen(dev
     assert device.home.is_dir()  # only what the provisioning made goes
 
 
-@pytest.mark.skipif(not os.path.exists(LIBFAKETIME), reason="libfaketime is not installed")
+@NEEDS_FAKETIME
 def test_a_directory_there_before_the_pass_keeps_its_key_for_the_next_run(device, svc, keygens):
     """A directory that was there before the first pass is never removed; the key being made in
     it is not the refusal's business either (bound to no ID, never sent): the next run, with the

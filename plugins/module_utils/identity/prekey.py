@@ -33,6 +33,9 @@ the run then goes on as if there were none. The directory's states: journal.py.
 A directory the pass made for a creation the identity task then refuses before anything of the
 identity is written goes, with the background keygen (runner.py): the record says the pass made
 it (``made_directory``), and the identity run reads that before its transaction takes the key.
+A pass that made the directory (or follows one that did) and then starts nothing - its process
+failed to start, another run made the identity meanwhile - removes it again, through its
+descriptor, when nothing but its own files is in it.
 """
 from __future__ import annotations
 
@@ -365,6 +368,8 @@ def start_pass(settings, check_mode=False, now=None, warn=None):
         if result is None:  # a new key is needed and the directory is missing: make it, decide again
             idir = open_locked(s, create=True)
             result = _pass(s, idir, check_mode, now, warn) or _result("not needed", "nothing to do")
+            if result["keygen"] != "started" and idir.created:
+                _remove_if_unused(idir, s)  # another run made the identity meanwhile: only an empty one goes
         return result
     finally:
         if idir is not None:
@@ -409,8 +414,29 @@ def _pass(s, idir, check_mode, now, warn):
         _clean(idir, state, warn)
     # Made by this pass, or by an earlier one whose process is gone: nothing else was there.
     made = idir.created or (state.record is not None and state.record.made_directory)
-    record = start(idir, s, made_directory=made)
+    try:
+        record = start(idir, s, made_directory=made)
+    except Exception:
+        if made:  # made for this key only: nothing of it may outlive the failed start
+            _remove_if_unused(idir, s, ours=NAMES)
+        raise
     return _result("started", plan.reason, changed=True, record=record)
+
+
+def _remove_if_unused(idir, s, ours=()):
+    """Remove the directory a pass made and then did not use, when it holds nothing but ``ours``
+    (the names of a start that failed: its process, if still there, is stopped first, so nothing
+    it would write appears after); through the descriptor, nothing followed. Anything else in it
+    (an identity, another pass's keygen, the API's CA) keeps it."""
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.decommission import (
+        remove_directory_if_empty,
+    )
+
+    if not set(idir.listdir()) <= set(ours):
+        return False
+    if ours:
+        discard(idir, s.uid, None)  # the failure says why: no warning of its own
+    return remove_directory_if_empty(idir, s.uid, s.gid)
 
 
 def start(idir, s, made_directory=False):
@@ -425,7 +451,12 @@ def start(idir, s, made_directory=False):
     pid_read, pid_write = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
-    middle = os.fork()
+    try:
+        middle = os.fork()
+    except OSError:
+        for fd in (dir_fd, go_read, go_write, pid_read, pid_write):
+            os.close(fd)
+        raise
     if middle == 0:  # a session of its own, then forked again: never a zombie of the run
         try:
             os.close(go_write)
