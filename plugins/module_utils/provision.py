@@ -30,6 +30,7 @@ import time
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import confirm
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_files import Staging
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certinfo import parse_iso
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.check import split_url
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, IdentityError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import CERT, RESTART_OWED
@@ -414,7 +415,7 @@ def _renew_after(not_after, renew_before_days):
     if not not_after:
         return ""
     try:
-        moment = datetime.datetime.strptime(not_after, "%Y-%m-%dT%H:%M:%SZ")
+        moment = parse_iso(not_after)
     except (TypeError, ValueError):
         return ""
     return (moment - datetime.timedelta(days=renew_before_days)).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -177,3 +177,17 @@ def test_corrupted_certificates_read_plainly_read_the_same(keys, case):
 
 def make_der(keys, case):
     return CASES[case][1](keys).public_bytes(serialization.Encoding.DER)
+
+
+@pytest.mark.parametrize("text", ["2026-12-06T10:17:46Z", "1999-01-31T23:59:59Z", "2050-02-28T00:00:00Z"])
+def test_parse_iso_reads_what_iso_writes(text):
+    moment = certinfo.parse_iso(text)
+    assert moment == datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
+    assert certinfo.iso(moment.replace(tzinfo=UTC)) == text
+
+
+@pytest.mark.parametrize("text", ["2026-12-06 10:17:46Z", "2026-12-06T10:17:46", "2026-13-06T10:17:46Z",
+                                  "2026-12-06T10:17:46+00:00", "２０２６-12-06T10:17:46Z", ""])
+def test_parse_iso_refuses_other_forms(text):
+    with pytest.raises(ValueError):
+        certinfo.parse_iso(text)

@@ -39,7 +39,6 @@ descriptor, when nothing but its own files is in it.
 """
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import signal
@@ -47,7 +46,7 @@ import stat
 import sys
 import time
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs, names
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certinfo, names
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError, StateError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import write_all
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import (
@@ -141,10 +140,10 @@ class Record:
     def age(self):
         """Seconds since the process started, or None."""
         try:
-            since = datetime.datetime.strptime(self.since, "%Y-%m-%dT%H:%M:%SZ")
+            since = certinfo.parse_iso(self.since)
         except ValueError:
             return None
-        return max(0, int((certs.utcnow().replace(tzinfo=None) - since).total_seconds()))
+        return max(0, int((certinfo.utcnow().replace(tzinfo=None) - since).total_seconds()))
 
 
 # ------------------------------------------------------------------------------ what is there
@@ -475,7 +474,8 @@ def start(idir, s, made_directory=False):
         facts = process_facts(pid) if pid > 1 else None
         if facts is None:
             raise StateError("the background key generation did not start")
-        record = Record(pid, facts[1], boot_id() or "", uid, s.key_size, certs.iso(certs.utcnow()), made_directory)
+        record = Record(pid, facts[1], boot_id() or "", uid, s.key_size, certinfo.iso(certinfo.utcnow()),
+                        made_directory)
         idir.create(KEYGEN_RECORD_TMP, record.to_json().encode("ascii"), 0o600)
         idir.rename(KEYGEN_RECORD_TMP, KEYGEN_RECORD)
         idir.fsync()
