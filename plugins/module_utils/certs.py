@@ -49,7 +49,6 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors im
 BACKDATE = datetime.timedelta(minutes=5)
 
 
-
 def _oids():
     return {
         "C": NameOID.COUNTRY_NAME,
