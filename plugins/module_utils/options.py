@@ -86,6 +86,11 @@ def verify(p):
                   status_code=p["verify_status_code"], retries=p["verify_retries"], delay=p["verify_delay"])
 
 
+def check_client(p, ca_path, api_flavor):
+    """What ``client`` would refuse, checked without making the client (nor loading it)."""
+    api.check_client_options(p["api_url"], api_flavor, ca_path=ca_path, timeout=p["timeout"], retries=p["retries"])
+
+
 def client(p, headers, ca_path, api_flavor, polling=False):
     """The API client (opens no connection until a call); ``polling``: for the heartbeat
     questions, which the poll repeats itself (no retries) within the confirmation's timeout."""

@@ -18,9 +18,9 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import lo
 Checked = namedtuple("Checked", "where api_flavor agent verify confirmation settings")
 
 
-def preflight(p, headers, ask):
-    """The checked options of ``p`` (the argument spec applied). ``headers``: the device's own
-    (headers.module_headers); ``ask(agent_id)``: the cloud's view of an agent, for the
+def preflight(p, ask):
+    """The checked options of ``p`` (the argument spec applied; the device's headers file is
+    headers.module_headers' to check). ``ask(agent_id)``: the cloud's view of an agent, for the
     confirmation (called later, never here). Raises IdentityError naming the option."""
     where = location.resolve(p["path"], p["owner"], p["group"])
     api_flavor = options.flavor(p)
@@ -29,7 +29,7 @@ def preflight(p, headers, ask):
     verify = options.verify(p)
     confirmation = options.confirmation(p, api_flavor, ask)
     settings = _settings(p, where, api_flavor.enrollment)
-    options.client(p, headers, p["ca_path"] if p["ca_content"] is None else None, api_flavor).close()
+    options.check_client(p, p["ca_path"] if p["ca_content"] is None else None, api_flavor)
     return Checked(where, api_flavor, agent, verify, confirmation, settings)
 
 

@@ -44,7 +44,7 @@ def run(module):
         return Outcome(True, exc.msg, {"status": failure_row("identity", exc.msg), "changed": False})
     cloud = _Cloud()
     try:  # every option is checked before anything changes
-        checked = preflight(p, headers, cloud.ask)
+        checked = preflight(p, cloud.ask)
     except IdentityError as exc:
         return Outcome(True, exc.msg, {"status": failure_row("preflight", exc.msg), "changed": False})
     where, api_flavor, agent, verify, confirmation, settings = checked

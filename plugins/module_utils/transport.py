@@ -14,18 +14,15 @@ at the device's clock is a clock problem, not a trust one. The texts are ``reaso
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
-import os
 import random
 import signal
 import ssl
 import threading
 import time
-from urllib.parse import urlsplit, urlunsplit
 
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import HAS_REQUESTS, REQUESTS_IMPORT_ERROR  # noqa: F401 - re-exported
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, ConfigError
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.names import setting
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.reasons import (
     display_url,
     http_date,
@@ -35,9 +32,8 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.reasons i
 )
 
 # requests is imported when the first request is made: importing it costs more than the whole
-# of an unchanged re-run (~100-200 ms on small devices), which makes no request at all.
-HAS_REQUESTS = importlib.util.find_spec("requests") is not None
-REQUESTS_IMPORT_ERROR = None if HAS_REQUESTS else ImportError("No module named 'requests'")
+# of an unchanged re-run (~100-200 ms on small devices), which makes no request at all. Whether
+# it is there is api.HAS_REQUESTS (what the modules check without loading this module).
 requests = None
 NewConnectionError = ()
 
@@ -103,20 +99,11 @@ _X509_V_FLAG_NO_CHECK_TIME = 0x200000
 class Transport:
     """Requests to one API base URL: TLS verification, headers, retries, bounded answers."""
 
-    def __init__(self, api_url, *, headers, ca_path, validate_certs, timeout, retries,
+    def __init__(self, base, *, headers, ca_path, validate_certs, timeout, retries,
                  backoff_base=1.0, backoff_cap=30.0, retry_after_cap=30.0, sleep=time.sleep):
-        if not isinstance(api_url, str) or not api_url:
-            raise ConfigError("%s is required" % setting("api_url"))
-        parts = urlsplit(api_url)
-        if parts.scheme != "https" or not parts.hostname:
-            raise ConfigError("%s must be an https:// URL, got %s" % (setting("api_url"), display_url(api_url)))
-        if parts.query or parts.fragment:
-            raise ConfigError("%s must not carry a query or a fragment" % setting("api_url"))
-        self.base = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
-        if int(retries) < 0:
-            raise ConfigError("%s must be >= 0" % setting("retries"))
-        if float(timeout) <= 0:
-            raise ConfigError("%s must be > 0" % setting("timeout"))
+        """``base``, ``ca_path``, ``timeout``, ``retries``: as api.check_client_options returns
+        and checks them (the client calls it first)."""
+        self.base = base
         self.timeout = float(timeout)
         self.retries = int(retries)
         self.backoff_base = backoff_base
@@ -132,8 +119,6 @@ class Transport:
         self._headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         self._headers.update({str(k): str(v) for k, v in headers.items()})
         self._session = None
-        if ca_path and not os.path.exists(ca_path):
-            raise ConfigError("%s %s does not exist" % (setting("ca_path"), ca_path))
         # Passed on every request: a session-level value would lose against
         # $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE, silently ignoring ca_path.
         self.verify = ca_path if ca_path else bool(validate_certs)

@@ -109,7 +109,8 @@ def main():
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import prekey
 
     try:
-        settings = prekey.checked_settings(module.params, module_headers(module))
+        module_headers(module)  # the device's headers file checked, as the identity run checks it
+        settings = prekey.checked_settings(module.params)
     except IdentityError as exc:  # the identity task refuses the same option, by its name
         module.exit_json(changed=False, keygen="not started", reason=exc.msg)
     try:

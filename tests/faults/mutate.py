@@ -24,6 +24,7 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[2]
 F = "tests/faults/"
 API = "plugins/module_utils/api.py"
+API_CLIENT = "plugins/module_utils/api_client.py"
 
 MUTATIONS = {
     "size-cap": (
@@ -318,16 +319,16 @@ MUTATIONS = {
     "lenient-success": (
         "an upload answered 200 without the contract's success shape is not a success",
         [
-            (API, '        if "statusCode" not in payload:\n', "        if False:\n"),
+            (API_CLIENT, '        if "statusCode" not in payload:\n', "        if False:\n"),
             (
-                API,
+                API_CLIENT,
                 "if not isinstance(code, int) or isinstance(code, bool):\n            raise",
                 "if not isinstance(code, int) or isinstance(code, bool):\n            code = 200\n"
                 "        if False:\n            raise",
             ),
-            (API, '        data = payload.get("data")\n', '        data = payload.get("data", payload)\n'),
+            (API_CLIENT, '        data = payload.get("data")\n', '        data = payload.get("data", payload)\n'),
             (
-                API,
+                API_CLIENT,
                 'isinstance(payload.get("agent_id"), str):\n                raise',
                 'isinstance(payload.get("agent_id"), str):\n                return status\n'
                 "            if False:\n                raise",
@@ -340,7 +341,7 @@ MUTATIONS = {
     ),
     "id-field-fixed": (
         "a JSON upload sends agent_id unless id_field says otherwise",
-        [("plugins/module_utils/api.py", "self.id_field = flavor.id_field or ID_FIELDS[flavor.upload_format]",
+        [(API_CLIENT, "self.id_field = flavor.id_field or ID_FIELDS[flavor.upload_format]",
           'self.id_field = flavor.id_field or "id"')],
         ["tests/module/test_api_contract.py::test_json_upload_sends_agent_id_when_id_field_is_not_given"],
     ),
@@ -366,7 +367,7 @@ MUTATIONS = {
     ),
     "any-404-is-gone": (
         "only the registry's own unknown-ID answer counts as already deleted",
-        [("plugins/module_utils/api.py", "        if is_unknown_id_answer(status, body, agent_id):",
+        [(API_CLIENT, "        if is_unknown_id_answer(status, body, agent_id):",
           "        if True:")],
         [
             "tests/module/test_api_contract.py::test_a_mistyped_deletion_endpoint_fails",
@@ -387,7 +388,7 @@ MUTATIONS = {
     ),
     "any-2xx-is-deleted": (
         "a deletion is believed only on the contract's proof (data.id names the ID)",
-        [(API, "            self._check_deletion_proof(path, status, body, agent_id)\n", "")],
+        [(API_CLIENT, "            self._check_deletion_proof(path, status, body, agent_id)\n", "")],
         [F + "test_hostile_round.py::test_decommission_believes_only_the_proof_of_deletion"],
     ),
     "any-header-value": (
@@ -464,7 +465,7 @@ MUTATIONS = {
     ),
     "any-404-forgets-the-id": (
         "only the registry's own unknown-ID answer to an upload says the ID is gone",
-        [(API, "unknown_id=is_unknown_id_answer(status, body, agent_id))", "unknown_id=True)")],
+        [(API_CLIENT, "unknown_id=is_unknown_id_answer(status, body, agent_id))", "unknown_id=True)")],
         [F + "test_hostile_round.py::test_only_the_registrys_own_answer_lets_a_restore_take_a_new_id"],
     ),
     "ledger-forgets-the-replacement": (
@@ -480,7 +481,7 @@ MUTATIONS = {
     ),
     "number-id-told-to-quote": (
         "an ID the API answers as a JSON number is refused as the API's fault, not the inventory's",
-        [(API, "        if not isinstance(data[\"id\"], str):\n            # An ID is never converted",
+        [(API_CLIENT, "        if not isinstance(data[\"id\"], str):\n            # An ID is never converted",
           "        if False:\n            # An ID is never converted")],
         [F + "test_hostile_round.py::test_an_id_answer_in_another_form_is_refused_before_any_key_or_upload"],
     ),

@@ -343,14 +343,13 @@ def stop(record):
 
 
 # ------------------------------------------------------------------------------ the first pass
-def checked_settings(p, headers):
+def checked_settings(p):
     """The identity's Settings from the mtls_identity options ``p``, every option checked by that
-    module's own preflight (module_utils/preflight.py; ``headers``: the device's own, checked by
-    headers.module_headers), without the network: an option it would refuse raises here, before
-    anything is created."""
+    module's own preflight (module_utils/preflight.py), without the network: an option it would
+    refuse raises here, before anything is created."""
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.preflight import preflight
 
-    return preflight(p, headers, lambda _agent_id: None).settings  # checked only: the first pass asks nobody
+    return preflight(p, lambda _agent_id: None).settings  # checked only: the first pass asks nobody
 
 
 def start_pass(settings, check_mode=False, now=None, warn=None):
