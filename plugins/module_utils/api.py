@@ -79,21 +79,6 @@ __all__ = [
 # The client needs requests, imported by transport.py when the first request is made.
 HAS_REQUESTS = importlib.util.find_spec("requests") is not None
 REQUESTS_IMPORT_ERROR = None if HAS_REQUESTS else ImportError("No module named 'requests'")
-# The client (api_client.py) and its HTTP plumbing (transport.py), loaded when first named: a run
-# that makes no request (an unchanged identity) does not import them.
-_CLIENT_NAMES = ("ProvisioningClient",)
-_TRANSPORT_NAMES = ("MAX_BODY",)
-
-
-def __getattr__(name):
-    # Absolute imports written out: Ansible's payload builder finds dependencies in them.
-    if name in _CLIENT_NAMES:
-        from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api_client as module
-    elif name in _TRANSPORT_NAMES:
-        from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import transport as module
-    else:
-        raise AttributeError("module %r has no attribute %r" % (__name__, name))
-    return getattr(module, name)
 
 # The provisioning service's IDs (and the cloud's): 8 upper-case hexadecimal characters. An ID
 # the API answers in another form is refused before a key is made or anything is uploaded.
@@ -330,3 +315,20 @@ def is_unknown_id_answer(status, body, agent_id):
         return False
     message = payload.get("message")
     return isinstance(message, str) and re.match(UNKNOWN_ID[status].format(id=re.escape(agent_id)), message) is not None
+
+
+# The client (api_client.py) and its HTTP plumbing (transport.py), loaded when first named: a run
+# that makes no request (an unchanged identity) does not import them.
+_CLIENT_NAMES = ("ProvisioningClient",)
+_TRANSPORT_NAMES = ("MAX_BODY",)
+
+
+def __getattr__(name):
+    # Absolute imports written out: Ansible's payload builder finds dependencies in them.
+    if name in _CLIENT_NAMES:
+        from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api_client as module
+    elif name in _TRANSPORT_NAMES:
+        from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import transport as module
+    else:
+        raise AttributeError("module %r has no attribute %r" % (__name__, name))
+    return getattr(module, name)

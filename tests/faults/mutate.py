@@ -751,6 +751,13 @@ MUTATIONS["unchanged-builds-transaction"] = (
       "if writes and tx is None and _writes_anything(idir, plan):", "if writes and tx is None:")],
     ["tests/module/test_unchanged_run_imports.py::test_an_unchanged_run_imports_no_writing_code"],
 )
+MUTATIONS["preflight-builds-client"] = (
+    "the preflight checks the client's options without making the client (an unchanged run loads none)",
+    [("plugins/module_utils/preflight.py",
+      'options.check_client(p, p["ca_path"] if p["ca_content"] is None else None, api_flavor)',
+      'options.client(p, {}, p["ca_path"] if p["ca_content"] is None else None, api_flavor).close()')],
+    ["tests/module/test_unchanged_run_imports.py::test_an_unchanged_run_imports_no_writing_code"],
+)
 _CERTINFO = "tests/unit/test_certinfo.py::"
 MUTATIONS["certinfo-through-library"] = (
     "an unchanged run reads its certificate without loading cryptography",
