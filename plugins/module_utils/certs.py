@@ -32,14 +32,11 @@ except ImportError as exc:  # pragma: no cover - exercised on devices without th
     CRYPTOGRAPHY_IMPORT_ERROR = exc
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import keys
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certinfo import (  # noqa: F401 - re-exported
-    DEFAULT_SUBJECT,
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certinfo import (
     PEM_CERT_RE,
     SUBJECT_KEYS,
     UTC,
     CertInfo,
-    iso,
-    normalize_subject,
     usage_problems,
     utcnow,
     validity_problems,

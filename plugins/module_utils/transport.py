@@ -21,7 +21,6 @@ import ssl
 import threading
 import time
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import HAS_REQUESTS, REQUESTS_IMPORT_ERROR  # noqa: F401 - re-exported
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.reasons import (
     display_url,

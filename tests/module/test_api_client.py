@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certinfo, certs
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.keys import (
     key_matches_certificate,
@@ -237,7 +237,7 @@ def test_enroll_returns_a_certificate_for_our_key(svc, keys):
     client = client_for(svc)
     agent_id = client.request_id()
     key = keys.get(0)
-    pem = client.enroll(agent_id, certs.csr_pem(certs.build_csr(key, agent_id, certs.normalize_subject(None))))
+    pem = client.enroll(agent_id, certs.csr_pem(certs.build_csr(key, agent_id, certinfo.normalize_subject(None))))
     cert = certs.load_certificate(pem)
     assert certs.common_name(cert) == agent_id
     assert key_matches_certificate(key, cert)

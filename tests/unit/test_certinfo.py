@@ -18,7 +18,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import ce
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import CertificateError
 from tests.fixtures.identities import AGENT_ID, UTC
 
-SUBJECT = certs.normalize_subject(None)
+SUBJECT = certinfo.normalize_subject(None)
 NOW = datetime.datetime.now(UTC)
 FIELDS = ("agent_id", "subject", "fingerprint_sha256", "serial", "not_before", "not_after", "days_left", "key_size",
           "public", "is_rsa", "self_signed", "client_auth_problems")

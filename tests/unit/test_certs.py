@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certinfo, certs
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import CertificateError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.keys import (
     certificate_public,
@@ -24,7 +24,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.keys impo
 )
 from tests.fixtures.identities import AGENT_ID, UTC, build_cert, ec_key
 
-SUBJECT = certs.normalize_subject(None)
+SUBJECT = certinfo.normalize_subject(None)
 
 
 @pytest.fixture(scope="module")
@@ -247,11 +247,11 @@ def test_get_agent_id(tmp_path, made):
 ])
 def test_subject_validation(subject, message):
     with pytest.raises(CertificateError, match=message):
-        certs.normalize_subject(subject)
+        certinfo.normalize_subject(subject)
 
 
 def test_subject_defaults_and_overrides():
-    assert certs.normalize_subject({"O": "Acme", "C": None}) == {
+    assert certinfo.normalize_subject({"O": "Acme", "C": None}) == {
         "C": "BR", "ST": "SP", "L": "SaoPaulo", "O": "Acme", "OU": "Development"}
 
 

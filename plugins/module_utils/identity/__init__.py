@@ -26,10 +26,7 @@ from __future__ import annotations
 # system would otherwise leave on the package.
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.assess import Assessment, assess
 
-__all__ = [
-    "CERT", "JOURNAL", "KEY", "STAGED_CERT", "STAGED_KEY", "Assessment", "Engine", "Plan", "Settings",
-    "assess", "check_issued_certificate", "decide", "ensure_identity", "identity_facts",
-]
+__all__ = ["Assessment", "assess"]  # the rest is bound when first used (__getattr__ below)
 
 
 def __getattr__(name):
