@@ -148,10 +148,9 @@ def usage_problems(eku_ok, digital_signature, is_ca):
     return problems
 
 
-def read(data, now=None):
-    """The CertInfo of the first PEM certificate in ``data`` (bytes or str). Refuses input that
-    carries a private key. Raises CertificateError."""
-    now = now or utcnow()
+def certificate_bytes(data):
+    """``data`` (bytes or str) as the bytes of PEM text that carries no private key. Raises
+    CertificateError."""
     if isinstance(data, str):
         try:
             data = data.encode("ascii")
@@ -159,6 +158,14 @@ def read(data, now=None):
             raise CertificateError("the certificate is not ASCII PEM") from None
     if b"PRIVATE KEY" in data:
         raise CertificateError("refusing certificate data that contains a private key")
+    return data
+
+
+def read(data, now=None):
+    """The CertInfo of the first PEM certificate in ``data`` (bytes or str). Refuses input that
+    carries a private key. Raises CertificateError."""
+    now = now or utcnow()
+    data = certificate_bytes(data)
     try:
         return _read_plain(data, now)
     except ValueError:  # not a plain certificate: cryptography decides

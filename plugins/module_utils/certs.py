@@ -37,6 +37,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certinfo 
     SUBJECT_KEYS,
     UTC,
     CertInfo,
+    certificate_bytes,
     usage_problems,
     utcnow,
     validity_problems,
@@ -138,13 +139,7 @@ def load_certificate(data):
 
     Refuses input that carries a private key. Raises CertificateError.
     """
-    if isinstance(data, str):
-        try:
-            data = data.encode("ascii")
-        except UnicodeEncodeError:
-            raise CertificateError("the certificate is not ASCII PEM") from None
-    if b"PRIVATE KEY" in data:
-        raise CertificateError("refusing certificate data that contains a private key")
+    data = certificate_bytes(data)
     match = PEM_CERT_RE.search(data)
     if not match:
         raise CertificateError("no PEM certificate found")
