@@ -42,7 +42,7 @@ import datetime
 import json
 import os
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.report import parse_time
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certinfo import parse_time
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.statedir import StateDir, StateDirError
 
 FORMAT = "fleet-mtls identity ledger"
@@ -73,7 +73,7 @@ def utc_now():
 
 
 def _seconds_between(earlier, later):
-    try:  # report.parse_time, not strptime: its first call compiles the locale's patterns in every worker
+    try:  # parse_time, not strptime: its first call compiles the locale's patterns in every worker
         return (parse_time(later) - parse_time(earlier)).total_seconds()
     except TypeError:  # one of them unreadable (None)
         return float("inf")

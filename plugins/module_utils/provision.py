@@ -30,7 +30,7 @@ import time
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import confirm
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_files import Staging
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certinfo import parse_iso
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certinfo import parse_time
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.check import split_url
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, IdentityError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import CERT, RESTART_OWED
@@ -414,9 +414,8 @@ def _ask_once(job, agent_id):
 def _renew_after(not_after, renew_before_days):
     if not not_after:
         return ""
-    try:
-        moment = parse_iso(not_after)
-    except (TypeError, ValueError):
+    moment = parse_time(not_after)
+    if moment is None:
         return ""
     return (moment - datetime.timedelta(days=renew_before_days)).strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from ansible.module_utils.parsing.convert_bool import boolean
 
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certinfo import parse_time
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.visible import visible, visible_data
 
 
@@ -73,15 +74,6 @@ def utc_now():
 
 def utc(moment):
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value):
-    """An aware datetime from an ISO 8601 text ("...Z" or an offset; naive is UTC), or None."""
-    try:
-        moment = datetime.datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
 
 
 def _typed(kind, value):

@@ -139,11 +139,10 @@ class Record:
 
     def age(self):
         """Seconds since the process started, or None."""
-        try:
-            since = certinfo.parse_iso(self.since)
-        except ValueError:
+        since = certinfo.parse_time(self.since)
+        if since is None:
             return None
-        return max(0, int((certinfo.utcnow().replace(tzinfo=None) - since).total_seconds()))
+        return max(0, int((certinfo.utcnow() - since).total_seconds()))
 
 
 # ------------------------------------------------------------------------------ what is there
