@@ -100,16 +100,9 @@ def _remove_if_created_for_nothing(idir, where, by_keygen_pass=False):
     it would still write appears after."""
     if idir is None or idir.fd is None or not (idir.created or by_keygen_pass):
         return
-    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.decommission import (
-        remove_directory_if_empty,
-    )
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import prekey
 
-    if not _holds_only_ours(idir):
-        return
-    prekey.discard(idir, where.uid, None)  # the failure says why: no warning of its own
-    idir.unlink(API_CA)
-    remove_directory_if_empty(idir, where.uid, where.gid)
+    prekey.remove_unused_directory(idir, where.uid, where.gid, others=(API_CA,))
 
 
 def _holds_only_ours(idir):

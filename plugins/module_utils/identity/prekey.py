@@ -59,7 +59,6 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout im
 )
 
 NONE, RUNNING, READY, ABANDONED = "none", "running", "ready", "abandoned"
-NAMES = KEYGEN_FILES
 KEY_MODE = 0o600
 MAX_RECORD = 4096
 MAX_KEY = 64 * 1024
@@ -175,7 +174,7 @@ def _not_ours(st, uid, mode=None):
 def inspect(idir, uid):
     """The background keygen in ``idir`` for the owner ``uid`` (reads only: four lstat calls
     when there is none)."""
-    present = {name: idir.lstat(name) for name in NAMES}
+    present = {name: idir.lstat(name) for name in KEYGEN_FILES}
     present = {name: st for name, st in present.items() if st is not None}
     if not present:
         return State(NONE)
@@ -215,8 +214,8 @@ def _clean(idir, state, warn, also=()):
     """Remove what ``state`` found that is not ours, what a dead process left, and ``also``
     (the warning names the first two)."""
     left = state.present if state.kind == ABANDONED else ()
-    unexpected = [name for name in NAMES if name in state.foreign or name in left]
-    removed = _remove(idir, [name for name in NAMES if name in unexpected or name in also])
+    unexpected = [name for name in KEYGEN_FILES if name in state.foreign or name in left]
+    removed = _remove(idir, [name for name in KEYGEN_FILES if name in unexpected or name in also])
     told = [name for name in removed if name in unexpected]
     if told and warn is not None:
         why = ["%s: %s" % (name, state.foreign[name]) for name in told if name in state.foreign]
@@ -309,7 +308,7 @@ def discard(idir, uid, warn):
                  % (idir.path, state.record.pid))
     elif state.kind == READY and warn is not None:
         warn("removed the key made in the background in %s: this run needs no new key" % idir.path)
-    _clean(idir, State(READY, foreign=state.foreign), warn, also=NAMES)
+    _clean(idir, State(READY, foreign=state.foreign), warn, also=KEYGEN_FILES)
 
 
 def made_the_directory(idir, uid):
@@ -366,7 +365,8 @@ def start_pass(settings, check_mode=False, now=None, warn=None):
             idir = open_locked(s, create=True)
             result = _pass(s, idir, check_mode, now, warn) or _result("not needed", "nothing to do")
             if result["keygen"] != "started" and idir.created:
-                _remove_if_unused(idir, s)  # another run made the identity meanwhile: only an empty one goes
+                # another run made the identity meanwhile: only an empty one goes
+                remove_unused_directory(idir, s.uid, s.gid, ours=())
         return result
     finally:
         if idir is not None:
@@ -404,7 +404,7 @@ def _pass(s, idir, check_mode, now, warn):
         key, why = _load(idir, s)
         if key is not None:
             return _result("ready", "a key made in the background waits for the identity task", record=state.record)
-        _clean(idir, state, warn, also=NAMES)
+        _clean(idir, state, warn, also=KEYGEN_FILES)
         if warn is not None:
             warn("removed %s, the key made in the background (%s)" % (idir.join(PREKEY), why))
     else:
@@ -415,25 +415,28 @@ def _pass(s, idir, check_mode, now, warn):
         record = start(idir, s, made_directory=made)
     except Exception:
         if made:  # made for this key only: nothing of it may outlive the failed start
-            _remove_if_unused(idir, s, ours=NAMES)
+            remove_unused_directory(idir, s.uid, s.gid)
         raise
     return _result("started", plan.reason, changed=True, record=record)
 
 
-def _remove_if_unused(idir, s, ours=()):
-    """Remove the directory a pass made and then did not use, when it holds nothing but ``ours``
-    (the names of a start that failed: its process, if still there, is stopped first, so nothing
-    it would write appears after); through the descriptor, nothing followed. Anything else in it
-    (an identity, another pass's keygen, the API's CA) keeps it."""
+def remove_unused_directory(idir, uid, gid, ours=KEYGEN_FILES, others=()):
+    """Remove a directory made for a key that will not be used (a pass that started nothing, a
+    creation refused before anything of the identity was written), when it holds nothing but
+    the keygen's ``ours`` and ``others`` (the API's CA a run copied in). The keygen's process, if
+    still there, is stopped before its files go, so nothing it would write appears after; all
+    through the descriptor, nothing followed. Anything else in it (an identity, a journal,
+    another pass's keygen) keeps it. Returns whether it went."""
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.decommission import (
         remove_directory_if_empty,
     )
 
-    if not set(idir.listdir()) <= set(ours):
+    if not set(idir.listdir()) <= set(ours).union(others):
         return False
-    if ours:
-        discard(idir, s.uid, None)  # the failure says why: no warning of its own
-    return remove_directory_if_empty(idir, s.uid, s.gid)
+    discard(idir, uid, None)  # the failure says why: no warning of its own
+    for name in others:
+        idir.unlink(name)
+    return remove_directory_if_empty(idir, uid, gid)
 
 
 def start(idir, s, made_directory=False):
