@@ -317,18 +317,12 @@ def is_unknown_id_answer(status, body, agent_id):
     return isinstance(message, str) and re.match(UNKNOWN_ID[status].format(id=re.escape(agent_id)), message) is not None
 
 
-# The client (api_client.py) and its HTTP plumbing (transport.py), loaded when first named: a run
-# that makes no request (an unchanged identity) does not import them.
-_CLIENT_NAMES = ("ProvisioningClient",)
-_TRANSPORT_NAMES = ("MAX_BODY",)
-
-
 def __getattr__(name):
-    # Absolute imports written out: Ansible's payload builder finds dependencies in them.
-    if name in _CLIENT_NAMES:
-        from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api_client as module
-    elif name in _TRANSPORT_NAMES:
-        from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import transport as module
-    else:
+    """``ProvisioningClient`` (api_client.py, with its HTTP plumbing), loaded when first named: a
+    run that makes no request (an unchanged identity) does not import it."""
+    if name != "ProvisioningClient":
         raise AttributeError("module %r has no attribute %r" % (__name__, name))
-    return getattr(module, name)
+    # An absolute import written out: Ansible's payload builder finds dependencies in them.
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api_client import ProvisioningClient
+
+    return ProvisioningClient

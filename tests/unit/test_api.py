@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import MAX_BODY
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.transport import MAX_BODY
 from tests.fixtures.product import api_client
 
 
