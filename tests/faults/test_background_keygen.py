@@ -52,6 +52,7 @@ KILL_WRITING = "op=open,match=.client.key.pre.new,nth=1,when=after,signal=KILL"
 # End the background process at its first step (/dev/null as its stdin), before it tells the pass
 # its pid: a start that fails, as a fork refused or a process killed at once would.
 KILL_STARTING = "op=open,match=null,nth=1,when=before,signal=KILL"
+NOBODY = 65534  # another user's process
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -123,9 +124,10 @@ def dead_pid() -> int:
     return child.pid
 
 
-def write_record(device, pid, start=1, key_size=2048):
+def write_record(device, pid, start=1, key_size=2048, uid=None):
     boot = prekey.boot_id() or ""
-    data = {"version": 1, "pid": pid, "start": start, "boot": boot, "uid": os.getuid(), "key_size": key_size,
+    uid = os.getuid() if uid is None else uid
+    data = {"version": 1, "pid": pid, "start": start, "boot": boot, "uid": uid, "key_size": key_size,
             "since": "2026-01-01T00:00:00Z"}
     path = device.path / RECORD
     path.write_text(json.dumps(data))
@@ -289,6 +291,34 @@ def test_an_abandoned_background_keygen_is_removed_and_the_run_converges(device,
         if bystander is not None:
             bystander.kill()
             bystander.wait()
+
+
+@pytest.mark.parametrize("run", ["needs-no-key", "rotation"])
+def test_a_record_naming_another_users_live_process_is_never_signalled_nor_waited_for(device, svc, run):
+    """The record's file is the owner's, so the owner can write one naming any process: a live
+    one of another user (a root daemon, when the run is root's and the owner the agent's
+    account), with that process's true start time, boot and uid. It proves nothing: a run that
+    needs no key would otherwise kill that process (it stops the keygen it finds), a rotation
+    wait for it. The record is removed with a warning naming why; the process lives on."""
+    agent = device.seed()
+    other = NOBODY if os.getuid() != NOBODY else 0
+    bystander = subprocess.Popen(["sleep", "120"], user=other)
+    try:
+        h.wait_for(lambda: (prekey.process_facts(bystander.pid) or (0, 0, None))[2] == other,
+                   what="the other user's process")
+        write_record(device, bystander.pid, start=prekey.process_facts(bystander.pid)[1], uid=other)
+        options = {"rotate": "always", "keygen_timeout": 5} if run == "rotation" else {}
+        result = device.run(**options)  # 5 s: a wait for that process would fail the rotation
+        expected = "rotated" if run == "rotation" else "unchanged"
+        assert not result.failed and result.result["action"] == expected, result
+        assert bystander.poll() is None, "another user's process was signalled"
+        assert "names a process of uid %d, not %d" % (other, os.getuid()) in warnings_of(result), result.result
+        assert result.result["agent_id"] == agent
+        device.assert_registered()
+        assert_nothing_of_the_background(device)
+    finally:
+        bystander.kill()
+        bystander.wait()
 
 
 def test_a_finished_key_of_a_gone_process_is_reused(device, svc):

@@ -24,7 +24,8 @@ Files, in the identity directory and only through its descriptor (names: layout.
                            transaction (or removed by a run that needs no new key)
 
 The process is ours only when the record's pid is alive with the recorded start time, boot and
-uid: a pid reused after a reboot or by another process is never waited for nor signalled. A
+uid, and that uid is the identity's owner's: a pid reused after a reboot or by another process,
+or a record naming another user's process, is never waited for nor signalled. A
 record naming a process that is gone, a half-written key, or anything at those names that is not
 what this bundle writes (a symbolic link, another owner, another mode, a second link, not an RSA
 key of ``key_size``) is removed - the name itself, never what a link points at - with a warning;
@@ -193,6 +194,9 @@ def inspect(idir, uid):
         record = Record.parse(data) if data is not None else None
         if record is None:
             foreign.setdefault(KEYGEN_RECORD, "not a keygen record")
+        elif record.uid != uid:  # the owner's process only: never wait for or signal another user's
+            foreign[KEYGEN_RECORD] = "names a process of uid %d, not %d" % (record.uid, uid)
+            record = None
     if PREKEY in present and PREKEY not in foreign:  # complete once renamed into place
         return State(READY, record, foreign, present)
     if record is not None and record.alive():
@@ -329,15 +333,36 @@ def stop_running(idir, uid):
 def stop(record):
     """SIGKILL the recorded process when it is ours and alive; wait (bounded) until it is gone,
     so nothing it would still write appears after its files are removed."""
-    if record is None or not record.alive():
+    if record is None:
         return
+    # A pidfd taken before the check names the process checked: a pid freed and reused between
+    # the check and the signal is never signalled.
+    pidfd = _pidfd(record.pid)
     try:
-        os.kill(record.pid, signal.SIGKILL)
+        if not record.alive():
+            return
+        if pidfd is not None:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        else:
+            os.kill(record.pid, signal.SIGKILL)
     except OSError:  # gone meanwhile, or not ours to signal (another user's run started it)
         return
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
     deadline = time.monotonic() + STOP_WAIT
     while record.alive() and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def _pidfd(pid):
+    """A descriptor of the process ``pid`` (Linux 5.3+, Python 3.9+), or None."""
+    if not hasattr(os, "pidfd_open") or not hasattr(signal, "pidfd_send_signal"):
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError:  # gone, or a kernel without pidfds: the check then says
+        return None
 
 
 # ------------------------------------------------------------------------------ the first pass
