@@ -23,13 +23,13 @@ Files, in the identity directory and only through its descriptor (names: layout.
     .client.key.pre        the finished key (0600), renamed into place, then taken by the
                            transaction (or removed by a run that needs no new key)
 
-The process is ours only when the record's pid is alive with the recorded start time, boot and
-uid, and that uid is the identity's owner's: a pid reused after a reboot or by another process,
-or a record naming another user's process, is never waited for nor signalled. A
-record naming a process that is gone, a half-written key, or anything at those names that is not
-what this bundle writes (a symbolic link, another owner, another mode, a second link, not an RSA
-key of ``key_size``) is removed - the name itself, never what a link points at - with a warning;
-the run then goes on as if there were none. The directory's states: journal.py.
+The process is ours only when the record's pid is alive with the recorded start time, boot and uid,
+and that uid is the identity's owner's: a pid reused after a reboot or by another process, or a
+record naming another user's process, is never waited for nor signalled. A record naming a process
+that is gone, a half-written key, or anything at those names that is not what this bundle writes (a
+symbolic link, another owner, another mode, a second link, not an RSA key of ``key_size``) is
+removed - the name itself, never what a link points at - with a warning; the run then goes on as if
+there were none. The directory's states: journal.py.
 
 A directory the pass made for a creation the identity task then refuses before anything of the
 identity is written goes, with the background keygen (runner.py): the record says the pass made
@@ -62,6 +62,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout im
 NONE, RUNNING, READY, ABANDONED = "none", "running", "ready", "abandoned"
 KEY_MODE = 0o600
 MAX_RECORD = 4096
+PID_MAX_LIMIT = 4194304  # the largest pid_max a kernel allows
 MAX_KEY = 64 * 1024
 POLL = 0.2  # seconds between two looks at a key being made (a few syscalls each)
 STOP_WAIT = 10.0  # seconds a killed process is given to disappear
@@ -125,8 +126,9 @@ class Record:
         pid, start, boot, uid, key_size, since = values
         made_directory = doc.get("made_directory", False)
         ints = (pid, start, uid, key_size)
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ints) or pid < 2 \
-                or not isinstance(boot, str) or not isinstance(since, str) or not isinstance(made_directory, bool):
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ints) \
+                or not 2 <= pid <= PID_MAX_LIMIT or not isinstance(boot, str) or not isinstance(since, str) \
+                or not isinstance(made_directory, bool):
             return None
         return cls(pid, start, boot, uid, key_size, since, made_directory)
 
@@ -361,7 +363,7 @@ def _pidfd(pid):
         return None
     try:
         return os.pidfd_open(pid)
-    except OSError:  # gone, or a kernel without pidfds: the check then says
+    except (OSError, OverflowError):  # gone, not a pid, or no pidfds here: the check then says
         return None
 
 
