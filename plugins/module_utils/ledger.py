@@ -62,6 +62,9 @@ RELEASING_ACTIONS = ("decommissioned", "removed locally", FORGOTTEN, MOVED)
 RETIRING_ACTIONS = ("decommissioned", FORGOTTEN)
 # Report rows that say nothing about the host's identity: never recorded.
 UNRECORDED_ACTIONS = ("not run", "unreachable", "failed", "skipped")
+# Rows where the run put the ID on the device and the registry accepted its certificate (a
+# rotation under another ID happens only when agent_id names it: identity/plan.py).
+ASSIGNING_ACTIONS = ("created", "restored", "rotated")
 
 
 class LedgerError(Exception):
@@ -186,7 +189,7 @@ def apply_row(entry, row, now, resolution=LAST_SEEN_RESOLUTION):
         entry.update(agent_id="", fingerprint_sha256="", last_seen=now)
         entry.pop("renew_after", None)
         return entry
-    if not agent_id or not fingerprint:
+    if not agent_id or not fingerprint or unproven_change(entry, row):
         return None
     if entry is None:
         entry = {"agent_id": "", "fingerprint_sha256": "", "first_seen": now, "last_seen": now, "history": []}
@@ -207,6 +210,22 @@ def apply_row(entry, row, now, resolution=LAST_SEEN_RESOLUTION):
     if renew_after:
         entry["renew_after"] = renew_after
     return entry
+
+
+def unproven_change(entry, row):
+    """Why the ledger keeps the ID it holds for a host whose row names another one, or None.
+    Whoever writes the device's ~/.mtls can name any ID there: another ID is recorded only when
+    the run assigned it (``ASSIGNING_ACTIONS``) or the cloud accepted the device's certificate
+    (the agent-true check, ``verify`` ok); a run that did neither proves nothing."""
+    held = _text((entry or {}).get("agent_id"))
+    agent_id = _text(row.get("agent_id"))
+    if not held or agent_id in ("", held):
+        return None
+    if _text(row.get("action")) in ASSIGNING_ACTIONS or _text(row.get("verify")) == "ok":
+        return None
+    return ("its device names agent ID %s, but the ledger holds %s and nothing proves the change (the run "
+            "assigned no ID and the cloud did not accept the device's certificate: verify %s): the ledger "
+            "keeps %s" % (agent_id, held, _text(row.get("verify")) or "not run", held))
 
 
 def expects_new_key(entry, now):
@@ -366,6 +385,9 @@ class Ledger:
                 if not host.strip():
                     raise LedgerError("a ledger record needs a host name")
                 before = data["hosts"].get(host)
+                unproven = unproven_change(before, row)
+                if unproven and warnings is not None:
+                    warnings.append("host %s: %s" % (host, unproven))
                 after = apply_row(before, row, now, self.last_seen_resolution)
                 if after is None:
                     continue

@@ -855,6 +855,23 @@ MUTATIONS.update({
     ),
 })
 
+# A device's files can name any ID: never uploaded for, nor recorded, without proof.
+MUTATIONS.update({
+    "rekey-any-cn": (
+        "a certificate naming another ID than the ledger's is never re-keyed nor uploaded again",
+        [("plugins/module_utils/identity/plan.py",
+          "    if s.ledger_id and s.ledger_id != cn and not s.agent_id and plan.kind in (REKEY, REUPLOAD):",
+          "    if False:")],
+        [F + "test_hostile_round.py::test_a_certificate_naming_another_id_than_the_ledgers_is_never_uploaded"],
+    ),
+    "ledger-adopts-unproven-id": (
+        "the ledger records another ID for a host only when the run assigned it or the cloud accepted it",
+        [("plugins/module_utils/ledger.py", "    if not agent_id or not fingerprint or unproven_change(entry, row):",
+          "    if not agent_id or not fingerprint:")],
+        ["tests/unit/test_ledger.py::test_another_id_nothing_proves_is_not_recorded_and_takes_from_nobody"],
+    ),
+})
+
 # What a mutant holds: the collection's content (built by the test session like the repository).
 CONTENT = ("plugins", "roles", "playbooks", "meta", "galaxy.yml", "README.md", "LICENSE")
 

@@ -415,3 +415,35 @@ def test_a_replaced_certificate_is_refused_naming_the_rotation_that_heals_it(tmp
     healed = fleet.play("provision.yml", "-e", "mtls_rotate=always")
     assert healed.rc == 0 and fleet.agent_id("rr-01") == agent_id, explain(healed)
     assert svc.gate_accepts(fleet.cert("rr-01"), fleet.key("rr-01"))
+
+
+# --------------------------------------------------------------------------- an ID the ledger does not hold
+
+
+OTHER_ID = "0C0FFEE0"  # the ID the controller's ledger holds for this host
+
+
+@pytest.mark.parametrize("why", ["rotate-always", "due"])
+def test_a_certificate_naming_another_id_than_the_ledgers_is_never_uploaded(device, svc, why):
+    """Whoever writes ~/.mtls can put a certificate there naming another device's ID; a rotation
+    (asked for, or due: the file's certificate says when) would then upload a new certificate for
+    that ID and take it over. The ledger holds another ID for this host: refused, nothing
+    changed, nothing sent; the operator's agent_id naming the device's ID lets it rotate."""
+    agent = device.seed(days=365 if why == "rotate-always" else 10)  # 10: due (renew_before_days 30)
+    before = device.state()
+    options = {"rotate": "always"} if why == "rotate-always" else {}
+    result = device.run(ledger_id=OTHER_ID, **options)
+    assert result.failed, result
+    assert "names agent %s, but the identity ledger holds %s for this host" % (agent, OTHER_ID) in result.msg, result
+    assert "agent_id=%s" % agent in result.msg and "nothing was changed" in result.msg, result
+    assert device.state() == before
+    assert svc.request_count(UP_EP) == 0 and svc.request_count(ID_EP) == 0
+    # A run that uploads nothing only notes it; the operator's agent_id is the device's word.
+    if why == "rotate-always":
+        seen = device.run(ledger_id=OTHER_ID)
+        assert not seen.failed and seen.result["action"] == "unchanged", seen
+        assert svc.request_count(UP_EP) == 0
+    rotated = device.run(ledger_id=OTHER_ID, agent_id=agent, **options)
+    assert not rotated.failed and rotated.result["action"] == "rotated", rotated
+    assert device.agent_id == agent
+    device.assert_registered()

@@ -294,3 +294,39 @@ def test_a_lock_held_too_long_is_a_clear_failure(led):
         assert led.lookup("edge-01")["fingerprint_sha256"] == FP["a"]  # readers take no lock
     finally:
         os.close(fd)
+
+
+# ---- another ID named by a device
+
+
+@pytest.mark.parametrize("action, verify", [("unchanged", "refused"), ("unchanged", "skipped"),
+                                            ("repaired", ""), ("unchanged", "not run")])
+def test_another_id_nothing_proves_is_not_recorded_and_takes_from_nobody(led, action, verify):
+    """Whoever writes a device's ~/.mtls can name any ID there: the ledger keeps the ID it holds
+    (and the other host keeps its own) unless the run assigned the new one or the cloud accepted it."""
+    led.record("edge-01", row("A1", FP["a"], "created"))
+    led.record("edge-02", row("B2", FP["b"], "created"))
+    warnings = []
+    claimed = dict(row("B2", FP["c"], action), verify=verify)
+    assert led.record_many({"edge-01": claimed}, warnings) == {}
+    assert led.lookup("edge-01")["agent_id"] == "A1" and led.lookup("edge-02")["agent_id"] == "B2"
+    assert warnings == ["host edge-01: its device names agent ID B2, but the ledger holds A1 and nothing proves the "
+                        "change (the run assigned no ID and the cloud did not accept the device's certificate: "
+                        "verify %s): the ledger keeps A1" % (verify or "not run")], warnings
+
+
+@pytest.mark.parametrize("action, verify", [("unchanged", "ok"), ("rotated", "skipped"), ("created", ""),
+                                            ("restored", "refused")])
+def test_another_id_the_run_assigned_or_the_cloud_accepted_is_recorded(led, action, verify):
+    led.record("edge-01", row("A1", FP["a"], "created"))
+    led.record("edge-02", row("B2", FP["b"], "created"))
+    warnings = []
+    led.record_many({"edge-01": dict(row("B2", FP["c"], action), verify=verify)}, warnings)
+    assert led.lookup("edge-01")["agent_id"] == "B2" and led.lookup("edge-02")["agent_id"] == ""
+    assert [w for w in warnings if "moved from host edge-02 to host edge-01" in w], warnings
+
+
+def test_a_first_record_or_the_same_id_needs_no_proof(led):
+    assert ledger_mod.unproven_change(None, row("A1", FP["a"])) is None
+    led.record("edge-01", row("A1", FP["a"], "unchanged"))
+    assert ledger_mod.unproven_change(led.lookup("edge-01"), row("A1", FP["b"], "repaired")) is None

@@ -25,6 +25,11 @@ not hold (a creation with it, or re-keying a device as it): the transaction firs
 another device holds it (no takeover). A device completing its own interrupted creation, or
 getting back the ID the ledger holds for it, claims nothing.
 
+A certificate naming another ID than the one the controller's identity ledger holds for this
+host is never uploaded again nor re-keyed (rotate, reupload) unless ``agent_id`` names it: the
+device's files can name any ID, and uploading would take that ID over (the registry's last
+upload wins). A run that uploads nothing only notes the difference.
+
 ``Plan.audit`` says what the device held before this run, for a read-only audit:
 ``missing`` (no identity), ``broken`` (unusable, wrong modes, or the registry may not hold
 it), ``due`` (to be rotated: expiring, or a key size, subject or enrollment to change) or
@@ -118,6 +123,8 @@ def decide(a, settings, now=None, rotated_already=False):
         return Plan(REKEY, "rotate=always: re-keying as %s (the certificate was for %s)" % (s.agent_id, cn),
                     s.agent_id, fixes, stale_journal=stale(s.agent_id), claims=True)
     plan = _for_certificate(a, s, now, rotated_already, uncertain=a.journal is not None and not stale(cn))
+    if s.ledger_id and s.ledger_id != cn and not s.agent_id and plan.kind in (REKEY, REUPLOAD):
+        raise StateError(_not_the_ledgers(s, cn))
     plan.agent_id, plan.fixes, plan.stale_journal = cn, fixes, stale(cn)
     if fixes and plan.audit == "valid":
         plan.audit = "broken"
@@ -128,6 +135,17 @@ def decide(a, settings, now=None, rotated_already=False):
                           "ledger now records %s (%s stays orphaned until it is decommissioned)"
                           % (s.ledger_id, cn, cn, s.ledger_id))
     return plan
+
+
+def _not_the_ledgers(s, cn):
+    """Why a certificate naming another ID than the ledger's for this host is not uploaded: the
+    device's files can name any ID (whoever writes ~/.mtls), and the registry's last upload wins."""
+    return ("the certificate in %s names agent %s, but the identity ledger holds %s for this host: "
+            "refusing to upload a certificate for %s (nothing was changed). Uploading would take %s over "
+            "from the device that holds it, whoever wrote these files. If this host is %s (the ledger is out "
+            "of date), set %s=%s; if it is %s, set %s=%s and %s=always to re-key it as %s"
+            % (s.cert_path, cn, s.ledger_id, cn, cn, cn, names.setting("agent_id"), cn, s.ledger_id,
+               names.setting("agent_id"), s.ledger_id, names.setting("rotate"), s.ledger_id))
 
 
 def _restorable(s):
