@@ -864,6 +864,27 @@ MUTATIONS.update({
           "    if False:")],
         [F + "test_hostile_round.py::test_a_certificate_naming_another_id_than_the_ledgers_is_never_uploaded"],
     ),
+    "journal-any-id": (
+        "a journal naming another ID than the ledger's for this host is not reused (lost_identity decides)",
+        [("plugins/module_utils/identity/plan.py",
+          '    if journal_id is None or not s.ledger_id or journal_id == s.ledger_id or s.lost_identity == "new":',
+          "    if True:")],
+        [F + "test_hostile_round.py::test_a_planted_interrupted_run_for_another_id_never_takes_it_over"],
+    ),
+    "recover-any-id": (
+        "a staged pair for another ID than the ledger's for this host is removed, never uploaded",
+        [("plugins/module_utils/identity/transaction.py",
+          '        if s.ledger_id and cn not in (s.ledger_id, s.agent_id) and s.lost_identity != "new":',
+          "        if False:")],
+        [F + "test_hostile_round.py::test_a_planted_interrupted_run_for_another_id_never_takes_it_over"],
+    ),
+    "lost-cert-new-id": (
+        "a device that lost only its certificate is re-keyed under the ledger's ID, never a new one",
+        [("plugins/module_utils/identity/plan.py",
+          '        return REKEY, "certificate missing: re-keying %s" % agent_id, [], agent_id',
+          '        return REKEY, "certificate missing: re-keying %s" % agent_id, [], None')],
+        [F + "test_hostile_round.py::test_a_device_that_lost_only_its_certificate_is_rekeyed_under_the_ledgers_id"],
+    ),
     "ledger-adopts-unproven-id": (
         "the ledger records another ID for a host only when the run assigned it or the cloud accepted it",
         [("plugins/module_utils/ledger.py", "    if not agent_id or not fingerprint or unproven_change(entry, row):",

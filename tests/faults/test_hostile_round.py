@@ -3,6 +3,9 @@ controls, each met by the real module, the real report writer or a real ansible-
 against the reference service. Every case failed on the code before issue 18."""
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 
 from tests.fixtures import module_runner as h
@@ -446,4 +449,55 @@ def test_a_certificate_naming_another_id_than_the_ledgers_is_never_uploaded(devi
     rotated = device.run(ledger_id=OTHER_ID, agent_id=agent, **options)
     assert not rotated.failed and rotated.result["action"] == "rotated", rotated
     assert device.agent_id == agent
+    device.assert_registered()
+
+
+@pytest.mark.parametrize("planted", ["staged-pair", "journal-only", "journal-and-key"])
+def test_a_planted_interrupted_run_for_another_id_never_takes_it_over(device, svc, planted):
+    """Whoever writes ~/.mtls can fake what an interrupted run leaves: a journal naming another
+    device's ID (its reservation to reuse), with a staged pair of its own key for it, or with a
+    key (re-keyed as that ID). The ledger holds this host's own ID: the staged pair is removed,
+    the journal dropped as stale, and lost_identity (restore, the default) gives the device back
+    its own ID. The other device keeps its registration."""
+    own = device.seed()
+    victim = svc.reserve_id()
+    victim_key = h.new_key(2048)
+    victim_cert = h.self_signed(victim_key, victim)
+    assert svc.upload(victim, victim_cert).status_code == 200
+    victim_fp = svc.registrations()[victim]
+    device.cert_path.unlink()
+    if planted != "journal-and-key":
+        device.key_path.unlink()
+    if planted == "staged-pair":
+        mine = h.new_key(2048)
+        for name, data in ((".client.key.new", h.key_pem(mine)), (".client.crt.new", h.self_signed(mine, victim))):
+            (device.path / name).write_bytes(data)
+            os.chmod(device.path / name, 0o600)
+    journal = {"version": 1, "id": victim, "operation": "create", "registry": "uncertain",
+               "since": "2026-12-06T00:00:00Z"}
+    (device.path / ".mtls-pending.json").write_text(json.dumps(journal))
+    os.chmod(device.path / ".mtls-pending.json", 0o600)
+    svc.clear_faults()
+    result = device.run(ledger_id=own)
+    assert not result.failed, result
+    assert result.result["agent_id"] == own and result.result["action"] in ("restored", "rotated"), result.result
+    if planted == "staged-pair":
+        warnings = " ".join(str(w) for w in result.result.get("warnings", []))
+        assert "staged certificate names %s, not %s" % (victim, own) in warnings, warnings
+    assert svc.registrations()[victim] == victim_fp, "the other device's ID was taken over"
+    assert device.agent_id == own
+    device.assert_registered()
+    assert not (device.path / ".mtls-pending.json").exists()
+
+
+def test_a_device_that_lost_only_its_certificate_is_rekeyed_under_the_ledgers_id(device, svc):
+    """client.crt gone, client.key there, the ledger holds the host's ID: re-keyed under that ID
+    (the reason says so, and so does the registry), never a second ID reserved."""
+    own = device.seed()
+    device.cert_path.unlink()
+    result = device.run(ledger_id=own)
+    assert not result.failed and result.result["action"] == "rotated", result
+    assert result.result["reason"] == "certificate missing: re-keying %s" % own
+    assert result.result["agent_id"] == own and device.agent_id == own
+    assert svc.request_count(ID_EP) == 0 and svc.request_count(UP_EP) == 1
     device.assert_registered()

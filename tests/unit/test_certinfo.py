@@ -84,8 +84,8 @@ def usage(key, *, eku=(ExtendedKeyUsageOID.CLIENT_AUTH,), digital_signature=True
 
 # (name, certificate maker, whether the standard library reads it)
 CASES = [
-    ("the module's own", lambda k: certs.build_self_signed(k.get(0), AGENT_ID, SUBJECT, 365), True),
-    ("a 4096-bit key", lambda k: certs.build_self_signed(k.get(0, 4096), AGENT_ID, SUBJECT, 365), True),
+    ("the module's own", lambda k: certs.build_self_signed(k.get(0), AGENT_ID, SUBJECT, 365, NOW), True),
+    ("a 4096-bit key", lambda k: certs.build_self_signed(k.get(0, 4096), AGENT_ID, SUBJECT, 365, NOW), True),
     ("issued by a CA (CSR mode)", ca_signed, True),
     ("issued, no key identifiers", lambda k: ca_signed(k, ski_aki=False), True),
     ("SHA-384", lambda k: usage(k.get(0), algorithm=hashes.SHA384()), True),
@@ -101,7 +101,7 @@ CASES = [
     ("not yet valid", lambda k: usage(k.get(0), start=NOW + datetime.timedelta(days=2)), True),
     ("valid past 2050 (GeneralizedTime)", lambda k: usage(k.get(0), days=365 * 40), True),
     ("a UTF-8 subject", lambda k: certs.build_self_signed(
-        k.get(0), AGENT_ID, dict(SUBJECT, L="São Paulo", O="Autonomy Lógica"), 365), True),
+        k.get(0), AGENT_ID, dict(SUBJECT, L="São Paulo", O="Autonomy Lógica"), 365, NOW), True),
     ("two CNs", lambda k: usage(k.get(0), subject_name=x509.Name([
         x509.NameAttribute(NameOID.COMMON_NAME, "A"), x509.NameAttribute(NameOID.COMMON_NAME, "B")])), True),
     ("no CN", lambda k: usage(k.get(0), subject_name=x509.Name([
@@ -130,13 +130,13 @@ def test_both_readers_agree(keys, name, make, read_plainly):
 
 
 def test_the_module_own_certificate_is_read_without_the_library(keys):
-    info = plain(pem(certs.build_self_signed(keys.get(0), AGENT_ID, SUBJECT, 365)))
+    info = plain(pem(certs.build_self_signed(keys.get(0), AGENT_ID, SUBJECT, 365, NOW)))
     assert info.agent_id == AGENT_ID and info.self_signed and info.client_auth_problems == []
     assert info.subject == dict(SUBJECT, CN=AGENT_ID)
 
 
 def test_a_broken_self_signature_is_left_to_the_library(keys):
-    der = bytearray(certs.build_self_signed(keys.get(0), AGENT_ID, SUBJECT, 365).public_bytes(
+    der = bytearray(certs.build_self_signed(keys.get(0), AGENT_ID, SUBJECT, 365, NOW).public_bytes(
         serialization.Encoding.DER))
     der[-5] ^= 0x01  # in the signature
     data = der_to_pem(bytes(der))

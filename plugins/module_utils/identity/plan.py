@@ -100,10 +100,9 @@ def decide(a, settings, now=None, rotated_already=False):
         return a.journal is not None and journal_id is not None and journal_id != agent_id
 
     if not a.cert.exists:
-        agent_id = s.agent_id or journal_id
-        kind, reason, notes = _without_certificate(a, s, agent_id, journal_id)
-        if kind == RESTORE:
-            agent_id = s.ledger_id
+        reusable = _reusable_journal_id(s, journal_id)
+        agent_id = s.agent_id or reusable
+        kind, reason, notes, agent_id = _without_certificate(a, s, agent_id, reusable)
         return Plan(kind, reason, agent_id=agent_id, fixes=fixes, notes=notes, stale_journal=stale(agent_id),
                     audit="broken" if a.key.exists else "missing",
                     claims=kind == CREATE and s.agent_id is not None and s.agent_id != journal_id)
@@ -137,6 +136,16 @@ def decide(a, settings, now=None, rotated_already=False):
     return plan
 
 
+def _reusable_journal_id(s, journal_id):
+    """The journaled ID a creation may reuse (an interrupted run's reservation). Whoever writes the
+    directory can write a journal: one naming another ID than the ledger holds for this host is
+    reused only with lost_identity=new (this device was being given a new ID); else the ledger's
+    rules decide (lost_identity) and that journal is dropped as stale."""
+    if journal_id is None or not s.ledger_id or journal_id == s.ledger_id or s.lost_identity == "new":
+        return journal_id
+    return None
+
+
 def _not_the_ledgers(s, cn):
     """Why a certificate naming another ID than the ledger's for this host is not uploaded: the
     device's files can name any ID (whoever writes ~/.mtls), and the registry's last upload wins."""
@@ -168,7 +177,7 @@ def _broken_never(agent_id, problems, settings):
 
 
 def _without_certificate(a, s, agent_id, journal_id):
-    """(kind, reason, notes) for a directory without client.crt."""
+    """(kind, reason, notes, the ID it is for) for a directory without client.crt."""
     restored = None if agent_id else _restorable(s)
     if a.key.exists:
         agent_id = agent_id or restored
@@ -180,21 +189,23 @@ def _without_certificate(a, s, agent_id, journal_id):
             )
         if s.rotate == "never":
             raise _broken_never(agent_id, ["certificate missing"], s)
-        return REKEY, "certificate missing: re-keying %s" % agent_id, []
+        return REKEY, "certificate missing: re-keying %s" % agent_id, [], agent_id
     if agent_id and agent_id == journal_id and not s.agent_id:
-        return CREATE, "no identity on this device; reusing ID %s reserved by an interrupted run" % agent_id, []
+        reason = "no identity on this device; reusing ID %s reserved by an interrupted run" % agent_id
+        return CREATE, reason, [], agent_id
     if agent_id:
-        return CREATE, "no identity on this device; using the pre-assigned agent_id", []
+        return CREATE, "no identity on this device; using the pre-assigned agent_id", [], agent_id
     if restored:
         note = ("this device lost its identity: it gets back the ID %s the identity ledger holds for it "
                 "(a new key and certificate, registered again)" % restored)
-        return RESTORE, "no identity on this device; restoring ID %s from the identity ledger" % restored, [note]
+        reason = "no identity on this device; restoring ID %s from the identity ledger" % restored
+        return RESTORE, reason, [note], restored
     notes = []
     if s.ledger_id:
         notes.append("this device lost its identity and %s=new: it gets a new ID; %s, which the "
                      "ledger held for it, stays registered (orphaned) until it is decommissioned"
                      % (names.setting("lost_identity"), s.ledger_id))
-    return CREATE, "no identity on this device; requesting a new ID", notes
+    return CREATE, "no identity on this device; requesting a new ID", notes, None
 
 
 def _unusable_certificate(a, s, agent_id):
