@@ -72,4 +72,12 @@ options:
       - The role's default is C(<mtls_report_dir>/identity-ledger.json), C(<mtls_state_dir>/identity-ledger.json)
         without C(mtls_report_dir) (defaults/main.yml).
     type: path
+  ledger_id:
+    description:
+      - The agent ID the controller's identity ledger holds for this host, set by the action plugin (from
+        the fact M(autonomy_edge.fleet_mtls.mtls_ledger) leaves, or read from O(ledger_path)); a host that
+        fact reports a conflicting ID for is refused.
+      - 'The device''s files can name any ID: a certificate naming another one is neither re-keyed nor uploaded
+        again unless C(agent_id) names it, nor deleted on the server with C(confirm=all).'
+    type: str
 """

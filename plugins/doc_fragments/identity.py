@@ -133,12 +133,6 @@ options:
       - restore
       - new
       - fail
-  ledger_id:
-    description:
-      - The agent ID the controller's identity ledger holds for this host; the action plugin sets it from
-        the fact M(autonomy_edge.fleet_mtls.mtls_ledger) leaves, and refuses a host that fact reports a
-        conflicting ID for.
-    type: str
   enrollment:
     description:
       - C(self_signed) uploads a self-signed certificate; C(csr) has the API sign a CSR. Default the API

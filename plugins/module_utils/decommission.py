@@ -45,8 +45,16 @@ def read_agent_id(idir, id_pattern):
         return None
 
 
-def check_confirmation(confirm, agent_id, path):
-    if confirm == "all" or (agent_id is not None and confirm == agent_id):
+def check_confirmation(confirm, agent_id, path, ledger_id=None):
+    if agent_id is not None and confirm == agent_id:
+        return
+    if confirm == "all":
+        if ledger_id and agent_id is not None and agent_id != ledger_id:
+            # Whoever writes the directory can name any ID in it: "all" deletes only the ledger's.
+            raise Refused("Refusing to decommission agent %s (%s): the identity ledger holds %s for this host, "
+                          "and %s=all deletes only the ID the ledger holds. Run again with %s=%s if %s is this "
+                          "device's ID" % (agent_id, path, ledger_id, setting("confirm"), setting("confirm"),
+                                           agent_id, agent_id))
         return
     if agent_id is None:
         raise Refused("Refusing to decommission: no readable identity in %s; set %s=all to wipe it "
@@ -99,7 +107,7 @@ def remove_directory_if_empty(idir, uid, gid):
 
 
 def decommission(path, uid, gid, confirm, local_only, delete, check_mode=False,
-                 id_pattern=None, lock_timeout=600.0, result=None):
+                 id_pattern=None, lock_timeout=600.0, result=None, ledger_id=None):
     """Decommission the identity in ``path``. ``delete(agent_id, path)`` deletes it on the server and
     returns (status, deleted), raising ApiError when the server did not confirm; in check mode
     it is called with ``check=True`` and must only validate. Returns the module's result, built
@@ -118,7 +126,7 @@ def decommission(path, uid, gid, confirm, local_only, delete, check_mode=False,
         idir.lock(timeout=lock_timeout)
         agent_id = read_agent_id(idir, id_pattern)
         result["agent_id"] = agent_id
-        check_confirmation(confirm, agent_id, path)
+        check_confirmation(confirm, agent_id, path, None if local_only else ledger_id)
         if local_only:
             result.update(action="removed locally",
                           reason="local-only wipe asked for: the registry was not asked to delete %s"

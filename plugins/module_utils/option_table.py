@@ -204,9 +204,12 @@ OPTIONS = (
             "naming the forgotten ID); any other refusal fails naming O(:lost_identity). A pre-assigned "
             "O(:agent_id) is never replaced."], default="restore", choices=["restore", "new", "fail"]),
         Option("ledger_id", "str", [
-            "The agent ID the controller's identity ledger holds for this host; the action plugin sets it from "
-            "the fact M(autonomy_edge.fleet_mtls.mtls_ledger) leaves, and refuses a host that fact reports a "
-            "conflicting ID for."], role=None),
+            "The agent ID the controller's identity ledger holds for this host, set by the action plugin (from "
+            "the fact M(autonomy_edge.fleet_mtls.mtls_ledger) leaves, or read from O(:ledger_path)); a host "
+            "that fact reports a conflicting ID for is refused.",
+            "The device's files can name any ID: a certificate naming another one is neither re-keyed nor "
+            "uploaded again unless C(agent_id) names it, nor deleted on the server with C(confirm=all)."],
+            role=None),
         Option("state_dir", "str", [
             "The fleet's state on the controller - the report, its history and the identity ledger. Relative - "
             "to the directory C(ansible-playbook) runs in (your project); a path inside an installed collection "
@@ -446,6 +449,7 @@ MODULE_OPTIONS = tuple(option for option in BY_NAME.values() if option.name not 
 ROLE_VARIABLES = {option.name: option.role for option in BY_NAME.values() if option.role}
 # The table's options the other modules take.
 DEREGISTER_OPTIONS = ("path", "owner", "confirm", "local_only", "api_url", "endpoint", "id_pattern", "ledger_path",
+                      "ledger_id",
                       "headers", "headers_file", "ca_path", "validate_certs", "timeout", "retries", "option_names",
                       "api_flavor", "cloud_check", "confirm_endpoint")
 INFO_OPTIONS = ("path", "owner", "id_pattern", "renew_before_days")

@@ -257,7 +257,8 @@ def main():
         api_flavor = endpoints(p["api_flavor"], heartbeat_endpoint=p["confirm_endpoint"])
         where = location.resolve(p["path"], p["owner"])
         decommission(where.path, where.uid, where.gid, p["confirm"], p["local_only"], delete,
-                     check_mode=module.check_mode, id_pattern=p["id_pattern"], result=result)
+                     check_mode=module.check_mode, id_pattern=p["id_pattern"], result=result,
+                     ledger_id=p["ledger_id"])
         if confirm_mode(api_flavor, p["cloud_check"]) == "heartbeat" and clients and not module.check_mode \
                 and result.get("action") == "decommissioned":
             still_active(module, clients[0], result)

@@ -74,6 +74,8 @@ class ApiAction(ActionBase):
     controller_headers = {}
 
     # ------------------------------------------------------------------ what subclasses add
+    ledger_path = None  # the identity ledger's path once run() took it (None: no ledger)
+
     def prepare(self, module_args, host, task_vars):
         """Controller work before the module; returns packages to install when the device lacks
         libraries (None: never install)."""
@@ -112,7 +114,7 @@ class ApiAction(ActionBase):
             if role_vocabulary:
                 controller.role_arguments(self.role_entry_point, self.role_options, module_args, task_vars,
                                           self._templar.template)
-            ledger_path = self._take_ledger_path(module_args)
+            ledger_path = self.ledger_path = self._take_ledger_path(module_args)
             headers = self._take_headers(module_args, wrap_async, task_vars)
             self.controller_headers = headers
         except (ConfigError, AnsibleActionFail) as exc:

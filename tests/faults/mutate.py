@@ -885,6 +885,20 @@ MUTATIONS.update({
           '        return REKEY, "certificate missing: re-keying %s" % agent_id, [], None')],
         [F + "test_hostile_round.py::test_a_device_that_lost_only_its_certificate_is_rekeyed_under_the_ledgers_id"],
     ),
+    "decommission-all-any-id": (
+        "confirm=all deletes on the server only the ID the ledger holds for the host",
+        [("plugins/module_utils/decommission.py",
+          "        if ledger_id and agent_id is not None and agent_id != ledger_id:", "        if False:")],
+        ["tests/playbook/test_playbook_decommission.py::"
+         "test_confirm_all_never_deletes_an_id_the_ledger_does_not_hold_for_the_host"],
+    ),
+    "deregister-without-ledger": (
+        "the decommission's action plugin hands the module the ID the ledger holds for the host",
+        [("plugins/action/mtls_deregister.py", '            if entry and entry.get("agent_id"):',
+          "            if False:")],
+        ["tests/playbook/test_playbook_decommission.py::"
+         "test_confirm_all_never_deletes_an_id_the_ledger_does_not_hold_for_the_host"],
+    ),
     "ledger-adopts-unproven-id": (
         "the ledger records another ID for a host only when the run assigned it or the cloud accepted it",
         [("plugins/module_utils/ledger.py", "    if not agent_id or not fingerprint or unproven_change(entry, row):",

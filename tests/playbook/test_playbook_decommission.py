@@ -15,7 +15,7 @@ from tests.fixtures.servicectl import ProvisioningService
 
 pytestmark = pytest.mark.integration
 
-HOSTS = ("dc-503", "dc-403", "dc-404", "dc-down", "dc-ok", "dc-gone", "dc-local")
+HOSTS = ("dc-503", "dc-403", "dc-404", "dc-down", "dc-ok", "dc-gone", "dc-local", "dc-planted")
 DELETE = "/orchestrators/<id>"
 
 
@@ -133,3 +133,25 @@ def test_local_only_wipe_leaves_the_registry_alone(fleet, host_state, tmp_path):
     row = fleet.rows("decommission-report")[host]
     assert row["action"] == "removed locally" and row["agent_id"] == agent_id, row
     assert "registry was not asked" in row["reason"], row
+
+
+@pytest.mark.parametrize("host_state", ["dc-planted"], indirect=True)
+def test_confirm_all_never_deletes_an_id_the_ledger_does_not_hold_for_the_host(fleet, host_state):
+    """Whoever writes a device's ~/.mtls can put a certificate there naming another device's ID;
+    decommissioning "all" of a site would then delete that device's ID on the server. The ledger
+    holds this host's own ID: refused, nothing deleted, nothing removed."""
+    host, agent_id, _before = host_state
+    victim = fleet.service.reserve_id()
+    victim_cert = h.self_signed(h.new_key(2048), victim)
+    assert fleet.service.upload(victim, victim_cert).status_code == 200
+    fleet.cert(host).write_bytes(victim_cert)
+    before = h.snapshot(fleet.host_dir(host))
+    run = fleet.play("decommission.yml", "--limit", host, "-e", "mtls_decommission_confirm=all")
+    assert run.rc != 0 and run.recap[host]["failed"] == 1, explain(run)
+    assert h.snapshot(fleet.host_dir(host)) == before
+    assert victim not in fleet.service.deleted_ids() and agent_id not in fleet.service.deleted_ids()
+    assert victim in fleet.service.registrations()
+    row = fleet.rows("decommission-report")[host]
+    assert row["action"] == "refused", row
+    assert ("the identity ledger holds %s for this host" % agent_id) in row["error"], row
+    assert "mtls_decommission_confirm=%s" % victim in row["error"], row

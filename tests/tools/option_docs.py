@@ -34,7 +34,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import op
 # The options both API modules document through the fragment "api" (mtls_deregister documents
 # api_url itself: it is not required there; both record their host in the identity ledger).
 API_FRAGMENT = ("headers", "headers_file", "ca_path", "id_pattern", "validate_certs", "timeout", "retries",
-                "option_names", "ledger_path")
+                "option_names", "ledger_path", "ledger_id")
 FRAGMENTS = {
     "api": ("The provisioning API options shared by mtls_identity and mtls_deregister.", API_FRAGMENT),
     "identity": ("The options of mtls_identity (its API options are in the fragment api).",
