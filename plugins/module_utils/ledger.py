@@ -189,7 +189,7 @@ def apply_row(entry, row, now, resolution=LAST_SEEN_RESOLUTION):
         entry.update(agent_id="", fingerprint_sha256="", last_seen=now)
         entry.pop("renew_after", None)
         return entry
-    if not agent_id or not fingerprint or unproven_change(entry, row):
+    if not agent_id or not fingerprint:
         return None
     if entry is None:
         entry = {"agent_id": "", "fingerprint_sha256": "", "first_seen": now, "last_seen": now, "history": []}
@@ -386,8 +386,10 @@ class Ledger:
                     raise LedgerError("a ledger record needs a host name")
                 before = data["hosts"].get(host)
                 unproven = unproven_change(before, row)
-                if unproven and warnings is not None:
-                    warnings.append("host %s: %s" % (host, unproven))
+                if unproven:  # the entry stays as it is
+                    if warnings is not None:
+                        warnings.append("host %s: %s" % (host, unproven))
+                    continue
                 after = apply_row(before, row, now, self.last_seen_resolution)
                 if after is None:
                     continue

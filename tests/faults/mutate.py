@@ -860,21 +860,21 @@ MUTATIONS.update({
     "rekey-any-cn": (
         "a certificate naming another ID than the ledger's is never re-keyed nor uploaded again",
         [("plugins/module_utils/identity/plan.py",
-          "    if s.ledger_id and s.ledger_id != cn and not s.agent_id and plan.kind in (REKEY, REUPLOAD):",
+          "    if plan.kind in (REKEY, REUPLOAD) and s.not_this_hosts(cn):",
           "    if False:")],
         [F + "test_hostile_round.py::test_a_certificate_naming_another_id_than_the_ledgers_is_never_uploaded"],
     ),
     "journal-any-id": (
         "a journal naming another ID than the ledger's for this host is not reused (lost_identity decides)",
         [("plugins/module_utils/identity/plan.py",
-          '    if journal_id is None or not s.ledger_id or journal_id == s.ledger_id or s.lost_identity == "new":',
-          "    if True:")],
+          '    if journal_id is not None and s.not_this_hosts(journal_id) and s.lost_identity != "new":',
+          "    if False:")],
         [F + "test_hostile_round.py::test_a_planted_interrupted_run_for_another_id_never_takes_it_over"],
     ),
     "recover-any-id": (
         "a staged pair for another ID than the ledger's for this host is removed, never uploaded",
         [("plugins/module_utils/identity/transaction.py",
-          '        if s.ledger_id and cn not in (s.ledger_id, s.agent_id) and s.lost_identity != "new":',
+          '        if s.not_this_hosts(cn) and s.lost_identity != "new":',
           "        if False:")],
         [F + "test_hostile_round.py::test_a_planted_interrupted_run_for_another_id_never_takes_it_over"],
     ),
@@ -901,8 +901,8 @@ MUTATIONS.update({
     ),
     "ledger-adopts-unproven-id": (
         "the ledger records another ID for a host only when the run assigned it or the cloud accepted it",
-        [("plugins/module_utils/ledger.py", "    if not agent_id or not fingerprint or unproven_change(entry, row):",
-          "    if not agent_id or not fingerprint:")],
+        [("plugins/module_utils/ledger.py", "                if unproven:  # the entry stays as it is",
+          "                if False:  # the entry stays as it is")],
         ["tests/unit/test_ledger.py::test_another_id_nothing_proves_is_not_recorded_and_takes_from_nobody"],
     ),
 })

@@ -122,7 +122,7 @@ def decide(a, settings, now=None, rotated_already=False):
         return Plan(REKEY, "rotate=always: re-keying as %s (the certificate was for %s)" % (s.agent_id, cn),
                     s.agent_id, fixes, stale_journal=stale(s.agent_id), claims=True)
     plan = _for_certificate(a, s, now, rotated_already, uncertain=a.journal is not None and not stale(cn))
-    if s.ledger_id and s.ledger_id != cn and not s.agent_id and plan.kind in (REKEY, REUPLOAD):
+    if plan.kind in (REKEY, REUPLOAD) and s.not_this_hosts(cn):
         raise StateError(_not_the_ledgers(s, cn))
     plan.agent_id, plan.fixes, plan.stale_journal = cn, fixes, stale(cn)
     if fixes and plan.audit == "valid":
@@ -141,9 +141,9 @@ def _reusable_journal_id(s, journal_id):
     directory can write a journal: one naming another ID than the ledger holds for this host is
     reused only with lost_identity=new (this device was being given a new ID); else the ledger's
     rules decide (lost_identity) and that journal is dropped as stale."""
-    if journal_id is None or not s.ledger_id or journal_id == s.ledger_id or s.lost_identity == "new":
-        return journal_id
-    return None
+    if journal_id is not None and s.not_this_hosts(journal_id) and s.lost_identity != "new":
+        return None
+    return journal_id
 
 
 def _not_the_ledgers(s, cn):

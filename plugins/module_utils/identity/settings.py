@@ -80,6 +80,12 @@ class Settings:
     def valid_id(self, value):
         return valid_id(value, self.id_pattern)
 
+    def not_this_hosts(self, agent_id):
+        """Whether ``agent_id``, named by the device's own files, is neither the ID the ledger
+        holds for this host nor the operator's agent_id. Whoever writes ~/.mtls can name any ID:
+        such an ID is never uploaded for (the registry's last upload wins)."""
+        return bool(self.ledger_id) and agent_id not in (self.ledger_id, self.agent_id)
+
 
 def settings_from(p, location, enrollment):
     """The Settings of a run's parameters ``p`` (the argument spec applied) at ``location``;

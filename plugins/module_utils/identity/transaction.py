@@ -397,7 +397,7 @@ def _usable_staged(a, s, cert_data, key_data, now):
             return None, "staged certificate is for another ID"
         if expected is None and not s.valid_id(cn):
             return None, "staged certificate has an invalid CN"
-        if s.ledger_id and cn not in (s.ledger_id, s.agent_id) and s.lost_identity != "new":
+        if s.not_this_hosts(cn) and s.lost_identity != "new":
             # Whoever writes the directory can stage a pair: one for another ID than the ledger's
             # would take that ID over (a device being given a new ID stages one: lost_identity=new).
             return None, "staged certificate names %s, not %s, the ID the identity ledger holds for this host" % (
