@@ -12,6 +12,7 @@ each function imports it when it needs it, so a re-run's cheap look at the key n
 """
 from __future__ import annotations
 
+import contextlib
 import re
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.der import (
@@ -28,6 +29,9 @@ MAX_KEY_SIZE = 16384
 
 
 def generate_key(key_size):
+    """A new RSA key, made by OpenSSL on this device. Not checked again once made, as cryptography
+    does from 39 on: 37 and 38 (Debian 12) run RSA_check_key on every key they generate: 0.26 s of
+    CPU for RSA-4096 on OpenSSL 3 (one x86-64 core), a sixth of the key's whole cost."""
     if key_size < MIN_KEY_SIZE or key_size > MAX_KEY_SIZE:
         raise CertificateError(
             "key_size must be between %d and %d, got %d" % (MIN_KEY_SIZE, MAX_KEY_SIZE, key_size)
@@ -35,9 +39,9 @@ def generate_key(key_size):
     from cryptography.hazmat.backends import default_backend
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    return rsa.generate_private_key(
-        public_exponent=PUBLIC_EXPONENT, key_size=key_size, backend=default_backend()
-    )
+    backend = default_backend()
+    with _rsa_check_skipped(backend):
+        return rsa.generate_private_key(public_exponent=PUBLIC_EXPONENT, key_size=key_size, backend=backend)
 
 
 def private_key_pem(key):
@@ -87,19 +91,29 @@ def load_private_key(data, validate=False):
 
 def _load_unchecked_before_39(data):
     """Load without RSA_check_key on cryptography 37 and 38 (Debian 12: a quarter of a second of
-    CPU for RSA-4096 on OpenSSL 3, more than a slow device should pay for a key it just made):
-    their backend skips the check while its ``_rsa_skip_check_key`` is set, the switch their own
-    tests use. Older versions (3.3 on Debian 11) have none and validate."""
+    CPU for RSA-4096 on OpenSSL 3, more than a slow device should pay for a key it just made).
+    Older versions (3.3 on Debian 11) have no switch and validate."""
     from cryptography.hazmat.backends import default_backend
     from cryptography.hazmat.primitives import serialization
 
     backend = default_backend()
-    if not hasattr(backend, "_rsa_skip_check_key"):
+    with _rsa_check_skipped(backend):
         return serialization.load_pem_private_key(data, password=None, backend=backend)
-    before = backend._rsa_skip_check_key
+
+
+@contextlib.contextmanager
+def _rsa_check_skipped(backend):
+    """Inside, cryptography 37 and 38 skip RSA_check_key: their backend's ``_rsa_skip_check_key``,
+    the switch their own tests use, restored on the way out. Versions without it are left alone
+    (before 37 they validate; from 39 on, generated keys are not checked and loads take
+    ``unsafe_skip_rsa_key_validation``)."""
+    before = getattr(backend, "_rsa_skip_check_key", None)
+    if before is None:
+        yield
+        return
     backend._rsa_skip_check_key = True
     try:
-        return serialization.load_pem_private_key(data, password=None, backend=backend)
+        yield
     finally:
         backend._rsa_skip_check_key = before
 
