@@ -24,6 +24,7 @@ import os
 import pathlib
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -222,6 +223,45 @@ def test_the_identity_waits_for_a_key_still_being_made(device, svc, keygens):
     h.wait_for(lambda: not record.alive(), what="the background process to end")
     assert_nothing_of_the_background(device)  # its key was taken: none made beside it
     assert svc.request_count(UPLOAD_EP) == 1
+
+
+# A pass that stays alive after it started the key (its module process, as long as the test keeps
+# its stdin open); it prints its result first.
+STARTER = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from tests.fixtures.collection import import_source
+import_source()
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import prekey
+from tests.fixtures.product import settings
+print(json.dumps(prekey.start_pass(settings(sys.argv[2], key_size=2048))), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_the_background_key_is_made_once_the_run_that_started_it_has_ended(device, keygens):
+    """A device's CPU quota is shared by the whole SSH session: the key is made only after the
+    pass that started it has ended. While that run lives, its process sleeps (never runnable,
+    no key); once it ends, the key is made and staged."""
+    repo = pathlib.Path(__file__).resolve().parents[2]
+    starter = subprocess.Popen([sys.executable, "-c", STARTER, str(repo), str(device.path)], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(starter.stdout.readline())
+        assert first["keygen"] == "started", first
+        record = record_of(device)
+        keygens.append(record)
+        states = []
+        for _ in range(20):
+            states.append((prekey.process_facts(record.pid) or ("gone",))[0])
+            time.sleep(0.05)
+        assert set(states) == {"S"}, states  # alive, asleep: not making the key beside the run
+        assert not (device.path / PREKEY).exists() and not (device.path / PREKEY_TMP).exists()
+    finally:
+        starter.stdin.close()
+        assert starter.wait(timeout=30) == 0
+    staged = wait_for_staged_key(device, record)
+    assert keys.summarize_private_key(staged).key_size == 2048
 
 
 # ------------------------------------------------------------------------------ slow beyond the bound

@@ -7,8 +7,8 @@ A small board takes 5-30 s for RSA-4096, and the identity task holds one of Ansi
 the whole of it, so a fleet used to cost one keygen per batch of forks. The role's first, fast
 pass (the mtls_prekey module, ``start_pass``) starts the key generation on each device that will
 need a new key - decided as the identity task decides, without the network - in a process
-detached from the SSH session, at the lowest CPU priority, so the devices make their keys in
-parallel. The identity transaction then gets its key from ``new_key``: the staged one when it is
+detached from the SSH session, at the lowest CPU priority, once the pass has ended, so the
+devices make their keys in parallel. The identity transaction then gets its key from ``new_key``: the staged one when it is
 there, waiting for it (within ``keygen_timeout``) while it is being made, else a key made inline
 as before. No key byte leaves the device: the process writes the key into the identity directory,
 nowhere else, and prints nothing.
@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import stat
 import sys
@@ -66,6 +67,9 @@ PID_MAX_LIMIT = 4194304  # the largest pid_max a kernel allows
 MAX_KEY = 64 * 1024
 POLL = 0.2  # seconds between two looks at a key being made (a few syscalls each)
 STOP_WAIT = 10.0  # seconds a killed process is given to disappear
+# The process makes its key once the run that started it has ended, at most this many seconds
+# after it was told to go (a run that does not end - a hung session - does not hold it back).
+RUN_END_WAIT = 30.0
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
@@ -476,12 +480,15 @@ def start(idir, s, made_directory=False):
     dir_fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | _O_CLOEXEC, dir_fd=idir.fd)
     go_read, go_write = os.pipe()
     pid_read, pid_write = os.pipe()
+    # This run keeps the write end until it exits (never closed here, not inherited by programs it
+    # would execute): the process sees the pipe end when the run ends, and only then makes its key.
+    run_read, _run_write = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
     try:
         middle = os.fork()
     except OSError:
-        for fd in (dir_fd, go_read, go_write, pid_read, pid_write):
+        for fd in (dir_fd, go_read, go_write, pid_read, pid_write, run_read, _run_write):
             os.close(fd)
         raise
     if middle == 0:  # a session of its own, then forked again: never a zombie of the run
@@ -490,10 +497,10 @@ def start(idir, s, made_directory=False):
             os.close(pid_read)
             os.setsid()
             if os.fork() == 0:
-                _make_key(dir_fd, go_read, pid_write, uid, gid, s.key_profile, s.key_size)
+                _make_key(dir_fd, go_read, pid_write, run_read, uid, gid, s.key_profile, s.key_size)
         finally:
             os._exit(0)
-    for fd in (go_read, pid_write, dir_fd):
+    for fd in (go_read, pid_write, dir_fd, run_read):
         os.close(fd)
     try:
         os.waitpid(middle, 0)
@@ -513,11 +520,12 @@ def start(idir, s, made_directory=False):
     return record
 
 
-def _make_key(dir_fd, go_read, pid_write, uid, gid, profile, key_size):
+def _make_key(dir_fd, go_read, pid_write, run_read, uid, gid, profile, key_size):
     """The background process (never returns): away from the SSH session, as the identity's
-    owner, at the lowest CPU priority; once its record is written, make the key and stage it."""
+    owner, at the lowest CPU priority; once its record is written and the run that started it
+    has ended, make the key and stage it."""
     try:
-        _detach(keep=(dir_fd, go_read, pid_write))
+        _detach(keep=(dir_fd, go_read, pid_write, run_read))
         _lowest_priority()  # before dropping root: its own /proc entry is then no longer its own
         if os.geteuid() == 0 and uid != 0:
             os.setgroups([])
@@ -528,9 +536,23 @@ def _make_key(dir_fd, go_read, pid_write, uid, gid, profile, key_size):
         go = os.read(go_read, 1)
         os.close(go_read)
         if go == b"1":
+            _after_the_run(run_read)
             _stage(dir_fd, profile.private_pem(profile.generate(key_size)))
     finally:
         os._exit(0)
+
+
+def _after_the_run(run_read):
+    """Wait until the run that started this process has ended (its end of the pipe closes when
+    it exits), at most RUN_END_WAIT seconds. A device's CPU quota (a cgroup) is shared by the
+    whole SSH session: a key made at once, even at the lowest priority, takes every slice the
+    run's last steps leave while they wait on the session, and each such step then waits for
+    the next period - on a device at 5 % of a core the pass took twice a ping."""
+    try:
+        select.select([run_read], [], [], RUN_END_WAIT)
+    except (OSError, ValueError):
+        pass
+    os.close(run_read)
 
 
 def _detach(keep):
