@@ -251,9 +251,16 @@ def test_the_background_key_is_made_once_the_run_that_started_it_has_ended(devic
         assert first["keygen"] == "started", first
         record = record_of(device)
         keygens.append(record)
+
+        def state():
+            return (prekey.process_facts(record.pid) or ("gone",))[0]
+
+        # Told to go before the pass printed, it is runnable until it reaches its wait (under load,
+        # in the idle class, that can take a while); asleep after the go means in that wait.
+        h.wait_for(lambda: state() in ("S", "gone"), timeout=60, what="the background process to settle")
         states = []
         for _ in range(20):
-            states.append((prekey.process_facts(record.pid) or ("gone",))[0])
+            states.append(state())
             time.sleep(0.05)
         assert set(states) == {"S"}, states  # alive, asleep: not making the key beside the run
         assert not (device.path / PREKEY).exists() and not (device.path / PREKEY_TMP).exists()
