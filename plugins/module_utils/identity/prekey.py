@@ -8,10 +8,10 @@ the whole of it, so a fleet used to cost one keygen per batch of forks. The role
 pass (the mtls_prekey module, ``start_pass``) starts the key generation on each device that will
 need a new key - decided as the identity task decides, without the network - in a process
 detached from the SSH session, at the lowest CPU priority, once the pass has ended, so the
-devices make their keys in parallel. The identity transaction then gets its key from ``new_key``: the staged one when it is
-there, waiting for it (within ``keygen_timeout``) while it is being made, else a key made inline
-as before. No key byte leaves the device: the process writes the key into the identity directory,
-nowhere else, and prints nothing.
+devices make their keys in parallel. The identity transaction then gets its key from
+``new_key``: the staged one when it is there, waiting for it (within ``keygen_timeout``) while it
+is being made, else a key made inline as before. No key byte leaves the device: the process
+writes the key into the identity directory, nowhere else, and prints nothing.
 
 Files, in the identity directory and only through its descriptor (names: layout.py)::
 
