@@ -11,18 +11,16 @@ import textwrap
 
 import pytest
 
-from tests.fixtures.collection import source_root
+from tests.fixtures.collection import REPO
 from tests.fixtures.compat import DEVICE_PYTHON
 
 # Counts the backend's RSA_check_key calls around keys.py's generation and validating load.
 COUNT_CHECKS = textwrap.dedent(
     """
-    import json, sys, types
-    for name, path in (("ansible_collections", []), ("ansible_collections.autonomy_edge", []),
-                       ("ansible_collections.autonomy_edge.fleet_mtls", [sys.argv[1]])):
-        package = types.ModuleType(name)
-        package.__path__ = path
-        sys.modules[name] = package
+    import json, sys
+    sys.path.insert(0, sys.argv[1])
+    from tests.fixtures.collection import import_source
+    import_source()  # FLEET_MTLS_SOURCE (a mutant) or the repository, under the collection's name
     import cryptography
     from cryptography.hazmat.backends import default_backend
     from cryptography.hazmat.primitives import hashes
@@ -55,7 +53,7 @@ COUNT_CHECKS = textwrap.dedent(
 
 
 def test_a_new_key_is_not_checked_again_but_a_key_read_back_is():
-    proc = subprocess.run([DEVICE_PYTHON, "-c", COUNT_CHECKS, str(source_root())],
+    proc = subprocess.run([DEVICE_PYTHON, "-c", COUNT_CHECKS, str(REPO)],
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = json.loads(proc.stdout)
