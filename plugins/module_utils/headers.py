@@ -163,19 +163,25 @@ def module_headers(module, transferred=None):
     module returns as no_log masks ``headers`` (short values aside: masking "1" would mangle
     every number). A file named ``transferred`` (the action plugin's copy) is deleted as soon as
     it is read, and its errors name the settings it came from, not its temporary path."""
-    p = module.params
-    headers = check_headers(p["headers"], setting("headers"))
-    if p["headers_file"]:
-        copied = bool(transferred) and os.path.basename(p["headers_file"]) == transferred
-        label = "%s (or %s)" % (setting("headers"), setting("headers_src")) if copied else None
-        try:
-            file_headers = read_headers_file(p["headers_file"], label)
-        finally:
-            if copied:
-                try:
-                    os.unlink(p["headers_file"])
-                except OSError:
-                    pass  # the action plugin removes its directory anyway
-        module.no_log_values.update(v for v in file_headers.values() if len(v) >= 4)
-        headers = merge_headers(headers, file_headers)
+    headers, file_values = params_headers(module.params, transferred)
+    module.no_log_values.update(v for v in file_values if len(v) >= 4)
     return headers
+
+
+def params_headers(p, transferred=None):
+    """``module_headers`` for the options ``p``: (the merged headers, the values read from the
+    file, which a module masks)."""
+    headers = check_headers(p["headers"], setting("headers"))
+    if not p["headers_file"]:
+        return headers, []
+    copied = bool(transferred) and os.path.basename(p["headers_file"]) == transferred
+    label = "%s (or %s)" % (setting("headers"), setting("headers_src")) if copied else None
+    try:
+        file_headers = read_headers_file(p["headers_file"], label)
+    finally:
+        if copied:
+            try:
+                os.unlink(p["headers_file"])
+            except OSError:
+                pass  # the action plugin removes its directory anyway
+    return merge_headers(headers, file_headers), list(file_headers.values())

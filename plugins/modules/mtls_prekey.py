@@ -52,6 +52,11 @@ attributes:
 notes:
   - The role runs it only for the hosts its identity ledger expects to need a key (not in it yet, or due by the
     renewal date it holds) and for every host with C(mtls_rotate=always); the others skip it on the controller.
+  - Where Ansible would pipeline the module (pipelining on, no async, no ANSIBLE_KEEP_REMOTE_FILES), its action
+    runs the same code on the device without AnsiballZ - one Python script on the standard input of one command,
+    with the module's interpreter, environment and become - so the pass does not pay for importing
+    C(ansible.module_utils.basic), most of a module's CPU on a small device. The options are checked on the
+    controller against this module's argument spec; path options are expanded on the device.
 seealso:
   - module: autonomy_edge.fleet_mtls.mtls_identity
 """
@@ -92,34 +97,13 @@ keygen_pid:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import names
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import REQUESTS_IMPORT_ERROR
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certinfo import CRYPTOGRAPHY_IMPORT_ERROR
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import module_headers
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import prekey
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.options import argument_spec
 
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    names.use_role_names(module.params["option_names"] == "role")
-    if CRYPTOGRAPHY_IMPORT_ERROR is not None or REQUESTS_IMPORT_ERROR is not None:
-        module.exit_json(changed=False, keygen="not started", reason="the device lacks cryptography or requests: "
-                                                                     "the identity task installs them, makes the key")
-    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import prekey
-
-    try:
-        module_headers(module)  # the device's headers file checked, as the identity run checks it
-        settings = prekey.checked_settings(module.params)
-    except IdentityError as exc:  # the identity task refuses the same option, by its name
-        module.exit_json(changed=False, keygen="not started", reason=exc.msg)
-    try:
-        result = prekey.start_pass(settings, check_mode=module.check_mode, warn=module.warn)
-    except (IdentityError, OSError) as exc:
-        # The identity task meets the same problem and reports it, once, as the host's failure.
-        result = {"changed": False, "keygen": "not started",
-                  "reason": getattr(exc, "msg", None) or getattr(exc, "strerror", None) or str(exc)}
-    module.exit_json(**result)
+    module.exit_json(**prekey.run_pass(module.params, check_mode=module.check_mode, warn=module.warn))
 
 
 if __name__ == "__main__":

@@ -57,14 +57,20 @@ NOBODY = 65534  # another user's process
 
 
 # ------------------------------------------------------------------------------ helpers
-def run_prekey(device, *, check=False, hooks=None, **overrides):
-    """mtls_prekey on ``device`` (the identity's options), as on a device; its output scanned."""
+def run_prekey(device, *, check=False, hooks=None, via=None, env=None, **overrides):
+    """mtls_prekey on ``device`` (the identity's options), as on a device; its output scanned.
+    ``via`` (default $FLEET_FAULTS_VIA): ``direct``, the module's main in its own process;
+    ``ansible``, the module through Ansible (AnsiballZ); ``lean``, through Ansible with
+    pipelining on, where the action runs the pass without AnsiballZ (plugin_utils/lean_pass.py)."""
     args = device.args(**overrides)
-    if os.environ.get("FLEET_FAULTS_VIA", "direct") == "ansible":
-        result = h.run_ansible_module(args, workdir=device.work, check=check, hooks=hooks, module="mtls_prekey")
+    via = via or os.environ.get("FLEET_FAULTS_VIA", "direct")
+    if via in ("ansible", "lean"):
+        env = dict(env or {}, ANSIBLE_PIPELINING="1" if via == "lean" else "0")
+        result = h.run_ansible_module(args, workdir=device.work, check=check, hooks=hooks, env=env,
+                                      module="mtls_prekey")
     else:
         result = h.run_module(args, workdir=device.work, check=check, hooks=hooks, via="direct",
-                              env={"FLEET_FAULTS_MODULE": "mtls_prekey"})
+                              env=dict(env or {}, FLEET_FAULTS_MODULE="mtls_prekey"))
     device.assert_no_secrets(result)
     return result
 
@@ -190,6 +196,36 @@ def test_the_identity_takes_the_key_made_in_the_background(device, svc, registry
     ids, regs = registry_delta()
     assert len(regs) == 1 and len(ids) == 1  # the seed's ID, or the one the creation reserved
     assert device.run(rotate="auto").result["action"] == "unchanged"
+
+
+@pytest.mark.parametrize("via", ["lean", "ansible"])
+def test_where_ansible_pipelines_the_pass_runs_without_ansiballz(device, svc, keygens, tmp_path, via):
+    """Where Ansible would pipeline the module (the role's SSH runs), the action runs the pass's
+    own code on the device without AnsiballZ: the pass's process never imports
+    ansible.module_utils.basic (most of a module's device CPU), expands its path options on the
+    device as AnsibleModule does (``$HOME``-relative here), and starts the key the identity run
+    takes. With pipelining off the module runs, as before."""
+    usage = tmp_path / "usage.json"
+    headers = tmp_path / "device-home" / "headers.json"
+    headers.parent.mkdir()
+    headers.write_text(json.dumps({"X-Fleet": "edge"}))
+    os.chmod(headers, 0o600)
+    first = run_prekey(device, via=via, hooks={"FLEET_FAULTS_RUSAGE": str(usage)},
+                       env={"FLEET_TEST_DEVICE_HOME": str(headers.parent)},
+                       headers_file="$FLEET_TEST_DEVICE_HOME/headers.json")
+    assert not first.failed and first.result["keygen"] == "started", first
+    modules = json.loads(usage.read_text())["modules"]
+    assert "ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.prekey" in modules
+    assert ("ansible.module_utils.basic" in modules) == (via == "ansible"), via
+    record = record_of(device)
+    keygens.append(record)
+    staged = wait_for_staged_key(device, record)
+
+    result = device.run()
+    assert result.result["action"] == "created", result
+    assert public_numbers(device.key_path.read_bytes()) == public_numbers(staged)
+    device.assert_registered()
+    assert_nothing_of_the_background(device)
 
 
 def test_the_identity_waits_for_a_key_still_being_made(device, svc, keygens):
@@ -452,11 +488,12 @@ def test_a_symlink_put_where_the_key_is_being_written_is_never_followed(device, 
 
 
 # ------------------------------------------------------------------------------ nothing started
-def test_check_mode_starts_nothing(device, svc):
+@pytest.mark.parametrize("via", [None, "lean"])
+def test_check_mode_starts_nothing(device, svc, via):
     """In check mode the first pass says it would start, and starts no process and writes no file."""
     device.seed()
     before = device.tree()
-    result = run_prekey(device, check=True, rotate="always")
+    result = run_prekey(device, check=True, rotate="always", via=via)
     assert not result.failed and result.result["keygen"] == "would start", result
     assert device.tree() == before
     assert processes_holding(device.path) == []

@@ -372,6 +372,45 @@ def _pidfd(pid):
 
 
 # ------------------------------------------------------------------------------ the first pass
+def run_pass(params, check_mode=False, warn=None):
+    """The whole mtls_prekey run on the options ``params`` (validated, paths expanded): the
+    device's libraries, its headers file and every option checked as the identity task checks
+    them, then ``start_pass``. Never fails on the device's state: the identity task meets the
+    same problem and reports it, once, as the host's failure."""
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import REQUESTS_IMPORT_ERROR
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import params_headers
+
+    names.use_role_names(params.get("option_names") == "role")
+    if certinfo.CRYPTOGRAPHY_IMPORT_ERROR is not None or REQUESTS_IMPORT_ERROR is not None:
+        return _result("not started", "the device lacks cryptography or requests: the identity task installs "
+                                      "them, makes the key")
+    try:
+        params_headers(params)  # the device's headers file checked (never used: no request here)
+        settings = checked_settings(params)
+    except IdentityError as exc:  # the identity task refuses the same option, by its name
+        return _result("not started", exc.msg)
+    try:
+        return start_pass(settings, check_mode=check_mode, warn=warn)
+    except (IdentityError, OSError) as exc:
+        return _result("not started", getattr(exc, "msg", None) or getattr(exc, "strerror", None) or str(exc))
+
+
+def run_lean(request):
+    """``run_pass`` as the action plugin runs it without AnsiballZ (plugin_utils/lean_pass.py):
+    ``request`` holds the options checked on the controller, the names of those of type path
+    (expanded here, on the device, as AnsibleModule expands them) and the check mode. Prints
+    the result, as a module does."""
+    params = dict(request["params"])
+    for name in request["paths"]:
+        if params.get(name) is not None:
+            params[name] = os.path.expanduser(os.path.expandvars(params[name]))
+    warnings = []
+    result = run_pass(params, check_mode=request["check_mode"], warn=warnings.append)
+    if warnings:
+        result["warnings"] = warnings
+    sys.stdout.write(json.dumps(result))
+
+
 def checked_settings(p):
     """The identity's Settings from the mtls_identity options ``p``, every option checked by that
     module's own preflight (module_utils/preflight.py), without the network: an option it would

@@ -1,0 +1,153 @@
+# Copyright: fleet-mtls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The role's background keygen pass (mtls_prekey) run on the device without AnsiballZ.
+
+Every AnsiballZ module imports ``ansible.module_utils.basic`` and compiles it from its zip: on
+Debian 12's python3 that is most of a module's device CPU (measured with the device's
+/usr/bin/python3, medians of 15: ``ansible.builtin.ping`` 142 ms, the pass as a module 199 ms,
+the same pass run here 73 ms). A small board at 5 % of a core pays it 20 times over, in wall
+time, for a pass whose only job is to start a process. So, when Ansible would pipeline the
+module anyway, the action sends the device one Python script on the standard input of one
+command, as a pipelined module is sent: the bundle's module_utils that the pass imports
+(``closure``, found from their import statements, compressed), the options the controller
+checked against the module's own argument spec, and a call of ``prekey.run_lean``, which runs
+the code the module's ``main`` runs. Same interpreter (the module's shebang, discovery
+included), same environment, same become, same result handling. Anything else (async,
+pipelining off, ANSIBLE_KEEP_REMOTE_FILES) runs the module.
+"""
+from __future__ import annotations
+
+import ast
+import base64
+import json
+import os
+import zlib
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.vars.clean import remove_internal_keys
+
+from ansible_collections.autonomy_edge.fleet_mtls.plugins import module_utils
+
+COLLECTION = "ansible_collections.autonomy_edge.fleet_mtls"
+PACKAGE = COLLECTION + ".plugins.module_utils"
+ENTRY = PACKAGE + ".identity.prekey"
+NAMESPACES = ("ansible_collections", "ansible_collections.autonomy_edge", COLLECTION, COLLECTION + ".plugins")
+# The device's side: the bundle's modules from the script, namespace packages above them; then
+# the pass. Python 3.9+ (the devices'), standard library only.
+BOOTSTRAP = r'''
+import base64, importlib.abc, importlib.util, json, sys, zlib
+SOURCES = json.loads(zlib.decompress(base64.b64decode(%(sources)r)).decode("utf-8"))
+NAMESPACES = %(namespaces)r
+
+
+class Bundle(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path=None, target=None):
+        if name in SOURCES:
+            return importlib.util.spec_from_loader(name, self, is_package=SOURCES[name][1])
+        if name in NAMESPACES:
+            return importlib.util.spec_from_loader(name, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        if module.__name__ in SOURCES:
+            exec(compile(SOURCES[module.__name__][0], SOURCES[module.__name__][2], "exec"), module.__dict__)
+
+
+sys.meta_path.insert(0, Bundle())
+from %(package)s.identity import prekey
+prekey.run_lean(json.loads(%(request)r))
+'''
+_SOURCES_CACHE = {}
+
+
+def module_file(name):
+    """(path, is_package) of the bundle's module ``name``, or None."""
+    base = os.path.join(os.path.dirname(module_utils.__file__), *name[len(PACKAGE) + 1:].split(".")) \
+        if name != PACKAGE else os.path.dirname(module_utils.__file__)
+    for path, package in ((os.path.join(base, "__init__.py"), True), (base + ".py", False)):
+        if os.path.isfile(path):
+            return path, package
+    return None
+
+
+def closure(entry=ENTRY):
+    """{module name: (source, is_package, file name)} of ``entry`` and every bundle module it
+    imports, at any depth, in any function (an import inside a function is one the device may
+    run); their packages included."""
+    found, todo = {}, [entry]
+    while todo:
+        name = todo.pop()
+        located = None if name in found else module_file(name)
+        if located is None:
+            continue
+        path, package = located
+        with open(path, encoding="utf-8") as handle:
+            source = handle.read()
+        found[name] = (source, package, "%s/%s" % (name.replace(".", "/"), os.path.basename(path)))
+        parent = name.rpartition(".")[0]
+        if parent.startswith(PACKAGE):
+            todo.append(parent)
+        for node in ast.walk(ast.parse(source, path)):
+            if isinstance(node, ast.Import):
+                todo += [alias.name for alias in node.names if alias.name.startswith(PACKAGE)]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PACKAGE):
+                todo.append(node.module)
+                todo += ["%s.%s" % (node.module, alias.name) for alias in node.names]  # submodules
+    return found
+
+
+def _sources_blob():
+    key = os.path.dirname(module_utils.__file__)
+    if key not in _SOURCES_CACHE:
+        raw = json.dumps(closure(), sort_keys=True).encode("utf-8")
+        _SOURCES_CACHE[key] = base64.b64encode(zlib.compress(raw, 9)).decode("ascii")
+    return _SOURCES_CACHE[key]
+
+
+def checked_options(argument_spec, args):
+    """(the options with their defaults, the names of the path options, errors) as AnsibleModule
+    would have them; paths are left to the device to expand (``~`` is the device user's)."""
+    spec = {name: dict(option, type="str") if option.get("type") == "path" else option
+            for name, option in argument_spec.items()}
+    result = ArgumentSpecValidator(spec).validate(args)
+    paths = sorted(name for name, option in argument_spec.items() if option.get("type") == "path")
+    return result.validated_parameters, paths, result.error_messages
+
+
+def script(params, paths, check_mode):
+    """The whole Python program the device runs: no secret in it (the pass gets no headers)."""
+    request = json.dumps({"params": params, "paths": paths, "check_mode": bool(check_mode)}, sort_keys=True)
+    return (BOOTSTRAP % {"sources": _sources_blob(), "namespaces": NAMESPACES, "package": PACKAGE,
+                         "request": request}).encode("utf-8")
+
+
+def usable(action, wrap_async):
+    """Whether ``action``'s module would be pipelined: then the pass runs lean."""
+    return not wrap_async and action._is_pipelining_enabled("new", wrap_async)
+
+
+def run(action, module_name, argument_spec, module_args, task_vars):
+    """Run the pass on the device for ``action`` (an ActionBase) and return its result as
+    ``_execute_module`` returns a module's."""
+    params, paths, errors = checked_options(argument_spec, {k: v for k, v in module_args.items()
+                                                            if not k.startswith("_ansible_")})
+    if errors:
+        return {"failed": True, "msg": "; ".join(errors)}
+    built = action._configure_module(module_name=module_name, module_args=dict(module_args), task_vars=task_vars)
+    if len(built) == 2:  # ansible-core 2.19: (module bits, path)
+        shebang, profile = built[0].shebang, (built[0].serialization_profile,)
+    else:  # 2.14-2.18: (style, shebang, data, path)
+        shebang, profile = built[1], ()
+    action._used_interpreter = shebang
+    # "python3 - mtls_prekey": the script from stdin, named as the module would be.
+    cmd = action._connection._shell.build_module_command(action._compute_environment_string(), shebang, "-",
+                                                         arg_path="mtls_prekey").strip()
+    res = action._low_level_execute_command(cmd, sudoable=True, in_data=script(params, paths, action._task.check_mode))
+    data = action._parse_returned_data(res, *profile)
+    remove_internal_keys(data)
+    if action._discovered_interpreter_key:
+        data.setdefault("ansible_facts", {})[action._discovered_interpreter_key] = action._discovered_interpreter
+    return data
