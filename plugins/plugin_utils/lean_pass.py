@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import ast
 import base64
+import hashlib
 import json
 import os
+import tempfile
 import zlib
 
+from ansible import constants as C
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.vars.clean import remove_internal_keys
 
@@ -100,11 +103,42 @@ def closure(entry=ENTRY):
 
 
 def _sources_blob():
-    key = os.path.dirname(module_utils.__file__)
-    if key not in _SOURCES_CACHE:
-        raw = json.dumps(closure(), sort_keys=True).encode("utf-8")
-        _SOURCES_CACHE[key] = base64.b64encode(zlib.compress(raw, 9)).decode("ascii")
-    return _SOURCES_CACHE[key]
+    """The closure, compressed and encoded: built once per run (its AST walk and compression
+    cost about 120 ms of controller CPU) and kept, as Ansible keeps its AnsiballZ builds, in the
+    run's local temporary directory, which every worker of the run shares; keyed by the bundle's
+    files (name, size, modification time)."""
+    root = os.path.dirname(module_utils.__file__)
+    stamp = hashlib.sha256(repr(sorted(_stamps(root))).encode("utf-8")).hexdigest()[:20]
+    if stamp not in _SOURCES_CACHE:
+        _SOURCES_CACHE[stamp] = _cached(os.path.join(C.DEFAULT_LOCAL_TMP, "fleet_mtls_lean_pass-" + stamp))
+    return _SOURCES_CACHE[stamp]
+
+
+def _stamps(root):
+    for directory, subdirs, files in os.walk(root):
+        subdirs[:] = [d for d in subdirs if d != "__pycache__"]
+        for name in files:
+            if name.endswith(".py"):
+                st = os.stat(os.path.join(directory, name))
+                yield os.path.relpath(os.path.join(directory, name), root), st.st_size, st.st_mtime_ns
+
+
+def _cached(path):
+    try:
+        with open(path, encoding="ascii") as handle:
+            return handle.read()
+    except OSError:
+        pass
+    raw = json.dumps(closure(), sort_keys=True).encode("utf-8")
+    blob = base64.b64encode(zlib.compress(raw, 6)).decode("ascii")
+    try:  # another worker may write it too: each writes whole files, renamed into place
+        fd, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".lean-")
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(blob)
+        os.replace(temporary, path)
+    except OSError:
+        pass  # no cache: the next host builds it again
+    return blob
 
 
 def checked_options(argument_spec, args):

@@ -718,6 +718,13 @@ _PREKEY_MUTATIONS = [
 ]
 for _name, _what, _file, _old, _new, _cases in _PREKEY_MUTATIONS:
     MUTATIONS[_name] = (_what, [(_file, _old, _new)], [_BG + case for case in _cases])
+MUTATIONS["prekey-lean-rebuilt"] = (
+    "the lean pass's sources are built once per run (shared by its workers), not once per host",
+    [("plugins/plugin_utils/lean_pass.py",
+      '_SOURCES_CACHE[stamp] = _cached(os.path.join(C.DEFAULT_LOCAL_TMP, "fleet_mtls_lean_pass-" + stamp))',
+      '_SOURCES_CACHE[stamp] = base64.b64encode(zlib.compress(json.dumps(closure()).encode())).decode()')],
+    ["tests/unit/test_lean_pass.py::test_the_sources_are_built_once_per_run"],
+)
 MUTATIONS["prekey-every-host"] = (
     "an unchanged run starts nothing: the background pass is skipped on the controller where no key is due",
     [("roles/mtls_identity/tasks/main.yml", "    - (mtls_rotate | default('auto')) == 'always' or",
