@@ -267,7 +267,9 @@ OPTIONS = (
             "need no key is skipped on the controller, at no round trip. When the identity task refuses a "
             "creation before it wrote anything of the identity (the clock, a takeover, the ID request, the "
             "upload), an identity directory this pass made goes with its key and process; one that was there "
-            "before keeps the key for the next run. C(false) - every key is made inline, holding its fork."],
+            "before keeps the key for the next run. With pipelining on (C([ssh_connection] pipelining = true)), "
+            "that pass runs without AnsiballZ, at about a third of a module's CPU on the device. C(false) - "
+            "every key is made inline, holding its fork."],
             default=UNSET, role_default=True, entry_points=("main",)),
         Option("keygen_timeout", "int", [
             "Seconds the identity phase waits for the key a background process is making (the role's first pass, "
