@@ -10,10 +10,13 @@ time, for a pass whose only job is to start a process. So, when Ansible would pi
 module anyway, the action sends the device one Python script on the standard input of one
 command, as a pipelined module is sent: the bundle's module_utils that the pass imports
 (``closure``, found from their import statements, compressed), the options the controller
-checked against the module's own argument spec, and a call of ``prekey.run_lean``, which runs
-the code the module's ``main`` runs. Same interpreter (the module's shebang, discovery
-included), same environment, same become, same result handling. Anything else (async,
-pipelining off, ANSIBLE_KEEP_REMOTE_FILES) runs the module.
+checked against the module's own argument spec (path options left for the device to expand),
+and a call of ``prekey.run_lean``, which runs the code the module's ``main`` runs. Same
+interpreter (the module's shebang, discovery included), same environment, same become, same
+result handling. Anything else (async, pipelining off, ANSIBLE_KEEP_REMOTE_FILES) runs the
+module. The shebang comes from ``_configure_module``, which also formats the module's AnsiballZ
+wrapper from Ansible's per-run cache (about 5 ms of controller CPU per host, the first host
+building it): the one place that resolves ``ansible_python_interpreter`` and its discovery.
 """
 from __future__ import annotations
 
@@ -68,8 +71,8 @@ _SOURCES_CACHE = {}
 
 def module_file(name):
     """(path, is_package) of the bundle's module ``name``, or None."""
-    base = os.path.join(os.path.dirname(module_utils.__file__), *name[len(PACKAGE) + 1:].split(".")) \
-        if name != PACKAGE else os.path.dirname(module_utils.__file__)
+    root = os.path.dirname(module_utils.__file__)
+    base = os.path.join(root, *name[len(PACKAGE) + 1:].split(".")) if name != PACKAGE else root
     for path, package in ((os.path.join(base, "__init__.py"), True), (base + ".py", False)):
         if os.path.isfile(path):
             return path, package
@@ -133,41 +136,43 @@ def _cached(path):
     blob = base64.b64encode(zlib.compress(raw, 6)).decode("ascii")
     try:  # another worker may write it too: each writes whole files, renamed into place
         fd, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".lean-")
+    except OSError:
+        return blob  # no cache: the next host builds it again
+    try:
         with os.fdopen(fd, "w", encoding="ascii") as handle:
             handle.write(blob)
         os.replace(temporary, path)
     except OSError:
-        pass  # no cache: the next host builds it again
+        os.unlink(temporary)
     return blob
 
 
 def checked_options(argument_spec, args):
-    """(the options with their defaults, the names of the path options, errors) as AnsibleModule
-    would have them; paths are left to the device to expand (``~`` is the device user's)."""
+    """(the options with their defaults, errors) as AnsibleModule would have them, except that
+    path options are left as given: the device expands them (``~`` is the device user's)."""
     spec = {name: dict(option, type="str") if option.get("type") == "path" else option
             for name, option in argument_spec.items()}
     result = ArgumentSpecValidator(spec).validate(args)
-    paths = sorted(name for name, option in argument_spec.items() if option.get("type") == "path")
-    return result.validated_parameters, paths, result.error_messages
+    return result.validated_parameters, result.error_messages
 
 
-def script(params, paths, check_mode):
+def script(params, check_mode):
     """The whole Python program the device runs: no secret in it (the pass gets no headers)."""
-    request = json.dumps({"params": params, "paths": paths, "check_mode": bool(check_mode)}, sort_keys=True)
+    request = json.dumps({"params": params, "check_mode": bool(check_mode)}, sort_keys=True)
     return (BOOTSTRAP % {"sources": _sources_blob(), "namespaces": NAMESPACES, "package": PACKAGE,
                          "request": request}).encode("utf-8")
 
 
 def usable(action, wrap_async):
     """Whether ``action``'s module would be pipelined: then the pass runs lean."""
-    return not wrap_async and action._is_pipelining_enabled("new", wrap_async)
+    return not wrap_async and action._is_pipelining_enabled("new")
 
 
 def run(action, module_name, argument_spec, module_args, task_vars):
     """Run the pass on the device for ``action`` (an ActionBase) and return its result as
     ``_execute_module`` returns a module's."""
-    params, paths, errors = checked_options(argument_spec, {k: v for k, v in module_args.items()
-                                                            if not k.startswith("_ansible_")})
+    params, errors = checked_options(argument_spec, {k: v for k, v in module_args.items()
+                                                     if not k.startswith("_ansible_")})
     if errors:
         return {"failed": True, "msg": "; ".join(errors)}
     built = action._configure_module(module_name=module_name, module_args=dict(module_args), task_vars=task_vars)
@@ -178,8 +183,8 @@ def run(action, module_name, argument_spec, module_args, task_vars):
     action._used_interpreter = shebang
     # "python3 - mtls_prekey": the script from stdin, named as the module would be.
     cmd = action._connection._shell.build_module_command(action._compute_environment_string(), shebang, "-",
-                                                         arg_path="mtls_prekey").strip()
-    res = action._low_level_execute_command(cmd, sudoable=True, in_data=script(params, paths, action._task.check_mode))
+                                                         arg_path=module_name.rsplit(".", 1)[-1]).strip()
+    res = action._low_level_execute_command(cmd, sudoable=True, in_data=script(params, action._task.check_mode))
     data = action._parse_returned_data(res, *profile)
     remove_internal_keys(data)
     if action._discovered_interpreter_key:

@@ -44,13 +44,13 @@ def test_the_closure_holds_every_bundle_module_the_pass_may_import():
 
 
 def test_the_script_carries_the_sources_and_the_checked_options(run_tmp):
-    params, paths, errors = lean_pass.checked_options(
+    params, errors = lean_pass.checked_options(
         argument_spec(), {"api_url": "https://api.example.com", "headers_file": "~/h.json", "key_size": 2048})
     assert errors == []
+    assert argument_spec()["headers_file"]["type"] == "path"
     assert params["headers_file"] == "~/h.json"  # left for the device to expand
-    assert "headers_file" in paths and "path" not in paths
     assert params["keygen_timeout"] == argument_spec()["keygen_timeout"]["default"]
-    script = lean_pass.script(params, paths, check_mode=True)
+    script = lean_pass.script(params, check_mode=True)
     sources = shipped(script)
     assert {name: tuple(value) for name, value in sources.items()} == lean_pass.closure()
     assert b"prekey.run_lean(" in script
@@ -58,7 +58,7 @@ def test_the_script_carries_the_sources_and_the_checked_options(run_tmp):
 
 
 def test_an_option_the_module_would_refuse_is_refused_on_the_controller():
-    _, _, errors = lean_pass.checked_options(argument_spec(), {"api_url": "https://x", "no_such_option": 1})
+    _, errors = lean_pass.checked_options(argument_spec(), {"api_url": "https://x", "no_such_option": 1})
     assert errors and "no_such_option" in " ".join(errors)
 
 

@@ -397,12 +397,14 @@ def run_pass(params, check_mode=False, warn=None):
 
 def run_lean(request):
     """``run_pass`` as the action plugin runs it without AnsiballZ (plugin_utils/lean_pass.py):
-    ``request`` holds the options checked on the controller, the names of those of type path
-    (expanded here, on the device, as AnsibleModule expands them) and the check mode. Prints
-    the result, as a module does."""
+    ``request`` holds the options checked on the controller and the check mode; the options of
+    type path are expanded here, on the device, as AnsibleModule expands them. Prints the
+    result, as a module does."""
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.options import argument_spec
+
     params = dict(request["params"])
-    for name in request["paths"]:
-        if params.get(name) is not None:
+    for name, option in argument_spec().items():
+        if option.get("type") == "path" and params.get(name) is not None:
             params[name] = os.path.expanduser(os.path.expandvars(params[name]))
     warnings = []
     result = run_pass(params, check_mode=request["check_mode"], warn=warnings.append)
