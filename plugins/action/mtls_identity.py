@@ -26,7 +26,7 @@ import os
 
 from ansible.module_utils.parsing.convert_bool import boolean
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import controller, names, option_table, options
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api, controller, names, option_table, options
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_files import (
     IDENTITY_DIR_PLACEHOLDER,
     MAX_TEMPLATE_SIZE,
@@ -45,6 +45,18 @@ SOURCES = (("ca_src", "ca_content"), ("server_ca_src", "server_ca_content"))
 # The role's templates, also the defaults of a module task outside the role.
 ROLE_TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                               "roles", "mtls_identity", "templates")
+
+
+def _device_asks_cloud(module_args):
+    """Whether the module asks the cloud about its agent itself (with the headers)."""
+    if module_args.get("confirm_by") == "controller":
+        return False
+    p = option_table.defaults()
+    p.update((name, value) for name, value in module_args.items() if value is not None)
+    try:
+        return api.confirm_mode(options.flavor(p), p["confirm"]) != "none"
+    except (ConfigError, KeyError, TypeError, ValueError):
+        return True  # an unusable setting: the module refuses it, the headers at hand
 
 
 class ActionModule(ApiAction):
@@ -90,6 +102,16 @@ class ActionModule(ApiAction):
     def headers_for_device(self, module_args):
         """An audit reads the cloud from the controller only: its token never reaches the device."""
         return not boolean(module_args.get("audit") or False, strict=False)
+
+    def may_withhold_headers(self, module_args, task_vars):
+        """Check mode makes no request; else the identity ledger expects none of this host (it is
+        known, not due, not rotated always) and the device will not ask the cloud itself."""
+        if self._task.check_mode:
+            return True
+        answer = (task_vars.get("mtls_ledger") or {}).get(task_vars.get("inventory_hostname"))
+        if not isinstance(answer, dict) or answer.get("new_key") is not False or not answer.get("ledger_id"):
+            return False
+        return module_args.get("rotate") != "always" and not _device_asks_cloud(module_args)
 
     def after_module(self, outcome, module_args, task_vars):
         if self.cloud is None:

@@ -429,6 +429,15 @@ options:
     choices:
       - module
       - controller
+  headers_withheld:
+    description:
+      - 'The controller holds the API''s headers and did not send them (the action plugin sets it): the
+        identity ledger expects this run to need no request of the device (the host is known and not due).
+        A run that would need one changes nothing and returns C(headers_needed); the action plugin then
+        sends the headers and runs the module again. An unchanged run so costs one round trip, and the token
+        reaches only the devices that use it.'
+    type: bool
+    default: false
   cloud_view:
     description:
       - The cloud's view of this host's agent ID, asked by the action plugin before the module ran (when

@@ -103,3 +103,8 @@ def fail_when_missing(module, *libraries):
         if error is not None:
             module.fail_json(msg=missing_required_lib(name),
                              exception="".join(traceback.format_exception_only(type(error), error)))
+
+
+class HeadersNeeded(Exception):
+    """A run without the API's headers (``headers_withheld``) that needs a request: raised before
+    anything is written; not an IdentityError, so no phase reports it as a failure."""

@@ -384,6 +384,12 @@ OPTIONS = (
             "Who asks the cloud - C(module), or C(controller) (the action plugin sets it when it holds the "
             "token; the module then hands the question over in its result's C(confirmation))."],
             default="module", choices=["module", "controller"], role=None),
+        Option("headers_withheld", "bool", [
+            "The controller holds the API's headers and did not send them (the action plugin sets it): the "
+            "identity ledger expects this run to need no request of the device (the host is known and not due). "
+            "A run that would need one changes nothing and returns C(headers_needed); the action plugin then "
+            "sends the headers and runs the module again. An unchanged run so costs one round trip, and the "
+            "token reaches only the devices that use it."], default=False, role=None),
         Option("cloud_view", "dict", [
             "The cloud's view of this host's agent ID, asked by the action plugin before the module ran (when "
             "it holds the token and knows the ID)."], role=None),

@@ -16,7 +16,12 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import (
     provision,
 )
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_files import API_CA, check_ca_content
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, IdentityError, StateError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import (
+    ApiError,
+    HeadersNeeded,
+    IdentityError,
+    StateError,
+)
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import HEADERS_FILE_NAME, module_headers
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import KEYGEN_FILES
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.preflight import preflight
@@ -57,13 +62,19 @@ def run(module):
         api_ca.deliver(idir)
 
         def make_client(engine_dir):
+            _needs_headers(p, "a request to the API")
             api_ca.deliver(engine_dir)  # into a directory the engine just created
             return options.client(p, headers, api_ca.path, api_flavor)
 
-        cloud.factory = lambda: options.client(p, headers, api_ca.path, api_flavor, polling=True)
+        def make_polling_client():
+            _needs_headers(p, "a question to the cloud")
+            return options.client(p, headers, api_ca.path, api_flavor, polling=True)
+
+        cloud.factory = make_polling_client
         job = provision.Job(
             agent=agent, restart=agent.restart, verify=verify,
-            identity=_identity_runner(module, settings, make_client, held_by=_held_by(confirmation)),
+            identity=_identity_runner(module, settings, make_client, held_by=_held_by(confirmation),
+                                      headers_withheld=p["headers_withheld"]),
             check=_check, runner=_runner(module), run_as=where.run_as(), renew_before_days=p["renew_before_days"],
             check_mode=module.check_mode, warn=module.warn, phases=p["phases"], confirm=confirmation)
         status, result, changed = provision.run(job, idir)
@@ -78,6 +89,8 @@ def run(module):
         return Outcome(True, exc.msg, result)
     except IdentityError as exc:
         return Outcome(True, exc.msg, {"status": failure_row("identity", exc.msg), "changed": False})
+    except HeadersNeeded as exc:  # nothing written: the action plugin runs the module again, with them
+        return Outcome(False, "", {"headers_needed": str(exc), "changed": False})
     finally:
         cloud.close()
         opened = job.idir if job is not None else idir  # the engine may have created it
@@ -210,12 +223,17 @@ def _held_by(c):
     return held_by
 
 
-def _identity_runner(module, settings, client_factory, held_by=None):
+def _needs_headers(p, why):
+    if p["headers_withheld"]:
+        raise HeadersNeeded(why)
+
+
+def _identity_runner(module, settings, client_factory, held_by=None, headers_withheld=False):
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.engine import Engine
 
     def identity(idir, check_mode):
         engine = Engine(settings, lambda: client_factory(engine.idir), check_mode=check_mode, warn=module.warn,
-                        held_by=held_by)
+                        held_by=held_by, headers_withheld=headers_withheld)
         # Read before the transaction takes the background key, and its record with it; only for a
         # directory that could go (a run on an identity reads no record here).
         by_keygen_pass = (idir is not None and not check_mode and _holds_only_ours(idir)

@@ -286,6 +286,14 @@ confirmation:
   returned: when the controller asks the cloud
   type: dict
   sample: {agent_id: "07048933", since_s: 0.41, wait: true, reference: the swap}
+headers_needed:
+  description:
+    - With O(headers_withheld=true), what this run would have asked the API for (a creation, a rotation, an
+      upload, an interrupted transaction to resolve); nothing was changed. The action plugin sends the headers and
+      runs the module again.
+  returned: when the run needs the headers it was not given
+  type: str
+  sample: rotated
 installed_packages:
   description: Packages the action plugin installed before running the module again.
   returned: when it installed them

@@ -85,6 +85,11 @@ class ApiAction(ActionBase):
         """Whether the controller's headers go to the device (the module's requests need them)."""
         return True
 
+    def may_withhold_headers(self, module_args, task_vars):
+        """Whether the module can run without the controller's headers first: it then changes
+        nothing if it needs them and says so (``headers_needed``), and runs again with them."""
+        return False
+
     def after_module(self, outcome, module_args, task_vars):
         """Controller work on the module's result (the headers file still exists); returns the
         result to report."""
@@ -126,17 +131,14 @@ class ApiAction(ActionBase):
         except (ConfigError, AnsibleActionFail) as exc:
             return self._refuse(result, host, str(exc), "preflight")
 
-        headers_path = None
+        self.headers_path = None
         try:
-            if headers and self.headers_for_device(module_args):
-                headers_path = self._send_headers(headers)
-                module_args["headers_file"] = headers_path
-            outcome = self._run_module(module_args, task_vars, wrap_async, install)
+            outcome = self._run_with_headers(module_args, task_vars, headers, wrap_async, install)
             if not wrap_async:
                 outcome = self.after_module(outcome, module_args, task_vars)
         finally:
             if not wrap_async:  # async_wrapper removes its directory itself
-                self._cleanup(headers_path)
+                self._cleanup(self.headers_path)
         result = merge_hash(result, outcome)
         row = self.status_row(result, host)
         if row is not None:
@@ -200,6 +202,21 @@ class ApiAction(ActionBase):
                                                  option, kind)
 
     # ------------------------------------------------------------------ the module
+    def _run_with_headers(self, module_args, task_vars, headers, wrap_async, install):
+        """Run the module, the controller's headers sent to the device first (``headers_path``) -
+        unless it may run without them (``may_withhold_headers``): then only a run that says it
+        needs them (``headers_needed``, having changed nothing) is followed by one with them."""
+        sending = bool(headers) and self.headers_for_device(module_args)
+        if sending and not wrap_async and self.may_withhold_headers(module_args, task_vars):
+            module_args["headers_withheld"] = True
+            outcome = self._run_module(module_args, task_vars, wrap_async, install)
+            if outcome.get("failed") or not outcome.get("headers_needed"):
+                return outcome
+            del module_args["headers_withheld"]
+        if sending:
+            self.headers_path = module_args["headers_file"] = self._send_headers(headers)
+        return self._run_module(module_args, task_vars, wrap_async, install)
+
     def _run_module(self, module_args, task_vars, wrap_async, install):
         outcome = self._execute_module(module_args=module_args, task_vars=task_vars,
                                        wrap_async=wrap_async)
@@ -222,8 +239,9 @@ class ApiAction(ActionBase):
     def run_again(self, module_args, task_vars):
         """Run the module once more with ``module_args`` (its headers file sent again: the module
         deleted the first one once read)."""
-        if "headers_file" in module_args and self.controller_headers:
-            module_args["headers_file"] = self._send_headers(self.controller_headers)
+        if module_args.pop("headers_withheld", False) or "headers_file" in module_args:
+            if self.controller_headers:
+                self.headers_path = module_args["headers_file"] = self._send_headers(self.controller_headers)
         return self._execute_module(module_args=module_args, task_vars=task_vars)
 
     def _send_headers(self, headers):

@@ -731,6 +731,27 @@ MUTATIONS["prekey-every-host"] = (
       "    - true or (mtls_rotate | default('auto')) == 'always' or")],
     ["tests/playbook/test_role_task_count.py::test_tasks_per_host"],
 )
+# The controller's token reaches a device only for a run that uses it (tests/playbook/test_token_on_demand.py).
+_TOKEN = "tests/playbook/test_token_on_demand.py::"
+MUTATIONS["token-always-sent"] = (
+    "a re-run the identity ledger expects to need no request keeps the controller's token off the device",
+    [("plugins/action/mtls_identity.py", "        if self._task.check_mode:\n            return True\n        answer",
+      "        return False\n        answer")],
+    [_TOKEN + "test_an_unchanged_run_keeps_the_token_on_the_controller"],
+)
+MUTATIONS["token-withheld-ignored"] = (
+    "a run without the token that needs the API changes nothing and asks for it",
+    [("plugins/module_utils/identity/engine.py", "        if self.headers_withheld:\n            raise HeadersNeeded(why)",
+      "        return"),
+     ("plugins/module_utils/runner.py", '    if p["headers_withheld"]:\n        raise HeadersNeeded(why)', "    return")],
+    [_TOKEN + "test_a_device_that_needs_the_api_gets_the_token_on_a_second_run"],
+)
+MUTATIONS["token-withheld-on-rotate-always"] = (
+    "mtls_rotate=always sends the token at once (no run without it first)",
+    [("plugins/action/mtls_identity.py", 'return module_args.get("rotate") != "always" and not _device_asks_cloud',
+      "return not _device_asks_cloud")],
+    [_TOKEN + "test_a_forced_rotation_sends_the_token_at_once"],
+)
 # A batch-wide skip (run_once templated per batch) only where no host of the batch needs the task.
 _COUNT = "tests/playbook/test_role_task_count.py::"
 MUTATIONS.update({

@@ -8,15 +8,17 @@ from __future__ import annotations
 import datetime
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certinfo
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import StateError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import HeadersNeeded, StateError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir, stat_facts
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.assess import assess
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.files import CERT, KEY
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.plan import CREATE, UNCHANGED, decide
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.plan import CREATE, REPAIR, UNCHANGED, decide
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import KEYGEN_FILES
 
 DIFF_KEYS = ("agent_id", "fingerprint_sha256", "not_after", "key_size")
 FACT_KEYS = ("agent_id", "fingerprint_sha256", "serial", "not_before", "not_after", "days_left", "key_size")
+# The plans that make no request of the API (every other one asks it: clock, ID, upload).
+OFFLINE_KINDS = (UNCHANGED, REPAIR)
 
 
 # ``idir`` of a run whose engine opens (and closes) the directory itself.
@@ -51,8 +53,12 @@ def open_locked(settings, create):
 class Engine:
     """One run of the module against one identity directory."""
 
-    def __init__(self, settings, client_factory, check_mode=False, now=None, warn=None, held_by=None):
+    def __init__(self, settings, client_factory, check_mode=False, now=None, warn=None, held_by=None,
+                 headers_withheld=False):
         self.s = settings
+        # The controller kept the API's headers (the ledger expects no request): a run that needs
+        # the API stops before it writes anything (HeadersNeeded), and is run again with them.
+        self.headers_withheld = headers_withheld
         self.held_by = held_by
         self._client_factory = client_factory
         self._client = None
@@ -108,10 +114,13 @@ class Engine:
         tx = None
         recovered, before = None, a
         if writes and a.staged:
+            self._needs_headers("an interrupted transaction to resolve")
             tx = self._transaction(idir)
             recovered = tx.recover(a)
             a = assess(idir, self.now)
         plan = decide(a, s, self.now, rotated_already=recovered is not None)
+        if not self.check_mode and plan.kind not in OFFLINE_KINDS:
+            self._needs_headers(plan.action)
         if writes and tx is None and _writes_anything(idir, plan):
             tx = self._transaction(idir)
         if idir is None and not self.check_mode:
@@ -150,6 +159,10 @@ class Engine:
         if tx is not None and tx.takeover:
             result["takeover"] = tx.takeover
         return result
+
+    def _needs_headers(self, why):
+        if self.headers_withheld:
+            raise HeadersNeeded(why)
 
     def _transaction(self, idir):
         # Imported here: a run that leaves the identity as it is never loads the writing code

@@ -1,0 +1,82 @@
+"""The controller's token reaches a device only for a run that uses it.
+
+The demo inventory's token is held by the controller (``mtls_api_headers``). A first run sends it
+to every device (each creates its identity). A re-run of a fleet the identity ledger knows and
+that is not due sends it to none: the module runs once per host, without it, in one round trip.
+A device that needs the API although the ledger expected not (its identity was removed, or
+``mtls_rotate=always`` for it) changes nothing without the token, says so, and is run again with
+it. Seen with ``-vvv``: each command that writes the headers file is printed (never the token).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+
+from tests.fixtures.playbook_fleet import RoleFleet
+
+pytestmark = pytest.mark.integration
+
+HOSTS = ("tk-01", "tk-02", "tk-03")
+HEADERS_FILE = "mtls-identity-headers.json"
+SEND = re.compile(r"^<(?P<host>[^>]+)> EXEC .*cat > \S*" + re.escape(HEADERS_FILE), re.MULTILINE)
+
+
+def sent_to(run) -> list[str]:
+    """The hosts the headers file was written to, once per write."""
+    return sorted(m["host"] for m in SEND.finditer(run.output))
+
+
+def module_runs(run, host) -> int:
+    """The mtls_identity module's executions on ``host``: the commands that start its interpreter."""
+    identity = [body for name, body in run.sections() if name.endswith("connection")]
+    start = re.compile(r"^<%s> EXEC /bin/sh -c '\S*python[\d.]*[ ']" % re.escape(host), re.MULTILINE)
+    return sum(len(start.findall(body)) for body in identity)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory, shared_service):
+    shared_service.clear_faults()
+    fleet = RoleFleet(tmp_path_factory.mktemp("token"), shared_service, {h: {} for h in HOSTS})
+    first = fleet.play("provision.yml", "-vvv")
+    assert first.rc == 0, first.explain()
+    assert sent_to(first) == sorted(HOSTS), "a first run sends the token to every device"
+    assert {r["action"] for r in fleet.rows().values()} == {"created"}
+    return fleet
+
+
+def test_an_unchanged_run_keeps_the_token_on_the_controller(fleet):
+    before = {h: fleet.fingerprint(h) for h in HOSTS}
+    run = fleet.play("provision.yml", "-vvv")
+    assert run.rc == 0, run.explain()
+    assert sent_to(run) == []
+    assert fleet.service.token not in run.output
+    assert {h: r["action"] for h, r in fleet.rows().items()} == dict.fromkeys(HOSTS, "unchanged")
+    assert {h: fleet.fingerprint(h) for h in HOSTS} == before
+    assert [module_runs(run, h) for h in HOSTS] == [1, 1, 1]
+
+
+def test_a_device_that_needs_the_api_gets_the_token_on_a_second_run(fleet):
+    lost, others = "tk-01", ("tk-02", "tk-03")
+    agent_id = fleet.agent_id(lost)
+    shutil.rmtree(fleet.host_dir(lost))
+    run = fleet.play("provision.yml", "-vvv")
+    assert run.rc == 0, run.explain()
+    assert sent_to(run) == [lost]
+    rows = fleet.rows()
+    assert (rows[lost]["action"], rows[lost]["agent_id"]) == ("restored", agent_id), rows[lost]
+    assert fleet.service.registrations()[agent_id] == fleet.fingerprint(lost)
+    assert [rows[h]["action"] for h in others] == ["unchanged", "unchanged"]
+    assert module_runs(run, lost) == 2 and [module_runs(run, h) for h in others] == [1, 1]
+
+
+def test_a_forced_rotation_sends_the_token_at_once(fleet):
+    host = "tk-02"
+    old = fleet.fingerprint(host)
+    run = fleet.play("provision.yml", "-vvv", "--limit", host, "-e", "mtls_rotate=always")
+    assert run.rc == 0, run.explain()
+    assert sent_to(run) == [host]
+    assert fleet.rows()[host]["action"] == "rotated" and fleet.fingerprint(host) != old
+    assert module_runs(run, host) == 1
