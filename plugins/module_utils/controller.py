@@ -96,6 +96,28 @@ def stale_headers_cleanup(tmp_base, keep):
                                    STALE_HEADERS_MINUTES))
 
 
+def headers_dir_command(remote_tmp, name):
+    """One POSIX shell command, one round trip: make the private directory ``name`` under
+    ``remote_tmp`` (expanded by the device's shell, as Ansible makes its own there), print
+    ``name=<directory>``, remove the headers files interrupted runs left under ``remote_tmp``, and
+    write the command's standard input to the headers file in the directory (0600)."""
+    top = '"` echo %s `"' % remote_tmp
+    here = '"` echo %s/%s `"' % (remote_tmp.rstrip("/"), name)
+    return ('umask 077 && mkdir -p %s && mkdir %s && d=%s && echo %s="$d" && '
+            '{ find %s -maxdepth 2 -type f -name %s -mmin +%d -exec rm -f {} + 2>/dev/null; true; } && '
+            'cat > "$d/%s" && test -s "$d/%s"'
+            % (top, here, here, name, top, HEADERS_FILE_NAME, STALE_HEADERS_MINUTES, HEADERS_FILE_NAME,
+               HEADERS_FILE_NAME))
+
+
+def made_dir(stdout, name):
+    """The directory ``headers_dir_command`` printed, or None."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(name + "=/"):
+            return line[len(name) + 1:].rstrip("/")
+    return None
+
+
 class RoleArgumentsError(ConfigError):
     """A role variable does not match the role's argument spec (the report's phase "arguments")."""
 

@@ -168,6 +168,20 @@ def module_headers(module, transferred=None):
     return headers
 
 
+def remove_transfer_dir(path):
+    """Remove the action plugin's temporary directory that held the headers file at ``path``
+    (already deleted) when it is now empty - with pipelining, nothing else is put there - so
+    that the controller needs no round trip more to remove it. Whether it was removed."""
+    directory = os.path.dirname(path)
+    if not os.path.basename(directory).startswith("ansible-tmp-"):
+        return False
+    try:
+        os.rmdir(directory)  # only an empty directory; a symbolic link is refused (ENOTDIR)
+    except OSError:
+        return False
+    return True
+
+
 def params_headers(p, transferred=None):
     """``module_headers`` for the options ``p``: (the merged headers, the values read from the
     file, which a module masks)."""

@@ -22,7 +22,11 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors im
     IdentityError,
     StateError,
 )
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import HEADERS_FILE_NAME, module_headers
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers import (
+    HEADERS_FILE_NAME,
+    module_headers,
+    remove_transfer_dir,
+)
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import KEYGEN_FILES
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.preflight import preflight
 
@@ -47,6 +51,15 @@ def run(module):
         headers = module_headers(module, transferred=HEADERS_FILE_NAME)
     except IdentityError as exc:
         return Outcome(True, exc.msg, {"status": failure_row("identity", exc.msg), "changed": False})
+    outcome = _run(module, headers)
+    if p["headers_file"] and os.path.basename(p["headers_file"]) == HEADERS_FILE_NAME:
+        # The action plugin's directory, emptied: removed here, no round trip more for it.
+        outcome.result["headers_dir_removed"] = remove_transfer_dir(p["headers_file"])
+    return outcome
+
+
+def _run(module, headers):
+    p = module.params
     cloud = _Cloud()
     try:  # every option is checked before anything changes
         checked = preflight(p, cloud.ask)

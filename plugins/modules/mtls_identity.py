@@ -294,6 +294,13 @@ headers_needed:
   returned: when the run needs the headers it was not given
   type: str
   sample: rotated
+headers_dir_removed:
+  description:
+    - Whether the module removed the action plugin's temporary directory of the headers file (then empty), which
+      the action plugin then does not remove with a command of its own; the action plugin drops this key.
+  returned: when the action plugin sent the headers
+  type: bool
+  sample: true
 installed_packages:
   description: Packages the action plugin installed before running the module again.
   returned: when it installed them

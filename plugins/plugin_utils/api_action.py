@@ -33,7 +33,7 @@ import shlex
 from collections.abc import Mapping
 
 from ansible import constants as C
-from ansible.errors import AnsibleActionFail
+from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure
 from ansible.module_utils.common.validation import check_type_dict
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import merge_hash
@@ -215,7 +215,15 @@ class ApiAction(ActionBase):
             del module_args["headers_withheld"]
         if sending:
             self.headers_path = module_args["headers_file"] = self._send_headers(headers)
-        return self._run_module(module_args, task_vars, wrap_async, install)
+        return self._took_headers_dir(self._run_module(module_args, task_vars, wrap_async, install))
+
+    def _took_headers_dir(self, outcome):
+        """A module that removed the headers' directory (emptied: it deleted the file once read)
+        says so: no command of the controller removes it again."""
+        if outcome.pop("headers_dir_removed", False) and self.headers_path is not None:
+            self._connection._shell.tmpdir = None
+            self.headers_path = None
+        return outcome
 
     def _run_module(self, module_args, task_vars, wrap_async, install):
         outcome = self._execute_module(module_args=module_args, task_vars=task_vars,
@@ -242,23 +250,45 @@ class ApiAction(ActionBase):
         if module_args.pop("headers_withheld", False) or "headers_file" in module_args:
             if self.controller_headers:
                 self.headers_path = module_args["headers_file"] = self._send_headers(self.controller_headers)
-        return self._execute_module(module_args=module_args, task_vars=task_vars)
+        return self._took_headers_dir(self._execute_module(module_args=module_args, task_vars=task_vars))
 
     def _send_headers(self, headers):
         """Write ``headers`` 0600 into the remote temporary directory through the standard input
-        of one command (never a command line, never a module argument); return the path."""
+        of one command (never a command line, never a module argument); return the path. Where
+        the task has no such directory yet, one command makes it too (one round trip, not three:
+        Ansible's own would expand ``~`` and make it with a command each)."""
         shell = self._connection._shell
-        tmpdir = shell.tmpdir or self._make_tmp_path()
-        path = shell.join_path(tmpdir, controller.HEADERS_FILE_NAME)
-        cleanup = controller.stale_headers_cleanup(tmpdir.rstrip("/").rsplit("/", 1)[0], path)
-        cmd = "%s; umask 077 && cat > %s && test -s %s" % (cleanup, shlex.quote(path), shlex.quote(path))
-        res = self._low_level_execute_command(cmd, sudoable=False, in_data=json.dumps(headers).encode("utf-8"))
+        data = json.dumps(headers).encode("utf-8")
+        if shell.tmpdir is None and self._one_trip():
+            name = shell._generate_temp_dir_name()
+            cmd = controller.headers_dir_command(self.get_shell_option("remote_tmp", default="~/.ansible/tmp"), name)
+            res = self._low_level_execute_command(cmd, sudoable=False, in_data=data)
+            tmpdir = controller.made_dir(res.get("stdout", ""), name)
+            if tmpdir is None:
+                raise AnsibleConnectionFailure("could not make a temporary directory for the API's headers on the "
+                                               "device (rc %s): %s" % (res.get("rc"), res.get("stderr", "")[-300:]))
+            shell.tmpdir = tmpdir
+            self._cleanup_remote_tmp = True
+            path = shell.join_path(tmpdir, controller.HEADERS_FILE_NAME)
+        else:
+            tmpdir = shell.tmpdir or self._make_tmp_path()
+            path = shell.join_path(tmpdir, controller.HEADERS_FILE_NAME)
+            cleanup = controller.stale_headers_cleanup(tmpdir.rstrip("/").rsplit("/", 1)[0], path)
+            cmd = "%s; umask 077 && cat > %s && test -s %s" % (cleanup, shlex.quote(path), shlex.quote(path))
+            res = self._low_level_execute_command(cmd, sudoable=False, in_data=data)
         if res.get("rc", 0) != 0:
             # A connection that gives commands no standard input (podman exec without -i): the
             # file is empty. Transfer it (from a 0600 local temporary file), then restrict it.
             self._transfer_data(path, json.dumps(headers))
             self._remote_chmod([path], "0600")
         return path
+
+    def _one_trip(self):
+        """Whether the headers' directory can be made in the same command that writes them: a
+        POSIX shell, the remote temporary directory as Ansible would use it for this task (not a
+        system one for an unprivileged become user, not the controller's)."""
+        return (getattr(self._connection._shell, "SHELL_FAMILY", "") == "sh" and not self._is_become_unprivileged()
+                and not getattr(self._connection, "_remote_is_local", False))
 
     def _cleanup(self, headers_path):
         tmpdir = self._connection._shell.tmpdir

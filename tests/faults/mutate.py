@@ -622,11 +622,11 @@ _ROLE_MUTATIONS = [
      "plugins/module_utils/identity/plan.py", 'if not s.ledger_id or s.lost_identity == "new":', "if True:",
      ["ledger.py::test_a_lost_identity_gets_its_id_back_with_a_warning"]),
     ("headers-world-readable", "the headers file is 0600 from its first byte",
-     "plugins/plugin_utils/api_action.py", 'cmd = "%s; umask 077 && cat > %s', 'cmd = "%s; cat > %s',
+     "plugins/module_utils/controller.py", "    return ('umask 077 && mkdir -p %s", "    return ('mkdir -p %s",
      ["headers.py::test_the_headers_file_is_0600_from_its_first_byte"]),
     ("stale-headers-kept", "a headers file an interrupted run left is removed by the next run",
-     "plugins/module_utils/controller.py", '    return ("find %s -maxdepth 2',
-     '    return "true" or ("find %s -maxdepth 2',
+     "plugins/module_utils/controller.py", "            '{ find %s -maxdepth 2",
+     "            '{ true || find %s -maxdepth 2",
      ["headers.py::test_a_headers_file_an_interrupted_run_left_is_removed"]),
 ]
 for _name, _what, _file, _old, _new, _cases in _ROLE_MUTATIONS:
