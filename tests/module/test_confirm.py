@@ -161,8 +161,9 @@ def test_an_audit_has_the_controller_ask_and_sends_the_device_no_token(svc, tmp_
     assert not audit.failed and (row["cloud"], row["audit"]) == ("active", "valid"), audit.output[-3000:]
     assert svc.request_count(HEARTBEAT) == 1
     assert HEADERS_FILE not in audit.output  # no `cat > .../mtls-identity-headers.json`: the token stayed here
-    # Control: check mode outside an audit does send the device its headers file (-vvv shows it).
-    assert HEADERS_FILE in run_task(tmp_path, "mtls_identity", args, check=True, verbosity=3).output
+    # Check mode, which asks nothing, does not send it either; control: a run does (-vvv shows it).
+    assert HEADERS_FILE not in run_task(tmp_path, "mtls_identity", args, check=True, verbosity=3).output
+    assert HEADERS_FILE in run_task(tmp_path, "mtls_identity", args, verbosity=3).output
     agent.stop()
     svc.wait_for_heartbeat(agent_id, until=lambda code, body: code == 200 and body["status"] == "inactive")
     silent = run_task(tmp_path, "mtls_identity", dict(args, audit=True, confirm_stale_minutes=0), check=True)
