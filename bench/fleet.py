@@ -351,6 +351,9 @@ def run_block(mode: Mode, block: str, rep: int, runner: Runner, svc, args, rotat
     fleet, n, skip, forks = mode.fleet, mode.n, set(args.skip), mode.forks
 
     def playbook(label, path, inventory, extra=None):
+        token = f"@{args.token_vars}"
+        if args.token and path == PROVISION and token not in (extra or []):  # held by the controller
+            extra = [token, *(extra or [])]
         return runner.playbook(fleet, label, path, inventory, forks, extra)
 
     if block == "provision":
@@ -511,6 +514,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--confirm", action="store_true",
                    help="add rerun_token and rerun_confirm: the re-run with the token on the controller, without "
                         "and with the cloud's confirmation (mtls_confirm=heartbeat)")
+    p.add_argument("--token", action="store_true",
+                   help="every run of the bundle's playbooks with the API token on the controller "
+                        "(mtls_api_headers), as operators run: the devices get it only when they use it")
     p.add_argument("--tasks", action="store_true", help="print the per-task breakdown of the median runs")
     p.add_argument("--profile", action="store_true",
                    help="also run the module alone under cProfile (create, unchanged) and print where its time goes")
