@@ -26,7 +26,13 @@ import os
 
 from ansible.module_utils.parsing.convert_bool import boolean
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api, controller, names, option_table, options
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import (
+    api,
+    controller,
+    names,
+    option_table,
+    options,
+)
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_files import (
     IDENTITY_DIR_PLACEHOLDER,
     MAX_TEMPLATE_SIZE,

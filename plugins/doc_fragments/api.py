@@ -10,10 +10,10 @@ class ModuleDocFragment:
 options:
   headers:
     description:
-      - Extra request headers, for example C(Authorization) with a bearer token. Never logged; keep the
+      - 'Extra request headers, for example C(Authorization) with a bearer token. Never logged; keep the
         values in Ansible Vault. The action plugin hands them to the device as a 0600 file (O(headers_file))
         - never a module argument, which C(ANSIBLE_DEBUG) would print - and only to a device whose run uses
-        them (O(headers_withheld)).
+        them (mtls_identity: C(headers_withheld)).'
       - Held by the controller, the token also lets it ask the cloud about the running agent (O(confirm))
         at no device cost; the audit keeps it there (nothing reaches the device).
     type: dict

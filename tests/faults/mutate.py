@@ -741,9 +741,10 @@ MUTATIONS["token-always-sent"] = (
 )
 MUTATIONS["token-withheld-ignored"] = (
     "a run without the token that needs the API changes nothing and asks for it",
-    [("plugins/module_utils/identity/engine.py", "        if self.headers_withheld:\n            raise HeadersNeeded(why)",
-      "        return"),
-     ("plugins/module_utils/runner.py", '    if p["headers_withheld"]:\n        raise HeadersNeeded(why)', "    return")],
+    [("plugins/module_utils/identity/engine.py",
+      "        if self.headers_withheld:\n            raise HeadersNeeded(why)", "        return"),
+     ("plugins/module_utils/runner.py",
+      '    if p["headers_withheld"]:\n        raise HeadersNeeded(why)', "    return")],
     [_TOKEN + "test_a_device_that_needs_the_api_gets_the_token_on_a_second_run"],
 )
 MUTATIONS["token-withheld-on-rotate-always"] = (

@@ -12,7 +12,12 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors im
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir, stat_facts
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.assess import assess
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.files import CERT, KEY
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.plan import CREATE, REPAIR, UNCHANGED, decide
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.plan import (
+    CREATE,
+    REPAIR,
+    UNCHANGED,
+    decide,
+)
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import KEYGEN_FILES
 
 DIFF_KEYS = ("agent_id", "fingerprint_sha256", "not_after", "key_size")
