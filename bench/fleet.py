@@ -514,6 +514,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--confirm", action="store_true",
                    help="add rerun_token and rerun_confirm: the re-run with the token on the controller, without "
                         "and with the cloud's confirmation (mtls_confirm=heartbeat)")
+    p.add_argument("--rtt", type=float, default=0.0, metavar="MS",
+                   help="SSH only: each round trip between the controller and a device takes MS more "
+                        "(bench/latency_relay.py as the playbooks' ProxyCommand), as over a WAN")
     p.add_argument("--token", action="store_true",
                    help="every run of the bundle's playbooks with the API token on the controller "
                         "(mtls_api_headers), as operators run: the devices get it only when they use it")
@@ -536,6 +539,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             p.error("--device-cpu needs --connection ssh (the local fleet is the controller itself)")
         if not 1 <= args.device_cpu <= 100:
             p.error("--device-cpu: 1..100 (% of one core)")
+    if args.rtt and args.connection != "ssh":
+        p.error("--rtt needs --connection ssh")
     if set(args.skip) - set(SKIPPABLE):
         p.error(f"--skip: unknown runs {sorted(set(args.skip) - set(SKIPPABLE))}")
     # Inventory settings beyond the fleet's shape: only what differs from the role's defaults.
@@ -609,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in names:
             fleets[name] = (LocalFleet(scratch / "local", n) if name == "local"
-                            else sshfleet.SshFleet(scratch / "ssh", n, log, args.device_cpu))
+                            else sshfleet.SshFleet(scratch / "ssh", n, log, args.device_cpu, args.rtt))
             modes += [Mode(fleets[name], n, forks) for forks in args.forks]
             fleets[name].start()
         shared: dict = {}
@@ -637,6 +642,7 @@ def main(argv: list[str] | None = None) -> int:
     forks = args.forks[0] if len(args.forks) == 1 else args.forks
     head = {"started": started.isoformat(timespec="seconds"), "hosts": n, "forks": forks,
             "device_cpu_percent": args.device_cpu,
+            "rtt_ms": args.rtt,
             "repeat": args.repeat, "cores": len(os.sched_getaffinity(0)), "extra_env": args.env,
             "key_size": args.key_size, "skipped_runs": args.skip, "confirm": args.confirm, "versions": versions,
             "service_registrations": registrations}

@@ -36,6 +36,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -133,7 +134,7 @@ class SshFleet:
     name = "ssh"
     python = DEVICE_PYTHON
 
-    def __init__(self, root: Path, n: int, log=print, device_cpu: float | None = None):
+    def __init__(self, root: Path, n: int, log=print, device_cpu: float | None = None, rtt_ms: float = 0.0):
         self.root = root  # inventories and fleet reports; sshd's files in root/state
         self.state = root / "state"
         self.n = n
@@ -155,6 +156,7 @@ class SshFleet:
         self.login_checked = False
         self._lock: int | None = None
         self.quota = cpuquota.CpuQuota(device_cpu, self.users) if device_cpu else None
+        self.rtt_ms = rtt_ms  # a WAN's round trip between the controller and the devices (latency_relay.py)
         self._quota_mark: dict[str, float] = {}
         self.quota_probe: dict | None = None
 
@@ -343,6 +345,13 @@ class SshFleet:
             results.append({"user": user, "rc": proc.returncode, **data})
         return results
 
+    def proxy_options(self) -> list[str]:
+        """The playbooks' SSH connections through latency_relay.py, ``rtt_ms`` per round trip."""
+        if not self.rtt_ms:
+            return []
+        relay = Path(__file__).resolve().parent / "latency_relay.py"
+        return ["-o", f"'ProxyCommand={sys.executable} {relay} {self.rtt_ms / 2:g} %h %p'"]
+
     def ssh_options(self) -> list[str]:
         return ["-i", str(self.key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
                 "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes"]
@@ -381,7 +390,7 @@ class SshFleet:
             # Ansible's default ssh_args plus a ControlPath of our own (short, and closed by us).
             "ansible_ssh_args": f"-C -o ControlMaster=auto -o ControlPersist={CONTROL_PERSIST} "
                                 f"-o ControlPath={self.control_dir}/%C",
-            "ansible_ssh_common_args": " ".join(self.ssh_options()[2:]),
+            "ansible_ssh_common_args": " ".join(self.ssh_options()[2:] + self.proxy_options()),
         }
         width = max(3, len(str(self.n)))
         hosts = {}

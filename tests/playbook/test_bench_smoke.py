@@ -42,7 +42,7 @@ def test_bench_smoke_over_ssh_produces_valid_ratios(tmp_path):
         [sys.executable, "bench/fleet.py", "--connection", "ssh", "--hosts", "2", "--repeat", "1",
          # 2048-bit keys, one module-alone call, no lean re-run: every measured playbook and
          # every ratio at a fraction of the CPU (timings are not the point here).
-         "--key-size", "2048", "--module-calls", "1", "--skip", "rerun_lean",
+         "--key-size", "2048", "--module-calls", "1", "--skip", "rerun_lean", "--token",
          "--scratch", str(tmp_path / "scratch"), "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
     )
@@ -135,3 +135,36 @@ def test_bench_slow_devices_run_in_their_cpu_quota(tmp_path):
         assert text in proc.stdout, text
     # The bench removed its cgroups.
     assert not any((h / cpuquota.GROUP).exists() for h in cpuquota.hierarchies())
+
+
+def test_the_latency_relay_delays_each_way_and_keeps_the_bytes():
+    """bench/latency_relay.py (``--rtt``): a round trip through it costs twice its one-way delay,
+    and the bytes arrive whole and in order."""
+    import socket  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def echo():
+        conn, _ = server.accept()
+        with conn:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+    threading.Thread(target=echo, daemon=True).start()
+    relay = subprocess.Popen([sys.executable, str(REPO / "bench" / "latency_relay.py"), "100", "127.0.0.1",
+                              str(server.getsockname()[1])], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        payload = bytes(range(256)) * 4096  # 1 MiB
+        started = time.monotonic()
+        relay.stdin.write(payload)
+        relay.stdin.close()
+        echoed = relay.stdout.read()
+        elapsed = time.monotonic() - started
+    finally:
+        relay.kill()
+        server.close()
+    assert echoed == payload
+    assert elapsed >= 0.2, elapsed  # there and back, 100 ms each way: the delay is in the path
+
