@@ -747,6 +747,12 @@ MUTATIONS["token-withheld-ignored"] = (
       '    if p["headers_withheld"]:\n        raise HeadersNeeded(why)', "    return")],
     [_TOKEN + "test_a_device_that_needs_the_api_gets_the_token_on_a_second_run"],
 )
+MUTATIONS["token-engine-check-off"] = (
+    "without the headers, a run that needs the API stops at its decision: before a directory, a key or a request",
+    [("plugins/module_utils/identity/engine.py",
+      "        if self.headers_withheld:\n            raise HeadersNeeded(why)", "        return")],
+    ["tests/module/test_headers_withheld.py"],
+)
 MUTATIONS["token-withheld-on-rotate-always"] = (
     "mtls_rotate=always sends the token at once (no run without it first)",
     [("plugins/action/mtls_identity.py", 'return module_args.get("rotate") != "always" and not _device_asks_cloud',
