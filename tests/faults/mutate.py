@@ -751,7 +751,7 @@ MUTATIONS["token-engine-check-off"] = (
     "without the headers, a run that needs the API stops at its decision: before a directory, a key or a request",
     [("plugins/module_utils/identity/engine.py",
       "        if self.headers_withheld:\n            raise HeadersNeeded(why)", "        return")],
-    ["tests/module/test_headers_withheld.py"],
+    ["tests/module/test_headers_withheld.py::test_a_creation_stops_before_the_directory_exists"],
 )
 MUTATIONS["token-withheld-on-rotate-always"] = (
     "mtls_rotate=always sends the token at once (no run without it first)",
