@@ -26,13 +26,7 @@ import os
 
 from ansible.module_utils.parsing.convert_bool import boolean
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import (
-    api,
-    controller,
-    names,
-    option_table,
-    options,
-)
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import controller, names, option_table, options
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_files import (
     IDENTITY_DIR_PLACEHOLDER,
     MAX_TEMPLATE_SIZE,
@@ -40,7 +34,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_fil
 )
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.plugin_utils.api_action import ApiAction
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.plugin_utils.cloud import ControllerCloud
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.plugin_utils.cloud import ControllerCloud, device_asks
 
 try:
     from ansible.template import trust_as_template  # ansible-core >= 2.19: file text is not trusted
@@ -51,18 +45,6 @@ SOURCES = (("ca_src", "ca_content"), ("server_ca_src", "server_ca_content"))
 # The role's templates, also the defaults of a module task outside the role.
 ROLE_TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                               "roles", "mtls_identity", "templates")
-
-
-def _device_asks_cloud(module_args):
-    """Whether the module asks the cloud about its agent itself (with the headers)."""
-    if module_args.get("confirm_by") == "controller":
-        return False
-    p = option_table.defaults()
-    p.update((name, value) for name, value in module_args.items() if value is not None)
-    try:
-        return api.confirm_mode(options.flavor(p), p["confirm"]) != "none"
-    except (ConfigError, KeyError, TypeError, ValueError):
-        return True  # an unusable setting: the module refuses it, the headers at hand
 
 
 class ActionModule(ApiAction):
@@ -117,7 +99,7 @@ class ActionModule(ApiAction):
         answer = (task_vars.get("mtls_ledger") or {}).get(task_vars.get("inventory_hostname"))
         if not isinstance(answer, dict) or answer.get("new_key") is not False or not answer.get("ledger_id"):
             return False
-        return module_args.get("rotate") != "always" and not _device_asks_cloud(module_args)
+        return module_args.get("rotate") != "always" and not device_asks(module_args)
 
     def after_module(self, outcome, module_args, task_vars):
         if self.cloud is None:

@@ -87,13 +87,16 @@ def headers_from_source(text, option="headers_src"):
     return check_headers(value, setting(option))
 
 
-def stale_headers_cleanup(tmp_base, keep):
-    """A shell command removing headers files that interrupted runs left under ``tmp_base``."""
+def stale_headers_cleanup(tmp_base, keep=None):
+    """A shell command removing headers files that interrupted runs left under ``tmp_base`` (a
+    shell word as it stands when ``keep`` is None, else a path to quote), never ``keep``."""
     import shlex
 
-    return ("find %s -maxdepth 2 -type f -name %s ! -path %s -mmin +%d -exec rm -f {} + "
-            "2>/dev/null; true" % (shlex.quote(tmp_base), HEADERS_FILE_NAME, shlex.quote(keep),
-                                   STALE_HEADERS_MINUTES))
+    base, spare = tmp_base, ""
+    if keep is not None:
+        base, spare = shlex.quote(tmp_base), " ! -path %s" % shlex.quote(keep)
+    return ("find %s -maxdepth 2 -type f -name %s%s -mmin +%d -exec rm -f {} + 2>/dev/null; true"
+            % (base, HEADERS_FILE_NAME, spare, STALE_HEADERS_MINUTES))
 
 
 def headers_dir_command(remote_tmp, name):
@@ -103,11 +106,9 @@ def headers_dir_command(remote_tmp, name):
     write the command's standard input to the headers file in the directory (0600)."""
     top = '"` echo %s `"' % remote_tmp
     here = '"` echo %s/%s `"' % (remote_tmp.rstrip("/"), name)
-    return ('umask 077 && mkdir -p %s && mkdir %s && d=%s && echo %s="$d" && '
-            '{ find %s -maxdepth 2 -type f -name %s -mmin +%d -exec rm -f {} + 2>/dev/null; true; } && '
+    return ('umask 077 && mkdir -p %s && mkdir %s && d=%s && echo %s="$d" && { %s; } && '
             'cat > "$d/%s" && test -s "$d/%s"'
-            % (top, here, here, name, top, HEADERS_FILE_NAME, STALE_HEADERS_MINUTES, HEADERS_FILE_NAME,
-               HEADERS_FILE_NAME))
+            % (top, here, here, name, stale_headers_cleanup(top), HEADERS_FILE_NAME, HEADERS_FILE_NAME))
 
 
 def made_dir(stdout, name):

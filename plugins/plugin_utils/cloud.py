@@ -61,8 +61,7 @@ class ControllerCloud:
     @classmethod
     def for_task(cls, module_args, headers, check_mode, find_file):
         """A ControllerCloud when this controller asks (sets ``confirm_by``), else None."""
-        p = option_table.defaults()
-        p.update((name, value) for name, value in module_args.items() if value is not None)
+        p = task_params(module_args)
         audit = boolean(p["audit"], strict=False)
         if not headers or (check_mode and not audit):
             return None  # the device's token (the module asks), or check mode (nobody asks)
@@ -161,3 +160,23 @@ def _failed(outcome, message):
     status.update(phase="confirm", error=message)
     outcome.update(failed=True, msg=message)
     return outcome
+
+
+def task_params(module_args):
+    """The module's options as the module will see them: the task's, the table's defaults filled in."""
+    p = option_table.defaults()
+    p.update((name, value) for name, value in module_args.items() if value is not None)
+    return p
+
+
+def device_asks(module_args):
+    """Whether the module asks the cloud about its agent itself (with the headers): the
+    controller does not (``for_task`` set no ``confirm_by``) and the confirmation is on."""
+    if module_args.get("confirm_by") == "controller":
+        return False
+    p = task_params(module_args)
+    try:
+        return api.confirm_mode(options.flavor(p), p["confirm"]) != "none"
+    except (ConfigError, KeyError, TypeError, ValueError):
+        return True  # an unusable setting: the module refuses it, the headers at hand
+

@@ -625,8 +625,8 @@ _ROLE_MUTATIONS = [
      "plugins/module_utils/controller.py", "    return ('umask 077 && mkdir -p %s", "    return ('mkdir -p %s",
      ["headers.py::test_the_headers_file_is_0600_from_its_first_byte"]),
     ("stale-headers-kept", "a headers file an interrupted run left is removed by the next run",
-     "plugins/module_utils/controller.py", "            '{ find %s -maxdepth 2",
-     "            '{ true || find %s -maxdepth 2",
+     "plugins/module_utils/controller.py", '    return ("find %s -maxdepth 2',
+     '    return "true" or ("find %s -maxdepth 2',
      ["headers.py::test_a_headers_file_an_interrupted_run_left_is_removed"]),
 ]
 for _name, _what, _file, _old, _new, _cases in _ROLE_MUTATIONS:
@@ -755,8 +755,8 @@ MUTATIONS["token-engine-check-off"] = (
 )
 MUTATIONS["token-withheld-on-rotate-always"] = (
     "mtls_rotate=always sends the token at once (no run without it first)",
-    [("plugins/action/mtls_identity.py", 'return module_args.get("rotate") != "always" and not _device_asks_cloud',
-      "return not _device_asks_cloud")],
+    [("plugins/action/mtls_identity.py", 'return module_args.get("rotate") != "always" and not device_asks',
+      "return not device_asks")],
     [_TOKEN + "test_a_forced_rotation_sends_the_token_at_once"],
 )
 # A batch-wide skip (run_once templated per batch) only where no host of the batch needs the task.
