@@ -179,4 +179,3 @@ def device_asks(module_args):
         return api.confirm_mode(options.flavor(p), p["confirm"]) != "none"
     except (ConfigError, KeyError, TypeError, ValueError):
         return True  # an unusable setting: the module refuses it, the headers at hand
-
