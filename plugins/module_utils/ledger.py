@@ -27,6 +27,16 @@ lock file would hold a lock nobody else sees), written to a temporary file in th
 directory, fsynced and renamed over the ledger. Readers take no lock: a rename replaces the
 whole file at once, so a reader sees one complete version or the other.
 
+Each host's own record, right after its module run (``append_status``), is one line appended
+to ``<path>.pending`` under the same lock and fsynced: its cost does not grow with the fleet
+(a read-modify-write of a 10,000-host ledger costs ~80 ms, and the lock serializes every
+host's). The file starts with ``{"pending": <random id>}``; each line is
+``{"time", "host", "row"}``. Every reader applies the pending lines, in order, to what it read
+(the pending file first, then the ledger: a fold in between is seen in the ledger); every
+change under the lock (the report's once-per-batch write, ``fold``) writes them into the ledger,
+which keeps ``"folded": {<pending id>: <lines>}`` for its last ``FOLDED_KEPT`` pending files, and
+then removes the pending file - a run stopped in between applies none of them twice.
+
 A file at the path that is not a ledger (not JSON, another document, a newer version) is never
 overwritten: every call fails with ``LedgerError`` saying so. The ledger's directory is opened
 once (``statedir``) and the ledger, its lock and its temporary files only through it: a
@@ -41,6 +51,7 @@ import copy
 import datetime
 import json
 import os
+import secrets
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certinfo import parse_time
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.statedir import StateDir, StateDirError
@@ -83,6 +94,8 @@ def _seconds_between(earlier, later):
 
 
 MAX_LEDGER = 256 * 1024 * 1024  # ~300 bytes per host and event: far beyond any fleet
+PENDING_SUFFIX = ".pending"
+FOLDED_KEPT = 16  # a reader between its two reads would have to miss this many folds
 
 
 def _state_dir(path, create):
@@ -120,6 +133,8 @@ def render(data):
     """The ledger's text: one line per host (diffable), each encoded by json's C encoder (an
     indented dump is pure Python, ~15 times slower on a 10,000-host ledger)."""
     head = {key: data[key] for key in ("format", "version", "updated_at")}
+    if data.get("folded"):
+        head["folded"] = data["folded"]
     lines = ["%s: %s" % (json.dumps(host), json.dumps(data["hosts"][host], sort_keys=True, separators=(",", ":")))
              for host in sorted(data["hosts"])]
     return json.dumps(head)[:-1] + ', "hosts": {\n' + ",\n".join(lines) + "\n}}\n"
@@ -141,6 +156,9 @@ def parse(text, path="the ledger"):
     hosts = data.get("hosts")
     if not isinstance(hosts, dict):
         raise _refuse(path, 'is damaged: "hosts" is not an object')
+    folded = data.get("folded", {})
+    if not isinstance(folded, dict) or not all(isinstance(n, int) for n in folded.values()):
+        raise _refuse(path, 'is damaged: "folded" is not an object of line counts')
     for host, entry in hosts.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("history"), list) \
                 or not all(isinstance(event, dict) for event in entry["history"]):
@@ -148,22 +166,67 @@ def parse(text, path="the ledger"):
     return data
 
 
-def load(path, state=None):
-    """The ledger at ``path`` (missing file: an empty ledger), read through its directory
-    (``state``, when the caller holds it open)."""
+def _read_base(path, state):
     try:
-        if state is not None:
-            data = state.read(os.path.basename(path), MAX_LEDGER)
-        else:
-            opened, name = _state_dir(path, create=False)
-            if opened is None:
-                return empty_ledger()
-            with opened:
-                data = opened.read(name, MAX_LEDGER)
+        data = state.read(os.path.basename(path), MAX_LEDGER)
         text = "" if data is None else data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise _refuse(path, "cannot be read (%s)" % (getattr(exc, "strerror", None) or exc))
     return parse(text, path) if data is not None else empty_ledger()
+
+
+def parse_pending(text):
+    """(the pending file's id or None, [(time, host, row)]) from its text. A line that is not a
+    record (a write cut short by a crash: it has no newline, or the next append began after it)
+    is skipped."""
+    pending_id, records = None, []
+    for number, line in enumerate(text.split("\n")):
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(item, dict):
+            continue
+        if number == 0 and isinstance(item.get("pending"), str):
+            pending_id = item["pending"]
+        elif isinstance(item.get("host"), str) and isinstance(item.get("row"), dict) \
+                and isinstance(item.get("time"), str):
+            records.append((item["time"], item["host"], item["row"]))
+    return pending_id, records
+
+
+def _read_pending(path, state):
+    name = os.path.basename(path) + PENDING_SUFFIX
+    try:
+        data = state.read(name, MAX_LEDGER)
+        return parse_pending("" if data is None else data.decode("utf-8", "replace"))
+    except OSError as exc:
+        raise LedgerError("cannot read %s: %s" % (state.join(name), exc.strerror or exc)) from None
+
+
+def _not_folded(data, pending):
+    """The pending records the ledger ``data`` does not hold yet."""
+    pending_id, records = pending
+    return records[data.get("folded", {}).get(pending_id, 0) if pending_id else 0:]
+
+
+def load(path, state=None, resolution=None, warnings=None):
+    """The ledger at ``path`` (missing file: an empty ledger) with its pending records applied,
+    read through its directory (``state``, when the caller holds it open)."""
+    if state is None:
+        try:
+            opened, _name = _state_dir(path, create=False)
+        except OSError as exc:
+            raise _refuse(path, "cannot be read (%s)" % (getattr(exc, "strerror", None) or exc))
+        if opened is None:
+            return empty_ledger()
+        with opened:
+            return load(path, opened, resolution, warnings)
+    pending = _read_pending(path, state)  # first: a fold after this read is in the ledger read next
+    data = _read_base(path, state)
+    _apply_rows(data, _not_folded(data, pending), LAST_SEEN_RESOLUTION if resolution is None else resolution,
+                warnings)
+    return data
 
 
 def _text(value):
@@ -238,18 +301,67 @@ def expects_new_key(entry, now):
     return bool(renew_after) and renew_after <= now
 
 
-def _take_from_others(hosts, host, agent_id, now):
+def _holders(hosts):
+    """{agent_id: {hosts that hold it now}}: who holds an ID, without a walk over the fleet per
+    record."""
+    held = {}
+    for host, entry in hosts.items():
+        if entry.get("agent_id"):
+            held.setdefault(entry["agent_id"], set()).add(host)
+    return held
+
+
+def _take_from_others(hosts, held, host, agent_id, now):
     """Release ``agent_id`` from every other host that holds it now (a ``moved`` event naming
-    ``host``); return their names."""
+    ``host``); return their names. ``held`` (``_holders``) is kept up to date."""
     moved = []
-    for other, entry in sorted(hosts.items()):
-        if other != host and agent_id and entry.get("agent_id") == agent_id:
+    for other in sorted(held.get(agent_id, ()) if agent_id else ()):
+        entry = hosts[other]
+        if other != host and entry.get("agent_id") == agent_id:
             event = _event(now, MOVED, agent_id, entry.get("fingerprint_sha256", ""))
             event["to"] = host
             entry["history"].append(event)
             entry.update(agent_id="", fingerprint_sha256="", last_seen=now)
+            held[agent_id].discard(other)
             moved.append(other)
     return moved
+
+
+def _apply_rows(data, records, resolution, warnings):
+    """Apply ``records`` ([(time, host, row)], in order) to the ledger document ``data``.
+    Returns ({host: new event}, changed). An ID another host held moves to the host now holding
+    it (a ``moved`` event on the other host), with a message appended to ``warnings``."""
+    events, changed, hosts = {}, False, data["hosts"]
+    held = _holders(hosts) if records else {}
+    for now, host, row in records:
+        host = "" if host is None else str(host)  # the inventory's name, as it is
+        if not host.strip():
+            raise LedgerError("a ledger record needs a host name")
+        before = hosts.get(host)
+        unproven = unproven_change(before, row)
+        if unproven:  # the entry stays as it is
+            if warnings is not None:
+                warnings.append("host %s: %s" % (host, unproven))
+            continue
+        after = apply_row(before, row, now, resolution)
+        if after is None:
+            continue
+        if after != before:
+            hosts[host], changed = after, True
+            if before is not None and before.get("agent_id"):
+                held.get(before["agent_id"], set()).discard(host)
+            if after["agent_id"]:
+                held.setdefault(after["agent_id"], set()).add(host)
+            if before is None or len(after["history"]) > len(before["history"]):
+                events[host] = after["history"][-1]
+        for other in _take_from_others(hosts, held, host, after["agent_id"], now):
+            changed = True
+            if warnings is not None:
+                warnings.append(
+                    "agent ID %s moved from host %s to host %s in the identity ledger: %s was "
+                    "renamed in the inventory, or both hosts hold one identity (a cloned disk): "
+                    "check %s" % (after["agent_id"], other, host, other, other))
+    return events, changed
 
 
 def _merge_entries(mine, theirs):
@@ -314,7 +426,7 @@ class Ledger:
 
     # ---- reading
     def hosts(self):
-        return load(self.path)["hosts"]
+        return load(self.path, resolution=self.last_seen_resolution)["hosts"]
 
     def lookup(self, host):
         """The host's entry (a copy), or None when the ledger never saw it."""
@@ -379,34 +491,39 @@ class Ledger:
         another host held moves to the host now holding it (a ``moved`` event on the other
         host, which no longer holds it), with a message appended to ``warnings``."""
         def change(data, now):
-            events, changed = {}, False
-            for host, row in rows.items():
-                host = "" if host is None else str(host)  # the inventory's name, as it is
-                if not host.strip():
-                    raise LedgerError("a ledger record needs a host name")
-                before = data["hosts"].get(host)
-                unproven = unproven_change(before, row)
-                if unproven:  # the entry stays as it is
-                    if warnings is not None:
-                        warnings.append("host %s: %s" % (host, unproven))
-                    continue
-                after = apply_row(before, row, now, self.last_seen_resolution)
-                if after is None:
-                    continue
-                if after != before:
-                    data["hosts"][host], changed = after, True
-                    if before is None or len(after["history"]) > len(before["history"]):
-                        events[host] = after["history"][-1]
-                for other in _take_from_others(data["hosts"], host, after["agent_id"], now):
-                    changed = True
-                    if warnings is not None:
-                        warnings.append(
-                            "agent ID %s moved from host %s to host %s in the identity ledger: %s was "
-                            "renamed in the inventory, or both hosts hold one identity (a cloned disk): "
-                            "check %s" % (after["agent_id"], other, host, other, other))
-            return events, changed
+            return _apply_rows(data, [(now, host, row) for host, row in rows.items()],
+                               self.last_seen_resolution, warnings)
 
-        return self._update(change)
+        return self._update(change, warnings)
+
+    def append_status(self, host, row):
+        """``record_status`` at a cost that does not grow with the ledger: the row is appended
+        to the pending file (one line, under the lock, fsynced), which every reader applies and
+        the next locked change writes into the ledger. True when a line was written."""
+        if not row.get("agent_id") or row.get("action") in UNRECORDED_ACTIONS:
+            return False
+        host = "" if host is None else str(host)
+        if not host.strip():
+            raise LedgerError("a ledger record needs a host name")
+        line = json.dumps({"time": self.clock(), "host": host, "row": row}, sort_keys=True) + "\n"
+        name = os.path.basename(self.path) + PENDING_SUFFIX
+        with locked(self.path, self.lock_timeout) as state:
+            try:
+                state.append_line(name, line, header=json.dumps({"pending": secrets.token_hex(8)}) + "\n")
+            except OSError as exc:
+                raise LedgerError("cannot write %s: %s" % (state.join(name), exc.strerror or exc)) from None
+        return True
+
+    def fold(self, warnings=None):
+        """Write the pending records into the ledger (nothing to do: no write). Returns how many
+        it applied."""
+        opened, name = _state_dir(self.path, create=False)
+        if opened is None:
+            return 0
+        with opened:
+            if opened.read(name + PENDING_SUFFIX, MAX_LEDGER, lenient=True) is None:
+                return 0
+        return self._update(lambda data, now: (None, False), warnings, count=True)
 
     def merge(self, other):
         """Add every host and event of ``other`` (a Ledger, a path or a ledger document), e.g.
@@ -429,17 +546,27 @@ class Ledger:
 
         return self._update(change)
 
-    def _update(self, change):
-        """Read the ledger under the lock, apply ``change(data, now) -> (result, changed)``,
-        write the ledger when it changed, return the result."""
+    def _update(self, change, warnings=None, count=False):
+        """Read the ledger and its pending records under the lock, apply ``change(data, now) ->
+        (result, changed)``, write the ledger when it or the pending file changed it, then
+        remove the pending file; return the result (``count``: the pending records applied)."""
         with locked(self.path, self.lock_timeout) as state:
-            data = load(self.path, state)
+            pending = _read_pending(self.path, state)
+            data = _read_base(self.path, state)
+            records = _not_folded(data, pending)
+            folded = _apply_rows(data, records, self.last_seen_resolution, warnings)[1]
             now = self.clock()
             result, changed = change(data, now)
-            if changed:
+            name = os.path.basename(self.path)
+            if changed or folded:
                 data["updated_at"] = now
+                if pending[0] and pending[1]:  # a stop before the removal below applies none twice
+                    kept = [(k, v) for k, v in data.get("folded", {}).items() if k != pending[0]]
+                    data["folded"] = dict(kept[-(FOLDED_KEPT - 1):] + [(pending[0], len(pending[1]))])
                 try:
-                    state.write_atomic(os.path.basename(self.path), render(data))
+                    state.write_atomic(name, render(data))
                 except OSError as exc:
                     raise LedgerError("cannot write the ledger %s: %s" % (self.path, exc.strerror or exc))
-            return result
+            if state.unlink(name + PENDING_SUFFIX):  # its records are in the ledger, or changed nothing
+                state.fsync()
+            return len(records) if count else result

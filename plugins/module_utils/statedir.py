@@ -197,6 +197,31 @@ class StateDir(DirFd):
         finally:
             self.unlink(tmp)
 
+    def append_line(self, name, line, header):
+        """Append ``line`` (str, ending in a newline) to ``name`` and fsync it; a new or empty
+        file starts with ``header``. A last line cut short (no newline) is ended first, so the
+        new line stays whole. For one writer at a time (the caller holds a lock)."""
+        try:
+            fd = self._open(name, os.O_RDWR | os.O_APPEND | os.O_NONBLOCK)
+            created = False
+        except FileNotFoundError:
+            fd = self._open(name, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL)
+            created = True
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise StateDirError("refusing to write %s: it is not a regular file" % self.join(name))
+            if st.st_size == 0:
+                line = header + line
+            elif os.pread(fd, 1, st.st_size - 1) != b"\n":
+                line = "\n" + line
+            write_all(fd, line.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            self.fsync()
+
     @contextlib.contextmanager
     def locked(self, name, timeout, what=None, poll=0.02):
         """Hold an exclusive flock on the file ``name`` (created 0644, never removed: a process

@@ -22,9 +22,9 @@ with ``run_again``) and which report row it makes of the result (``status_row``)
 headers this adds no round trip.
 
 With ``ledger_path`` (the role's ``mtls_ledger_path``), the row is recorded in the identity
-ledger on the controller right after the module returned, under the ledger's lock: a role used
-without the report (and so without its once-per-batch write) keeps the ledger too, so the
-duplicate-ID guard and the lost-identity restore always have the host's identity.
+ledger on the controller right after the module returned: one line appended to its pending file
+under the ledger's lock, which every reader applies (module_utils/ledger.py), so the duplicate-ID
+guard and the lost-identity restore always have the host's identity, even after a stopped run.
 """
 from __future__ import annotations
 
@@ -163,10 +163,11 @@ class ApiAction(ActionBase):
         return operator_paths.state_path(path, names.setting("ledger_path")) if path else None
 
     def _record_in_ledger(self, result, path, host, row):
-        """Record the host's row in the ledger; a ledger that cannot be written fails the host
-        (its identity is reported as it is: the device and the registry have it)."""
+        """Record the host's row in the ledger (one line appended: the cost does not grow with
+        the fleet); a ledger that cannot be written fails the host (its identity is reported as it
+        is: the device and the registry have it)."""
         try:
-            ledger.Ledger(path).record_status(host, row)
+            ledger.Ledger(path).append_status(host, row)
         except ledger.LedgerError as exc:
             msg = "the identity ledger was not updated: %s (%s)" % (exc, names.setting("ledger_path"))
             result.update(failed=True, msg="%s; %s" % (result["msg"], msg) if result.get("failed") else msg)

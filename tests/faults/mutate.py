@@ -506,6 +506,32 @@ MUTATIONS = {
     ),
 }
 
+# The identity ledger's pending records (plugins/module_utils/ledger.py): each host's record is a
+# line appended, applied by every reader, written in once and never applied twice.
+_LEDGER_CASES = "tests/unit/test_ledger_pending.py::"
+MUTATIONS["ledger-append-rewrites"] = (
+    "a host's own record appends a line and never reads or rewrites the fleet-sized ledger",
+    [("plugins/plugin_utils/api_action.py", "ledger.Ledger(path).append_status(host, row)",
+      "ledger.Ledger(path).record_status(host, row)"),
+     ("plugins/module_utils/ledger.py", '        line = json.dumps({"time": self.clock(),',
+      '        self.record(host, row)\n        line = json.dumps({"time": self.clock(),')],
+    [_LEDGER_CASES + "test_an_append_never_parses_the_ledger"],
+)
+MUTATIONS["ledger-pending-unseen"] = (
+    "every reader of the ledger applies the pending records",
+    [("plugins/module_utils/ledger.py",
+      "    _apply_rows(data, _not_folded(data, pending), LAST_SEEN_RESOLUTION if resolution is None else resolution,",
+      "    _apply_rows(data, [], LAST_SEEN_RESOLUTION if resolution is None else resolution,")],
+    [_LEDGER_CASES + "test_an_appended_record_leaves_the_ledger_file_as_it_was_and_every_reader_sees_it"],
+)
+MUTATIONS["ledger-pending-refolded"] = (
+    "pending records already written into the ledger are never applied again",
+    [("plugins/module_utils/ledger.py",
+      "    return records[data.get(\"folded\", {}).get(pending_id, 0) if pending_id else 0:]",
+      "    return records")],
+    [_LEDGER_CASES + "test_a_stop_between_the_ledger_write_and_the_removal_applies_nothing_twice"],
+)
+
 # The agent check (plugins/module_utils/check.py, wsclient.py, verdicts.py): its protections,
 # then each failure class, removed in turn. (name, what, file, old, new, cases)
 _CHECK = "plugins/module_utils/"
