@@ -12,7 +12,8 @@ the hosts of the role's background key generation without a round trip. The answ
 ``mtls_ledger`` (one dict for the batch, keyed by host), and ``mtls_ledger_keygen_hosts``: the hosts
 that pass will start a key on, so that a batch with none skips it once, not once per host. The
 ledger itself is written by the mtls_identity and mtls_deregister actions right after each host's
-module run, and by the report once per batch. The run prints where the ledger is (once per
+module run (a line appended to its pending file), and by the report once per batch; this action
+first writes the pending lines of a run without a report into it. The run prints where the ledger is (once per
 batch); a path inside an installed collection is refused.
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ SPEC = {
     "path": {"type": "path", "required": True},
     "hosts": {"type": "list", "elements": "str"},
     "agent_id_variable": {"type": "str", "default": "mtls_agent_id"},
+    "write_pending": {"type": "bool", "default": False},
 }
 
 
@@ -77,9 +79,14 @@ class ActionModule(ActionBase):
             path = operator_paths.state_path(args["path"], "mtls_ledger_path")
         except ConfigError as exc:
             raise AnsibleActionFail(str(exc)) from None
-        self._display.display("fleet-mtls: identity ledger %s" % path)
         the_ledger = ledger.Ledger(path)
+        warnings = []
+        if args["write_pending"]:
+            return self._write_pending(result, the_ledger, warnings)
+        self._display.display("fleet-mtls: identity ledger %s" % path)
         try:
+            if not self._task.check_mode:
+                the_ledger.fold(warnings)  # the hosts' records of a run that wrote no report
             planned = planned_ids(task_vars.get("hostvars") or {}, hosts, args["agent_id_variable"])
             dups = the_ledger.duplicate_ids(planned, current_hosts=inventory)
             known = the_ledger.hosts()
@@ -96,6 +103,23 @@ class ActionModule(ActionBase):
                          "conflict": found.get(host, ""),
                          "new_key": ledger.expects_new_key(known.get(host), now)} for host in hosts}
         keygen = keygen_hosts(answer, task_vars.get("hostvars") or {})
+        if warnings:
+            result["warnings"] = warnings
         result.update(changed=False, path=path, conflicts=sorted(found),
                       ansible_facts={"mtls_ledger": answer, "mtls_ledger_keygen_hosts": keygen})
+        return result
+
+    def _write_pending(self, result, the_ledger, warnings):
+        """The batch's records, appended by each host's action, written into the ledger file
+        (not in check mode, which appends none). changed stays false: it is the controller's
+        bookkeeping, like the report's."""
+        written = 0
+        if not self._task.check_mode:
+            try:
+                written = the_ledger.fold(warnings)
+            except ledger.LedgerError as exc:
+                raise AnsibleActionFail("cannot write the identity ledger: %s" % exc) from None
+        if warnings:
+            result["warnings"] = warnings
+        result.update(changed=False, path=the_ledger.path, written=written)
         return result

@@ -22,7 +22,12 @@ description:
     pass once rather than once per host.
   - M(autonomy_edge.fleet_mtls.mtls_identity) refuses a host with a conflict before anything
     changes, and hands a device that lost its identity its ledger ID (O(ignore:lost_identity)).
-  - Reads only; the ledger is written by the report (M(autonomy_edge.fleet_mtls.mtls_report_write)).
+  - The ledger is written by the report (M(autonomy_edge.fleet_mtls.mtls_report_write)), once per
+    batch, and each host's record is appended, right after its module run, to the pending file
+    C(<path>.pending) beside it, which every reader applies. Before it answers (not in check mode),
+    this module writes the pending records of an earlier run into the ledger; with
+    O(write_pending) it only does that (the role's last task, so that the ledger file is whole
+    after a play without the report too).
 author:
   - fleet-mtls contributors (@autonomy-edge)
 options:
@@ -38,10 +43,16 @@ options:
     description: The host variable holding a pre-assigned agent ID.
     type: str
     default: mtls_agent_id
+  write_pending:
+    description:
+      - Only write the pending records (the batch's hosts' records) into the ledger and remove
+        the pending file; answer nothing and set no fact. Nothing is written in check mode.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
-    description: Reads only.
+    description: Reads only; writes nothing into the ledger.
   diff_mode:
     support: none
     description: Nothing to compare.
@@ -61,20 +72,31 @@ EXAMPLES = r"""
   autonomy_edge.fleet_mtls.mtls_ledger:
     path: "{{ playbook_dir }}/../reports/identity-ledger.json"
   run_once: true
+
+- name: Write the batch's pending records into the ledger file
+  autonomy_edge.fleet_mtls.mtls_ledger:
+    path: "{{ playbook_dir }}/../reports/identity-ledger.json"
+    write_pending: true
+  run_once: true
 """
 
 RETURN = r"""
 conflicts:
   description: The hosts that share an agent ID with another host.
-  returned: always
+  returned: unless O(write_pending)
   type: list
   elements: str
   sample: [edge-sp-02, edge-sp-03]
 ansible_facts:
   description: C(mtls_ledger) - per host, C(ledger_id), C(conflict) and C(new_key);
     C(mtls_ledger_keygen_hosts) - the hosts of the batch expected to need a new key.
-  returned: always
+  returned: unless O(write_pending)
   type: dict
   sample: {mtls_ledger: {edge-sp-01: {ledger_id: "07048933", conflict: "", new_key: false}},
            mtls_ledger_keygen_hosts: []}
+written:
+  description: With O(write_pending), how many pending records were written into the ledger.
+  returned: when O(write_pending)
+  type: int
+  sample: 30
 """

@@ -9,10 +9,12 @@ change or mints a new ID (the old one then listed as orphaned). Two hosts given 
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
 
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.ledger import Ledger
 from tests.fixtures.playbook_fleet import RoleFleet
 
 pytestmark = pytest.mark.integration
@@ -28,6 +30,9 @@ def fleet(tmp_path_factory, shared_service):
     run = fleet.play("provision.yml")
     assert run.rc == 0, run.explain()
     fleet.ids = {h: fleet.agent_id(h) for h in HOSTS}
+    # Each host's record was appended as it ended; the report wrote them into the file itself.
+    assert not (fleet.reports / "identity-ledger.json.pending").exists()
+    assert {h: e["agent_id"] for h, e in fleet.ledger().items()} == fleet.ids
     return fleet
 
 
@@ -97,3 +102,42 @@ def test_two_hosts_with_one_agent_id_are_both_refused_before_any_request(tmp_pat
         assert (rows[host]["action"], rows[host]["phase"]) == ("failed", "preflight"), rows[host]
         assert f"agent ID {agent_id} would be used by {host} and by {other}" in rows[host]["error"], rows[host]
         assert not twins.home(host).exists(), f"{host} was touched"
+
+
+ROLE_ALONE = """
+- name: The role without the report
+  hosts: all
+  gather_facts: false
+  become: "{{ mtls_become | default(true) }}"
+  tasks:
+    - name: Apply the mtls_identity role
+      ansible.builtin.import_role:
+        name: autonomy_edge.fleet_mtls.mtls_identity
+"""
+
+
+def test_the_role_alone_writes_its_batch_into_the_ledger_file(tmp_path, shared_service):
+    """Without the report, each host's record is appended to the pending file as its module run
+    ends, and the role's last task writes the batch's into the ledger file: whole for jq or a
+    backup, and the next run restores a lost identity from it."""
+    hosts = ("al-01", "al-02")
+    alone = RoleFleet(tmp_path, shared_service, {h: {} for h in hosts})
+    playbook = tmp_path / "role-alone.yml"
+    playbook.write_text(ROLE_ALONE)
+    path = alone.reports / "identity-ledger.json"
+    pending = alone.reports / "identity-ledger.json.pending"
+    run = alone.play(str(playbook))
+    assert run.rc == 0, run.explain()
+    ids = {h: alone.agent_id(h) for h in hosts}
+    assert not pending.exists(), pending.read_text()
+    assert {h: e["agent_id"] for h, e in json.loads(path.read_text())["hosts"].items()} == ids
+    shutil.rmtree(alone.host_dir("al-01"))
+    run = alone.play(str(playbook), "--check")
+    assert run.rc == 0, run.explain()
+    assert not pending.exists()
+    run = alone.play(str(playbook))
+    assert run.rc == 0, run.explain()
+    assert alone.agent_id("al-01") == ids["al-01"], "the lost identity did not get its ID back"
+    assert not pending.exists()
+    assert json.loads(path.read_text())["hosts"]["al-01"]["history"][-1]["action"] == "restored"
+    assert Ledger(str(path)).hosts()["al-01"]["agent_id"] == ids["al-01"]
