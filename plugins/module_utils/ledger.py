@@ -517,12 +517,16 @@ class Ledger:
     def fold(self, warnings=None):
         """Write the pending records into the ledger (nothing to do: no write). Returns how many
         it applied."""
-        opened, name = _state_dir(self.path, create=False)
+        try:
+            opened, _name = _state_dir(self.path, create=False)
+        except OSError as exc:
+            raise LedgerError("cannot open the directory of %s: %s" % (self.path, exc.strerror or exc)) from None
         if opened is None:
             return 0
         with opened:
-            if opened.read(name + PENDING_SUFFIX, MAX_LEDGER, lenient=True) is None:
-                return 0
+            pending_id, records = _read_pending(self.path, opened)
+        if pending_id is None and not records:
+            return 0
         return self._update(lambda data, now: (None, False), warnings, count=True)
 
     def merge(self, other):

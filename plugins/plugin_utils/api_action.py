@@ -22,9 +22,10 @@ with ``run_again``) and which report row it makes of the result (``status_row``)
 headers this adds no round trip.
 
 With ``ledger_path`` (the role's ``mtls_ledger_path``), the row is recorded in the identity
-ledger on the controller right after the module returned: one line appended to its pending file
-under the ledger's lock, which every reader applies (module_utils/ledger.py), so the duplicate-ID
-guard and the lost-identity restore always have the host's identity, even after a stopped run.
+ledger on the controller right after the module returned, so the duplicate-ID guard and the
+lost-identity restore always have the host's identity, even after a stopped run: in the role one
+line appended to its pending file under the ledger's lock, which every reader applies and the
+role's last task writes in once per batch (module_utils/ledger.py); outside the role, written in.
 """
 from __future__ import annotations
 
@@ -143,7 +144,7 @@ class ApiAction(ActionBase):
         row = self.status_row(result, host)
         if row is not None:
             if ledger_path and not self._task.check_mode and not result.get("skipped"):
-                row = self._record_in_ledger(result, ledger_path, host, row)
+                row = self._record_in_ledger(result, ledger_path, host, row, append=in_role)
             result["status"] = row
             if not result.get("failed"):
                 result["ansible_facts"] = {"mtls_identity_status": row}
@@ -162,12 +163,18 @@ class ApiAction(ActionBase):
         path = module_args.pop("ledger_path", None)
         return operator_paths.state_path(path, names.setting("ledger_path")) if path else None
 
-    def _record_in_ledger(self, result, path, host, row):
-        """Record the host's row in the ledger (one line appended: the cost does not grow with
-        the fleet); a ledger that cannot be written fails the host (its identity is reported as it
-        is: the device and the registry have it)."""
+    def _record_in_ledger(self, result, path, host, row, append):
+        """Record the host's row in the ledger; a ledger that cannot be written fails the host
+        (its identity is reported as it is: the device and the registry have it). In the role
+        (``append``) one line is appended, a cost that does not grow with the fleet, which the
+        role's last task writes into the ledger file once per batch; a task outside the role
+        writes the file itself."""
+        the_ledger = ledger.Ledger(path)
         try:
-            ledger.Ledger(path).append_status(host, row)
+            if append:
+                the_ledger.append_status(host, row)
+            else:
+                the_ledger.record_status(host, row)
         except ledger.LedgerError as exc:
             msg = "the identity ledger was not updated: %s (%s)" % (exc, names.setting("ledger_path"))
             result.update(failed=True, msg="%s; %s" % (result["msg"], msg) if result.get("failed") else msg)

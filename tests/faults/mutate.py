@@ -495,7 +495,7 @@ MUTATIONS = {
     "rename-keeps-both-names": (
         "an ID recorded for a host moves from the host that held it, with a warning",
         [("plugins/module_utils/ledger.py",
-          'for other in _take_from_others(data["hosts"], host, after["agent_id"], now):', "for other in []:")],
+          'for other in _take_from_others(hosts, held, host, after["agent_id"], now):', "for other in []:")],
         [F + "test_hostile_round.py::test_a_host_renamed_in_the_inventory_moves_its_id_with_a_warning"],
     ),
     "refused-without-rotation-hint": (
@@ -511,11 +511,15 @@ MUTATIONS = {
 _LEDGER_CASES = "tests/unit/test_ledger_pending.py::"
 MUTATIONS["ledger-append-rewrites"] = (
     "a host's own record appends a line and never reads or rewrites the fleet-sized ledger",
-    [("plugins/plugin_utils/api_action.py", "ledger.Ledger(path).append_status(host, row)",
-      "ledger.Ledger(path).record_status(host, row)"),
-     ("plugins/module_utils/ledger.py", '        line = json.dumps({"time": self.clock(),',
+    [("plugins/module_utils/ledger.py", '        line = json.dumps({"time": self.clock(),',
       '        self.record(host, row)\n        line = json.dumps({"time": self.clock(),')],
     [_LEDGER_CASES + "test_an_append_never_parses_the_ledger"],
+)
+MUTATIONS["ledger-role-rewrites"] = (
+    "in the role, each host's action appends its record; the role's last task writes the batch in",
+    [("plugins/plugin_utils/api_action.py", "                the_ledger.append_status(host, row)",
+      "                the_ledger.record_status(host, row)")],
+    ["tests/playbook/test_role_ledger.py::test_the_role_alone_writes_its_batch_into_the_ledger_file"],
 )
 MUTATIONS["ledger-pending-unseen"] = (
     "every reader of the ledger applies the pending records",
@@ -977,8 +981,8 @@ MUTATIONS.update({
     ),
     "ledger-adopts-unproven-id": (
         "the ledger records another ID for a host only when the run assigned it or the cloud accepted it",
-        [("plugins/module_utils/ledger.py", "                if unproven:  # the entry stays as it is",
-          "                if False:  # the entry stays as it is")],
+        [("plugins/module_utils/ledger.py", "        if unproven:  # the entry stays as it is",
+          "        if False:  # the entry stays as it is")],
         ["tests/unit/test_ledger.py::test_another_id_nothing_proves_is_not_recorded_and_takes_from_nobody"],
     ),
 })

@@ -19,11 +19,14 @@ def _row(agent_id, fingerprint, action):
 
 def _writer(path, number, start):
     """Half the writers record as the report does (a locked rewrite), half as each host's
-    action does (a line appended to the pending file)."""
+    action in the role does (a line appended to the pending file), and write the pending lines
+    in now and then, as the role's last task does."""
     led = Ledger(path)
     write = led.record if number % 2 else led.append_status
     start.wait()
     for i in range(HOSTS_EACH):
+        if write == led.append_status and i % 4 == 3:
+            led.fold()
         write("w%d-h%02d" % (number, i), _row("W%d%02d" % (number, i), "%064x" % (number * 1000 + i), "created"))
         shared = "shared-%d" % (i % SHARED)
         write(shared, _row("S%d" % (i % SHARED), "%064x" % (10 ** 6 + number * 1000 + i), "rotated"))
@@ -31,7 +34,8 @@ def _writer(path, number, start):
 
 def _folder(path, start, stop, result):
     """Writes the pending records into the ledger over and over, as each batch's ledger read
-    does; every view it reads between folds has at least the events of the one before."""
+    does; every view it reads between folds has at least the events of the one before. Puts
+    how many of its folds wrote records in, or what was lost."""
     led = Ledger(path)
     start.wait()
     seen, folds = {}, 0
@@ -85,7 +89,7 @@ def test_concurrent_writers_lose_nothing_and_readers_always_see_a_whole_file(tmp
     reads = result.get(timeout=10)
     assert isinstance(reads, int) and reads > 0, reads
     folds = folded.get(timeout=10)
-    assert isinstance(folds, int) and folds > 0, folds
+    assert isinstance(folds, int), folds
 
     hosts = Ledger(path).hosts()
     own = {"w%d-h%02d" % (n, i) for n in range(WRITERS) for i in range(HOSTS_EACH)}

@@ -130,7 +130,9 @@ def test_the_role_alone_writes_its_batch_into_the_ledger_file(tmp_path, shared_s
     assert run.rc == 0, run.explain()
     ids = {h: alone.agent_id(h) for h in hosts}
     assert not pending.exists(), pending.read_text()
-    assert {h: e["agent_id"] for h, e in json.loads(path.read_text())["hosts"].items()} == ids
+    written = json.loads(path.read_text())
+    assert {h: e["agent_id"] for h, e in written["hosts"].items()} == ids
+    assert list(written["folded"].values()) == [len(hosts)], "the hosts' records were not appended lines"
     shutil.rmtree(alone.host_dir("al-01"))
     run = alone.play(str(playbook), "--check")
     assert run.rc == 0, run.explain()

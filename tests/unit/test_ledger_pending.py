@@ -142,6 +142,8 @@ def test_a_symlink_at_the_pending_file_is_refused_never_followed(led, path, tmp_
         led.hosts()
     with pytest.raises(LedgerError):
         led.record("edge-02", row("0A000002", FP["b"]))
+    with pytest.raises(LedgerError):
+        led.fold()
     assert target.read_text() == "operator's file\n"
 
 
