@@ -177,8 +177,8 @@ def _read_base(path, state):
 
 def parse_pending(text):
     """(the pending file's id or None, [(time, host, row)]) from its text. A line that is not a
-    record (a write cut short by a crash: it has no newline, or the next append began after it)
-    is skipped."""
+    record (a write cut short by a crash: it has no newline, or the next append began after it;
+    no host name) is skipped: one bad line never stops every reader of the ledger."""
     pending_id, records = None, []
     for number, line in enumerate(text.split("\n")):
         try:
@@ -189,7 +189,7 @@ def parse_pending(text):
             continue
         if number == 0 and isinstance(item.get("pending"), str):
             pending_id = item["pending"]
-        elif isinstance(item.get("host"), str) and isinstance(item.get("row"), dict) \
+        elif isinstance(item.get("host"), str) and item["host"].strip() and isinstance(item.get("row"), dict) \
                 and isinstance(item.get("time"), str):
             records.append((item["time"], item["host"], item["row"]))
     return pending_id, records

@@ -172,3 +172,20 @@ def test_many_rows_at_once_move_ids_between_hosts_like_one_at_a_time(tmp_path):
     assert strip == {h: (e["agent_id"], [(x["action"], x["agent_id"], x.get("to")) for x in e["history"]])
                      for h, e in many.hosts().items()}
     assert many.hosts()["h007"]["agent_id"] == "" and many.hosts()["n007"]["agent_id"] == "0A000007"
+
+
+@pytest.mark.parametrize("line", [
+    '{"time": "2026-01-01T00:00:09Z", "host": "", "row": {"agent_id": "0A000009", "fingerprint_sha256": "9"}}',
+    '{"time": "2026-01-01T00:00:09Z", "host": " ", "row": {"agent_id": "0A000009"}}',
+    '{"time": 9, "host": "edge-09", "row": {"agent_id": "0A000009"}}',
+    '{"time": "2026-01-01T00:00:09Z", "host": "edge-09", "row": ["0A000009"]}',
+    '["edge-09"]', '\u0000\u0001 not json', '{"pending": "a second header"}',
+])
+def test_a_line_that_is_not_a_record_is_skipped_by_every_reader(led, path, line):
+    led.append_status("edge-01", row("0A000001", FP["a"]))
+    with open(pending(path), "a") as handle:
+        handle.write(line + "\n")
+    led.append_status("edge-02", row("0A000002", FP["b"]))
+    assert set(led.hosts()) == {"edge-01", "edge-02"}
+    assert led.fold() == 2
+    assert set(json.loads(path.read_text())["hosts"]) == {"edge-01", "edge-02"}
