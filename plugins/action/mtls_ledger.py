@@ -86,7 +86,8 @@ class ActionModule(ActionBase):
         self._display.display("fleet-mtls: identity ledger %s" % path)
         try:
             if not self._task.check_mode:
-                the_ledger.fold(warnings)  # the hosts' records of a run that wrote no report
+                the_ledger.fold(warnings)  # the hosts' records of a stopped run
+            the_ledger = the_ledger.snapshot()
             planned = planned_ids(task_vars.get("hostvars") or {}, hosts, args["agent_id_variable"])
             dups = the_ledger.duplicate_ids(planned, current_hosts=inventory)
             known = the_ledger.hosts()

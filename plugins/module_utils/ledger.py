@@ -428,6 +428,15 @@ class Ledger:
     def hosts(self):
         return load(self.path, resolution=self.last_seen_resolution)["hosts"]
 
+    def snapshot(self):
+        """This ledger as it is now, read once: its queries (hosts, lookup, claims,
+        duplicate_ids, orphans) all answer from that one reading (a 10,000-host ledger takes
+        ~50 ms to read)."""
+        view = copy.copy(self)
+        hosts = self.hosts()
+        view.hosts = lambda: hosts
+        return view
+
     def lookup(self, host):
         """The host's entry (a copy), or None when the ledger never saw it."""
         entry = self.hosts().get(host)

@@ -189,3 +189,16 @@ def test_a_line_that_is_not_a_record_is_skipped_by_every_reader(led, path, line)
     assert set(led.hosts()) == {"edge-01", "edge-02"}
     assert led.fold() == 2
     assert set(json.loads(path.read_text())["hosts"]) == {"edge-01", "edge-02"}
+
+
+def test_a_snapshot_answers_every_query_from_one_reading(led, path, monkeypatch):
+    led.record("edge-01", row("0A000001", FP["a"]))
+    led.append_status("edge-02", row("0A000002", FP["b"]))
+    view = led.snapshot()
+    reads = []
+    monkeypatch.setattr(ledger_mod, "load", lambda *a, **k: reads.append(a) or ledger_mod.empty_ledger())
+    assert view.duplicate_ids({"edge-03": "0A000002"}) == {"0A000002": ["edge-02", "edge-03"]}
+    assert [c["host"] for c in view.claims("0A000001")] == ["edge-01"]
+    assert view.lookup("edge-02")["agent_id"] == "0A000002" and view.orphans(["edge-01"]) == [
+        {"agent_id": "0A000002", "hosts": ["edge-02"], "last_seen": view.hosts()["edge-02"]["last_seen"]}]
+    assert reads == [] and led.hosts() == {}  # the ledger itself still reads the file now
