@@ -362,6 +362,8 @@ def run_block(mode: Mode, block: str, rep: int, runner: Runner, svc, args, rotat
         # A first run: its own hosts and reports (the identity ledger) per repetition and fork
         # count; a ledger left by the other fork count would make it a restore with no keygen pass.
         inv = fleet.inventory(svc, "ours", f"{rep}-f{forks}", settings)
+        if args.ledger_hosts:
+            seed_ledger(inv.path.parent / "reports" / "identity-ledger.json", args.ledger_hosts)
         mode.add(playbook("provision", PROVISION, inv), "all")
         if "rerun" not in skip:
             mode.add(playbook("rerun", PROVISION, inv), "none")
@@ -400,6 +402,25 @@ def run_block(mode: Mode, block: str, rep: int, runner: Runner, svc, args, rotat
         for kind in tables.MICRO:
             mode.add(playbook(f"micro_{kind}", BENCH / "playbooks" / f"micro_{kind}.yml", mode.ping_inventory))
     mode.loads.append(os.getloadavg())
+
+
+def seed_ledger(path: Path, hosts: int) -> None:
+    """An identity ledger that already knows ``hosts`` other devices (not in the inventory, so
+    they take no part in the run), as a fleet's ledger does: written whole, in the ledger's
+    documented format (module_utils/ledger.py), so that every version of the bundle reads it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    when = "2026-11-01T00:00:00Z"
+    lines = []
+    for number in range(hosts):
+        agent_id, fingerprint = "F%07X" % number, "%064x" % (number + 1)
+        entry = {"agent_id": agent_id, "fingerprint_sha256": fingerprint, "first_seen": when, "last_seen": when,
+                 "renew_after": "2027-10-01T00:00:00Z",
+                 "history": [{"time": when, "action": "created", "agent_id": agent_id,
+                              "fingerprint_sha256": fingerprint}]}
+        lines.append("%s: %s" % (json.dumps("other-%06d" % number), json.dumps(entry, sort_keys=True,
+                                                                                separators=(",", ":"))))
+    head = {"format": "fleet-mtls identity ledger", "version": 1, "updated_at": when}
+    path.write_text(json.dumps(head)[:-1] + ', "hosts": {\n' + ",\n".join(lines) + "\n}}\n")
 
 
 def confirm_reruns(mode: Mode, rep: int, playbook, svc, inv: Inventory, token_vars: Path) -> None:
@@ -520,6 +541,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--token", action="store_true",
                    help="every run of the bundle's playbooks with the API token on the controller "
                         "(mtls_api_headers), as operators run: the devices get it only when they use it")
+    p.add_argument("--ledger-hosts", type=int, default=0, metavar="K",
+                   help="each first run starts with an identity ledger that already holds K other "
+                        "devices (not in the inventory), as a large fleet's does")
     p.add_argument("--tasks", action="store_true", help="print the per-task breakdown of the median runs")
     p.add_argument("--profile", action="store_true",
                    help="also run the module alone under cProfile (create, unchanged) and print where its time goes")
@@ -644,7 +668,8 @@ def main(argv: list[str] | None = None) -> int:
             "device_cpu_percent": args.device_cpu,
             "rtt_ms": args.rtt,
             "repeat": args.repeat, "cores": len(os.sched_getaffinity(0)), "extra_env": args.env,
-            "key_size": args.key_size, "skipped_runs": args.skip, "confirm": args.confirm, "versions": versions,
+            "key_size": args.key_size, "skipped_runs": args.skip, "confirm": args.confirm,
+            "ledger_hosts": args.ledger_hosts, "versions": versions,
             "service_registrations": registrations}
     results = [_mode_result(mode, {**head, "forks": mode.forks}) for mode in modes]
     tables.add_fleet_summaries(results)
