@@ -30,6 +30,8 @@ import cpuquota  # noqa: E402
 import sshfleet  # noqa: E402
 import tables  # noqa: E402
 
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.ledger import Ledger  # noqa: E402
+
 SSH_UNAVAILABLE = sshfleet.unavailable()
 QUOTA_UNAVAILABLE = SSH_UNAVAILABLE or cpuquota.unavailable()
 
@@ -43,6 +45,7 @@ def test_bench_smoke_over_ssh_produces_valid_ratios(tmp_path):
          # 2048-bit keys, one module-alone call, no lean re-run: every measured playbook and
          # every ratio at a fraction of the CPU (timings are not the point here).
          "--key-size", "2048", "--module-calls", "1", "--skip", "rerun_lean", "--token",
+         "--ledger-hosts", "200",  # a ledger that already knows other devices
          "--scratch", str(tmp_path / "scratch"), "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
     )
@@ -50,6 +53,9 @@ def test_bench_smoke_over_ssh_produces_valid_ratios(tmp_path):
     result = json.loads(out.read_text())
     assert result["connection"] == "ssh"
     assert result["problems"] == [], result["problems"]
+    assert result["ledger_hosts"] == 200
+    ledger = Ledger(str(next((tmp_path / "scratch").rglob("identity-ledger.json"))))
+    assert len(ledger.hosts()) == 200 + 2 and not ledger.duplicate_ids({})
 
     ssh = result["ssh"]
     assert ssh["login_checked"] and ssh["port"] not in (None, 22)
