@@ -70,12 +70,13 @@ seealso:
 EXAMPLES = r"""
 - name: Ask the identity ledger about the batch's hosts
   autonomy_edge.fleet_mtls.mtls_ledger:
-    path: "{{ playbook_dir }}/../reports/identity-ledger.json"
+    # Relative: in the directory ansible-playbook runs in (your project), as the role's default.
+    path: fleet-mtls-state/identity-ledger.json
   run_once: true
 
 - name: Write the batch's pending records into the ledger file
   autonomy_edge.fleet_mtls.mtls_ledger:
-    path: "{{ playbook_dir }}/../reports/identity-ledger.json"
+    path: fleet-mtls-state/identity-ledger.json
     write_pending: true
   run_once: true
 """

@@ -67,9 +67,10 @@ author:
 EXAMPLES = r"""
 - name: Write the fleet report (JSON, CSV, table and metrics)
   autonomy_edge.fleet_mtls.mtls_report_write:
-    dir: "{{ playbook_dir }}/../reports"
+    # Relative: in the directory ansible-playbook runs in (your project), as the role's default.
+    dir: fleet-mtls-state
     name: provision-report
-    metrics_file: "{{ playbook_dir }}/../reports/fleet-mtls.prom"
+    metrics_file: fleet-mtls-state/fleet-mtls.prom
   run_once: true
   delegate_to: localhost
 
