@@ -10,11 +10,12 @@ action refuses before anything changes; and whether the host is expected to need
 this run (``new_key``: not in the ledger yet, or due by the renewal date it holds), which picks
 the hosts of the role's background key generation without a round trip. The answer is the fact
 ``mtls_ledger`` (one dict for the batch, keyed by host), and ``mtls_ledger_keygen_hosts``: the hosts
-that pass will start a key on, so that a batch with none skips it once, not once per host. The
-ledger itself is written by the mtls_identity and mtls_deregister actions right after each host's
-module run (a line appended to its pending file), and by the report once per batch; this action
-first writes the pending lines of a run without a report into it. The run prints where the ledger is (once per
-batch); a path inside an installed collection is refused.
+that pass will start a key on, so that a batch with none skips it once, not once per host. Each
+host's record is a line the mtls_identity and mtls_deregister actions append to the ledger's
+pending file right after its module run; with ``write_pending`` (the role's last task, once per
+batch) this action writes them into the ledger, as the report's write does. Before it answers, it
+writes in what a stopped run left. The run prints where the ledger is (once per batch); a path
+inside an installed collection is refused.
 """
 from __future__ import annotations
 

@@ -29,8 +29,8 @@ whole file at once, so a reader sees one complete version or the other.
 
 Each host's own record, right after its module run (``append_status``), is one line appended
 to ``<path>.pending`` under the same lock and fsynced: its cost does not grow with the fleet
-(a read-modify-write of a 10,000-host ledger costs ~80 ms, and the lock serializes every
-host's). The file starts with ``{"pending": <random id>}``; each line is
+(a read-modify-write of a 10,000-host ledger costs 50-110 ms, and the lock serializes every
+host's: bench/ledger_cost.py). The file starts with ``{"pending": <random id>}``; each line is
 ``{"time", "host", "row"}``. Every reader applies the pending lines, in order, to what it read
 (the pending file first, then the ledger: a fold in between is seen in the ledger); every
 change under the lock (the report's once-per-batch write, ``fold``) writes them into the ledger,
@@ -210,7 +210,7 @@ def _not_folded(data, pending):
     return records[data.get("folded", {}).get(pending_id, 0) if pending_id else 0:]
 
 
-def load(path, state=None, resolution=None, warnings=None):
+def load(path, state=None, resolution=None):
     """The ledger at ``path`` (missing file: an empty ledger) with its pending records applied,
     read through its directory (``state``, when the caller holds it open)."""
     if state is None:
@@ -221,11 +221,11 @@ def load(path, state=None, resolution=None, warnings=None):
         if opened is None:
             return empty_ledger()
         with opened:
-            return load(path, opened, resolution, warnings)
+            return load(path, opened, resolution)
     pending = _read_pending(path, state)  # first: a fold after this read is in the ledger read next
     data = _read_base(path, state)
     _apply_rows(data, _not_folded(data, pending), LAST_SEEN_RESOLUTION if resolution is None else resolution,
-                warnings)
+                None)
     return data
 
 

@@ -147,11 +147,16 @@ def test_a_symlink_at_the_pending_file_is_refused_never_followed(led, path, tmp_
     assert target.read_text() == "operator's file\n"
 
 
-def test_an_id_recorded_for_a_renamed_host_moves_with_a_warning_when_written_in(led, path):
+@pytest.mark.parametrize("writer", ["report", "role"])
+def test_an_id_recorded_for_a_renamed_host_moves_with_a_warning_when_written_in(led, path, writer):
+    """The report's write of the batch, or the role's last task (fold), shows the warning."""
     led.record("edge-old", row("0A000001", FP["a"]))
     led.append_status("edge-new", row("0A000001", FP["a"], "unchanged") | {"verify": "ok"})
     warnings = []
-    led.record_many({"edge-new": row("0A000001", FP["a"], "unchanged") | {"verify": "ok"}}, warnings)
+    if writer == "report":
+        led.record_many({"edge-new": row("0A000001", FP["a"], "unchanged") | {"verify": "ok"}}, warnings)
+    else:
+        assert led.fold(warnings) == 1
     assert [w for w in warnings if "moved from host edge-old to host edge-new" in w], warnings
     hosts = led.hosts()
     assert (hosts["edge-old"]["agent_id"], hosts["edge-new"]["agent_id"]) == ("", "0A000001")
