@@ -406,21 +406,24 @@ def run_block(mode: Mode, block: str, rep: int, runner: Runner, svc, args, rotat
 
 def seed_ledger(path: Path, hosts: int) -> None:
     """An identity ledger that already knows ``hosts`` other devices (not in the inventory, so
-    they take no part in the run), as a fleet's ledger does: written whole, in the ledger's
-    documented format (module_utils/ledger.py), so that every version of the bundle reads it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    they take no part in the run), as a fleet's ledger does: rendered whole by the bundle's own
+    ledger code, in its version-1 format, which every version of the bundle reads."""
+    from tests.fixtures.collection import import_source
+
+    import_source()
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import ledger
+
     when = "2026-11-01T00:00:00Z"
-    lines = []
+    document = ledger.empty_ledger()
+    document["updated_at"] = when
     for number in range(hosts):
         agent_id, fingerprint = "F%07X" % number, "%064x" % (number + 1)
-        entry = {"agent_id": agent_id, "fingerprint_sha256": fingerprint, "first_seen": when, "last_seen": when,
-                 "renew_after": "2027-10-01T00:00:00Z",
-                 "history": [{"time": when, "action": "created", "agent_id": agent_id,
-                              "fingerprint_sha256": fingerprint}]}
-        lines.append("%s: %s" % (json.dumps("other-%06d" % number), json.dumps(entry, sort_keys=True,
-                                                                                separators=(",", ":"))))
-    head = {"format": "fleet-mtls identity ledger", "version": 1, "updated_at": when}
-    path.write_text(json.dumps(head)[:-1] + ', "hosts": {\n' + ",\n".join(lines) + "\n}}\n")
+        document["hosts"]["other-%06d" % number] = {
+            "agent_id": agent_id, "fingerprint_sha256": fingerprint, "first_seen": when, "last_seen": when,
+            "renew_after": "2027-10-01T00:00:00Z",
+            "history": [{"time": when, "action": "created", "agent_id": agent_id, "fingerprint_sha256": fingerprint}]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(ledger.render(document))
 
 
 def confirm_reruns(mode: Mode, rep: int, playbook, svc, inv: Inventory, token_vars: Path) -> None:
