@@ -18,7 +18,10 @@ module run does the device's whole job.
 - ask the cloud about the running agent when the controller holds the token (``confirm``: no
   device cost; plugin_utils/cloud.py), else leave it to the module; in an audit the token stays
   on the controller;
-- return the module's ``status`` row as the fact ``mtls_identity_status`` for the report.
+- return the module's ``status`` row as the fact ``mtls_identity_status`` for the report;
+- run the module without AnsiballZ where Ansible pipelines and the run carries no secret (a
+  re-run or check mode, the token withheld): half the device's CPU of an unchanged run
+  (plugin_utils/lean_run.py).
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.agent_fil
     TEMPLATES,
 )
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ConfigError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.plugin_utils import lean_run
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.plugin_utils.api_action import ApiAction
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.plugin_utils.cloud import ControllerCloud, device_asks
 
@@ -100,6 +104,16 @@ class ActionModule(ApiAction):
         if not isinstance(answer, dict) or answer.get("new_key") is not False or not answer.get("ledger_id"):
             return False
         return module_args.get("rotate") != "always" and not device_asks(module_args)
+
+    def _run_module(self, module_args, task_vars, wrap_async, install):
+        # A headers file (the controller's copy, or the device's own) means a run that uses the
+        # token: AnsibleModule masks its values in all the run returns.
+        if lean_run.usable(self, wrap_async) and not module_args.get("headers_file") \
+                and not lean_run.carries_secret(options.argument_spec(), module_args):
+            outcome = lean_run.run(self, self._task.action, options.argument_spec(), module_args, task_vars)
+            if "lean_unavailable" not in outcome:
+                return outcome
+        return super()._run_module(module_args, task_vars, wrap_async, install)
 
     def after_module(self, outcome, module_args, task_vars):
         if self.cloud is None:

@@ -9,13 +9,13 @@ options. The
 headers are never sent (the module makes no request), and the result is no report row: the
 identity task's is.
 
-Where Ansible would pipeline the module, the pass runs without AnsiballZ (plugin_utils/lean_pass.py):
+Where Ansible would pipeline the module, the pass runs without AnsiballZ (plugin_utils/lean_run.py):
 the same code on the device, a third of the device's CPU."""
 from __future__ import annotations
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.action.mtls_identity import ActionModule as IdentityAction
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.options import argument_spec
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.plugin_utils import lean_pass
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.plugin_utils import lean_run
 
 
 class ActionModule(IdentityAction):
@@ -36,6 +36,6 @@ class ActionModule(IdentityAction):
         return result
 
     def _run_module(self, module_args, task_vars, wrap_async, install):
-        if not lean_pass.usable(self, wrap_async):
+        if not lean_run.usable(self, wrap_async):
             return super()._run_module(module_args, task_vars, wrap_async, install)
-        return lean_pass.run(self, self._task.action, argument_spec(), module_args, task_vars)
+        return lean_run.run(self, self._task.action, argument_spec(), module_args, task_vars)

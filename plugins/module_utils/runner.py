@@ -30,12 +30,36 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.headers i
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import KEYGEN_FILES
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.preflight import preflight
 
+VALIDATE_CERTS_OFF = ("validate_certs is false: the API server is not authenticated, so a man in the middle "
+                      "could register its own certificate for this device")
+
 
 class Outcome:
     def __init__(self, failed, msg, result):
         self.failed = failed
         self.msg = msg
         self.result = result
+
+
+def run_lean(request):
+    """The mtls_identity module's ``main`` as the action plugin runs it without AnsiballZ
+    (plugin_utils/lean_run.py), for a run that carries no secret (no headers, no headers file):
+    re-runs and check mode, where the token is withheld. Prints the result, as a module does. A
+    device that lacks a library answers ``lean_unavailable``: the module then runs, and fails by
+    its libraries' names (or installs them), as always."""
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import lean
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import REQUESTS_IMPORT_ERROR
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certinfo import CRYPTOGRAPHY_IMPORT_ERROR
+
+    if CRYPTOGRAPHY_IMPORT_ERROR is not None or REQUESTS_IMPORT_ERROR is not None:
+        lean.emit({"lean_unavailable": "the device lacks cryptography or requests", "changed": False})
+        return
+    module = lean.LeanModule(lean.device_params(request, options.argument_spec()), request["check_mode"])
+    if not module.params["validate_certs"]:
+        module.warn(VALIDATE_CERTS_OFF)
+    outcome = run(module)
+    result = dict(outcome.result, failed=True, msg=outcome.msg) if outcome.failed else outcome.result
+    lean.emit(result, module)
 
 
 def failure_row(phase, error):

@@ -343,8 +343,7 @@ def main():
         module.fail_json(msg=missing_required_lib(" and ".join(missing)), missing_libraries=missing,
                          status=runner.failure_row("preflight", missing_required_lib(" and ".join(missing))))
     if not module.params["validate_certs"]:
-        module.warn("validate_certs is false: the API server is not authenticated, so a man in "
-                    "the middle could register its own certificate for this device")
+        module.warn(runner.VALIDATE_CERTS_OFF)
     outcome = runner.run(module)
     if outcome.failed:
         # Outside any except block: ansible-core would otherwise attach a traceback.

@@ -698,11 +698,11 @@ _PREKEY_MUTATIONS = [
      _PREKEY, "and facts[1] == self.start", "",
      ["test_an_abandoned_background_keygen_is_removed_and_the_run_converges"]),
     ("prekey-lean-off", "where Ansible pipelines, the pass runs without AnsiballZ (no ansible.module_utils.basic)",
-     "plugins/action/mtls_prekey.py", "if not lean_pass.usable(self, wrap_async):", "if True:",
+     "plugins/action/mtls_prekey.py", "if not lean_run.usable(self, wrap_async):", "if True:",
      ["test_where_ansible_pipelines_the_pass_runs_without_ansiballz"]),
     ("prekey-lean-paths-kept", "the lean pass expands its path options on the device, as AnsibleModule does",
-     _PREKEY, "params[name] = os.path.expanduser(os.path.expandvars(params[name]))", "params[name] = params[name]",
-     ["test_where_ansible_pipelines_the_pass_runs_without_ansiballz"]),
+     "plugins/module_utils/lean.py", "params[name] = os.path.expanduser(os.path.expandvars(params[name]))",
+     "params[name] = params[name]", ["test_where_ansible_pipelines_the_pass_runs_without_ansiballz"]),
     ("prekey-key-during-run", "the background key is made only once the run that started it has ended",
      _PREKEY, "            _after_the_run(run_read)\n", "            os.close(run_read)\n",
      ["test_the_background_key_is_made_once_the_run_that_started_it_has_ended"]),
@@ -748,12 +748,41 @@ _PREKEY_MUTATIONS = [
 ]
 for _name, _what, _file, _old, _new, _cases in _PREKEY_MUTATIONS:
     MUTATIONS[_name] = (_what, [(_file, _old, _new)], [_BG + case for case in _cases])
+MUTATIONS["lean-built-per-worker"] = (
+    "a batch of forks asking at once builds the lean run's sources once, the others wait for it",
+    [("plugins/plugin_utils/lean_run.py", "        fcntl.flock(lock, fcntl.LOCK_EX)\n", "")],
+    ["tests/unit/test_lean_run.py::test_a_batch_of_workers_builds_the_sources_once"],
+)
+_LEAN_ID = "tests/faults/test_lean_identity.py::"
+MUTATIONS["identity-lean-off"] = (
+    "where Ansible pipelines and no secret goes with it, the identity runs without AnsiballZ",
+    [("plugins/action/mtls_identity.py", 'if lean_run.usable(self, wrap_async) and not module_args.get("headers_file")',
+      'if False and not module_args.get("headers_file")')],
+    [_LEAN_ID + "test_a_run_without_a_secret_is_lean_and_answers_as_the_module"],
+)
+MUTATIONS["identity-lean-with-secret"] = (
+    "a run with the API headers (or a headers file) keeps AnsibleModule, which masks their values",
+    [("plugins/action/mtls_identity.py", 'if lean_run.usable(self, wrap_async) and not module_args.get("headers_file")',
+      "if lean_run.usable(self, wrap_async)")],
+    [_LEAN_ID + "test_a_run_with_the_api_headers_keeps_ansiblemodule"],
+)
+MUTATIONS["lean-command-unexpanded"] = (
+    "a lean run's commands get their arguments' variables expanded, as AnsibleModule.run_command does",
+    [("plugins/module_utils/lean.py",
+      "        argv = [os.path.expanduser(os.path.expandvars(arg)) for arg in argv if arg is not None]\n", "")],
+    [_LEAN_ID + "test_the_restart_command_runs_as_ansiblemodule_runs_it"],
+)
+MUTATIONS["lean-command-stdin-inherited"] = (
+    "a lean run's commands read /dev/null, not the module's standard input",
+    [("plugins/module_utils/lean.py", "stdin=subprocess.DEVNULL, ", "")],
+    [_LEAN_ID + "test_the_restart_command_runs_as_ansiblemodule_runs_it"],
+)
 MUTATIONS["prekey-lean-rebuilt"] = (
     "the lean pass's sources are built once per run (shared by its workers), not once per host",
-    [("plugins/plugin_utils/lean_pass.py",
-      '_SOURCES_CACHE[stamp] = _cached(os.path.join(C.DEFAULT_LOCAL_TMP, "fleet_mtls_lean_pass-" + stamp))',
-      '_SOURCES_CACHE[stamp] = base64.b64encode(zlib.compress(json.dumps(closure()).encode())).decode()')],
-    ["tests/unit/test_lean_pass.py::test_the_sources_are_built_once_per_run"],
+    [("plugins/plugin_utils/lean_run.py",
+      '_SOURCES_CACHE[stamp] = _cached(os.path.join(C.DEFAULT_LOCAL_TMP, "fleet_mtls_lean_run-" + stamp), entry)',
+      '_SOURCES_CACHE[stamp] = base64.b64encode(zlib.compress(json.dumps(closure(entry)).encode())).decode()')],
+    ["tests/unit/test_lean_run.py::test_the_sources_are_built_once_per_run"],
 )
 MUTATIONS["prekey-every-host"] = (
     "an unchanged run starts nothing: the background pass is skipped on the controller where no key is due",

@@ -61,7 +61,7 @@ def run_prekey(device, *, check=False, hooks=None, via=None, env=None, **overrid
     """mtls_prekey on ``device`` (the identity's options), as on a device; its output scanned.
     ``via`` (default $FLEET_FAULTS_VIA): ``direct``, the module's main in its own process;
     ``ansible``, the module through Ansible (AnsiballZ); ``lean``, through Ansible with
-    pipelining on, where the action runs the pass without AnsiballZ (plugin_utils/lean_pass.py)."""
+    pipelining on, where the action runs the pass without AnsiballZ (plugin_utils/lean_run.py)."""
     args = device.args(**overrides)
     via = via or os.environ.get("FLEET_FAULTS_VIA", "direct")
     if via in ("ansible", "lean"):

@@ -396,21 +396,14 @@ def run_pass(params, check_mode=False, warn=None):
 
 
 def run_lean(request):
-    """``run_pass`` as the action plugin runs it without AnsiballZ (plugin_utils/lean_pass.py):
-    ``request`` holds the options checked on the controller and the check mode; the options of
-    type path are expanded here, on the device, as AnsibleModule expands them. Prints the
+    """``run_pass`` as the action plugin runs it without AnsiballZ (plugin_utils/lean_run.py):
+    ``request`` holds the options checked on the controller and the check mode. Prints the
     result, as a module does."""
+    from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import lean
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.options import argument_spec
 
-    params = dict(request["params"])
-    for name, option in argument_spec().items():
-        if option.get("type") == "path" and params.get(name) is not None:
-            params[name] = os.path.expanduser(os.path.expandvars(params[name]))
-    warnings = []
-    result = run_pass(params, check_mode=request["check_mode"], warn=warnings.append)
-    if warnings:
-        result["warnings"] = warnings
-    sys.stdout.write(json.dumps(result))
+    module = lean.LeanModule(lean.device_params(request, argument_spec()), request["check_mode"])
+    lean.emit(run_pass(module.params, check_mode=module.check_mode, warn=module.warn), module)
 
 
 def checked_settings(p):

@@ -1,27 +1,29 @@
 # Copyright: fleet-mtls contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The role's background keygen pass (mtls_prekey) run on the device without AnsiballZ.
+"""The bundle's modules run on the device without AnsiballZ: the role's background keygen pass
+(mtls_prekey) always, the identity task (mtls_identity) when no secret goes with it.
 
 Every AnsiballZ module imports ``ansible.module_utils.basic`` and compiles it from its zip: on
 Debian 12's python3 that is most of a module's device CPU (measured with the device's
 /usr/bin/python3, medians of 15: ``ansible.builtin.ping`` 142 ms, the pass as a module 199 ms,
 the same pass run here 73 ms). A small board at 5 % of a core pays it 20 times over, in wall
-time, for a pass whose only job is to start a process. So, when Ansible would pipeline the
-module anyway, the action sends the device one Python script on the standard input of one
-command, as a pipelined module is sent: the bundle's module_utils that the pass imports
-(``closure``, found from their import statements, compressed), the options the controller
-checked against the module's own argument spec (path options left for the device to expand),
-and a call of ``prekey.run_lean``, which runs the code the module's ``main`` runs. Same
-interpreter (the module's shebang, discovery included), same environment, same become, same
-result handling. Anything else (async, pipelining off, ANSIBLE_KEEP_REMOTE_FILES) runs the
-module. The shebang comes from ``_configure_module``, which also formats the module's AnsiballZ
-wrapper from Ansible's per-run cache (about 5 ms of controller CPU per host, the first host
-building it): the one place that resolves ``ansible_python_interpreter`` and its discovery.
+time. So, when Ansible would pipeline the module anyway, the action sends the device one Python
+script on the standard input of one command, as a pipelined module is sent: the bundle's
+module_utils that the entry point imports (``closure``, found from their import statements,
+compressed), the options the controller checked against the module's own argument spec (path
+options left for the device to expand), and a call of the entry point's ``run_lean``, which runs
+the code the module's ``main`` runs (``ENTRIES``). Same interpreter (the module's shebang,
+discovery included), same environment, same become, same result handling. Anything else (async,
+pipelining off, ANSIBLE_KEEP_REMOTE_FILES) runs the module. The shebang comes from
+``_configure_module``, which also formats the module's AnsiballZ wrapper from Ansible's per-run
+cache (about 5 ms of controller CPU per host, the first host building it): the one place that
+resolves ``ansible_python_interpreter`` and its discovery.
 """
 from __future__ import annotations
 
 import ast
 import base64
+import fcntl
 import hashlib
 import json
 import os
@@ -36,10 +38,14 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins import module_utils
 
 COLLECTION = "ansible_collections.autonomy_edge.fleet_mtls"
 PACKAGE = COLLECTION + ".plugins.module_utils"
-ENTRY = PACKAGE + ".identity.prekey"
+# The module -> the bundle module whose run_lean(request) runs what the module's main runs.
+ENTRIES = {
+    "mtls_prekey": PACKAGE + ".identity.prekey",
+    "mtls_identity": PACKAGE + ".runner",
+}
 NAMESPACES = ("ansible_collections", "ansible_collections.autonomy_edge", COLLECTION, COLLECTION + ".plugins")
 # The device's side: the bundle's modules from the script, namespace packages above them; then
-# the pass. Python 3.9+ (the devices'), standard library only.
+# the entry point. Python 3.9+ (the devices'), standard library only.
 BOOTSTRAP = r'''
 import base64, importlib.abc, importlib.util, json, sys, zlib
 SOURCES = json.loads(zlib.decompress(base64.b64decode(%(sources)r)).decode("utf-8"))
@@ -63,8 +69,8 @@ class Bundle(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 sys.meta_path.insert(0, Bundle())
-from %(package)s.identity import prekey
-prekey.run_lean(json.loads(%(request)r))
+import importlib
+importlib.import_module(%(entry)r).run_lean(json.loads(%(request)r))
 '''
 _SOURCES_CACHE = {}
 
@@ -79,7 +85,7 @@ def module_file(name):
     return None
 
 
-def closure(entry=ENTRY):
+def closure(entry):
     """{module name: (source, is_package, file name)} of ``entry`` and every bundle module it
     imports, at any depth, in any function (an import inside a function is one the device may
     run); their packages included."""
@@ -105,15 +111,16 @@ def closure(entry=ENTRY):
     return found
 
 
-def _sources_blob():
+def _sources_blob(entry):
     """The closure, compressed and encoded: built once per run (its AST walk and compression
-    cost about 120 ms of controller CPU) and kept, as Ansible keeps its AnsiballZ builds, in the
+    cost about 120 ms of controller CPU; when each worker of a batch built it, the run's first
+    batch of forks cost 2-3 s of CPU) and kept, as Ansible keeps its AnsiballZ builds, in the
     run's local temporary directory, which every worker of the run shares; keyed by the bundle's
     files (name, size, modification time)."""
     root = os.path.dirname(module_utils.__file__)
-    stamp = hashlib.sha256(repr(sorted(_stamps(root))).encode("utf-8")).hexdigest()[:20]
+    stamp = hashlib.sha256(repr((entry, sorted(_stamps(root)))).encode("utf-8")).hexdigest()[:20]
     if stamp not in _SOURCES_CACHE:
-        _SOURCES_CACHE[stamp] = _cached(os.path.join(C.DEFAULT_LOCAL_TMP, "fleet_mtls_lean_pass-" + stamp))
+        _SOURCES_CACHE[stamp] = _cached(os.path.join(C.DEFAULT_LOCAL_TMP, "fleet_mtls_lean_run-" + stamp), entry)
     return _SOURCES_CACHE[stamp]
 
 
@@ -126,25 +133,53 @@ def _stamps(root):
                 yield os.path.relpath(os.path.join(directory, name), root), st.st_size, st.st_mtime_ns
 
 
-def _cached(path):
+def _cached(path, entry):
+    """The blob kept at ``path``, built by the run's first worker that needs it: the others (a
+    whole batch of forks starts at once) wait for that build under a lock instead of each
+    building it too."""
+    blob = _read(path)
+    if blob is not None:
+        return blob
+    try:
+        lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return _build(entry)  # no cache here: this host builds its own
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        blob = _read(path)
+        if blob is None:
+            blob = _build(entry)
+            _write(path, blob)
+        return blob
+    finally:
+        os.close(lock)  # and with it the lock
+
+
+def _read(path):
     try:
         with open(path, encoding="ascii") as handle:
             return handle.read()
     except OSError:
-        pass
-    raw = json.dumps(closure(), sort_keys=True).encode("utf-8")
-    blob = base64.b64encode(zlib.compress(raw, 6)).decode("ascii")
-    try:  # another worker may write it too: each writes whole files, renamed into place
+        return None
+
+
+def _build(entry):
+    raw = json.dumps(closure(entry), sort_keys=True).encode("utf-8")
+    return base64.b64encode(zlib.compress(raw, 6)).decode("ascii")
+
+
+def _write(path, blob):
+    """Whole, renamed into place: a reader never sees part of it."""
+    try:
         fd, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".lean-")
     except OSError:
-        return blob  # no cache: the next host builds it again
+        return  # no cache: the next host builds it again
     try:
         with os.fdopen(fd, "w", encoding="ascii") as handle:
             handle.write(blob)
         os.replace(temporary, path)
     except OSError:
         os.unlink(temporary)
-    return blob
 
 
 def checked_options(argument_spec, args):
@@ -156,21 +191,32 @@ def checked_options(argument_spec, args):
     return result.validated_parameters, result.error_messages
 
 
-def script(params, check_mode):
-    """The whole Python program the device runs: no secret in it (the pass gets no headers)."""
+def script(module, params, check_mode):
+    """The whole Python program the device runs for ``module``: never a secret in it (``run``)."""
+    entry = ENTRIES[module]
     request = json.dumps({"params": params, "check_mode": bool(check_mode)}, sort_keys=True)
-    return (BOOTSTRAP % {"sources": _sources_blob(), "namespaces": NAMESPACES, "package": PACKAGE,
+    return (BOOTSTRAP % {"sources": _sources_blob(entry), "namespaces": NAMESPACES, "entry": entry,
                          "request": request}).encode("utf-8")
 
 
 def usable(action, wrap_async):
-    """Whether ``action``'s module would be pipelined: then the pass runs lean."""
+    """Whether ``action``'s module would be pipelined: then it may run lean."""
     return not wrap_async and action._is_pipelining_enabled("new")
 
 
+def carries_secret(argument_spec, module_args):
+    """Whether the module's arguments hold a no_log option's value (the API headers): the script
+    would carry it, so such a run keeps AnsibleModule, which masks it in all it returns."""
+    return any(module_args.get(name) for name, option in argument_spec.items() if option.get("no_log"))
+
+
 def run(action, module_name, argument_spec, module_args, task_vars):
-    """Run the pass on the device for ``action`` (an ActionBase) and return its result as
-    ``_execute_module`` returns a module's."""
+    """Run ``module_name`` (a key of ENTRIES, fully qualified or not) on the device for
+    ``action`` (an ActionBase) and return its result as ``_execute_module`` returns a module's.
+    Never with a secret: the device has no AnsibleModule here to mask it."""
+    short = module_name.rsplit(".", 1)[-1]
+    if carries_secret(argument_spec, module_args):
+        raise ValueError("%s: a run with the API headers is not run lean" % short)
     params, errors = checked_options(argument_spec, {k: v for k, v in module_args.items()
                                                      if not k.startswith("_ansible_")})
     if errors:
@@ -183,8 +229,8 @@ def run(action, module_name, argument_spec, module_args, task_vars):
     action._used_interpreter = shebang
     # "python3 - mtls_prekey": the script from stdin, named as the module would be.
     cmd = action._connection._shell.build_module_command(action._compute_environment_string(), shebang, "-",
-                                                         arg_path=module_name.rsplit(".", 1)[-1]).strip()
-    res = action._low_level_execute_command(cmd, sudoable=True, in_data=script(params, action._task.check_mode))
+                                                         arg_path=short).strip()
+    res = action._low_level_execute_command(cmd, sudoable=True, in_data=script(short, params, action._task.check_mode))
     data = action._parse_returned_data(res, *profile)
     remove_internal_keys(data)
     if action._discovered_interpreter_key:

@@ -1,0 +1,106 @@
+"""The script of a module run without AnsiballZ (plugin_utils/lean_run.py): what it ships of the bundle, the options
+it checks on the controller, and its per-run cache (a worker per host per task: without the
+cache every host paid the AST walk and the compression, about 120 ms of controller CPU)."""
+from __future__ import annotations
+
+import base64
+import json
+import pathlib
+import re
+import threading
+import time
+import zlib
+
+import pytest
+
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.options import argument_spec
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.plugin_utils import lean_run
+
+PACKAGE = lean_run.PACKAGE
+PREKEY = lean_run.ENTRIES["mtls_prekey"]
+
+
+def shipped(script: bytes) -> dict:
+    blob = re.search(rb"b64decode\('([A-Za-z0-9+/=]+)'\)", script).group(1)
+    return json.loads(zlib.decompress(base64.b64decode(blob)))
+
+
+@pytest.fixture
+def run_tmp(tmp_path, monkeypatch):
+    """A fresh run: its local temporary directory, nothing cached in this process."""
+    monkeypatch.setattr(lean_run.C, "DEFAULT_LOCAL_TMP", str(tmp_path), raising=False)
+    monkeypatch.setattr(lean_run, "_SOURCES_CACHE", {})
+    return tmp_path
+
+
+def test_the_closure_holds_every_bundle_module_the_pass_may_import():
+    found = lean_run.closure(PREKEY)
+    names = set(found)
+    # imported at the top, inside functions, and the packages above them
+    assert {PACKAGE + ".identity.prekey", PACKAGE + ".identity.engine", PACKAGE + ".preflight",
+            PACKAGE + ".headers", PACKAGE + ".identity", PACKAGE} <= names
+    assert all(name.startswith(PACKAGE) for name in names)
+    source, is_package, _ = found[PACKAGE + ".identity.prekey"]
+    root = pathlib.Path(lean_run.module_utils.__file__).parent
+    assert source == (root / "identity" / "prekey.py").read_text() and not is_package
+    assert found[PACKAGE + ".identity"][1]
+
+
+def test_the_script_carries_the_sources_and_the_checked_options(run_tmp):
+    params, errors = lean_run.checked_options(
+        argument_spec(), {"api_url": "https://api.example.com", "headers_file": "~/h.json", "key_size": 2048})
+    assert errors == []
+    assert argument_spec()["headers_file"]["type"] == "path"
+    assert params["headers_file"] == "~/h.json"  # left for the device to expand
+    assert params["keygen_timeout"] == argument_spec()["keygen_timeout"]["default"]
+    script = lean_run.script("mtls_prekey", params, check_mode=True)
+    sources = shipped(script)
+    assert {name: tuple(value) for name, value in sources.items()} == lean_run.closure(PREKEY)
+    assert ("import_module(%r).run_lean(" % PREKEY).encode() in script
+    compile(script, "lean", "exec")  # a whole Python program
+
+
+def test_an_option_the_module_would_refuse_is_refused_on_the_controller():
+    _, errors = lean_run.checked_options(argument_spec(), {"api_url": "https://x", "no_such_option": 1})
+    assert errors and "no_such_option" in " ".join(errors)
+
+
+def test_the_sources_are_built_once_per_run(run_tmp, monkeypatch):
+    first = lean_run._sources_blob(PREKEY)
+    assert [p.name for p in run_tmp.iterdir() if p.name.startswith("fleet_mtls_lean_run-")]
+    monkeypatch.setattr(lean_run, "_SOURCES_CACHE", {})  # another worker of the same run
+
+    def no_second_build(entry):
+        raise AssertionError("built again")
+
+    monkeypatch.setattr(lean_run, "closure", no_second_build)
+    assert lean_run._sources_blob(PREKEY) == first
+
+
+def test_a_batch_of_workers_builds_the_sources_once(run_tmp, monkeypatch):
+    """A whole batch of forks asks at once: one builds, the others wait for its build (each
+    worker opens the lock itself, as separate processes do)."""
+    builds = []
+    gate = threading.Barrier(8)
+
+    def slow_closure(entry):
+        builds.append(entry)
+        time.sleep(0.2)  # long enough for every other worker to ask meanwhile
+        return {PREKEY: ("x = 1\n", False, "prekey.py")}
+
+    monkeypatch.setattr(lean_run, "closure", slow_closure)
+    path = str(run_tmp / "fleet_mtls_lean_run-test")
+    blobs = []
+
+    def worker():
+        gate.wait()
+        blobs.append(lean_run._cached(path, PREKEY))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert builds == [PREKEY]
+    assert len(blobs) == 8 and len(set(blobs)) == 1
+    assert shipped(b"b64decode('%s')" % blobs[0].encode()) == {PREKEY: ["x = 1\n", False, "prekey.py"]}
