@@ -19,9 +19,8 @@ module run does the device's whole job.
   device cost; plugin_utils/cloud.py), else leave it to the module; in an audit the token stays
   on the controller;
 - return the module's ``status`` row as the fact ``mtls_identity_status`` for the report;
-- run the module without AnsiballZ where Ansible pipelines and the run carries no secret (a
-  re-run or check mode, the token withheld): half the device's CPU of an unchanged run
-  (plugin_utils/lean_run.py).
+- run the module without AnsiballZ where Ansible pipelines (plugin_utils/lean_run.py): the
+  token never in the script (its file, as always), its values masked in all the run returns.
 """
 from __future__ import annotations
 
@@ -106,10 +105,7 @@ class ActionModule(ApiAction):
         return module_args.get("rotate") != "always" and not device_asks(module_args)
 
     def _run_module(self, module_args, task_vars, wrap_async, install):
-        # A headers file (the controller's copy, or the device's own) means a run that uses the
-        # token: AnsibleModule masks its values in all the run returns.
-        if lean_run.usable(self, wrap_async) and not module_args.get("headers_file") \
-                and not lean_run.carries_secret(options.argument_spec(), module_args):
+        if lean_run.usable(self, wrap_async) and not lean_run.carries_secret(options.argument_spec(), module_args):
             outcome = lean_run.run(self, self._task.action, options.argument_spec(), module_args, task_vars)
             if "lean_unavailable" not in outcome:
                 return outcome

@@ -5,8 +5,9 @@
 the controller checked, their paths expanded here as AnsibleModule expands them, the little of
 AnsibleModule a run uses (``LeanModule``), and the result printed as a module prints it.
 
-Only runs that carry no secret come here (the controller refuses the others): AnsibleModule's
-masking of no_log values is the one thing of it this does not do.
+The API's headers never travel in the script (the controller refuses a no_log value there): a
+run that uses them reads the file the action plugin wrote, and ``emit`` masks the values it
+read (``no_log_values``) in all the run returns, as AnsibleModule's ``remove_values`` does.
 """
 from __future__ import annotations
 
@@ -81,9 +82,41 @@ def _plain(value):
     raise TypeError("not JSON: %s" % type(value).__name__)
 
 
+NO_LOG = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+
+
+def mask(value, secrets):
+    """``value`` with ``secrets`` taken out as AnsibleModule's ``remove_values`` takes them: a
+    string that is one becomes NO_LOG, in any other each is replaced by ******** (the longest
+    first), a number that shows one becomes NO_LOG; containers are walked, keys kept."""
+    secrets = sorted({str(secret) for secret in secrets if secret}, key=len, reverse=True)
+    return _mask(value, secrets) if secrets else value
+
+
+def _mask(value, secrets):
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        if value in secrets:
+            return NO_LOG
+        for secret in secrets:
+            value = value.replace(secret, "*" * 8)
+        return value
+    if isinstance(value, (int, float)):
+        return NO_LOG if any(secret in str(value) for secret in secrets) else value
+    if isinstance(value, dict):
+        return {key: _mask(item, secrets) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_mask(item, secrets) for item in value]
+    return value
+
+
 def emit(result, module=None):
-    """Print ``result`` (with the run's warnings) as the module's answer."""
-    if module is not None and module.warnings:
-        result = dict(result, warnings=list(result.get("warnings", [])) + module.warnings)
+    """Print ``result`` (with the run's warnings), the run's secrets masked in all of it, as the
+    module's answer."""
+    if module is not None:
+        if module.warnings:
+            result = dict(result, warnings=list(result.get("warnings", [])) + module.warnings)
+        result = mask(result, module.no_log_values)
     sys.stdout.write(json.dumps(result, default=_plain))
     sys.stdout.flush()

@@ -43,10 +43,9 @@ class Outcome:
 
 def run_lean(request):
     """The mtls_identity module's ``main`` as the action plugin runs it without AnsiballZ
-    (plugin_utils/lean_run.py), for a run that carries no secret (no headers, no headers file):
-    re-runs and check mode, where the token is withheld. Prints the result, as a module does. A
-    device that lacks a library answers ``lean_unavailable``: the module then runs, and fails by
-    its libraries' names (or installs them), as always."""
+    (plugin_utils/lean_run.py). Prints the result, as a module does, the headers' values it read
+    masked (module_utils/lean.py). A device that lacks a library answers ``lean_unavailable``:
+    the module then runs, and fails by its libraries' names (or installs them), as always."""
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import lean
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import REQUESTS_IMPORT_ERROR
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.certinfo import CRYPTOGRAPHY_IMPORT_ERROR

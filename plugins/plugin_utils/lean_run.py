@@ -1,7 +1,7 @@
 # Copyright: fleet-mtls contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The bundle's modules run on the device without AnsiballZ: the role's background keygen pass
-(mtls_prekey) always, the identity task (mtls_identity) when no secret goes with it.
+(mtls_prekey) and the identity task (mtls_identity).
 
 Every AnsiballZ module imports ``ansible.module_utils.basic`` and compiles it from its zip: on
 Debian 12's python3 that is most of a module's device CPU (measured with the device's
@@ -205,15 +205,16 @@ def usable(action, wrap_async):
 
 
 def carries_secret(argument_spec, module_args):
-    """Whether the module's arguments hold a no_log option's value (the API headers): the script
-    would carry it, so such a run keeps AnsibleModule, which masks it in all it returns."""
+    """Whether the module's arguments hold a no_log option's value (the API headers): never sent
+    in a script. (The actions keep the headers off the arguments anyway: they go in a 0600 file
+    the run reads, and the device masks what it read, module_utils/lean.py.)"""
     return any(module_args.get(name) for name, option in argument_spec.items() if option.get("no_log"))
 
 
 def run(action, module_name, argument_spec, module_args, task_vars):
     """Run ``module_name`` (a key of ENTRIES, fully qualified or not) on the device for
     ``action`` (an ActionBase) and return its result as ``_execute_module`` returns a module's.
-    Never with a secret: the device has no AnsibleModule here to mask it."""
+    Never with a no_log value in the arguments (``carries_secret``): the script would hold it."""
     short = module_name.rsplit(".", 1)[-1]
     if carries_secret(argument_spec, module_args):
         raise ValueError("%s: a run with the API headers is not run lean" % short)

@@ -755,16 +755,21 @@ MUTATIONS["lean-built-per-worker"] = (
 )
 _LEAN_ID = "tests/faults/test_lean_identity.py::"
 MUTATIONS["identity-lean-off"] = (
-    "where Ansible pipelines and no secret goes with it, the identity runs without AnsiballZ",
-    [("plugins/action/mtls_identity.py", 'if lean_run.usable(self, wrap_async) and not module_args.get("headers_file")',
-      'if False and not module_args.get("headers_file")')],
-    [_LEAN_ID + "test_a_run_without_a_secret_is_lean_and_answers_as_the_module"],
+    "where Ansible pipelines, the identity runs without AnsiballZ (no ansible.module_utils.basic)",
+    [("plugins/action/mtls_identity.py", "if lean_run.usable(self, wrap_async) and not lean_run.carries_secret(",
+      "if False and not lean_run.carries_secret(")],
+    [_LEAN_ID + "test_a_lean_run_answers_as_the_module"],
 )
-MUTATIONS["identity-lean-with-secret"] = (
-    "a run with the API headers (or a headers file) keeps AnsibleModule, which masks their values",
-    [("plugins/action/mtls_identity.py", 'if lean_run.usable(self, wrap_async) and not module_args.get("headers_file")',
-      "if lean_run.usable(self, wrap_async)")],
-    [_LEAN_ID + "test_a_run_with_the_api_headers_keeps_ansiblemodule"],
+MUTATIONS["lean-unmasked"] = (
+    "a lean run masks the API headers' values it read in all it returns, as AnsibleModule does",
+    [("plugins/module_utils/lean.py", "        result = mask(result, module.no_log_values)\n", "")],
+    [_LEAN_ID + "test_a_run_with_the_api_headers_is_lean_and_masks_them_as_ansiblemodule_does",
+     "tests/unit/test_lean_module.py::test_emit_masks_the_result_and_the_warnings"],
+)
+MUTATIONS["lean-mask-substrings-kept"] = (
+    "a secret inside a longer string is replaced by ******** there, as remove_values does",
+    [("plugins/module_utils/lean.py", '            value = value.replace(secret, "*" * 8)\n', "            pass\n")],
+    ["tests/unit/test_lean_module.py::test_the_mask_is_ansiblemodules"],
 )
 MUTATIONS["lean-command-unexpanded"] = (
     "a lean run's commands get their arguments' variables expanded, as AnsibleModule.run_command does",

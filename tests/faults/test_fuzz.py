@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import api, identity, reasons
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError, IdentityError
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import IdentityDir
 from tests.fixtures import module_runner as h
 from tests.fixtures.product import api_client
@@ -140,7 +140,7 @@ def _check_parsed_id(client, body):
     """What request_id does with a 200 answer, without the transport."""
     data = client._envelope("GET", client.id_endpoint, 200, body)
     if "id" not in data:
-        raise api.ApiError("no id")
+        raise ApiError("no id")
     return api.check_agent_id(data["id"], client.id_pattern, source="the ID")
 
 

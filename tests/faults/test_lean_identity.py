@@ -1,7 +1,6 @@
-"""The identity module run without AnsiballZ (plugin_utils/lean_run.py): where Ansible pipelines
-and the run carries no secret (a re-run or check mode, the token withheld), the action sends the
-module's own code on one command's standard input. The device must get exactly what the module
-gives it; a run with the API headers keeps AnsibleModule, which masks their values."""
+"""The identity module run without AnsiballZ (plugin_utils/lean_run.py): where Ansible pipelines,
+the action sends the module's own code on one command's standard input. The device must get
+exactly what the module gives it, the API headers' values masked as AnsibleModule masks them."""
 from __future__ import annotations
 
 import json
@@ -40,7 +39,7 @@ def stable(value):
 
 
 @pytest.mark.parametrize("check", [False, True])
-def test_a_run_without_a_secret_is_lean_and_answers_as_the_module(device, svc, tmp_path, check):
+def test_a_lean_run_answers_as_the_module(device, svc, tmp_path, check):
     """An unchanged identity, then one due for rotation in check mode: the lean run never
     imports ansible.module_utils.basic and returns, key for key, what the module returns."""
     device.seed(days=400 if not check else 20)
@@ -59,19 +58,25 @@ def test_a_run_without_a_secret_is_lean_and_answers_as_the_module(device, svc, t
     assert stable(lean.result) == stable(module.result)
 
 
-def test_a_run_with_the_api_headers_keeps_ansiblemodule(device, svc):
-    """The token given to the task (sent to the device) or a headers file on the device: the run
-    is the module, whose AnsibleModule masks the values in all it returns."""
+def test_a_run_with_the_api_headers_is_lean_and_masks_them_as_ansiblemodule_does(device, svc):
+    """The token given to the task (the action writes it to a 0600 file on the device; never in
+    the script): the rotation runs lean, uses it, and -vvvv shows it nowhere. A headers file on
+    the device whose value also appears in the result (``client.crt``, in the paths): the lean
+    run masks it as AnsibleModule does, key for key the module's answer."""
     device.seed()
-    with_token = device.run(via="ansible", verbosity=3, env={"ANSIBLE_PIPELINING": "1"},
-                            headers={"Authorization": "Bearer " + svc.token}, rotate="always")
-    assert with_token.result["action"] == "rotated" and not ran_lean(with_token), with_token
+    rotated = device.run(via="ansible", verbosity=4, env={"ANSIBLE_PIPELINING": "1"},
+                         headers={"Authorization": "Bearer " + svc.token}, rotate="always")
+    assert rotated.result["action"] == "rotated" and ran_lean(rotated), rotated
+    assert svc.token not in rotated.output
+    device.assert_registered()
     headers_file = device.work / "headers.json"
-    headers_file.write_text(json.dumps({"Authorization": "Bearer " + svc.token}))
+    headers_file.write_text(json.dumps({"Authorization": "Bearer " + svc.token, "X-Probe": "client.crt"}))
     os.chmod(headers_file, 0o600)
-    with_file = device.run(via="ansible", verbosity=3, env={"ANSIBLE_PIPELINING": "1"},
-                           headers_file=str(headers_file))
-    assert with_file.result["action"] == "unchanged" and not ran_lean(with_file), with_file
+    lean = device.run(via="ansible", verbosity=3, env={"ANSIBLE_PIPELINING": "1"}, headers_file=str(headers_file))
+    assert lean.result["action"] == "unchanged" and ran_lean(lean), lean
+    assert lean.result["cert_path"].endswith("/********") and "client.crt" not in json.dumps(lean.result)
+    module = device.run(via="ansible", verbosity=3, env={"ANSIBLE_PIPELINING": "0"}, headers_file=str(headers_file))
+    assert not ran_lean(module) and stable(lean.result) == stable(module.result)
 
 
 @pytest.mark.parametrize("pipelining", ["1", "0"])

@@ -104,3 +104,14 @@ def test_a_batch_of_workers_builds_the_sources_once(run_tmp, monkeypatch):
     assert builds == [PREKEY]
     assert len(blobs) == 8 and len(set(blobs)) == 1
     assert shipped(b"b64decode('%s')" % blobs[0].encode()) == {PREKEY: ["x = 1\n", False, "prekey.py"]}
+
+
+def test_a_no_log_value_never_goes_into_a_script():
+    """The API headers as an argument (the actions keep them off, in a file): refused before the
+    device is touched (the action object is not used)."""
+    spec = argument_spec()
+    assert spec["headers"]["no_log"] and lean_run.carries_secret(spec, {"headers": {"Authorization": "x"}})
+    assert not lean_run.carries_secret(spec, {"headers": {}, "headers_file": "/tmp/h.json"})
+    with pytest.raises(ValueError, match="not run lean"):
+        lean_run.run(object(), "autonomy_edge.fleet_mtls.mtls_identity", spec,
+                     {"headers": {"Authorization": "Bearer s3cr3t"}}, {})
