@@ -105,8 +105,9 @@ class ActionModule(ApiAction):
         return module_args.get("rotate") != "always" and not device_asks(module_args)
 
     def _run_module(self, module_args, task_vars, wrap_async, install):
-        if lean_run.usable(self, wrap_async) and not lean_run.carries_secret(options.argument_spec(), module_args):
-            outcome = lean_run.run(self, self._task.action, options.argument_spec(), module_args, task_vars)
+        spec = options.argument_spec()
+        if lean_run.usable(self, wrap_async) and not lean_run.carries_secret(spec, module_args):
+            outcome = lean_run.run(self, self._task.action, spec, module_args, task_vars)
             if "lean_unavailable" not in outcome:
                 return outcome
         return super()._run_module(module_args, task_vars, wrap_async, install)
