@@ -409,9 +409,12 @@ class SshFleet:
         return [self.homes[u] for u in self.users if u in self.homes]
 
     def reset_identities(self) -> None:
-        """Fresh devices for a first run: no ~/.mtls (the agents' pid files stay in the homes)."""
+        """Fresh devices for a first run: no ~/.mtls, and no compiled code kept by an earlier lean
+        run (~/.cache/fleet-mtls: a device the bundle never reached has none); the agents' pid
+        files stay in the homes."""
         for home in self.host_dirs():
             shutil.rmtree(home / ".mtls", ignore_errors=True)
+            shutil.rmtree(home / ".cache" / "fleet-mtls", ignore_errors=True)
 
     def timer_env(self) -> dict[str, str]:
         """Lets the bench_timer callback charge the device users' CPU to each task."""

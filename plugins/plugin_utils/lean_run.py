@@ -9,8 +9,8 @@ Debian 12's python3 that is most of a module's device CPU (measured with the dev
 the same pass run here 73 ms). A small board at 5 % of a core pays it 20 times over, in wall
 time. So, when Ansible would pipeline the module anyway, the action sends the device one Python
 script on the standard input of one command, as a pipelined module is sent: the bundle's
-module_utils that the entry point imports (``closure``, found from their import statements,
-compressed), the options the controller checked against the module's own argument spec (path
+module_utils that the entry points import (``closure``, found from their import statements,
+compressed; the device keeps their compiled code, module_utils/lean_cache.py), the options the controller checked against the module's own argument spec (path
 options left for the device to expand), and a call of the entry point's ``run_lean``, which runs
 the code the module's ``main`` runs (``ENTRIES``). Same interpreter (the module's shebang,
 discovery included), same environment, same become, same result handling. Anything else (async,
@@ -44,34 +44,57 @@ ENTRIES = {
     "mtls_identity": PACKAGE + ".runner",
 }
 NAMESPACES = ("ansible_collections", "ansible_collections.autonomy_edge", COLLECTION, COLLECTION + ".plugins")
-# The device's side: the bundle's modules from the script, namespace packages above them; then
-# the entry point. Python 3.9+ (the devices'), standard library only.
-BOOTSTRAP = r'''
-import base64, importlib.abc, importlib.util, json, sys, zlib
-SOURCES = json.loads(zlib.decompress(base64.b64decode(%(sources)r)).decode("utf-8"))
+CACHE_MODULE = PACKAGE + ".lean_cache"
+# The device's side: the bundle's modules from the script, their code compiled once and kept
+# (module_utils/lean_cache.py), namespace packages above them; then the entry point. Python 3.9+
+# (the devices'), standard library only, and only its cheapest modules: importlib.abc, .util and
+# base64 cost 17-25 ms of a slow board's CPU, more than the run's own work.
+BOOTSTRAP = r"""
+import json, sys
+from importlib.machinery import ModuleSpec
+
+KEY = %(key)r
+INDEX = %(index)r
 NAMESPACES = %(namespaces)r
+SOURCES = %(sources)r
 
 
-class Bundle(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+class Bundle:
+    def __init__(self, kept):
+        self.kept, self.code, self.sources = kept, {}, None
+
+    def compiled(self, name):
+        if name not in self.code:
+            self.code[name] = cache.code(self.kept, name)
+        if self.code[name] is None:
+            if self.sources is None:  # decompressed only when some code was not kept
+                import binascii, zlib
+                self.sources = json.loads(zlib.decompress(binascii.a2b_base64(SOURCES)).decode("utf-8"))
+            self.code[name] = compile(self.sources[name], INDEX[name][1], "exec")
+        return self.code[name]
+
     def find_spec(self, name, path=None, target=None):
-        if name in SOURCES:
-            return importlib.util.spec_from_loader(name, self, is_package=SOURCES[name][1])
-        if name in NAMESPACES:
-            return importlib.util.spec_from_loader(name, self, is_package=True)
+        if name in INDEX or name in NAMESPACES:
+            return ModuleSpec(name, self, is_package=name in NAMESPACES or INDEX[name][0])
         return None
 
     def create_module(self, spec):
         return None
 
     def exec_module(self, module):
-        if module.__name__ in SOURCES:
-            exec(compile(SOURCES[module.__name__][0], SOURCES[module.__name__][2], "exec"), module.__dict__)
+        if module.__name__ in INDEX:
+            exec(self.compiled(module.__name__), module.__dict__)
 
 
-sys.meta_path.insert(0, Bundle())
-import importlib
-importlib.import_module(%(entry)r).run_lean(json.loads(%(request)r))
-'''
+cache = type(sys)(%(cache_module)r)
+exec(compile(%(cache_source)r, %(cache_file)r, "exec"), cache.__dict__)
+kept = cache.load(KEY)
+bundle = Bundle(kept)
+sys.meta_path.insert(0, bundle)
+__import__(%(entry)r, fromlist=["run_lean"]).run_lean(json.loads(%(request)r))
+if not kept and not %(check_mode)r:
+    cache.store(KEY, dict((name, bundle.compiled(name)) for name in INDEX))
+"""
 _SOURCES_CACHE = {}
 
 
@@ -111,16 +134,20 @@ def closure(entry):
     return found
 
 
-def _sources_blob(entry):
-    """The closure, compressed and encoded: built once per run (its AST walk and compression
-    cost about 120 ms of controller CPU; when each worker of a batch built it, the run's first
-    batch of forks cost 2-3 s of CPU) and kept, as Ansible keeps its AnsiballZ builds, in the
-    run's local temporary directory, which every worker of the run shares; keyed by the bundle's
-    files (name, size, modification time)."""
+def bundle():
+    """What every lean script ships of the bundle, for every entry point (one set, so the device
+    keeps one compiled copy for both runs): ``index`` {module: (is_package, file name)},
+    ``sources`` {module: source} compressed and encoded, and ``key``, their hash, which names the
+    device's compiled copy. Built once per run (the AST walk and compression cost about 100 ms of
+    controller CPU; when each worker of a batch built it, the run's first batch of forks cost 2-3
+    s of CPU) and kept, as Ansible keeps its AnsiballZ builds, in the run's local temporary
+    directory, which every worker of the run shares; keyed by the bundle's files (name, size,
+    modification time)."""
     root = os.path.dirname(module_utils.__file__)
-    stamp = hashlib.sha256(repr((entry, sorted(_stamps(root)))).encode("utf-8")).hexdigest()[:20]
+    stamp = hashlib.sha256(repr(sorted(_stamps(root))).encode("utf-8")).hexdigest()[:20]
     if stamp not in _SOURCES_CACHE:
-        _SOURCES_CACHE[stamp] = _cached(os.path.join(C.DEFAULT_LOCAL_TMP, "fleet_mtls_lean_run-" + stamp), entry)
+        path = os.path.join(C.DEFAULT_LOCAL_TMP, "fleet_mtls_lean_run-" + stamp)
+        _SOURCES_CACHE[stamp] = json.loads(_cached(path, sorted(set(ENTRIES.values()))))
     return _SOURCES_CACHE[stamp]
 
 
@@ -133,7 +160,7 @@ def _stamps(root):
                 yield os.path.relpath(os.path.join(directory, name), root), st.st_size, st.st_mtime_ns
 
 
-def _cached(path, entry):
+def _cached(path, entries):
     """The blob kept at ``path``, built by the run's first worker that needs it: the others (a
     whole batch of forks starts at once) wait for that build under a lock instead of each
     building it too."""
@@ -143,12 +170,12 @@ def _cached(path, entry):
     try:
         lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     except OSError:
-        return _build(entry)  # no cache here: this host builds its own
+        return _build(entries)  # no cache here: this host builds its own
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         blob = _read(path)
         if blob is None:
-            blob = _build(entry)
+            blob = _build(entries)
             _write(path, blob)
         return blob
     finally:
@@ -163,9 +190,15 @@ def _read(path):
         return None
 
 
-def _build(entry):
-    raw = json.dumps(closure(entry), sort_keys=True).encode("utf-8")
-    return base64.b64encode(zlib.compress(raw, 6)).decode("ascii")
+def _build(entries):
+    """The bundle (``bundle``) of ``entries``' closures, as JSON text."""
+    found = {}
+    for entry in entries:
+        found.update(closure(entry))
+    raw = json.dumps({name: found[name][0] for name in sorted(found)}).encode("utf-8")
+    sources = base64.b64encode(zlib.compress(raw, 6)).decode("ascii")
+    return json.dumps({"key": hashlib.sha256(sources.encode("ascii")).hexdigest()[:32], "sources": sources,
+                       "index": {name: [found[name][1], found[name][2]] for name in sorted(found)}})
 
 
 def _write(path, blob):
@@ -193,10 +226,17 @@ def checked_options(argument_spec, args):
 
 def script(module, params, check_mode):
     """The whole Python program the device runs for ``module``: never a secret in it (``run``)."""
-    entry = ENTRIES[module]
+    shipped = bundle()
     request = json.dumps({"params": params, "check_mode": bool(check_mode)}, sort_keys=True)
-    return (BOOTSTRAP % {"sources": _sources_blob(entry), "namespaces": NAMESPACES, "entry": entry,
-                         "request": request}).encode("utf-8")
+    path, _package = module_file(CACHE_MODULE)
+    with open(path, encoding="utf-8") as handle:
+        cache_source = handle.read()
+    return (BOOTSTRAP % {
+        "key": shipped["key"], "index": {name: tuple(value) for name, value in shipped["index"].items()},
+        "namespaces": NAMESPACES, "sources": shipped["sources"], "cache_module": CACHE_MODULE,
+        "cache_source": cache_source, "cache_file": CACHE_MODULE.replace(".", "/") + ".py",
+        "entry": ENTRIES[module], "request": request, "check_mode": bool(check_mode),
+    }).encode("utf-8")
 
 
 def usable(action, wrap_async):

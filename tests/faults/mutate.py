@@ -784,10 +784,38 @@ MUTATIONS["lean-command-stdin-inherited"] = (
 )
 MUTATIONS["prekey-lean-rebuilt"] = (
     "the lean pass's sources are built once per run (shared by its workers), not once per host",
-    [("plugins/plugin_utils/lean_run.py",
-      '_SOURCES_CACHE[stamp] = _cached(os.path.join(C.DEFAULT_LOCAL_TMP, "fleet_mtls_lean_run-" + stamp), entry)',
-      '_SOURCES_CACHE[stamp] = base64.b64encode(zlib.compress(json.dumps(closure(entry)).encode())).decode()')],
+    [("plugins/plugin_utils/lean_run.py", "json.loads(_cached(path, sorted(set(ENTRIES.values()))))",
+      "json.loads(_build(sorted(set(ENTRIES.values()))))")],
     ["tests/unit/test_lean_run.py::test_the_sources_are_built_once_per_run"],
+)
+# The lean runs' compiled code kept on the device (module_utils/lean_cache.py).
+_CACHE = "plugins/module_utils/lean_cache.py"
+_CACHE_TESTS = "tests/unit/test_lean_cache.py::"
+MUTATIONS["lean-cache-unused"] = (
+    "a lean run takes the code the device kept and reads no source",
+    [("plugins/plugin_utils/lean_run.py", "\nkept = cache.load(KEY)\n", "\nkept = {}\n")],
+    [_LEAN_ID + "test_a_later_run_takes_the_code_the_device_kept",
+     _CACHE_TESTS + "test_the_script_keeps_its_code_outside_check_mode_and_then_reads_no_source"],
+)
+MUTATIONS["lean-cache-in-check-mode"] = (
+    "a lean run in check mode writes nothing on the device, not even its compiled code",
+    [("plugins/plugin_utils/lean_run.py", "if not kept and not %(check_mode)r:", "if not kept:")],
+    [_CACHE_TESTS + "test_the_script_keeps_its_code_outside_check_mode_and_then_reads_no_source"],
+)
+MUTATIONS["lean-cache-foreign-trusted"] = (
+    "kept code is run only from a file only the user could write (0600, the user's, one link)",
+    [(_CACHE, "if not _own_file(st) or st.st_size > MAX_SIZE:", "if st.st_size > MAX_SIZE:")],
+    [_CACHE_TESTS + "test_what_is_not_the_users_own_is_never_read"],
+)
+MUTATIONS["lean-cache-loose-directory"] = (
+    "kept code is read only from a 0700 directory of the user's own",
+    [(_CACHE, "if st.st_uid != uid or st.st_mode & loose:", "if st.st_uid != uid:")],
+    [_CACHE_TESTS + "test_what_is_not_the_users_own_is_never_read"],
+)
+MUTATIONS["lean-cache-unchecked"] = (
+    "a torn or altered file of kept code is not used",
+    [(_CACHE, "        if int(data[len(MAGIC):head - 1], 16) != zlib.crc32(payload):\n            return {}\n", "")],
+    [_CACHE_TESTS + "test_a_torn_or_altered_file_is_not_used"],
 )
 MUTATIONS["prekey-every-host"] = (
     "an unchanged run starts nothing: the background pass is skipped on the controller where no key is due",

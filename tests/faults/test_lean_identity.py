@@ -100,3 +100,16 @@ def test_the_restart_command_runs_as_ansiblemodule_runs_it(device, svc, tmp_path
     assert marker.exists()
     if pipelining == "1":
         assert stdin_seen.read_text().strip() == "/dev/null"
+
+
+def test_a_later_run_takes_the_code_the_device_kept(device, svc, tmp_path):
+    """The first lean run keeps its compiled code on the device (module_utils/lean_cache.py): the
+    next one compiles nothing, never decompressing the sources it carries, and answers alike."""
+    device.seed()
+    env = {"ANSIBLE_PIPELINING": "1", "PYTHONDONTWRITEBYTECODE": ""}  # empty: Python may write bytecode
+    first = device.run(via="ansible", verbosity=3, env=env)
+    assert first.result["action"] == "unchanged" and ran_lean(first), first
+    usage = tmp_path / "usage.json"
+    again = device.run(via="ansible", verbosity=3, env=env, hooks={"FLEET_FAULTS_RUSAGE": str(usage)})
+    assert ran_lean(again) and stable(again.result) == stable(first.result)
+    assert json.loads(usage.read_text())["lean_sources_read"] is False

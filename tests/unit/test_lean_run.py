@@ -3,6 +3,7 @@ it checks on the controller, and its per-run cache (a worker per host per task: 
 cache every host paid the AST walk and the compression, about 120 ms of controller CPU)."""
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import pathlib
@@ -18,11 +19,15 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.plugin_utils import le
 
 PACKAGE = lean_run.PACKAGE
 PREKEY = lean_run.ENTRIES["mtls_prekey"]
+RUNNER = lean_run.ENTRIES["mtls_identity"]
 
 
-def shipped(script: bytes) -> dict:
-    blob = re.search(rb"b64decode\('([A-Za-z0-9+/=]+)'\)", script).group(1)
-    return json.loads(zlib.decompress(base64.b64decode(blob)))
+def shipped(script: bytes) -> tuple[dict, dict]:
+    """(index, sources) the script carries."""
+    text = script.decode()
+    index = ast.literal_eval(re.search(r"^INDEX = (.*)$", text, re.MULTILINE).group(1))
+    blob = re.search(r"^SOURCES = '([A-Za-z0-9+/=]+)'$", text, re.MULTILINE).group(1)
+    return index, json.loads(zlib.decompress(base64.b64decode(blob)))
 
 
 @pytest.fixture
@@ -54,9 +59,14 @@ def test_the_script_carries_the_sources_and_the_checked_options(run_tmp):
     assert params["headers_file"] == "~/h.json"  # left for the device to expand
     assert params["keygen_timeout"] == argument_spec()["keygen_timeout"]["default"]
     script = lean_run.script("mtls_prekey", params, check_mode=True)
-    sources = shipped(script)
-    assert {name: tuple(value) for name, value in sources.items()} == lean_run.closure(PREKEY)
-    assert ("import_module(%r).run_lean(" % PREKEY).encode() in script
+    index, sources = shipped(script)
+    # Both runs' modules, so the device keeps one compiled copy for both (module_utils/lean_cache.py).
+    bundle = {**lean_run.closure(PREKEY), **lean_run.closure(RUNNER)}
+    assert sources == {name: value[0] for name, value in bundle.items()}
+    assert index == {name: (value[1], value[2]) for name, value in bundle.items()}
+    assert ("__import__(%r, fromlist=[\"run_lean\"]).run_lean(" % PREKEY).encode() in script
+    assert lean_run.script("mtls_identity", params, check_mode=True).split(b"\nclass Bundle")[0] \
+        == script.split(b"\nclass Bundle")[0]  # the same bundle, the same key
     compile(script, "lean", "exec")  # a whole Python program
 
 
@@ -66,7 +76,7 @@ def test_an_option_the_module_would_refuse_is_refused_on_the_controller():
 
 
 def test_the_sources_are_built_once_per_run(run_tmp, monkeypatch):
-    first = lean_run._sources_blob(PREKEY)
+    first = lean_run.bundle()
     assert [p.name for p in run_tmp.iterdir() if p.name.startswith("fleet_mtls_lean_run-")]
     monkeypatch.setattr(lean_run, "_SOURCES_CACHE", {})  # another worker of the same run
 
@@ -74,7 +84,7 @@ def test_the_sources_are_built_once_per_run(run_tmp, monkeypatch):
         raise AssertionError("built again")
 
     monkeypatch.setattr(lean_run, "closure", no_second_build)
-    assert lean_run._sources_blob(PREKEY) == first
+    assert lean_run.bundle() == first
 
 
 def test_a_batch_of_workers_builds_the_sources_once(run_tmp, monkeypatch):
@@ -94,7 +104,7 @@ def test_a_batch_of_workers_builds_the_sources_once(run_tmp, monkeypatch):
 
     def worker():
         gate.wait()
-        blobs.append(lean_run._cached(path, PREKEY))
+        blobs.append(lean_run._cached(path, [PREKEY]))
 
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for thread in threads:
@@ -103,7 +113,9 @@ def test_a_batch_of_workers_builds_the_sources_once(run_tmp, monkeypatch):
         thread.join()
     assert builds == [PREKEY]
     assert len(blobs) == 8 and len(set(blobs)) == 1
-    assert shipped(b"b64decode('%s')" % blobs[0].encode()) == {PREKEY: ["x = 1\n", False, "prekey.py"]}
+    built = json.loads(blobs[0])
+    assert built["index"] == {PREKEY: [False, "prekey.py"]}
+    assert json.loads(zlib.decompress(base64.b64decode(built["sources"]))) == {PREKEY: "x = 1\n"}
 
 
 def test_a_no_log_value_never_goes_into_a_script():
