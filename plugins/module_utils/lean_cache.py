@@ -71,7 +71,7 @@ def load(key):
 def code(kept, name):
     """The code of ``name`` in what ``load`` returned, or None."""
     try:
-        item = marshal.loads(kept[name])
+        item = marshal.loads(kept[name])  # noqa: S302 - a file only this user could write (``_read``)
     except (KeyError, ValueError, EOFError, TypeError):
         return None
     return item if isinstance(item, types.CodeType) else None
@@ -180,7 +180,7 @@ def parse(data):
     try:
         if int(data[len(MAGIC):head - 1], 16) != zlib.crc32(payload):
             return {}
-        kept = marshal.loads(payload)
+        kept = marshal.loads(payload)  # noqa: S302 - a file only this user could write (``_read``)
     except (ValueError, EOFError, TypeError):
         return {}
     if not isinstance(kept, dict) or not all(

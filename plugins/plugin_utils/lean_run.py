@@ -10,7 +10,8 @@ the same pass run here 73 ms). A small board at 5 % of a core pays it 20 times o
 time. So, when Ansible would pipeline the module anyway, the action sends the device one Python
 script on the standard input of one command, as a pipelined module is sent: the bundle's
 module_utils that the entry points import (``closure``, found from their import statements,
-compressed; the device keeps their compiled code, module_utils/lean_cache.py), the options the controller checked against the module's own argument spec (path
+compressed; the device keeps their compiled code, module_utils/lean_cache.py), the options the
+controller checked against the module's own argument spec (path
 options left for the device to expand), and a call of the entry point's ``run_lean``, which runs
 the code the module's ``main`` runs (``ENTRIES``). Same interpreter (the module's shebang,
 discovery included), same environment, same become, same result handling. Anything else (async,

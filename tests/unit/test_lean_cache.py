@@ -139,8 +139,8 @@ def run_script(home, monkeypatch):
 
     def run(check_mode):
         namespace = {"__name__": "__main__"}
-        script = probe_script(check_mode).replace("kept = cache.load(KEY)", "cache.HOME = %r\nkept = cache.load(KEY)"
-                                                  % str(home))
+        script = probe_script(check_mode).replace(
+            "kept = cache.load(KEY)", "cache.HOME = %r\nkept = cache.load(KEY)" % str(home))
         assert script != probe_script(check_mode)
         forget()
         exec(compile(script, "lean", "exec"), namespace)  # noqa: S102 - the script under test
