@@ -11,8 +11,8 @@ time. So, when Ansible would pipeline the module anyway, the action sends the de
 script on the standard input of one command, as a pipelined module is sent: the bundle's
 module_utils that the entry points import (``closure``, found from their import statements,
 compressed; the device keeps their compiled code, module_utils/lean_cache.py), the options the
-controller checked against the module's own argument spec (path
-options left for the device to expand), and a call of the entry point's ``run_lean``, which runs
+controller checked against the module's own argument spec (path options left for the device to
+expand), and a call of the entry point's ``run_lean``, which runs
 the code the module's ``main`` runs (``ENTRIES``). Same interpreter (the module's shebang,
 discovery included), same environment, same become, same result handling. Anything else (async,
 pipelining off, ANSIBLE_KEEP_REMOTE_FILES) runs the module. The shebang comes from

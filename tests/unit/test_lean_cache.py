@@ -119,7 +119,8 @@ def test_a_new_bundle_replaces_the_old_ones_for_the_same_interpreter(home):
 # ---------------------------------------------------------------------------- the script's side
 def probe_script(check_mode):
     """lean_run's script around a bundle of two modules of this test's own."""
-    sources = {"probe_bundle": "", "probe_bundle.entry": "RUNS = []\n\ndef run_lean(request):\n    RUNS.append(request)\n"}
+    entry = "RUNS = []\n\ndef run_lean(request):\n    RUNS.append(request)\n"
+    sources = {"probe_bundle": "", "probe_bundle.entry": entry}
     blob = base64.b64encode(zlib.compress(json.dumps(sources).encode())).decode()
     with open(lean_cache.__file__, encoding="utf-8") as handle:
         cache_source = handle.read()
