@@ -18,10 +18,12 @@ It is read only when what holds it is this user's own: the directory 0700 and ow
 user, reached without a symbolic link below the home, the file a regular one of the user's, 0600,
 with one link - what only this user (or root) can write, the same trust Python gives the user's
 own site-packages. Anything else (a torn, foreign or old file, a read-only home, no home): the
-run compiles the sources, as it did before, and fails on nothing. The run writes the file
-(whole, renamed into place) after a miss, never in check mode nor when the interpreter is told
-to write no bytecode (``PYTHONDONTWRITEBYTECODE``, ``-B``), and removes the files of other
-bundles for the same interpreter.
+run compiles the sources, as it did before, and fails on nothing. A run that compiled a module
+writes the file again (whole, renamed into place) with that module's code added - never in check
+mode nor when the interpreter is told to write no bytecode (``PYTHONDONTWRITEBYTECODE``, ``-B``)
+- and removes the files of other bundles for the same interpreter. The first pass on a device
+keeps the code it ran (compiling nothing more: its time is the slow board's), the identity run
+after it adds its own.
 
 Standard library only, no other bundle module: the script runs this file before any other (a
 run that finds its code here never decompresses the sources).
@@ -77,8 +79,10 @@ def code(kept, name):
     return item if isinstance(item, types.CodeType) else None
 
 
-def store(key, code):
-    """Keep ``code`` ({module name: code}) for ``key``; the older bundles' files for this
+def store(key, kept, fresh):
+    """Keep, for ``key``, the code ``load`` found (``kept``) and the code this run compiled
+    (``fresh``, {module name: code}): a run imports a part of the bundle, so the file grows with
+    the runs until every module the device runs is in it. The older bundles' files for this
     interpreter go. Returns whether it was written (never raises: a cache)."""
     if sys.dont_write_bytecode:
         return False
@@ -87,6 +91,8 @@ def store(key, code):
         return False
     try:
         name = file_name(key)
+        code = dict(kept)
+        code.update((module, marshal.dumps(item)) for module, item in fresh.items())
         _write(directory, name, code)
         _prune(directory, keep=name)
         return True
@@ -190,7 +196,8 @@ def parse(data):
 
 
 def serialize(code):
-    payload = marshal.dumps({name: marshal.dumps(item) for name, item in code.items()})
+    """The file's bytes for ``code`` ({module name: marshalled code})."""
+    payload = marshal.dumps(code)
     return MAGIC + b"%08x\n" % zlib.crc32(payload) + payload
 
 

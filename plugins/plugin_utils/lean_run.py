@@ -62,17 +62,16 @@ SOURCES = %(sources)r
 
 class Bundle:
     def __init__(self, kept):
-        self.kept, self.code, self.sources = kept, {}, None
+        self.kept, self.fresh, self.sources = kept, {}, None
 
     def compiled(self, name):
-        if name not in self.code:
-            self.code[name] = cache.code(self.kept, name)
-        if self.code[name] is None:
+        code = cache.code(self.kept, name)
+        if code is None:
             if self.sources is None:  # decompressed only when some code was not kept
                 import binascii, zlib
                 self.sources = json.loads(zlib.decompress(binascii.a2b_base64(SOURCES)).decode("utf-8"))
-            self.code[name] = compile(self.sources[name], INDEX[name][1], "exec")
-        return self.code[name]
+            code = self.fresh[name] = compile(self.sources[name], INDEX[name][1], "exec")
+        return code
 
     def find_spec(self, name, path=None, target=None):
         if name in INDEX or name in NAMESPACES:
@@ -89,12 +88,11 @@ class Bundle:
 
 cache = type(sys)(%(cache_module)r)
 exec(compile(%(cache_source)r, %(cache_file)r, "exec"), cache.__dict__)
-kept = cache.load(KEY)
-bundle = Bundle(kept)
+bundle = Bundle(cache.load(KEY))
 sys.meta_path.insert(0, bundle)
 __import__(%(entry)r, fromlist=["run_lean"]).run_lean(json.loads(%(request)r))
-if not kept and not %(check_mode)r:
-    cache.store(KEY, dict((name, bundle.compiled(name)) for name in INDEX))
+if bundle.fresh and not %(check_mode)r:
+    cache.store(KEY, bundle.kept, bundle.fresh)
 """
 _SOURCES_CACHE = {}
 

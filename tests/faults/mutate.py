@@ -793,13 +793,13 @@ _CACHE = "plugins/module_utils/lean_cache.py"
 _CACHE_TESTS = "tests/unit/test_lean_cache.py::"
 MUTATIONS["lean-cache-unused"] = (
     "a lean run takes the code the device kept and reads no source",
-    [("plugins/plugin_utils/lean_run.py", "\nkept = cache.load(KEY)\n", "\nkept = {}\n")],
+    [("plugins/plugin_utils/lean_run.py", "bundle = Bundle(cache.load(KEY))", "bundle = Bundle({})")],
     [_LEAN_ID + "test_a_later_run_takes_the_code_the_device_kept",
      _CACHE_TESTS + "test_the_script_keeps_its_code_outside_check_mode_and_then_reads_no_source"],
 )
 MUTATIONS["lean-cache-in-check-mode"] = (
     "a lean run in check mode writes nothing on the device, not even its compiled code",
-    [("plugins/plugin_utils/lean_run.py", "if not kept and not %(check_mode)r:", "if not kept:")],
+    [("plugins/plugin_utils/lean_run.py", "if bundle.fresh and not %(check_mode)r:", "if bundle.fresh:")],
     [_CACHE_TESTS + "test_the_script_keeps_its_code_outside_check_mode_and_then_reads_no_source"],
 )
 MUTATIONS["lean-cache-foreign-trusted"] = (

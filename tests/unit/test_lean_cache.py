@@ -41,10 +41,13 @@ def run_code(code):
 def test_code_kept_is_found_again_and_runs_the_same(home):
     assert lean_cache.load(KEY) == {}
     assert not (home / ".cache").exists()  # a miss makes nothing
-    assert lean_cache.store(KEY, {"a": code_of("X = 41 + 1"), "b": code_of("Y = 'b'")})
+    assert lean_cache.store(KEY, {}, {"a": code_of("X = 41 + 1")})
+    # A later run that compiled another module adds it to what it found.
+    assert lean_cache.store(KEY, lean_cache.load(KEY), {"b": code_of("Y = 'b'")})
     kept = lean_cache.load(KEY)
     assert sorted(kept) == ["a", "b"]
     assert run_code(lean_cache.code(kept, "a"))["X"] == 42
+    assert run_code(lean_cache.code(kept, "b"))["Y"] == "b"
     assert lean_cache.code(kept, "missing") is None
     path = kept_file(home)
     assert path.stat().st_mode & 0o777 == 0o600
@@ -53,7 +56,7 @@ def test_code_kept_is_found_again_and_runs_the_same(home):
 
 
 def test_what_is_not_the_users_own_is_never_read(home, tmp_path_factory):
-    lean_cache.store(KEY, {"a": code_of("X = 1")})
+    lean_cache.store(KEY, {}, {"a": code_of("X = 1")})
     path = kept_file(home)
     os.chmod(path, 0o644)  # another user may have written it
     assert lean_cache.load(KEY) == {}
@@ -66,7 +69,7 @@ def test_what_is_not_the_users_own_is_never_read(home, tmp_path_factory):
     assert lean_cache.load(KEY) == {}
     os.chown(path, os.geteuid(), os.getegid())
     os.chmod(path.parent, 0o750)  # a directory others may enter or write: nothing in it is trusted
-    assert lean_cache.load(KEY) == {} and not lean_cache.store(KEY, {"a": code_of("X = 2")})
+    assert lean_cache.load(KEY) == {} and not lean_cache.store(KEY, {}, {"a": code_of("X = 2")})
     os.chmod(path.parent, 0o700)
     # A link at the file's name, or in place of the directory, is never followed.
     elsewhere = tmp_path_factory.mktemp("elsewhere")
@@ -78,11 +81,11 @@ def test_what_is_not_the_users_own_is_never_read(home, tmp_path_factory):
     os.rename(path.parent, elsewhere / "fleet-mtls")
     os.symlink(elsewhere / "fleet-mtls", path.parent)
     assert lean_cache.load(KEY) == {}
-    assert not lean_cache.store(KEY, {"a": code_of("X = 3")})
+    assert not lean_cache.store(KEY, {}, {"a": code_of("X = 3")})
 
 
 def test_a_torn_or_altered_file_is_not_used(home):
-    lean_cache.store(KEY, {"a": code_of("X = 'marker-AAAA'")})
+    lean_cache.store(KEY, {}, {"a": code_of("X = 'marker-AAAA'")})
     path = kept_file(home)
     whole = path.read_bytes()
     altered = whole.replace(b"marker-AAAA", b"marker-BBBB")  # still loads: only the CRC tells
@@ -96,12 +99,12 @@ def test_a_torn_or_altered_file_is_not_used(home):
 
 def test_nothing_is_written_when_python_is_told_not_to(home, monkeypatch):
     monkeypatch.setattr(sys, "dont_write_bytecode", True)
-    assert not lean_cache.store(KEY, {"a": code_of("X = 1")})
+    assert not lean_cache.store(KEY, {}, {"a": code_of("X = 1")})
     assert not (home / ".cache").exists()
 
 
 def test_a_new_bundle_replaces_the_old_ones_for_the_same_interpreter(home):
-    lean_cache.store("a" * 32, {"a": code_of("X = 1")})
+    lean_cache.store("a" * 32, {}, {"a": code_of("X = 1")})
     directory = kept_file(home).parent
     other_python = directory / ("lean-%s-cpython-39-30912f0.code" % ("a" * 32))
     other_python.write_bytes(b"x")
@@ -111,7 +114,7 @@ def test_a_new_bundle_replaces_the_old_ones_for_the_same_interpreter(home):
     for leftover in (fresh, stale):
         leftover.write_bytes(b"x")
     os.utime(stale, (1, 1))
-    lean_cache.store("b" * 32, {"a": code_of("X = 2")})
+    lean_cache.store("b" * 32, {}, {"a": code_of("X = 2")})
     assert sorted(p.name for p in directory.iterdir()) == sorted(
         [lean_cache.file_name("b" * 32), other_python.name, fresh.name])
 
@@ -141,7 +144,7 @@ def run_script(home, monkeypatch):
     def run(check_mode):
         namespace = {"__name__": "__main__"}
         script = probe_script(check_mode).replace(
-            "kept = cache.load(KEY)", "cache.HOME = %r\nkept = cache.load(KEY)" % str(home))
+            "bundle = Bundle(cache.load(KEY))", "cache.HOME = %r\nbundle = Bundle(cache.load(KEY))" % str(home))
         assert script != probe_script(check_mode)
         forget()
         exec(compile(script, "lean", "exec"), namespace)  # noqa: S102 - the script under test
@@ -162,7 +165,9 @@ def test_the_script_keeps_its_code_outside_check_mode_and_then_reads_no_source(r
     assert checked["bundle"].sources is not None  # compiled from the sources
     assert not (home / ".cache").exists()  # check mode writes nothing
     first = run_script(check_mode=False)
-    assert first["bundle"].sources is not None and kept_file(home).exists()
+    assert first["bundle"].sources is not None
+    assert sorted(first["bundle"].fresh) == ["probe_bundle", "probe_bundle.entry"]
+    assert sorted(lean_cache.load(KEY)) == ["probe_bundle", "probe_bundle.entry"]
     again = run_script(check_mode=False)
-    assert again["bundle"].sources is None  # every module from the kept code
+    assert again["bundle"].sources is None and not again["bundle"].fresh  # every module from the kept code
     assert checked["runs"] == [{"check_mode": True}] and again["runs"] == [{"check_mode": False}]
