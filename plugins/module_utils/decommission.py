@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs, lean_cache
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.api import check_agent_id
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import (
     CertificateError,
@@ -114,7 +114,7 @@ def decommission(path, uid, gid, confirm, local_only, delete, check_mode=False,
     in ``result`` (a dict the caller may pass to see how far a failed run got)."""
     result = {} if result is None else result
     result.update(changed=False, path=path, agent_id=None, http_status=None, deleted=False, removed=[],
-                  directory_removed=False)
+                  directory_removed=False, code_cache_removed=False)
     idir = IdentityDir.open(path, uid, gid, create=False)
     if idir is None:
         if confirm != "all":
@@ -148,5 +148,7 @@ def decommission(path, uid, gid, confirm, local_only, delete, check_mode=False,
         names = managed_entries(idir)
         result["removed"] = remove_managed(idir, names)
         result["directory_removed"] = remove_directory_if_empty(idir, uid, gid)
+        # The code the lean runs kept for this user goes too (it names no identity).
+        result["code_cache_removed"] = lean_cache.forget()
         result["changed"] = bool(result["removed"]) or result["deleted"] or result["directory_removed"]
     return result

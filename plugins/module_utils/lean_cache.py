@@ -102,16 +102,49 @@ def store(key, kept, fresh):
         os.close(directory)
 
 
-def open_directory(create=False):
-    """A descriptor of the cache directory when it is this user's own, else None (made, 0700,
-    when ``create``)."""
+def forget():
+    """Remove every file of lean code this user keeps, and the directory when nothing else is in
+    it (decommissioning: the bundle leaves nothing behind). Returns whether anything went."""
+    directory = open_directory(create=False)
+    if directory is None:
+        return False
+    removed = False
+    try:
+        for entry in os.listdir(directory):
+            if entry.endswith(".code") and entry.startswith("lean-") or entry.startswith(".lean-"):
+                try:
+                    os.unlink(entry, dir_fd=directory)
+                    removed = True
+                except OSError:
+                    pass
+        empty = not os.listdir(directory)
+    except OSError:
+        return removed
+    finally:
+        os.close(directory)
+    if empty:
+        parent = open_directory(parts=DIRECTORY[:-1])
+        if parent is not None:
+            try:
+                os.rmdir(DIRECTORY[-1], dir_fd=parent)
+                removed = True
+            except OSError:
+                pass
+            finally:
+                os.close(parent)
+    return removed
+
+
+def open_directory(create=False, parts=DIRECTORY):
+    """A descriptor of the cache directory (or of ``parts`` of its path under the home) when it
+    is this user's own, else None (made, 0700, when ``create``)."""
     uid = os.geteuid()
     try:
         fd = os.open(HOME or pwd.getpwuid(uid).pw_dir, _FLAGS | os.O_DIRECTORY)
     except (OSError, KeyError):
         return None
     try:
-        for depth, part in enumerate(DIRECTORY):
+        for part in parts:
             child = _open_child(fd, part, create)
             os.close(fd)
             fd = child
@@ -119,7 +152,7 @@ def open_directory(create=False):
                 return None
             st = os.fstat(fd)
             # ~/.cache may be 0755; ours must be 0700: no other user may put a file in it.
-            loose = 0o077 if depth == len(DIRECTORY) - 1 else 0o022
+            loose = 0o077 if part == DIRECTORY[-1] else 0o022
             if st.st_uid != uid or st.st_mode & loose:
                 os.close(fd)
                 return None

@@ -161,6 +161,13 @@ directory_removed:
   returned: always
   type: bool
   sample: true
+code_cache_removed:
+  description:
+    - Whether the code the bundle's lean runs kept for this user (C(~/.cache/fleet-mtls/)) was removed.
+    - It names no identity; it goes with the device's decommissioning so the bundle leaves nothing behind.
+  returned: always
+  type: bool
+  sample: true
 path:
   description: The identity directory.
   returned: always

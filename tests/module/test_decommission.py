@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certs, lean_cache
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.decommission import Refused, decommission
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import ApiError
 from tests.fixtures.identities import build_cert, client_for, snapshot, write_identity
@@ -86,6 +87,20 @@ def test_an_id_the_registry_no_longer_knows_counts_as_deleted(svc, registered_id
     result = run(ident_dir, deleter(svc), "all")
     assert result["action"] == "decommissioned" and result["http_status"] == 410 and not result["deleted"]
     assert result["directory_removed"] and not ident_dir.exists()
+
+
+def test_the_code_the_lean_runs_kept_goes_with_the_identity(svc, registered_id, ident_dir, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setattr(lean_cache, "HOME", str(home))
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    assert lean_cache.store("a" * 32, {}, {"probe": compile("X = 1", "probe.py", "exec")})
+    (home / ".cache" / "keep.txt").write_text("another program's")
+    checked = run(ident_dir, deleter(svc), registered_id, check_mode=True)
+    assert not checked["code_cache_removed"] and lean_cache.load("a" * 32)
+    result = run(ident_dir, deleter(svc), registered_id)
+    assert result["code_cache_removed"] and not (home / ".cache" / "fleet-mtls").exists()
+    assert sorted(p.name for p in (home / ".cache").iterdir()) == ["keep.txt"]
 
 
 def test_local_only_never_asks_the_server(svc, registered_id, ident_dir):
