@@ -742,6 +742,9 @@ _PREKEY_MUTATIONS = [
     ("prekey-made-dir-forgotten", "a pass restarting an abandoned keygen keeps the record that a pass made "
      "the directory", _PREKEY, "    made = idir.created or (state.record is not None and state.record.made_directory)",
      "    made = idir.created", ["test_a_creation_refused_after_the_pass_leaves_no_directory_and_no_keygen"]),
+    ("prekey-ended-between-looks", "a key staged by a process that ended while the identity run looked is "
+     "taken, not abandoned", _PREKEY, "    if state.kind == ABANDONED and state.record is not None:\n"
+     "        state = _inspect(idir, uid)\n", "", ["test_a_key_staged_while_the_identity_run_looked_is_taken"]),
     ("prekey-failed-start-dir-kept", "a start that fails leaves no directory a pass made for it",
      _PREKEY, "        if made:  # made for this key only", "        if False:  # made for this key only",
      ["test_a_start_that_fails_leaves_no_directory_the_pass_made"]),

@@ -180,7 +180,16 @@ def _not_ours(st, uid, mode=None):
 
 def inspect(idir, uid):
     """The background keygen in ``idir`` for the owner ``uid`` (reads only: four lstat calls
-    when there is none)."""
+    when there is none). A process found ended is looked at once more: it may have staged its key
+    and ended between the first look at the files and the look at the process (the run holds the
+    directory's lock, and an ended process changes nothing more)."""
+    state = _inspect(idir, uid)
+    if state.kind == ABANDONED and state.record is not None:
+        state = _inspect(idir, uid)
+    return state
+
+
+def _inspect(idir, uid):
     present = {name: idir.lstat(name) for name in KEYGEN_FILES}
     present = {name: st for name, st in present.items() if st is not None}
     if not present:
