@@ -228,10 +228,11 @@ def test_where_ansible_pipelines_the_pass_runs_without_ansiballz(device, svc, ke
     assert_nothing_of_the_background(device)
 
 
-def test_the_identity_waits_for_a_key_still_being_made(device, svc, keygens):
-    """A key not ready when the identity run looks is waited for (within keygen_timeout), never
-    made a second time: the run is held right after it read the record, while the background
-    process is held mid-write; then both go on."""
+def rotate_with_the_key_held(device, svc, keygens, release):
+    """A rotation whose identity run finds the background process held mid-write and is itself
+    held right after it read the record (between its look at the files and its look at the
+    process); ``release(proc, record)`` lets both go on. Asserts the key made in the background
+    was taken: no warning, one upload, nothing of the background left."""
     device.seed()
     run_prekey(device, rotate="always", hooks={"FLEET_FAULTS_KILL": HOLD_WRITING})
     record = record_of(device)
@@ -244,9 +245,7 @@ def test_the_identity_waits_for_a_key_still_being_made(device, svc, keygens):
     try:
         h.wait_for(lambda: (prekey.process_facts(proc.pid) or ("?",))[0] == "T",
                    what="the identity run to look at the background key")
-        assert record.alive() and not (device.path / PREKEY).exists()
-        os.kill(proc.pid, signal.SIGCONT)
-        os.kill(record.pid, signal.SIGCONT)
+        release(proc, record)
         result = h.finish(proc, started)
     finally:
         if proc.poll() is None:
@@ -257,40 +256,31 @@ def test_the_identity_waits_for_a_key_still_being_made(device, svc, keygens):
     assert "background" not in warnings_of(result), result.result
     device.assert_registered()
     h.wait_for(lambda: not record.alive(), what="the background process to end")
-    assert_nothing_of_the_background(device)  # its key was taken: none made beside it
+    assert_nothing_of_the_background(device)  # its key was taken: none made beside it, none left
     assert svc.request_count(UPLOAD_EP) == 1
+
+
+def test_the_identity_waits_for_a_key_still_being_made(device, svc, keygens):
+    """A key not ready when the identity run looks is waited for (within keygen_timeout), never
+    made a second time: the identity run goes on first, then the background process."""
+    def release(proc, record):
+        assert record.alive() and not (device.path / PREKEY).exists()
+        os.kill(proc.pid, signal.SIGCONT)
+        os.kill(record.pid, signal.SIGCONT)
+
+    rotate_with_the_key_held(device, svc, keygens, release)
 
 
 def test_a_key_staged_while_the_identity_run_looked_is_taken(device, svc, keygens):
     """The identity run looks at the files, then at the background process: a key staged and a
-    process ended in between is the key made for it, taken (not abandoned, not made again). The
-    run is held between the two looks while the background process ends."""
-    device.seed()
-    run_prekey(device, rotate="always", hooks={"FLEET_FAULTS_KILL": HOLD_WRITING})
-    record = record_of(device)
-    keygens.append(record)
-    h.wait_for(lambda: (device.path / PREKEY_TMP).exists(), what="the background process to hold mid-write")
-    started = time.monotonic()
-    proc = device.start(rotate="always", keygen_timeout=120,
-                        hooks={"FLEET_FAULTS_KILL": "op=open,match=%s,nth=1,when=after,signal=STOP" % RECORD})
-    try:
-        h.wait_for(lambda: (prekey.process_facts(proc.pid) or ("?",))[0] == "T",
-                   what="the identity run to look at the background key")
+    process ended in between is the key made for it, taken (not abandoned, not made again)."""
+    def release(proc, record):
         os.kill(record.pid, signal.SIGCONT)  # the key is staged and its process ends first
         h.wait_for(lambda: not record.alive(), what="the background process to end")
         assert (device.path / PREKEY).exists() and not (device.path / PREKEY_TMP).exists()
         os.kill(proc.pid, signal.SIGCONT)
-        result = h.finish(proc, started)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    device.assert_no_secrets(result)
-    assert not result.failed and result.result["action"] == "rotated", result
-    assert "background" not in warnings_of(result), result.result
-    device.assert_registered()
-    assert_nothing_of_the_background(device)  # its key was taken: none made beside it, none left
-    assert svc.request_count(UPLOAD_EP) == 1
+
+    rotate_with_the_key_held(device, svc, keygens, release)
 
 
 # A pass that stays alive after it started the key (its module process, as long as the test keeps
