@@ -412,9 +412,15 @@ class SshFleet:
         """Fresh devices for a first run: no ~/.mtls, and no compiled code kept by an earlier lean
         run (~/.cache/fleet-mtls: a device the bundle never reached has none); the agents' pid
         files stay in the homes."""
+        from tests.fixtures.collection import import_source  # noqa: PLC0415 - fleet.py put the repository on the path
+        import_source()
+        from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.lean_cache import (  # noqa: PLC0415
+            DIRECTORY,
+        )
+
         for home in self.host_dirs():
             shutil.rmtree(home / ".mtls", ignore_errors=True)
-            shutil.rmtree(home / ".cache" / "fleet-mtls", ignore_errors=True)
+            shutil.rmtree(home.joinpath(*DIRECTORY), ignore_errors=True)
 
     def timer_env(self) -> dict[str, str]:
         """Lets the bench_timer callback charge the device users' CPU to each task."""

@@ -43,7 +43,8 @@ DIRECTORY = (".cache", "fleet-mtls")
 MAGIC = b"fleet-mtls lean code 1\n"
 MAX_SIZE = 16 * 1024 * 1024
 STALE_TEMPORARY = 3600  # seconds after which an interrupted write's file goes
-_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_FLAGS = os.O_RDONLY | _O_CLOEXEC
 HOME = None  # the home to use instead of the user's (tests only: a run never sets it)
 
 
@@ -91,9 +92,9 @@ def store(key, kept, fresh):
         return False
     try:
         name = file_name(key)
-        code = dict(kept)
-        code.update((module, marshal.dumps(item)) for module, item in fresh.items())
-        _write(directory, name, code)
+        entries = dict(kept)
+        entries.update((module, marshal.dumps(item)) for module, item in fresh.items())
+        _write(directory, name, entries)
         _prune(directory, keep=name)
         return True
     except (OSError, ValueError):
@@ -111,7 +112,7 @@ def forget():
     removed = False
     try:
         for entry in os.listdir(directory):
-            if entry.endswith(".code") and entry.startswith("lean-") or entry.startswith(".lean-"):
+            if _ours(entry):
                 try:
                     os.unlink(entry, dir_fd=directory)
                     removed = True
@@ -158,8 +159,7 @@ def open_directory(create=False, parts=DIRECTORY):
                 return None
         return fd
     except OSError:
-        if fd is not None:
-            os.close(fd)
+        os.close(fd)
         return None
 
 
@@ -175,6 +175,11 @@ def _open_child(fd, part, create):
     except FileExistsError:
         pass
     return os.open(part, flags, dir_fd=fd)
+
+
+def _ours(entry, suffix=".code"):
+    """Whether ``entry`` is a file of kept code (ending in ``suffix``) or a write's temporary."""
+    return entry.startswith("lean-") and entry.endswith(suffix) or entry.startswith(".lean-")
 
 
 def _read(directory, name):
@@ -237,8 +242,8 @@ def serialize(code):
 def _write(directory, name, code):
     data = serialize(code)
     temporary = ".%s.%d" % (name, os.getpid())
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
-                 0o600, dir_fd=directory)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _O_CLOEXEC, 0o600,
+                 dir_fd=directory)
     try:
         os.fchmod(fd, 0o600)
         view = memoryview(data)
@@ -258,16 +263,11 @@ def _prune(directory, keep):
     suffix = "-%s.code" % interpreter()
     now = time.time()
     for entry in os.listdir(directory):
-        if entry == keep:
+        if entry == keep or not _ours(entry, suffix):
             continue
-        old = entry.startswith("lean-") and entry.endswith(suffix)
-        if not old and entry.startswith(".lean-"):
-            try:
-                old = now - os.lstat(entry, dir_fd=directory).st_mtime > STALE_TEMPORARY
-            except OSError:
-                continue
-        if old:
-            try:
-                os.unlink(entry, dir_fd=directory)
-            except OSError:
-                pass
+        try:
+            if entry.startswith(".lean-") and now - os.lstat(entry, dir_fd=directory).st_mtime <= STALE_TEMPORARY:
+                continue  # another run may be writing it now
+            os.unlink(entry, dir_fd=directory)
+        except OSError:
+            pass

@@ -135,9 +135,10 @@ def closure(entry):
 
 def bundle():
     """What every lean script ships of the bundle, for every entry point (one set, so the device
-    keeps one compiled copy for both runs): ``index`` {module: (is_package, file name)},
-    ``sources`` {module: source} compressed and encoded, and ``key``, their hash, which names the
-    device's compiled copy. Built once per run (the AST walk and compression cost about 100 ms of
+    keeps one compiled copy for both runs): ``index`` {module: [is_package, file name]},
+    ``sources`` {module: source} compressed and encoded, ``key``, their hash, which names the
+    device's compiled copy, and ``cache_source``, module_utils/lean_cache.py, which the script
+    runs first. Built once per run (the AST walk and compression cost about 100 ms of
     controller CPU; when each worker of a batch built it, the run's first batch of forks cost 2-3
     s of CPU) and kept, as Ansible keeps its AnsiballZ builds, in the run's local temporary
     directory, which every worker of the run shares; keyed by the bundle's files (name, size,
@@ -196,8 +197,12 @@ def _build(entries):
         found.update(closure(entry))
     raw = json.dumps({name: found[name][0] for name in sorted(found)}).encode("utf-8")
     sources = base64.b64encode(zlib.compress(raw, 6)).decode("ascii")
+    path, _package = module_file(CACHE_MODULE)
+    with open(path, encoding="utf-8") as handle:
+        cache_source = handle.read()
     return json.dumps({"key": hashlib.sha256(sources.encode("ascii")).hexdigest()[:32], "sources": sources,
-                       "index": {name: [found[name][1], found[name][2]] for name in sorted(found)}})
+                       "index": {name: [found[name][1], found[name][2]] for name in sorted(found)},
+                       "cache_source": cache_source})
 
 
 def _write(path, blob):
@@ -227,13 +232,10 @@ def script(module, params, check_mode):
     """The whole Python program the device runs for ``module``: never a secret in it (``run``)."""
     shipped = bundle()
     request = json.dumps({"params": params, "check_mode": bool(check_mode)}, sort_keys=True)
-    path, _package = module_file(CACHE_MODULE)
-    with open(path, encoding="utf-8") as handle:
-        cache_source = handle.read()
     return (BOOTSTRAP % {
-        "key": shipped["key"], "index": {name: tuple(value) for name, value in shipped["index"].items()},
-        "namespaces": NAMESPACES, "sources": shipped["sources"], "cache_module": CACHE_MODULE,
-        "cache_source": cache_source, "cache_file": CACHE_MODULE.replace(".", "/") + ".py",
+        "key": shipped["key"], "index": shipped["index"], "namespaces": NAMESPACES, "sources": shipped["sources"],
+        "cache_module": CACHE_MODULE, "cache_source": shipped["cache_source"],
+        "cache_file": CACHE_MODULE.replace(".", "/") + ".py",
         "entry": ENTRIES[module], "request": request, "check_mode": bool(check_mode),
     }).encode("utf-8")
 

@@ -95,12 +95,13 @@ def test_the_code_the_lean_runs_kept_goes_with_the_identity(svc, registered_id, 
     monkeypatch.setattr(lean_cache, "HOME", str(home))
     monkeypatch.setattr(sys, "dont_write_bytecode", False)
     assert lean_cache.store("a" * 32, {}, {"probe": compile("X = 1", "probe.py", "exec")})
-    (home / ".cache" / "keep.txt").write_text("another program's")
+    beside = home / lean_cache.DIRECTORY[0] / "keep.txt"  # another program's file in ~/.cache
+    beside.write_text("another program's")
     checked = run(ident_dir, deleter(svc), registered_id, check_mode=True)
     assert not checked["code_cache_removed"] and lean_cache.load("a" * 32)
     result = run(ident_dir, deleter(svc), registered_id)
-    assert result["code_cache_removed"] and not (home / ".cache" / "fleet-mtls").exists()
-    assert sorted(p.name for p in (home / ".cache").iterdir()) == ["keep.txt"]
+    assert result["code_cache_removed"] and not home.joinpath(*lean_cache.DIRECTORY).exists()
+    assert sorted(p.name for p in beside.parent.iterdir()) == ["keep.txt"]
 
 
 def test_local_only_never_asks_the_server(svc, registered_id, ident_dir):

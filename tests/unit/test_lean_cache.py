@@ -25,7 +25,7 @@ def home(tmp_path, monkeypatch):
 
 
 def kept_file(home, key=KEY):
-    return home / ".cache" / "fleet-mtls" / lean_cache.file_name(key)
+    return home.joinpath(*lean_cache.DIRECTORY, lean_cache.file_name(key))
 
 
 def code_of(source, name="probe.py"):
@@ -40,7 +40,7 @@ def run_code(code):
 
 def test_code_kept_is_found_again_and_runs_the_same(home):
     assert lean_cache.load(KEY) == {}
-    assert not (home / ".cache").exists()  # a miss makes nothing
+    assert not (home / lean_cache.DIRECTORY[0]).exists()  # a miss makes nothing
     assert lean_cache.store(KEY, {}, {"a": code_of("X = 41 + 1")})
     # A later run that compiled another module adds it to what it found.
     assert lean_cache.store(KEY, lean_cache.load(KEY), {"b": code_of("Y = 'b'")})
@@ -97,10 +97,18 @@ def test_a_torn_or_altered_file_is_not_used(home):
     assert lean_cache.load(KEY) == {}
 
 
+def test_a_user_without_a_home_runs_without_kept_code(home, monkeypatch):
+    monkeypatch.setattr(lean_cache, "HOME", str(home / "nonexistent"))
+    assert lean_cache.load(KEY) == {}
+    assert not lean_cache.store(KEY, {}, {"a": code_of("X = 1")})
+    assert not lean_cache.forget()
+    assert list(home.iterdir()) == []
+
+
 def test_nothing_is_written_when_python_is_told_not_to(home, monkeypatch):
     monkeypatch.setattr(sys, "dont_write_bytecode", True)
     assert not lean_cache.store(KEY, {}, {"a": code_of("X = 1")})
-    assert not (home / ".cache").exists()
+    assert not (home / lean_cache.DIRECTORY[0]).exists()
 
 
 def test_a_new_bundle_replaces_the_old_ones_for_the_same_interpreter(home):
@@ -163,7 +171,7 @@ def run_script(home, monkeypatch):
 def test_the_script_keeps_its_code_outside_check_mode_and_then_reads_no_source(run_script, home):
     checked = run_script(check_mode=True)
     assert checked["bundle"].sources is not None  # compiled from the sources
-    assert not (home / ".cache").exists()  # check mode writes nothing
+    assert not (home / lean_cache.DIRECTORY[0]).exists()  # check mode writes nothing
     first = run_script(check_mode=False)
     assert first["bundle"].sources is not None
     assert sorted(first["bundle"].fresh) == ["probe_bundle", "probe_bundle.entry"]

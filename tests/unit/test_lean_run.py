@@ -63,7 +63,7 @@ def test_the_script_carries_the_sources_and_the_checked_options(run_tmp):
     # Both runs' modules, so the device keeps one compiled copy for both (module_utils/lean_cache.py).
     bundle = {**lean_run.closure(PREKEY), **lean_run.closure(RUNNER)}
     assert sources == {name: value[0] for name, value in bundle.items()}
-    assert index == {name: (value[1], value[2]) for name, value in bundle.items()}
+    assert index == {name: [value[1], value[2]] for name, value in bundle.items()}
     assert ("__import__(%r, fromlist=[\"run_lean\"]).run_lean(" % PREKEY).encode() in script
     assert lean_run.script("mtls_identity", params, check_mode=True).split(b"\nclass Bundle")[0] \
         == script.split(b"\nclass Bundle")[0]  # the same bundle, the same key
@@ -115,6 +115,7 @@ def test_a_batch_of_workers_builds_the_sources_once(run_tmp, monkeypatch):
     assert len(blobs) == 8 and len(set(blobs)) == 1
     built = json.loads(blobs[0])
     assert built["index"] == {PREKEY: [False, "prekey.py"]}
+    assert built["cache_source"] == pathlib.Path(lean_run.module_file(lean_run.CACHE_MODULE)[0]).read_text()
     assert json.loads(zlib.decompress(base64.b64decode(built["sources"]))) == {PREKEY: "x = 1\n"}
 
 
