@@ -80,6 +80,9 @@ keygen:
   description:
     - C(started), C(would start) (check mode), C(running) (one is being made already), C(ready) (a key made in
       the background waits), C(not needed) or C(not started) (the identity task will say why).
+    - C(handed over) where Ansible pipelines, outside check mode - the action runs the pass without AnsiballZ, and
+      it answers at once, then decides on the device away from the SSH session; the identity task reports what
+      the device did, and the warnings of the pass.
   returned: always
   type: str
   sample: started

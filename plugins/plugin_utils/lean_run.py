@@ -46,12 +46,50 @@ ENTRIES = {
 }
 NAMESPACES = ("ansible_collections", "ansible_collections.autonomy_edge", COLLECTION, COLLECTION + ".plugins")
 CACHE_MODULE = PACKAGE + ".lean_cache"
+# The modules whose lean run answers at once, outside check mode, and goes on away from the SSH
+# session (a session and a fork of its own, /dev/null as its standard streams): the first pass.
+# Its decision is mostly the bundle's imports, 80-140 ms of a slow board's CPU, 2-3 s at 5 % of a
+# core, and a batch of forks held for it delays the next batch's keys; handed over, a pass
+# session costs the board one Python start (about 20 ms), and the next host's pass begins
+# sooner. The answer is this result; what the device did, the identity task reports (the
+# pass's warnings travel in the keygen's record, identity/prekey.py).
+HANDED_OVER = {
+    "mtls_prekey": {
+        "changed": True, "keygen": "handed over",
+        "reason": "the device decides as the identity task will and, when it needs a new key, makes it in the "
+                  "background: the identity task reports what it took",
+    },
+}
 # The device's side: the bundle's modules from the script, their code compiled once and kept
 # (module_utils/lean_cache.py), namespace packages above them; then the entry point. Python 3.9+
 # (the devices'), standard library only, and only its cheapest modules: importlib.abc, .util and
 # base64 cost 17-25 ms of a slow board's CPU, more than the run's own work.
 BOOTSTRAP = r"""
-import json, sys
+import os, sys
+
+ANSWER = %(answer)r
+if ANSWER is not None:  # HANDED_OVER: answer, and run away from the session (here if it cannot)
+    try:
+        middle = os.fork()
+    except OSError:
+        middle = -1
+    if middle == 0:
+        try:
+            os.setsid()
+            if os.fork():
+                os._exit(0)
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.close(null)
+        except OSError:
+            os._exit(1)
+    elif middle > 0 and os.waitpid(middle, 0)[1] == 0:
+        sys.stdout.write(ANSWER)
+        sys.stdout.flush()
+        os._exit(0)
+
+import json
 from importlib.machinery import ModuleSpec
 
 KEY = %(key)r
@@ -231,12 +269,14 @@ def checked_options(argument_spec, args):
 def script(module, params, check_mode):
     """The whole Python program the device runs for ``module``: never a secret in it (``run``)."""
     shipped = bundle()
-    request = json.dumps({"params": params, "check_mode": bool(check_mode)}, sort_keys=True)
+    answer = None if check_mode or module not in HANDED_OVER else json.dumps(HANDED_OVER[module], sort_keys=True)
+    request = json.dumps({"params": params, "check_mode": bool(check_mode), "detached": answer is not None},
+                         sort_keys=True)
     return (BOOTSTRAP % {
         "key": shipped["key"], "index": shipped["index"], "namespaces": NAMESPACES, "sources": shipped["sources"],
         "cache_module": CACHE_MODULE, "cache_source": shipped["cache_source"],
         "cache_file": CACHE_MODULE.replace(".", "/") + ".py",
-        "entry": ENTRIES[module], "request": request, "check_mode": bool(check_mode),
+        "entry": ENTRIES[module], "request": request, "check_mode": bool(check_mode), "answer": answer,
     }).encode("utf-8")
 
 

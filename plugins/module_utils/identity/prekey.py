@@ -101,11 +101,12 @@ def process_facts(pid):
 
 
 class Record:
-    """What ``.mtls-keygen.json`` says about the process making the key, and whether the first
+    """What ``.mtls-keygen.json`` says about the process making the key, whether the first
     pass made the identity directory for it (``made_directory``: absent in older records, which
-    never lets a directory go)."""
+    never lets a directory go), and the warnings of a pass nobody heard (``notes``: a pass
+    handed over, plugin_utils/lean_run.py; the identity run tells them)."""
 
-    def __init__(self, pid, start, boot, uid, key_size, since, made_directory=False):
+    def __init__(self, pid, start, boot, uid, key_size, since, made_directory=False, notes=()):
         self.pid = pid
         self.start = start
         self.boot = boot
@@ -113,11 +114,12 @@ class Record:
         self.key_size = key_size
         self.since = since
         self.made_directory = made_directory
+        self.notes = tuple(notes)
 
     def to_json(self):
         return json.dumps({"version": 1, "pid": self.pid, "start": self.start, "boot": self.boot, "uid": self.uid,
                            "key_size": self.key_size, "since": self.since,
-                           "made_directory": self.made_directory}, sort_keys=True) + "\n"
+                           "made_directory": self.made_directory, "notes": list(self.notes)}, sort_keys=True) + "\n"
 
     @classmethod
     def parse(cls, data):
@@ -129,12 +131,14 @@ class Record:
             return None
         pid, start, boot, uid, key_size, since = values
         made_directory = doc.get("made_directory", False)
+        notes = doc.get("notes", [])
         ints = (pid, start, uid, key_size)
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ints) \
                 or not 2 <= pid <= PID_MAX_LIMIT or not isinstance(boot, str) or not isinstance(since, str) \
-                or not isinstance(made_directory, bool):
+                or not isinstance(made_directory, bool) \
+                or not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
             return None
-        return cls(pid, start, boot, uid, key_size, since, made_directory)
+        return cls(pid, start, boot, uid, key_size, since, made_directory, notes)
 
     def alive(self):
         """Whether the recorded process is still running (the same process: start time, boot
@@ -258,6 +262,7 @@ def take(idir, settings, warn, clock=time.monotonic, sleep=time.sleep):
     ``keygen_timeout`` seconds: it is left to finish for the next run."""
     s = settings
     state = inspect(idir, s.uid)
+    _tell_notes(state, warn)
     if state.kind == RUNNING:
         state = _wait(idir, s, state, clock, sleep)
     if state.kind != READY:
@@ -268,6 +273,12 @@ def take(idir, settings, warn, clock=time.monotonic, sleep=time.sleep):
     if key is None and warn is not None:
         warn("removed %s, the key made in the background (%s): making one now" % (idir.join(PREKEY), why))
     return key
+
+
+def _tell_notes(state, warn):
+    if warn is not None and state.record is not None:
+        for note in state.record.notes:
+            warn("the first pass: %s" % note)
 
 
 def _staged(idir):
@@ -320,6 +331,7 @@ def discard(idir, uid, warn):
     state = inspect(idir, uid)
     if state.kind == NONE:
         return
+    _tell_notes(state, warn)
     if state.kind == RUNNING:
         stop(state.record)
         if warn is not None:
@@ -381,7 +393,7 @@ def _pidfd(pid):
 
 
 # ------------------------------------------------------------------------------ the first pass
-def run_pass(params, check_mode=False, warn=None):
+def run_pass(params, check_mode=False, warn=None, detached=False):
     """The whole mtls_prekey run on the options ``params`` (validated, paths expanded): the
     device's libraries, its headers file and every option checked as the identity task checks
     them, then ``start_pass``. Never fails on the device's state: the identity task meets the
@@ -399,7 +411,7 @@ def run_pass(params, check_mode=False, warn=None):
     except IdentityError as exc:  # the identity task refuses the same option, by its name
         return _result("not started", exc.msg)
     try:
-        return start_pass(settings, check_mode=check_mode, warn=warn)
+        return start_pass(settings, check_mode=check_mode, warn=warn, detached=detached)
     except (IdentityError, OSError) as exc:
         return _result("not started", getattr(exc, "msg", None) or getattr(exc, "strerror", None) or str(exc))
 
@@ -412,7 +424,9 @@ def run_lean(request):
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.options import argument_spec
 
     module = lean.LeanModule(lean.device_params(request, argument_spec()), request["check_mode"])
-    lean.emit(run_pass(module.params, check_mode=module.check_mode, warn=module.warn), module)
+    result = run_pass(module.params, check_mode=module.check_mode, warn=module.warn,
+                      detached=bool(request.get("detached")))
+    lean.emit(result, module)
 
 
 def checked_settings(p):
@@ -424,20 +438,24 @@ def checked_settings(p):
     return preflight(p, lambda _agent_id: None).settings  # checked only: the first pass asks nobody
 
 
-def start_pass(settings, check_mode=False, now=None, warn=None):
+def start_pass(settings, check_mode=False, now=None, warn=None, detached=False):
     """The mtls_prekey module's run: decide as the identity task will (no network, no write),
     and when it will need a new key, start making it in the background unless one is being made
     or waits already. Returns the result: ``keygen`` (started, would start, running, ready, not
-    needed), ``reason``, ``changed``."""
+    needed), ``reason``, ``changed``. ``detached``: nobody hears this run (a pass handed over,
+    plugin_utils/lean_run.py): its warnings go into the record of the key it starts."""
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.engine import open_locked
 
     s = settings
+    notes = [] if detached else None
+    if detached:
+        warn = notes.append
     idir = open_locked(s, create=False)
     try:
-        result = _pass(s, idir, check_mode, now, warn)
+        result = _pass(s, idir, check_mode, now, warn, notes)
         if result is None:  # a new key is needed and the directory is missing: make it, decide again
             idir = open_locked(s, create=True)
-            result = _pass(s, idir, check_mode, now, warn) or _result("not needed", "nothing to do")
+            result = _pass(s, idir, check_mode, now, warn, notes) or _result("not needed", "nothing to do")
             if result["keygen"] != "started" and idir.created:
                 # another run made the identity meanwhile: only an empty one goes
                 remove_unused_directory(idir, s.uid, s.gid, ours=())
@@ -454,7 +472,7 @@ def _result(keygen, reason, changed=False, record=None):
     return result
 
 
-def _pass(s, idir, check_mode, now, warn):
+def _pass(s, idir, check_mode, now, warn, notes=None):
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.assess import assess
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.plan import decide
 
@@ -486,7 +504,7 @@ def _pass(s, idir, check_mode, now, warn):
     # Made by this pass, or by an earlier one whose process is gone: nothing else was there.
     made = idir.created or (state.record is not None and state.record.made_directory)
     try:
-        record = start(idir, s, made_directory=made)
+        record = start(idir, s, made_directory=made, notes=notes or ())
     except Exception:
         if made:  # made for this key only: nothing of it may outlive the failed start
             remove_unused_directory(idir, s.uid, s.gid)
@@ -513,10 +531,11 @@ def remove_unused_directory(idir, uid, gid, ours=KEYGEN_FILES, others=()):
     return remove_directory_if_empty(idir, uid, gid)
 
 
-def start(idir, s, made_directory=False):
+def start(idir, s, made_directory=False, notes=()):
     """Start the process that makes the key; it waits until its record is written (a starter
     interrupted before that leaves no process making a key nobody knows of). Returns its Record
-    (``made_directory``: the pass made ``idir``, recorded for the identity run)."""
+    (``made_directory``: the pass made ``idir``, recorded for the identity run; ``notes``: the
+    warnings of a pass nobody heard)."""
     uid, gid = (s.uid, s.gid) if os.geteuid() == 0 else (os.geteuid(), os.getegid())
     # A descriptor of its own for the process: the run's one holds the directory's lock, which
     # the process must not keep once the run ends.
@@ -553,7 +572,9 @@ def start(idir, s, made_directory=False):
         if facts is None:
             raise StateError("the background key generation did not start")
         record = Record(pid, facts[1], boot_id() or "", uid, s.key_size, certinfo.iso(certinfo.utcnow()),
-                        made_directory)
+                        made_directory, notes)
+        if len(record.to_json()) > MAX_RECORD:  # warnings naming a very long path: the record must stay readable
+            record.notes = ()
         idir.create(KEYGEN_RECORD_TMP, record.to_json().encode("ascii"), 0o600)
         idir.rename(KEYGEN_RECORD_TMP, KEYGEN_RECORD)
         idir.fsync()
