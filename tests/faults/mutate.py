@@ -748,6 +748,14 @@ _PREKEY_MUTATIONS = [
     ("prekey-failed-start-dir-kept", "a start that fails leaves no directory a pass made for it",
      _PREKEY, "        if made:  # made for this key only", "        if False:  # made for this key only",
      ["test_a_start_that_fails_leaves_no_directory_the_pass_made"]),
+    ("lean-pass-not-handed-over", "the lean pass answers before the device decides, and decides away from "
+     "the session", "plugins/plugin_utils/lean_run.py", "    answer = None if check_mode or module not in HANDED_OVER",
+     "    answer = None if True or module not in HANDED_OVER",
+     ["test_the_lean_pass_answers_before_the_device_decides"]),
+    ("prekey-pass-notes-lost", "what a lean pass removed, nobody hearing it, the identity run tells",
+     _PREKEY, "    _tell_notes(state, warn)\n    if state.kind == RUNNING:\n        state = _wait(",
+     "    if state.kind == RUNNING:\n        state = _wait(",
+     ["test_what_a_lean_pass_removed_the_identity_run_tells"]),
 ]
 for _name, _what, _file, _old, _new, _cases in _PREKEY_MUTATIONS:
     MUTATIONS[_name] = (_what, [(_file, _old, _new)], [_BG + case for case in _cases])

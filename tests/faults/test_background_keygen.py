@@ -57,7 +57,7 @@ NOBODY = 65534  # another user's process
 
 
 # ------------------------------------------------------------------------------ helpers
-def run_prekey(device, *, check=False, hooks=None, via=None, env=None, **overrides):
+def run_prekey(device, *, check=False, hooks=None, via=None, env=None, timeout=180, **overrides):
     """mtls_prekey on ``device`` (the identity's options), as on a device; its output scanned.
     ``via`` (default $FLEET_FAULTS_VIA): ``direct``, the module's main in its own process;
     ``ansible``, the module through Ansible (AnsiballZ); ``lean``, through Ansible with
@@ -67,7 +67,7 @@ def run_prekey(device, *, check=False, hooks=None, via=None, env=None, **overrid
     if via in ("ansible", "lean"):
         env = dict(env or {}, ANSIBLE_PIPELINING="1" if via == "lean" else "0")
         result = h.run_ansible_module(args, workdir=device.work, check=check, hooks=hooks, env=env,
-                                      module="mtls_prekey")
+                                      module="mtls_prekey", timeout=timeout)
     else:
         result = h.run_module(args, workdir=device.work, check=check, hooks=hooks, via="direct",
                               env=dict(env or {}, FLEET_FAULTS_MODULE="mtls_prekey"))
@@ -95,6 +95,12 @@ def warnings_of(result) -> str:
 
 def public_numbers(pem: bytes):
     return keys.load_private_key(pem).public_key().public_numbers()
+
+
+def wait_for_record(device) -> prekey.Record:
+    """The keygen's record once a pass wrote it (a lean pass writes it after it answered)."""
+    h.wait_for(lambda: (device.path / RECORD).exists(), timeout=120, what="the keygen's record")
+    return record_of(device)
 
 
 def wait_for_staged_key(device, record) -> bytes:
@@ -204,7 +210,8 @@ def test_where_ansible_pipelines_the_pass_runs_without_ansiballz(device, svc, ke
     own code on the device without AnsiballZ: the pass's process never imports
     ansible.module_utils.basic (most of a module's device CPU), expands its path options on the
     device as AnsibleModule does (``$HOME``-relative here), and starts the key the identity run
-    takes. With pipelining off the module runs, as before."""
+    takes. With pipelining off the module runs, as before. The lean pass answers at once and
+    decides away from the session (lean_run.HANDED_OVER); the module says what it started."""
     usage = tmp_path / "usage.json"
     headers = tmp_path / "device-home" / "headers.json"
     headers.parent.mkdir()
@@ -213,18 +220,69 @@ def test_where_ansible_pipelines_the_pass_runs_without_ansiballz(device, svc, ke
     first = run_prekey(device, via=via, hooks={"FLEET_FAULTS_RUSAGE": str(usage)},
                        env={"FLEET_TEST_DEVICE_HOME": str(headers.parent)},
                        headers_file="$FLEET_TEST_DEVICE_HOME/headers.json")
-    assert not first.failed and first.result["keygen"] == "started", first
+    assert not first.failed and first.result["changed"], first
+    assert first.result["keygen"] == ("handed over" if via == "lean" else "started"), first
+    record = wait_for_record(device)
+    keygens.append(record)
+    staged = wait_for_staged_key(device, record)
+    h.wait_for(usage.exists, timeout=60, what="the pass's usage")  # the lean pass's fork writes it as it ends
     modules = json.loads(usage.read_text())["modules"]
     assert "ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.prekey" in modules
     assert ("ansible.module_utils.basic" in modules) == (via == "ansible"), via
-    record = record_of(device)
-    keygens.append(record)
-    staged = wait_for_staged_key(device, record)
 
     result = device.run()
     assert result.result["action"] == "created", result
     assert public_numbers(device.key_path.read_bytes()) == public_numbers(staged)
     device.assert_registered()
+    assert_nothing_of_the_background(device)
+
+
+def test_the_lean_pass_answers_before_the_device_decides(device, svc, keygens):
+    """A slow board's pass session costs it one Python start: the lean pass answers, then
+    decides and starts the key away from the session (lean_run.HANDED_OVER). Held as it writes
+    the keygen's record, the device has started nothing yet when the answer is back; let
+    go, it makes the key the identity run takes."""
+    device.seed()
+    before = device.key_path.read_bytes()
+    hold = {"FLEET_FAULTS_KILL": "op=open,match=%s.new,nth=1,when=after,signal=STOP" % RECORD}
+    try:
+        first = run_prekey(device, via="lean", hooks=hold, timeout=45, rotate="always")
+        assert not first.failed and first.result["keygen"] == "handed over", first
+        h.wait_for(lambda: any((prekey.process_facts(pid) or ("?",))[0] == "T"
+                               for pid in processes_holding(device.path)), timeout=60, what="the pass's fork held")
+        assert not (device.path / RECORD).exists() and not (device.path / PREKEY).exists()
+    finally:
+        for pid in processes_holding(device.path):
+            os.kill(pid, signal.SIGCONT)
+    record = wait_for_record(device)
+    keygens.append(record)
+    staged = wait_for_staged_key(device, record)
+    result = device.run(rotate="always")
+    assert result.result["action"] == "rotated", result
+    assert public_numbers(device.key_path.read_bytes()) == public_numbers(staged) != public_numbers(before)
+    assert_nothing_of_the_background(device)
+
+
+def test_what_a_lean_pass_removed_the_identity_run_tells(device, svc, keygens, tmp_path):
+    """Nobody hears a lean pass once it answered: what it removed (here a link put at the staged
+    key's name, never followed) travels in the keygen's record, and the identity run that takes
+    the key warns of it."""
+    device.seed()
+    write_record(device, dead_pid())
+    target, planted = _plant(device, tmp_path, "symlink")
+    first = run_prekey(device, via="lean", rotate="always")
+    assert not first.failed and first.result["keygen"] == "handed over", first
+    h.wait_for(lambda: (device.path / RECORD).exists() and record_of(device).notes, timeout=120,
+               what="the pass's record with its notes")
+    record = record_of(device)
+    keygens.append(record)
+    staged = wait_for_staged_key(device, record)
+    result = device.run(rotate="always")
+    assert not result.failed and result.result["action"] == "rotated", result
+    warnings = warnings_of(result)
+    assert "the first pass: removed" in warnings and PREKEY in warnings, warnings
+    assert public_numbers(device.key_path.read_bytes()) == public_numbers(staged) != public_numbers(planted)
+    assert target.read_bytes() == planted  # the link's target untouched
     assert_nothing_of_the_background(device)
 
 

@@ -140,7 +140,7 @@ def probe_script(check_mode):
                               "probe_bundle.entry": (False, "probe_bundle/entry.py")},
         "namespaces": (), "sources": blob, "cache_module": "probe_lean_cache",
         "cache_source": cache_source, "cache_file": "lean_cache.py", "entry": "probe_bundle.entry",
-        "request": json.dumps({"check_mode": check_mode}), "check_mode": check_mode}
+        "request": json.dumps({"check_mode": check_mode}), "check_mode": check_mode, "answer": None}
 
 
 @pytest.fixture

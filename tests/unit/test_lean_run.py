@@ -70,6 +70,22 @@ def test_the_script_carries_the_sources_and_the_checked_options(run_tmp):
     compile(script, "lean", "exec")  # a whole Python program
 
 
+def answer_of(script):
+    """The ANSWER the bootstrap gives before the run, or None (the run answers itself)."""
+    line = next(line for line in script.decode().splitlines() if line.startswith("ANSWER = "))
+    return ast.literal_eval(line[len("ANSWER = "):])
+
+
+def test_only_the_first_pass_outside_check_mode_answers_before_it_runs(run_tmp):
+    params, _ = lean_run.checked_options(argument_spec(), {"api_url": "https://api.example.com"})
+    answer = answer_of(lean_run.script("mtls_prekey", params, check_mode=False))
+    assert json.loads(answer) == lean_run.HANDED_OVER["mtls_prekey"]
+    assert b'"detached": true' in lean_run.script("mtls_prekey", params, check_mode=False)
+    # check mode: the run answers itself
+    assert answer_of(lean_run.script("mtls_prekey", params, check_mode=True)) is None
+    assert answer_of(lean_run.script("mtls_identity", params, check_mode=False)) is None
+
+
 def test_an_option_the_module_would_refuse_is_refused_on_the_controller():
     _, errors = lean_run.checked_options(argument_spec(), {"api_url": "https://x", "no_such_option": 1})
     assert errors and "no_such_option" in " ".join(errors)

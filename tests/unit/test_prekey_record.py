@@ -24,6 +24,13 @@ def test_a_record_reads_back_what_was_written():
     assert prekey.Record.parse(record.to_json().encode()).to_json() == record.to_json()
 
 
+def test_a_pass_nobody_heard_leaves_its_warnings_in_the_record():
+    record = prekey.Record.parse(doc(notes=["removed what a background key generation left"]))
+    assert record.notes == ("removed what a background key generation left",)
+    assert prekey.Record.parse(record.to_json().encode()).notes == record.notes
+    assert prekey.Record.parse(doc(notes=...)).notes == ()  # an older record
+
+
 def test_an_older_record_without_made_directory_never_lets_a_directory_go():
     assert prekey.Record.parse(doc(made_directory=...)).made_directory is False
 
@@ -32,6 +39,7 @@ def test_an_older_record_without_made_directory_never_lets_a_directory_go():
     {"pid": 0}, {"pid": 1}, {"pid": prekey.PID_MAX_LIMIT + 1}, {"pid": 2 ** 64}, {"pid": -5}, {"pid": True},
     {"pid": 42.0}, {"pid": "42"}, {"pid": None}, {"pid": ...}, {"start": -1}, {"uid": -1}, {"uid": "0"},
     {"key_size": False}, {"boot": 7}, {"since": None}, {"made_directory": "yes"}, {"made_directory": 1},
+    {"notes": "removed"}, {"notes": [1]}, {"notes": None}, {"notes": {"a": "b"}},
 ], ids=repr)
 def test_a_value_out_of_its_kind_is_no_record(changes):
     assert prekey.Record.parse(doc(**changes)) is None
