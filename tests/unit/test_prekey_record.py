@@ -31,6 +31,13 @@ def test_a_pass_nobody_heard_leaves_its_warnings_in_the_record():
     assert prekey.Record.parse(doc(notes=...)).notes == ()  # an older record
 
 
+def test_a_warning_goes_into_the_record_as_one_printable_line():
+    assert prekey._as_note("removed /home/a\nb\x1b[0m") == "removed /home/a?b?[0m"  # pylint: disable=protected-access
+    long = prekey._as_note("x" * 5000)  # pylint: disable=protected-access
+    assert len(long) == prekey.MAX_NOTE and long.endswith("...")
+    assert prekey.Record.parse(doc(notes=[long])).notes == (long,)
+
+
 def test_an_older_record_without_made_directory_never_lets_a_directory_go():
     assert prekey.Record.parse(doc(made_directory=...)).made_directory is False
 
@@ -40,6 +47,7 @@ def test_an_older_record_without_made_directory_never_lets_a_directory_go():
     {"pid": 42.0}, {"pid": "42"}, {"pid": None}, {"pid": ...}, {"start": -1}, {"uid": -1}, {"uid": "0"},
     {"key_size": False}, {"boot": 7}, {"since": None}, {"made_directory": "yes"}, {"made_directory": 1},
     {"notes": "removed"}, {"notes": [1]}, {"notes": None}, {"notes": {"a": "b"}},
+    {"notes": ["line\nforged"]}, {"notes": ["\x1b[2Jcleared"]}, {"notes": ["x" * (prekey.MAX_NOTE + 1)]},
 ], ids=repr)
 def test_a_value_out_of_its_kind_is_no_record(changes):
     assert prekey.Record.parse(doc(**changes)) is None

@@ -63,6 +63,7 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout im
 NONE, RUNNING, READY, ABANDONED = "none", "running", "ready", "abandoned"
 KEY_MODE = 0o600
 MAX_RECORD = 4096
+MAX_NOTE = 600  # characters of one warning a pass leaves in the record (notes)
 PID_MAX_LIMIT = 4194304  # the largest pid_max a kernel allows
 MAX_KEY = 64 * 1024
 POLL = 0.2  # seconds between two looks at a key being made (a few syscalls each)
@@ -136,7 +137,7 @@ class Record:
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ints) \
                 or not 2 <= pid <= PID_MAX_LIMIT or not isinstance(boot, str) or not isinstance(since, str) \
                 or not isinstance(made_directory, bool) \
-                or not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+                or not isinstance(notes, list) or not all(_fit_note(n) for n in notes):
             return None
         return cls(pid, start, boot, uid, key_size, since, made_directory, notes)
 
@@ -273,6 +274,17 @@ def take(idir, settings, warn, clock=time.monotonic, sleep=time.sleep):
     if key is None and warn is not None:
         warn("removed %s, the key made in the background (%s): making one now" % (idir.join(PREKEY), why))
     return key
+
+
+def _fit_note(note):
+    """Whether ``note`` may be repeated as a warning: the record is the owner's file, and what
+    the controller prints must be one printable line of bounded length."""
+    return isinstance(note, str) and len(note) <= MAX_NOTE and note.isprintable()
+
+
+def _as_note(warning):
+    text = "".join(c if c.isprintable() else "?" for c in warning)
+    return text if len(text) <= MAX_NOTE else text[:MAX_NOTE - 3] + "..."
 
 
 def _tell_notes(state, warn):
@@ -572,7 +584,7 @@ def start(idir, s, made_directory=False, notes=()):
         if facts is None:
             raise StateError("the background key generation did not start")
         record = Record(pid, facts[1], boot_id() or "", uid, s.key_size, certinfo.iso(certinfo.utcnow()),
-                        made_directory, notes)
+                        made_directory, [_as_note(n) for n in notes])
         if len(record.to_json()) > MAX_RECORD:  # warnings naming a very long path: the record must stay readable
             record.notes = ()
         idir.create(KEYGEN_RECORD_TMP, record.to_json().encode("ascii"), 0o600)
