@@ -48,11 +48,12 @@ NAMESPACES = ("ansible_collections", "ansible_collections.autonomy_edge", COLLEC
 CACHE_MODULE = PACKAGE + ".lean_cache"
 # The modules whose lean run answers at once, outside check mode, and goes on away from the SSH
 # session (a session and a fork of its own, /dev/null as its standard streams): the first pass.
-# Its decision is mostly the bundle's imports, 80-140 ms of a slow board's CPU, 2-3 s at 5 % of a
+# Its decision is mostly the bundle's imports, 84-150 ms of a slow board's CPU, 2-3 s at 5 % of a
 # core, and a batch of forks held for it delays the next batch's keys; handed over, a pass
-# session costs the board one Python start (about 20 ms), and the next host's pass begins
-# sooner. The answer is this result; what the device did, the identity task reports (the
-# pass's warnings travel in the keygen's record, identity/prekey.py).
+# session costs the board one Python start (10 ms of the session's process, 20 ms with sshd and
+# the shell), and the next host's pass begins sooner. The answer is this result; what the
+# device did, the identity task reports (the pass's warnings travel in the keygen's record,
+# identity/prekey.py).
 HANDED_OVER = {
     "mtls_prekey": {
         "changed": True, "keygen": "handed over",

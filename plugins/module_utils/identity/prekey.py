@@ -459,7 +459,7 @@ def start_pass(settings, check_mode=False, now=None, warn=None, detached=False):
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.engine import open_locked
 
     s = settings
-    notes = [] if detached else None
+    notes = []  # empty unless detached: then the warnings, for the record of the key it starts
     if detached:
         warn = notes.append
     idir = open_locked(s, create=False)
@@ -484,7 +484,7 @@ def _result(keygen, reason, changed=False, record=None):
     return result
 
 
-def _pass(s, idir, check_mode, now, warn, notes=None):
+def _pass(s, idir, check_mode, now, warn, notes=()):
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.assess import assess
     from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.plan import decide
 
@@ -516,7 +516,7 @@ def _pass(s, idir, check_mode, now, warn, notes=None):
     # Made by this pass, or by an earlier one whose process is gone: nothing else was there.
     made = idir.created or (state.record is not None and state.record.made_directory)
     try:
-        record = start(idir, s, made_directory=made, notes=notes or ())
+        record = start(idir, s, made_directory=made, notes=notes)
     except Exception:
         if made:  # made for this key only: nothing of it may outlive the failed start
             remove_unused_directory(idir, s.uid, s.gid)
