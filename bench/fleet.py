@@ -364,7 +364,10 @@ def run_block(mode: Mode, block: str, rep: int, runner: Runner, svc, args, rotat
         inv = fleet.inventory(svc, "ours", f"{rep}-f{forks}", settings)
         if args.ledger_hosts:
             seed_ledger(inv.path.parent / "reports" / "identity-ledger.json", args.ledger_hosts)
-        mode.add(playbook("provision", PROVISION, inv), "all")
+        report = inv.path.parent / "reports" / "provision-report.json"
+        rec = playbook("provision", PROVISION, inv)
+        rec["keygen"] = tables.read_keygen(report)
+        mode.add(rec, "all")
         if "rerun" not in skip:
             mode.add(playbook("rerun", PROVISION, inv), "none")
         if args.confirm:
@@ -375,7 +378,8 @@ def run_block(mode: Mode, block: str, rep: int, runner: Runner, svc, args, rotat
         if "rotate" not in skip:
             before = sum(agents.restarts(d) for d in inv.host_dirs)
             rec = playbook("rotate", PROVISION, inv, [f"@{rotate_vars}"])
-            rec["blackout"] = tables.read_blackout(inv.path.parent / "reports" / "provision-report.json")
+            rec["blackout"] = tables.read_blackout(report)
+            rec["keygen"] = tables.read_keygen(report)
             rec["agent_restarts"] = sum(agents.restarts(d) for d in inv.host_dirs) - before
             mode.add(rec, "all")
             if rec["agent_restarts"] != n:

@@ -123,6 +123,23 @@ def read_blackout(report: Path) -> dict:
     return {"hosts": len(rows), "values_ms": values, "field_present": any("blackout_ms" in r for r in rows)}
 
 
+def read_keygen(report: Path) -> dict:
+    """How the run's keys were made, from the fleet report the role wrote (its keygen columns):
+    how many in the background and inline, the slowest making (the run's own first term of the
+    ideal) and the longest wait of an identity call for one."""
+    try:
+        rows = json.loads(report.read_text())["hosts"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return {"hosts": 0, "error": f"{report}: {exc}"}
+    made = [r for r in rows if r.get("keygen")]
+    walls = [r["keygen_ms"] for r in made if isinstance(r.get("keygen_ms"), (int, float))]
+    waits = [r["keygen_wait_ms"] for r in made if isinstance(r.get("keygen_wait_ms"), (int, float))]
+    return {"hosts": len(rows), "background": sum(r["keygen"] == "background" for r in made),
+            "inline": sum(r["keygen"] == "inline" for r in made),
+            "slowest_ms": max(walls) if walls else None,
+            "median_ms": statistics.median(walls) if walls else None, "wait_max_ms": max(waits) if waits else None}
+
+
 def blackout_summary(rotate_runs: list[dict]) -> dict:
     """median / p90 / max of every host's blackout over all rotation runs (nearest-rank p90)."""
     values = sorted(v for r in rotate_runs for v in (r.get("blackout") or {}).get("values_ms", []))
@@ -343,7 +360,9 @@ def fleet_summaries(results: list[dict]) -> list[dict]:
                 continue
             wall, ctrl = med(recs), med(recs, "controller_cpu_s")
             throttled = [x["device_quota"]["throttled_s"] for x in recs if x.get("device_quota")]
+            own = [x["keygen"]["slowest_ms"] / 1000 for x in recs if (x.get("keygen") or {}).get("slowest_ms")]
             side[label] = {"wall_s": wall, "x_ping": _div(wall, ping), "x_ideal": _div(wall, ideal),
+                           "own_slowest_key_s": statistics.median(own) if own else None,
                            "controller_cpu_per_host_s": _div(ctrl, n), "device_cpu_s": med(recs, "device_cpu_s"),
                            "device_throttled_s": statistics.median(throttled) if throttled else None}
         per_key = [d["cpu_s"] for x in runs["device_keygen"] for d in x["per_device"] if "cpu_s" in d]
@@ -382,18 +401,24 @@ def print_fleet_table(results: list[dict]) -> None:
     if c is not None:
         print(f"ideal = slowest device keygen + ping + N x controller CPU per host / cores, with {c:.3f} s CPU per "
               f"host (the first run's at forks {ideal0['controller_cpu_from_forks']}, the lowest measured)")
-    print(f"{'forks':>6}  {'run':<12}{'median s':>10}{'x ping':>9}{'x ideal':>9}{'ctrl cpu/host s':>17}"
-          f"{'device cpu s':>14}{'throttled s':>13}")
+    print("own key = the run's own slowest key (the fleet report's keygen_ms: the device's making, "
+          "background or inline); the run's wall beyond it is what the run adds to its slowest device")
+    print(f"{'forks':>6}  {'run':<12}{'median s':>10}{'x ping':>9}{'x ideal':>9}{'own key s':>11}{'beyond s':>10}"
+          f"{'ctrl cpu/host s':>17}{'device cpu s':>14}{'throttled s':>13}")
     for r, summary in zip(rows, summaries, strict=True):
         for label, v in summary["side_by_side"].items():
+            own = v.get("own_slowest_key_s")
             print(f"{r['forks']:>6}  {label:<12}{v['wall_s']:>10.2f}{_cell(v['x_ping'], '.2f', 9)}"
-                  f"{_cell(v['x_ideal'], '.2f', 9)}{_cell(v['controller_cpu_per_host_s'], '.3f', 17)}"
+                  f"{_cell(v['x_ideal'], '.2f', 9)}{_cell(own, '.1f', 11)}"
+                  f"{_cell(None if own is None else v['wall_s'] - own, '.1f', 10)}"
+                  f"{_cell(v['controller_cpu_per_host_s'], '.3f', 17)}"
                   f"{_cell(v['device_cpu_s'], '.2f', 14)}{_cell(v['device_throttled_s'], '.1f', 13)}")
         i = summary["ideal"]
         if i["s"] is not None:
             terms = (f"= {i['device_keygen_slowest_s']:.1f} + {i['ping_s']:.1f} + {i['hosts']} x "
                      f"{i['controller_cpu_per_host_s']:.3f} / {i['cores']}")
-            print(f"{r['forks']:>6}  {'ideal':<12}{i['s']:>10.2f}{_div(i['s'], i['ping_s']):>9.2f}{1:>9.2f}  {terms}")
+            print(f"{r['forks']:>6}  {'ideal':<12}{i['s']:>10.2f}{_div(i['s'], i['ping_s']):>9.2f}{1:>9.2f}"
+                  f"{i['device_keygen_slowest_s']:>11.1f}  {terms}")
     probe = (first.get("ssh") or {}).get("quota_probe")
     if probe:
         print(f"quota check: a detached CPU-bound loop on {probe['user']} got {probe['share_percent']} % of a core "

@@ -87,6 +87,7 @@ def blank_status():
         "restarted": False, "blackout_ms": None, "verify": "not run", "verify_failure": "",
         "verify_protocol": "", "tls_version": "", "phase": "", "error": "", "takeover": "",
         "cloud": confirm.NOT_ASKED, "agent_uptime_s": None, "heartbeat_at": "",
+        "keygen": "", "keygen_ms": None, "keygen_wait_ms": None,
         "checked_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     })
     return status
@@ -122,6 +123,7 @@ def _identity(job, idir, status):
         raise PhaseFailed("identity", exc.msg, getattr(exc, "registry_uncertain", False)) from None
     job.accepted_at = result.pop("registry_accepted_at", None)
     job.swapped_at = result.pop("swapped_at", None)
+    status.update(result.pop("keygen_made", None) or {})
     status["audit"] = result.pop("audit", "")
     status["takeover"] = result.get("takeover", "")
     if skipped and result.get("changed"):

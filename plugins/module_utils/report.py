@@ -51,7 +51,7 @@ COLUMNS = (
     ("config_changed", bool), ("restarted", bool), ("blackout_ms", int), ("verify", str),
     ("verify_failure", str), ("verify_protocol", str), ("tls_version", str), ("checked_at", str),
     ("failed_task", str), ("replaces", str), ("cloud", str), ("agent_uptime_s", int), ("heartbeat_at", str),
-    ("takeover", str),
+    ("takeover", str), ("keygen", str), ("keygen_ms", int), ("keygen_wait_ms", int),
 )
 IDENTITY = ("agent_id", "fingerprint_sha256", "serial", "key_size", "not_before", "not_after", "renew_after")
 TABLE = (

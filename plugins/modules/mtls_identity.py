@@ -189,6 +189,19 @@ status:
     takeover:
       description: The evidence that a device held the ID, overridden by O(agent_id_takeover=true); else empty.
       type: str
+    keygen:
+      description:
+        - How this run's new key was made on the device - C(background) (the role's first pass,
+          M(autonomy_edge.fleet_mtls.mtls_prekey)) or C(inline) (by this call); empty when it made no key.
+      type: str
+    keygen_ms:
+      description:
+        - Wall milliseconds the new key's making took on the device (background - from its process's start
+          to the key staged; inline - the generation). The slowest device's figure is a fleet run's floor.
+      type: int
+    keygen_wait_ms:
+      description: Milliseconds this call waited for a key still being made in the background (null for inline).
+      type: int
     phase:
       description: The phase that failed (identity, config, restart, verify, confirm), or empty.
       type: str

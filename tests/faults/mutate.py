@@ -682,7 +682,7 @@ _BG = F + "test_background_keygen.py::"
 _PREKEY = "plugins/module_utils/identity/prekey.py"
 _PREKEY_MUTATIONS = [
     ("prekey-not-taken", "the identity takes the key made in the background (no second keygen)",
-     "plugins/module_utils/identity/transaction.py", "prekey.new_key(idir, s, self.warn)",
+     "plugins/module_utils/identity/transaction.py", "prekey.new_key(idir, s, self.warn, self.keygen)",
      "s.key_profile.generate(s.key_size)",
      ["test_the_identity_takes_the_key_made_in_the_background"]),
     ("prekey-no-wait", "a key still being made is waited for, never made a second time",
@@ -753,9 +753,11 @@ _PREKEY_MUTATIONS = [
      "    answer = None if True or module not in HANDED_OVER",
      ["test_the_lean_pass_answers_before_the_device_decides"]),
     ("prekey-pass-notes-lost", "what a lean pass removed, nobody hearing it, the identity run tells",
-     _PREKEY, "    _tell_notes(state, warn)\n    if state.kind == RUNNING:\n        state = _wait(",
-     "    if state.kind == RUNNING:\n        state = _wait(",
+     _PREKEY, "    _tell_notes(state, warn)\n    began = clock()\n", "    began = clock()\n",
      ["test_what_a_lean_pass_removed_the_identity_run_tells"]),
+    ("prekey-making-time-of-the-wait", "the report's keygen_ms is the background's making, not the wait",
+     _PREKEY, "keygen_ms=_ms(making)", "keygen_ms=_ms(waited)",
+     ["test_the_identity_waits_for_a_key_still_being_made"]),
 ]
 for _name, _what, _file, _old, _new, _cases in _PREKEY_MUTATIONS:
     MUTATIONS[_name] = (_what, [(_file, _old, _new)], [_BG + case for case in _cases])

@@ -184,6 +184,7 @@ def test_the_identity_takes_the_key_made_in_the_background(device, svc, registry
     exactly that key (made once: the staged bytes are the device's key) and leaves nothing of it."""
     agent = device.seed() if operation == "rotate" else None
     rotate = "always" if operation == "rotate" else "auto"
+    passed = time.monotonic()
     first = run_prekey(device, rotate=rotate)
     assert not first.failed and first.result["keygen"] == "started" and first.result["changed"], first
     record = record_of(device)
@@ -193,15 +194,33 @@ def test_the_identity_takes_the_key_made_in_the_background(device, svc, registry
     assert oct(os.lstat(device.path / PREKEY).st_mode & 0o7777) == oct(0o600)
     device.remember_keys()
 
+    made_by = time.monotonic()  # the key was staged before this
     result = device.run(rotate=rotate)
     assert not result.failed, result
     assert result.result["action"] == ("rotated" if agent else "created"), result
     assert public_numbers(device.key_path.read_bytes()) == public_numbers(staged)
+    status = result.result["status"]  # how the key was made: the background's making, no wait
+    assert status["keygen"] == "background", status
+    assert 0 < status["keygen_ms"] <= (made_by - passed) * 1000 + 50, status
+    assert 0 <= status["keygen_wait_ms"] <= result.elapsed * 1000, status
     device.assert_registered()
     assert_nothing_of_the_background(device)
     ids, regs = registry_delta()
     assert len(regs) == 1 and len(ids) == 1  # the seed's ID, or the one the creation reserved
-    assert device.run(rotate="auto").result["action"] == "unchanged"
+    unchanged = device.run(rotate="auto").result
+    assert unchanged["action"] == "unchanged" and unchanged["status"]["keygen"] == "", unchanged
+    assert unchanged["status"]["keygen_ms"] is None and unchanged["status"]["keygen_wait_ms"] is None
+
+
+def test_a_key_made_inline_is_reported_so(device, svc):
+    """Without the first pass the identity run makes its key itself: the report says ``inline``
+    and how long the making took, and that nothing was waited for."""
+    started = time.monotonic()
+    result = device.run()
+    assert not result.failed and result.result["action"] == "created", result
+    status = result.result["status"]
+    assert status["keygen"] == "inline" and status["keygen_wait_ms"] is None, status
+    assert 0 < status["keygen_ms"] <= (time.monotonic() - started) * 1000, status
 
 
 @pytest.mark.parametrize("via", ["lean", "ansible"])
@@ -296,6 +315,7 @@ def rotate_with_the_key_held(device, svc, keygens, release):
     record = record_of(device)
     keygens.append(record)
     h.wait_for(lambda: (device.path / PREKEY_TMP).exists(), what="the background process to hold mid-write")
+    held = time.monotonic()  # the process started before, and writes its key only once released
     assert processes_holding(device.path) == [record.pid]  # what the cases that start nothing look for
     started = time.monotonic()
     proc = device.start(rotate="always", keygen_timeout=120,
@@ -303,6 +323,7 @@ def rotate_with_the_key_held(device, svc, keygens, release):
     try:
         h.wait_for(lambda: (prekey.process_facts(proc.pid) or ("?",))[0] == "T",
                    what="the identity run to look at the background key")
+        released = time.monotonic()
         release(proc, record)
         result = h.finish(proc, started)
     finally:
@@ -316,6 +337,9 @@ def rotate_with_the_key_held(device, svc, keygens, release):
     h.wait_for(lambda: not record.alive(), what="the background process to end")
     assert_nothing_of_the_background(device)  # its key was taken: none made beside it, none left
     assert svc.request_count(UPLOAD_EP) == 1
+    status = result.result["status"]  # the making lasted at least as long as it was held
+    assert status["keygen"] == "background" and status["keygen_ms"] >= (released - held) * 1000, status
+    assert 0 <= status["keygen_wait_ms"] <= result.elapsed * 1000, status
 
 
 def test_the_identity_waits_for_a_key_still_being_made(device, svc, keygens):

@@ -137,6 +137,11 @@ def test_bench_slow_devices_run_in_their_cpu_quota(tmp_path):
 
     assert result["ideal"]["s"] > 0 and result["ideal"]["controller_cpu_from_forks"] == 1
     assert list(result["side_by_side"]) == ["ping", "provision", "rerun"]
+    # The first run's own keys, from the fleet report: both made on the devices (the pass's
+    # background processes at forks 1 < 2 hosts), the slowest one's making the run's own term.
+    made = runs["provision"][0]["keygen"]
+    assert made["hosts"] == 2 and made["background"] + made["inline"] == 2 and made["slowest_ms"] > 0, made
+    assert result["side_by_side"]["provision"]["own_slowest_key_s"] == made["slowest_ms"] / 1000
     for text in ("side by side", "ideal = slowest device keygen", "quota check"):
         assert text in proc.stdout, text
     # The bench removed its cgroups.

@@ -1,6 +1,7 @@
-"""The benchmark's blackout distribution, read from a fleet report in the shape the report role
-writes ({"summary": ..., "hosts": [rows]}): median / p90 / max over every host of every
-rotation run, hosts without a figure not counted, "n/a" while the report has no blackout_ms."""
+"""The benchmark's blackout distribution and the run's own keys (read_keygen), read from a fleet
+report in the shape the report role writes ({"summary": ..., "hosts": [rows]}): median / p90 /
+max over every host of every rotation run, hosts without a figure not counted, "n/a" while the
+report has no blackout_ms."""
 
 from __future__ import annotations
 
@@ -47,3 +48,16 @@ def test_a_missing_report_is_named_not_raised(tmp_path):
     read = tables.read_blackout(tmp_path / "absent.json")
     assert read["hosts"] == 0 and "absent.json" in read["error"]
     assert tables.blackout_summary([{"blackout": read}])["note"] == tables.NO_BLACKOUT
+
+
+def test_the_runs_own_keys_are_read_from_the_report(tmp_path):
+    """The keygen columns: background or inline, the making's wall and the identity call's wait;
+    a host that made no key (unchanged, failed) is not counted."""
+    read = tables.read_keygen(_report(tmp_path / "k.json", [
+        {"host": "dev001", "keygen": "background", "keygen_ms": 61000, "keygen_wait_ms": 12000},
+        {"host": "dev002", "keygen": "background", "keygen_ms": 95500, "keygen_wait_ms": 0},
+        {"host": "dev003", "keygen": "inline", "keygen_ms": 30000, "keygen_wait_ms": None},
+        {"host": "dev004", "keygen": "", "keygen_ms": None, "keygen_wait_ms": None}]))
+    assert read == {"hosts": 4, "background": 2, "inline": 1, "slowest_ms": 95500, "median_ms": 61000,
+                    "wait_max_ms": 12000}
+    assert tables.read_keygen(tmp_path / "absent.json")["hosts"] == 0

@@ -31,7 +31,8 @@ def _result(forks: int, ping: float, provision: float, provision_ctrl: float, re
             "runs": {"device_keygen": keygen,
                      "ping": [_run("ping", ping, 0.3), _run("ping", ping + 2, 0.3)],
                      "provision": [_run("provision", provision, provision_ctrl,
-                                        device_quota={"throttled_s": 100.0})],
+                                        device_quota={"throttled_s": 100.0},
+                                        keygen={"hosts": 3, "slowest_ms": 91500})],
                      "rerun": [_run("rerun", rerun, 0.6)]}}
 
 
@@ -53,6 +54,8 @@ def test_ideal_and_ratios_per_fork_count():
     assert side["provision"]["controller_cpu_per_host_s"] == pytest.approx(1.5)
     assert side["provision"]["device_throttled_s"] == 100.0
     assert side["ping"]["x_ping"] == 1.0
+    # The run's own slowest key, from its report (the ideal's first term is another draw of keys).
+    assert side["provision"]["own_slowest_key_s"] == 91.5 and side["rerun"]["own_slowest_key_s"] is None
 
 
 def test_no_ideal_without_the_devices_keygen():

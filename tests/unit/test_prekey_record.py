@@ -3,6 +3,7 @@ parsed strictly, and a record that is not one is None (the run then removes it a
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -65,3 +66,23 @@ def test_the_largest_pid_a_kernel_allows_is_a_record():
 
 def test_an_impossible_pid_gets_no_process_descriptor():
     assert prekey._pidfd(2 ** 40) is None  # pylint: disable=protected-access
+
+
+def _record_started_at(ticks, boot="b1"):
+    return prekey.Record(1234, ticks, boot, 1000, 2048, "2026-12-07T10:00:00Z")
+
+
+def test_the_making_time_meets_the_boot_clock_and_the_wall_clock():
+    """The process's start is in clock ticks since boot, its key's last write in wall time: a
+    process started 100 s after boot, the boot clock now at 160 s and the wall clock at 5000 s,
+    so it started at 4940 s; a key written at 4970 s took 30 s."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    record = _record_started_at(100 * ticks)
+    assert prekey.making_time(record, 4970.0, boot="b1", since_boot=160.0, now=5000.0) == pytest.approx(30.0)
+    assert prekey.making_time(record, 4930.0, boot="b1", since_boot=160.0, now=5000.0) == 0.0  # clocks moved
+
+
+def test_the_making_time_of_another_boot_is_unknown():
+    record = _record_started_at(100)
+    assert prekey.making_time(record, 4970.0, boot="b2", since_boot=160.0, now=5000.0) is None
+    assert prekey.making_time(None, 4970.0, boot="b1", since_boot=160.0, now=5000.0) is None

@@ -159,6 +159,7 @@ class Engine:
         result["audit"] = "broken" if recovered is not None else plan.audit
         result["registry_accepted_at"] = tx.accepted_at if tx is not None else None
         result["swapped_at"] = tx.swapped_at if tx is not None else None
+        result["keygen_made"] = dict(tx.keygen) if tx is not None else {}
         if tx is not None and tx.replaced:
             result["replaces"] = tx.replaced
         if tx is not None and tx.takeover:

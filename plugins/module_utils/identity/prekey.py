@@ -251,29 +251,61 @@ def _clean(idir, state, warn, also=()):
 
 
 # ------------------------------------------------------------------------------ the transaction's side
-def new_key(idir, settings, warn):
+def new_key(idir, settings, warn, made=None):
     """The transaction's new key: the one made in the background when there is one (waiting for
-    it while it is being made, up to ``keygen_timeout``), else one made now."""
-    return take(idir, settings, warn) or settings.key_profile.generate(settings.key_size)
+    it while it is being made, up to ``keygen_timeout``), else one made now. ``made`` (a dict),
+    when given, is told how (``keygen``: background or inline; ``keygen_ms``: the making's wall
+    time on the device; ``keygen_wait_ms``: how long this run waited for a background key)."""
+    made = {} if made is None else made
+    key = take(idir, settings, warn, made=made)
+    if key is None:
+        began = time.monotonic()
+        key = settings.key_profile.generate(settings.key_size)
+        made.update(keygen="inline", keygen_ms=_ms(time.monotonic() - began), keygen_wait_ms=None)
+    return key
 
 
-def take(idir, settings, warn, clock=time.monotonic, sleep=time.sleep):
+def take(idir, settings, warn, clock=time.monotonic, sleep=time.sleep, made=None):
     """The key the background made for this identity (its files removed), or None (anything
     unusable removed, with a warning). Raises KeygenTimeout when it is still being made after
-    ``keygen_timeout`` seconds: it is left to finish for the next run."""
+    ``keygen_timeout`` seconds: it is left to finish for the next run. ``made``: as new_key's."""
     s = settings
     state = inspect(idir, s.uid)
     _tell_notes(state, warn)
+    began = clock()
     if state.kind == RUNNING:
         state = _wait(idir, s, state, clock, sleep)
+    waited = clock() - began
     if state.kind != READY:
         _clean(idir, state, warn)
         return None
-    key, why = _load(idir, s)
+    key, why, making = _load(idir, s, state.record)
     _clean(idir, state, warn, also=(PREKEY, KEYGEN_RECORD))
     if key is None and warn is not None:
         warn("removed %s, the key made in the background (%s): making one now" % (idir.join(PREKEY), why))
+    if key is not None and made is not None:
+        made.update(keygen="background", keygen_ms=_ms(making), keygen_wait_ms=_ms(waited))
     return key
+
+
+def _ms(seconds):
+    return None if seconds is None else int(round(seconds * 1000))
+
+
+def making_time(record, key_mtime, boot=None, since_boot=None, now=None):
+    """Seconds from the background process's start to its key's last write (``key_mtime``), or
+    None when the clocks cannot tell (another boot; no boot clock). The process's start is in
+    clock ticks since boot, the key's in wall time: both meet on this boot's clock."""
+    try:
+        boot = boot_id() if boot is None else boot
+        since_boot = time.clock_gettime(time.CLOCK_BOOTTIME) if since_boot is None else since_boot
+        ticks = float(os.sysconf("SC_CLK_TCK"))
+    except (AttributeError, ValueError, OSError):
+        return None
+    if record is None or boot is None or record.boot != boot:
+        return None
+    started = (time.time() if now is None else now) - (since_boot - record.start / ticks)
+    return max(0.0, key_mtime - started)
 
 
 def _fit_note(note):
@@ -317,24 +349,25 @@ def _wait(idir, s, state, clock, sleep):
     return inspect(idir, s.uid)
 
 
-def _load(idir, s):
-    """(key, None) for the staged key when it is an RSA key of key_size, else (None, why)."""
+def _load(idir, s, record):
+    """(key, None, seconds its making took or None) for the staged key when it is an RSA key of
+    key_size, else (None, why, None)."""
     try:
         data, st = idir.read(PREKEY, limit=MAX_KEY)
         if data is None:
-            return None, "gone"
+            return None, "gone", None
         why = _not_ours(st, s.uid, KEY_MODE)  # of the file opened, not of the name looked at
         if why:
-            return None, why
+            return None, why, None
         summary = s.key_profile.summarize(data)  # the DER's consistency checks, no OpenSSL validation
         if not summary.is_rsa or summary.key_size != s.key_size:
-            return None, "not an RSA key of %s=%d" % (names.setting("key_size"), s.key_size)
+            return None, "not an RSA key of %s=%d" % (names.setting("key_size"), s.key_size), None
         # OpenSSL's own generation made it on this device, into a directory only its owner may
         # write; validating it again (primality tests) would cost a slow device as much as a
         # quarter of a new key.
-        return s.key_profile.load(data, validate=False), None
+        return s.key_profile.load(data, validate=False), None, making_time(record, st.st_mtime)
     except IdentityError as exc:
-        return None, exc.msg
+        return None, exc.msg, None
 
 
 def discard(idir, uid, warn):

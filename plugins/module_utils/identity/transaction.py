@@ -84,6 +84,7 @@ class Transaction:
         self.pruned = []  # backups removed beyond backup_keep
         self.replaced = None  # the ledger's ID a restore replaced with a new one (the registry forgot it)
         self._unused_key = None  # a key no registry accepted, for the new ID of such a restore
+        self.keygen = {}  # how the new key was made (prekey.new_key): the report's keygen columns
         self.accepted_at = None  # time.monotonic() when the registry accepted a new certificate
         self.swapped_at = None  # time.monotonic() when the new pair was renamed into place
         self.takeover = ""  # the evidence overridden by agent_id_takeover
@@ -203,7 +204,7 @@ class Transaction:
         s, idir = self.s, self.idir
         registry_was_uncertain = a.journal is not None and not plan.stale_journal
         idir.fix_self(s.modes.directory)
-        key, self._unused_key = self._unused_key or prekey.new_key(idir, s, self.warn), None
+        key, self._unused_key = self._unused_key or prekey.new_key(idir, s, self.warn, self.keygen), None
         operation = "create" if creating else "rotate"
         journaled = False
         try:
