@@ -113,6 +113,10 @@ def test_the_provision_header_commands_run_as_written(project):
     state = project.state
     rows = {r["host"]: r for r in json.loads((state / "provision-report.json").read_text())["hosts"]}
     assert {h: r["action"] for h, r in rows.items()} == {"edge-sp-01": "created", "edge-cps-01": "created"}
+    # Each key was made by the first pass's background process, started over SSH with pipelining
+    # under become (sudo with Debian's use_pty): the lean pass, which hands its decision over.
+    assert {h: r["keygen"] for h, r in rows.items()} == {"edge-sp-01": "background", "edge-cps-01": "background"}
+    assert all(r["keygen_ms"] > 0 and r["keygen_wait_ms"] >= 0 for r in rows.values()), rows
     assert re.search(r"this run: %s/history/provision-report-\S+\.json" % re.escape(str(state)), run.output)
     ledger = json.loads((state / "identity-ledger.json").read_text())
     assert {h: e["agent_id"] for h, e in ledger["hosts"].items()} == ids
