@@ -758,6 +758,10 @@ _PREKEY_MUTATIONS = [
     ("prekey-making-time-of-the-wait", "the report's keygen_ms is the background's making, not the wait",
      _PREKEY, "keygen_ms=_ms(making)", "keygen_ms=_ms(waited)",
      ["test_the_identity_waits_for_a_key_still_being_made"]),
+    ("keygen-columns-dropped", "the status row says how the new key was made",
+     "plugins/module_utils/provision.py", '    status.update(result.pop("keygen_made", None) or {})\n',
+     '    result.pop("keygen_made", None)\n',
+     ["test_a_key_made_inline_is_reported_so"]),
 ]
 for _name, _what, _file, _old, _new, _cases in _PREKEY_MUTATIONS:
     MUTATIONS[_name] = (_what, [(_file, _old, _new)], [_BG + case for case in _cases])
