@@ -56,7 +56,8 @@ COLUMNS = (
 IDENTITY = ("agent_id", "fingerprint_sha256", "serial", "key_size", "not_before", "not_after", "renew_after")
 TABLE = (
     ("HOST", "host"), ("AGENT ID", "agent_id"), ("ACTION", "action"), ("FINGERPRINT", "fingerprint_sha256"),
-    ("NOT AFTER", "not_after"), ("RENEW AFTER", "renew_after"), ("DAYS", "days_left"), ("CONFIG", "config"),
+    ("NOT AFTER", "not_after"), ("RENEW AFTER", "renew_after"), ("DAYS", "days_left"), ("KEYGEN", "keygen"),
+    ("CONFIG", "config"),
     ("RESTART", "restarted"), ("VERIFY", "verify"), ("CLOUD", "cloud"), ("ERROR", "error"),
 )
 OUTCOMES = ("ok", "changed", "failed", "unreachable", "not_run")
@@ -268,6 +269,10 @@ def _table_cell(row, key):
             return "-"
         uptime = row["agent_uptime_s"]
         return visible(value) if uptime is None else "%s %ds" % (visible(value), uptime)
+    if key == "keygen":  # how long the device took for this run's key: the slow boards stand out
+        if not value or row["keygen_ms"] is None:
+            return visible(value) or "-"
+        return "%.1f s%s" % (row["keygen_ms"] / 1000.0, " inline" if value == "inline" else "")
     if key == "restarted":
         return "-" if not value else ("%d ms" % row["blackout_ms"] if row["blackout_ms"] is not None else "yes")
     text = visible(value)

@@ -246,16 +246,17 @@ def test_shuffled_batches_end_when_no_host_is_left_without_a_row():
 
 def test_the_table_shows_the_new_columns_the_totals_and_the_orphans():
     rows = [typed("h1", action="rotated", restarted=True, blackout_ms=640, config="changed", cloud="active",
-                  agent_uptime_s=3),
+                  agent_uptime_s=3, keygen="background", keygen_ms=61234, keygen_wait_ms=12000),
             typed("h2", action="failed", phase="config", error="staged check failed: untrusted server"),
             report.typed_row({"host": "h3", "action": "not run", "reason": "the play stopped before its serial batch"})]
     orphans = [{"agent_id": "OLD1", "hosts": ["h1"], "last_seen": "2026-11-01T00:00:00Z"}]
     lines = report.table_lines("provision-report", rows, report.totals(rows, NOW, 30), orphans, check_mode=True)
     assert lines[0] == "fleet-mtls report provision-report: 3 host(s) (check mode)"
     assert lines[1].split() == ["HOST", "AGENT", "ID", "ACTION", "FINGERPRINT", "NOT", "AFTER", "RENEW", "AFTER",
-                                "DAYS", "CONFIG", "RESTART", "VERIFY", "CLOUD", "ERROR"]
+                                "DAYS", "KEYGEN", "CONFIG", "RESTART", "VERIFY", "CLOUD", "ERROR"]
     assert "640 ms" in lines[2] and "2027-10-01" in lines[2] and "abababababababab..." in lines[2]
-    assert "active 3s" in lines[2] and lines[3].split()[10:12] == ["-", "[config]"]  # h2: the cloud not asked
+    assert "  61.2 s  " in lines[2]  # the device's making of this run's key
+    assert "active 3s" in lines[2] and lines[3].split()[11:13] == ["-", "[config]"]  # h2: the cloud not asked
     assert lines[3].endswith("[config] staged check failed: untrusted server")
     assert lines[4].endswith("(the play stopped before its serial batch)")
     assert lines[5].startswith("totals: 3 host(s): 0 ok, 1 changed, 1 failed, 0 unreachable, 1 not run")
@@ -358,3 +359,10 @@ def test_a_failed_row_that_could_not_read_the_device_keeps_the_last_known_identi
     rotated = typed("h2", agent_id="ID-h2", fingerprint_sha256="cd" * 32, action="rotated", phase="config")
     fleet = {r["host"]: r for r in report.merge_into_fleet(earlier, [rotated])}
     assert fleet["h2"]["fingerprint_sha256"] == "cd" * 32
+
+
+def test_the_table_says_how_long_each_device_took_for_its_key():
+    made = [typed("slow", keygen="background", keygen_ms=95500, keygen_wait_ms=0),
+            typed("fast", keygen="inline", keygen_ms=1200),
+            typed("same", action="unchanged")]
+    assert [report._table_cell(r, "keygen") for r in made] == ["95.5 s", "1.2 s inline", "-"]
