@@ -56,6 +56,7 @@ def test_ideal_and_ratios_per_fork_count():
     assert side["ping"]["x_ping"] == 1.0
     # The run's own slowest key, from its report (the ideal's first term is another draw of keys).
     assert side["provision"]["own_slowest_key_s"] == 91.5 and side["rerun"]["own_slowest_key_s"] is None
+    assert side["provision"]["beyond_own_key_s"] == 400.0 - 91.5 and side["rerun"]["beyond_own_key_s"] is None
 
 
 def test_no_ideal_without_the_devices_keygen():
