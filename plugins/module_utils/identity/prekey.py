@@ -251,13 +251,12 @@ def _clean(idir, state, warn, also=()):
 
 
 # ------------------------------------------------------------------------------ the transaction's side
-def new_key(idir, settings, warn, made=None):
+def new_key(idir, settings, warn, made):
     """The transaction's new key: the one made in the background when there is one (waiting for
-    it while it is being made, up to ``keygen_timeout``), else one made now. ``made`` (a dict),
-    when given, is told how (``keygen``: background or inline; ``keygen_ms``: the making's wall
-    time on the device; ``keygen_wait_ms``: how long this run waited for a background key)."""
-    made = {} if made is None else made
-    key = take(idir, settings, warn, made=made)
+    it while it is being made, up to ``keygen_timeout``), else one made now. ``made`` (a dict) is
+    told how (``keygen``: background or inline; ``keygen_ms``: the making's wall time on the
+    device; ``keygen_wait_ms``: how long this run waited for a background key)."""
+    key = take(idir, settings, warn, made)
     if key is None:
         began = time.monotonic()
         key = settings.key_profile.generate(settings.key_size)
@@ -265,7 +264,7 @@ def new_key(idir, settings, warn, made=None):
     return key
 
 
-def take(idir, settings, warn, clock=time.monotonic, sleep=time.sleep, made=None):
+def take(idir, settings, warn, made, clock=time.monotonic, sleep=time.sleep):
     """The key the background made for this identity (its files removed), or None (anything
     unusable removed, with a warning). Raises KeygenTimeout when it is still being made after
     ``keygen_timeout`` seconds: it is left to finish for the next run. ``made``: as new_key's."""
@@ -283,7 +282,7 @@ def take(idir, settings, warn, clock=time.monotonic, sleep=time.sleep, made=None
     _clean(idir, state, warn, also=(PREKEY, KEYGEN_RECORD))
     if key is None and warn is not None:
         warn("removed %s, the key made in the background (%s): making one now" % (idir.join(PREKEY), why))
-    if key is not None and made is not None:
+    if key is not None:
         made.update(keygen="background", keygen_ms=_ms(making), keygen_wait_ms=_ms(waited))
     return key
 
