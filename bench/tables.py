@@ -113,12 +113,19 @@ def targets(ratios: dict) -> dict:
 
 
 # --------------------------------------------------------------------------- blackout
+def _report_rows(report: Path) -> tuple[list[dict], str | None]:
+    """The host rows of the fleet report the role wrote, or ([], why not)."""
+    try:
+        return json.loads(report.read_text())["hosts"], None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return [], f"{report}: {exc}"
+
+
 def read_blackout(report: Path) -> dict:
     """The per-host blackout_ms of the fleet report the role wrote (after a rotation run)."""
-    try:
-        rows = json.loads(report.read_text())["hosts"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return {"hosts": 0, "values_ms": [], "field_present": False, "error": f"{report}: {exc}"}
+    rows, error = _report_rows(report)
+    if error:
+        return {"hosts": 0, "values_ms": [], "field_present": False, "error": error}
     values = [r["blackout_ms"] for r in rows if isinstance(r.get("blackout_ms"), (int, float))]
     return {"hosts": len(rows), "values_ms": values, "field_present": any("blackout_ms" in r for r in rows)}
 
@@ -127,10 +134,9 @@ def read_keygen(report: Path) -> dict:
     """How the run's keys were made, from the fleet report the role wrote (its keygen columns):
     how many in the background and inline, the slowest making (the run's own first term of the
     ideal) and the longest wait of an identity call for one."""
-    try:
-        rows = json.loads(report.read_text())["hosts"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return {"hosts": 0, "error": f"{report}: {exc}"}
+    rows, error = _report_rows(report)
+    if error:
+        return {"hosts": 0, "error": error}
     made = [r for r in rows if r.get("keygen")]
     walls = [r["keygen_ms"] for r in made if isinstance(r.get("keygen_ms"), (int, float))]
     waits = [r["keygen_wait_ms"] for r in made if isinstance(r.get("keygen_wait_ms"), (int, float))]
