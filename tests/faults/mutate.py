@@ -676,10 +676,11 @@ MUTATIONS["dir-before-decision"] = (
     [_R + "ledger.py::test_lost_identity_fail_stops_before_any_change"],
 )
 
-# The key made in the background (issue 22, identity/prekey.py), proven by
+# The key made in the background (issue 22, identity/prekey.py and keygen_process.py), proven by
 # tests/faults/test_background_keygen.py (and the role's condition by the task count).
 _BG = F + "test_background_keygen.py::"
 _PREKEY = "plugins/module_utils/identity/prekey.py"
+_KEYGEN_PROCESS = "plugins/module_utils/identity/keygen_process.py"
 _PREKEY_MUTATIONS = [
     ("prekey-not-taken", "the identity takes the key made in the background (no second keygen)",
      "plugins/module_utils/identity/transaction.py", "prekey.new_key(idir, s, self.warn, self.keygen)",
@@ -704,7 +705,7 @@ _PREKEY_MUTATIONS = [
      "plugins/module_utils/lean.py", "params[name] = os.path.expanduser(os.path.expandvars(params[name]))",
      "params[name] = params[name]", ["test_where_ansible_pipelines_the_pass_runs_without_ansiballz"]),
     ("prekey-key-during-run", "the background key is made only once the run that started it has ended",
-     _PREKEY, "            _after_the_run(run_read)\n", "            os.close(run_read)\n",
+     _KEYGEN_PROCESS, "            _after_the_run(run_read)\n", "            os.close(run_read)\n",
      ["test_the_background_key_is_made_once_the_run_that_started_it_has_ended"]),
     ("prekey-record-any-uid", "a record naming another user's live process is never waited for nor signalled",
      _PREKEY, "        elif record.uid != uid:  # the owner's", "        elif False:  # the owner's",
@@ -713,7 +714,7 @@ _PREKEY_MUTATIONS = [
      _PREKEY, "if mode is not None and stat.S_IMODE(st.st_mode) != mode:", "if False:",
      ["test_a_foreign_file_in_place_of_the_staged_key_is_removed_never_used"]),
     ("prekey-write-follows-link", "the background writes its key O_EXCL|O_NOFOLLOW (a link is never followed)",
-     _PREKEY, "os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _O_CLOEXEC",
+     _KEYGEN_PROCESS, "os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _O_CLOEXEC",
      "os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC",
      ["test_a_symlink_put_where_the_key_is_being_written_is_never_followed"]),
     ("prekey-check-mode-starts", "check mode starts no background keygen and writes nothing",
@@ -891,7 +892,7 @@ MUTATIONS.update({
 })
 MUTATIONS["prekey-own-autogroup-priority"] = (
     "the background keygen's session (an autogroup of its own) is scheduled last, not as any session",
-    [("plugins/module_utils/identity/prekey.py", 'autogroup.write("19")', "pass")],
+    [("plugins/module_utils/identity/keygen_process.py", 'autogroup.write("19")', "pass")],
     [F + "test_keygen_priority.py::test_the_background_keygen_is_last_in_its_autogroup_and_as_a_group"],
 )
 MUTATIONS["keygen-checks-new-key"] = (

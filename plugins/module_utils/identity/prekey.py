@@ -11,7 +11,8 @@ detached from the SSH session, at the lowest CPU priority, once the pass has end
 devices make their keys in parallel. The identity transaction then gets its key from
 ``new_key``: the staged one when it is there, waiting for it (within ``keygen_timeout``) while it
 is being made, else a key made inline as before. No key byte leaves the device: the process
-writes the key into the identity directory, nowhere else, and prints nothing.
+writes the key into the identity directory, nowhere else, and prints nothing (the process
+itself: keygen_process.py).
 
 Files, in the identity directory and only through its descriptor (names: layout.py)::
 
@@ -42,15 +43,14 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import stat
-import sys
 import time
 
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils import certinfo, names
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.errors import IdentityError, StateError
-from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.fsutil import write_all
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity import keygen_process
+from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.identity.keygen_process import KEY_MODE
 from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout import (
     CERT,
     KEYGEN_FILES,
@@ -61,16 +61,12 @@ from ansible_collections.autonomy_edge.fleet_mtls.plugins.module_utils.layout im
 )
 
 NONE, RUNNING, READY, ABANDONED = "none", "running", "ready", "abandoned"
-KEY_MODE = 0o600
 MAX_RECORD = 4096
 MAX_NOTE = 600  # characters of one warning a pass leaves in the record (notes)
 PID_MAX_LIMIT = 4194304  # the largest pid_max a kernel allows
 MAX_KEY = 64 * 1024
 POLL = 0.2  # seconds between two looks at a key being made (a few syscalls each)
 STOP_WAIT = 10.0  # seconds a killed process is given to disappear
-# The process makes its key once the run that started it has ended, at most this many seconds
-# after it was told to go (a run that does not end - a hung session - does not hold it back).
-RUN_END_WAIT = 30.0
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
@@ -584,34 +580,8 @@ def start(idir, s, made_directory=False, notes=()):
     # A descriptor of its own for the process: the run's one holds the directory's lock, which
     # the process must not keep once the run ends.
     dir_fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | _O_CLOEXEC, dir_fd=idir.fd)
-    go_read, go_write = os.pipe()
-    pid_read, pid_write = os.pipe()
-    # This run keeps the write end until it exits (never closed here, not inherited by programs it
-    # would execute): the process sees the pipe end when the run ends, and only then makes its key.
-    run_read, _run_write = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    pid, go = keygen_process.launch(dir_fd, uid, gid, s.key_profile, s.key_size)
     try:
-        middle = os.fork()
-    except OSError:
-        for fd in (dir_fd, go_read, go_write, pid_read, pid_write, run_read, _run_write):
-            os.close(fd)
-        raise
-    if middle == 0:  # a session of its own, then forked again: never a zombie of the run
-        try:
-            os.close(go_write)
-            os.close(pid_read)
-            os.setsid()
-            if os.fork() == 0:
-                _make_key(dir_fd, go_read, pid_write, run_read, uid, gid, s.key_profile, s.key_size)
-        finally:
-            os._exit(0)
-    for fd in (go_read, pid_write, dir_fd, run_read):
-        os.close(fd)
-    try:
-        os.waitpid(middle, 0)
-        with os.fdopen(pid_read, "rb") as pids:  # the process writes its pid once set up, then closes
-            pid = int(pids.read(32) or b"0")
         facts = process_facts(pid) if pid > 1 else None
         if facts is None:
             raise StateError("the background key generation did not start")
@@ -622,97 +592,7 @@ def start(idir, s, made_directory=False, notes=()):
         idir.create(KEYGEN_RECORD_TMP, record.to_json().encode("ascii"), 0o600)
         idir.rename(KEYGEN_RECORD_TMP, KEYGEN_RECORD)
         idir.fsync()
-        os.write(go_write, b"1")
+        os.write(go, b"1")
     finally:
-        os.close(go_write)  # without the "1", the process makes nothing and exits
+        os.close(go)  # without the "1", the process makes nothing and exits
     return record
-
-
-def _make_key(dir_fd, go_read, pid_write, run_read, uid, gid, profile, key_size):
-    """The background process (never returns): away from the SSH session, as the identity's
-    owner, at the lowest CPU priority; once its record is written and the run that started it
-    has ended, make the key and stage it."""
-    try:
-        _detach(keep=(dir_fd, go_read, pid_write, run_read))
-        _lowest_priority()  # before dropping root: its own /proc entry is then no longer its own
-        if os.geteuid() == 0 and uid != 0:
-            os.setgroups([])
-            os.setgid(gid)
-            os.setuid(uid)
-        os.write(pid_write, str(os.getpid()).encode("ascii"))
-        os.close(pid_write)
-        go = os.read(go_read, 1)
-        os.close(go_read)
-        if go == b"1":
-            _after_the_run(run_read)
-            _stage(dir_fd, profile.private_pem(profile.generate(key_size)))
-    finally:
-        os._exit(0)
-
-
-def _after_the_run(run_read):
-    """Wait until the run that started this process has ended (its end of the pipe closes when
-    it exits), at most RUN_END_WAIT seconds. A device's CPU quota (a cgroup) is shared by the
-    whole SSH session: a key made at once, even at the lowest priority, takes every slice the
-    run's last steps leave while they wait on the session, and each such step then waits for
-    the next period - on a device at 5 % of a core the pass took twice a ping."""
-    try:
-        select.select([run_read], [], [], RUN_END_WAIT)
-    except (OSError, ValueError):
-        pass
-    os.close(run_read)
-
-
-def _detach(keep):
-    """/dev/null as stdin, stdout and stderr, every other descriptor but ``keep`` closed: the
-    SSH session (Ansible's pipe) ends with the run, and nothing here can print."""
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd > 2 and fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-
-def _lowest_priority():
-    """nice 19 and, where there is one, the idle scheduling class: the device's other work (the
-    identity task itself, the agent) goes first. Both act only inside the process's autogroup,
-    which a kernel with autogroups (sched(7); for tasks outside CPU cgroups) schedules as fairly
-    as any other session: this process's new session would weigh as much as the whole SSH
-    session or another service. The autogroup's own nice 19 makes it last there too."""
-    try:
-        os.nice(19)
-    except OSError:
-        pass
-    try:
-        with open("/proc/self/autogroup", "w") as autogroup:
-            autogroup.write("19")
-    except (OSError, ValueError):  # a kernel without autogroups
-        pass
-    idle = getattr(os, "SCHED_IDLE", None)
-    if idle is not None:
-        try:
-            os.sched_setscheduler(0, idle, os.sched_param(0))
-        except OSError:
-            pass
-
-
-def _stage(dir_fd, data):
-    """Write the key 0600 from its first byte (O_EXCL, no link followed), fsync, rename it into
-    place, fsync the directory."""
-    fd = os.open(PREKEY_TMP, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _O_CLOEXEC, KEY_MODE,
-                 dir_fd=dir_fd)
-    try:
-        os.fchmod(fd, KEY_MODE)  # the umask only narrows the creation mode: exact before any byte
-        write_all(fd, data)
-    except BaseException:
-        os.close(fd)
-        os.unlink(PREKEY_TMP, dir_fd=dir_fd)
-        raise
-    os.close(fd)
-    os.rename(PREKEY_TMP, PREKEY, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    os.fsync(dir_fd)
