@@ -41,6 +41,7 @@ class CallbackModule(CallbackBase):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._t0 = time.perf_counter()
+        self._t0_epoch = time.time()  # the host spans' origin, to set them beside the devices' own times
         self._device_uids = frozenset(int(u) for u in os.environ.get("BENCH_DEVICE_UIDS", "").split(",") if u)
         self._tasks = []  # ordered list of task records
         self._by_uuid = {}
@@ -117,6 +118,7 @@ class CallbackModule(CallbackBase):
         start = self._starts.pop((result._task._uuid, result._host.get_name()), rec["start"])
         took = now - start
         rec["end"] = now
+        rec.setdefault("host_spans", {})[result._host.get_name()] = [round(start, 3), round(now, 3)]
         rec["hosts"] += 1
         rec["sum_host_s"] += took
         rec["max_host_s"] = max(rec["max_host_s"], took)
@@ -154,4 +156,4 @@ class CallbackModule(CallbackBase):
             rec["end"] = round(rec["end"], 4) if rec["end"] is not None else None
         with open(out, "w", encoding="utf-8") as fh:
             json.dump({"wall_s": round(self._now(), 4), "cpu_s": round(self._cpu(), 4), "tasks": self._tasks,
-                       "hosts": hosts}, fh, indent=1)
+                       "hosts": hosts, "started_epoch": round(self._t0_epoch, 3)}, fh, indent=1)

@@ -142,6 +142,10 @@ def test_bench_slow_devices_run_in_their_cpu_quota(tmp_path):
     made = runs["provision"][0]["keygen"]
     assert made["hosts"] == 2 and made["background"] + made["inline"] == 2 and made["slowest_ms"] > 0, made
     assert result["side_by_side"]["provision"]["own_slowest_key_s"] == made["slowest_ms"] / 1000
+    # Each host's identity call in time, within its task's span: what sets a call beside its key.
+    (identity,) = [t for t in runs["provision"][0]["tasks"] if t["action"].endswith(".mtls_identity")]
+    assert sorted(identity["host_spans"]) == ["dev001", "dev002"], identity
+    assert all(identity["start"] <= s <= e <= identity["end"] for s, e in identity["host_spans"].values())
     for text in ("side by side", "ideal = slowest device keygen", "quota check"):
         assert text in proc.stdout, text
     # The bench removed its cgroups.
