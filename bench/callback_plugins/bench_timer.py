@@ -118,7 +118,8 @@ class CallbackModule(CallbackBase):
         start = self._starts.pop((result._task._uuid, result._host.get_name()), rec["start"])
         took = now - start
         rec["end"] = now
-        rec.setdefault("host_spans", {})[result._host.get_name()] = [round(start, 3), round(now, 3)]
+        # Rounded as the task's own start and end are: the spans then lie within them.
+        rec.setdefault("host_spans", {})[result._host.get_name()] = [round(start, 4), round(now, 4)]
         rec["hosts"] += 1
         rec["sum_host_s"] += took
         rec["max_host_s"] = max(rec["max_host_s"], took)
