@@ -272,8 +272,8 @@ OPTIONS = (
             "that pass runs without AnsiballZ, at about a third of a module's CPU on the device. C(false) - "
             "every key is made inline, holding its fork.",
             "Set C(false) for fleets of fast devices (a key in a second or two): the pass is a second task per "
-            "host (about 0.1 s of the controller's CPU and 0.1 s of the device's), which costs such a fleet more "
-            "than making their keys side by side saves. Before its first contact nothing tells a fast device "
+            "host (about 0.1 s of the controller's CPU and 0.1 s of the device's), which measured more than fast "
+            "devices gain from making their keys side by side. Before its first contact nothing tells a fast device "
             "from a slow one, so the default serves small boards. The fleet report's C(keygen_ms) says how long "
             "each device took."],
             default=UNSET, role_default=True, entry_points=("main",)),
